@@ -1,0 +1,85 @@
+"""The `ablate` command: `run` (Hydra), `report`. Thin: every decision lives in the modules it calls."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import Sequence
+
+USAGE = """usage: ablate COMMAND [ARGS]
+
+commands:
+  run [OVERRIDES]     train a study: ablate run +sweep=depth train.epochs=2 seeds=[0,1,2]
+                      (Hydra overrides; `ablate run --help` lists every key)
+  report [PATHS]      tables and charts of every study under ./runs, or of the given study folders
+
+ablate run --cfg job  prints the composed config without training.
+"""
+
+
+def _fail(message: str) -> int:
+    print(f"ablate: error: {message}", file=sys.stderr)
+    return 2
+
+
+def run(arguments: Sequence[str]) -> int:
+    """Check every variant first, then hand the command line to Hydra, which calls `run_variant` per variant."""
+    import hydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import DictConfig, OmegaConf
+
+    from ablate import preflight
+    from ablate.runner import run_variant
+    from ablate.variants import variant_from_overrides
+
+    overrides = [a for a in arguments if not a.startswith("-")]
+    try:
+        preflight.check_study(overrides)
+    except Exception as error:  # noqa: BLE001 - every config mistake becomes one line, no traceback
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        return _fail(preflight.one_line(error))
+
+    @hydra.main(config_path="pkg://" + preflight.CONFIG_MODULE, config_name=preflight.CONFIG_NAME, version_base="1.3")
+    def train(cfg: DictConfig) -> object:
+        config = OmegaConf.to_object(cfg)
+        variant = config.variant or variant_from_overrides(HydraConfig.get().overrides.task)
+        return run_variant(config, variant)
+
+    sys.argv = ["ablate run", *arguments]
+    train()
+    return 0
+
+
+def report(arguments: Sequence[str]) -> int:
+    """Summaries, tables and charts of finished studies."""
+    from ablate.report import write_reports
+
+    parser = argparse.ArgumentParser(prog="ablate report", description="Tables and charts of ablation studies.")
+    parser.add_argument("paths", nargs="*", default=["runs"], help="a runs folder (every study in it) or study folders; default: runs")
+    parser.add_argument("--out", default="reports", help="where reports/<study>/ go (default: reports)")
+    options = parser.parse_args(arguments)
+    try:
+        write_reports(options.paths, options.out)
+    except (FileNotFoundError, ValueError) as error:
+        return _fail(str(error))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script and of `python -m ablate`."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    commands = {"run": run, "report": report}
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0
+    if argv[0] not in commands:
+        return _fail(f"unknown command {argv[0]!r}; choose one of: {', '.join(commands)}")
+    return commands[argv[0]](argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,150 @@
+"""Typed schema of every key a user can type, and the checks that refuse bad values before training.
+
+The dataclasses are registered with Hydra's ConfigStore, so composition already rejects unknown keys and
+wrong types; `validate` adds the range and choice checks that types cannot express.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import torch
+from hydra.core.config_store import ConfigStore
+
+POOLS = ("max", "avg", "strided")
+HEADS = ("flatten", "gap")
+OPTIMIZERS = ("adam", "sgd")
+DATASETS = ("mnist", "synthetic")
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+# The model keys a sweep varies, in the order reports list them.
+FACTORS = ("depth", "width", "kernel_size", "pool", "batchnorm", "head")
+
+
+class ConfigError(ValueError):
+    """A config value that ablate refuses; the message names the key and what is allowed."""
+
+
+@dataclass
+class ModelConfig:
+    """The CNN: the baseline is the seed's SimpleCNN; every factor of an ablation is one of these keys."""
+
+    depth: int = 2
+    width: int = 32
+    kernel_size: int = 3
+    pool: str = "max"
+    batchnorm: bool = False
+    head: str = "flatten"
+    hidden: int = 128
+    min_map_size: int = 4
+    max_width: int = 256
+
+
+@dataclass
+class DataConfig:
+    """Which dataset, and an optional fixed subset of it (the same subset for every seed and variant)."""
+
+    name: str = "mnist"
+    train_size: Optional[int] = None
+    test_size: Optional[int] = None
+    subset_seed: int = 0
+    root: str = "data"
+    image_size: int = 28
+    channels: int = 1
+    num_classes: int = 10
+
+
+@dataclass
+class TrainConfig:
+    """Hyperparameters held identical across every variant of a study."""
+
+    epochs: int = 5
+    batch_size: int = 64
+    lr: float = 1e-3
+    optimizer: str = "adam"
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+
+
+@dataclass
+class AblateConfig:
+    """The whole run config: what `ablate run` composes from conf/ and the command line."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    device: str = "auto"
+    precision: str = "auto"
+    runs_dir: str = "runs"
+    study: str = "default"
+    variant: Optional[str] = None
+
+
+def register_schema() -> None:
+    """Make the schema available to conf/config.yaml's defaults list as `base_config`."""
+    ConfigStore.instance().store(name="base_config", node=AblateConfig)
+
+
+def _choice(key: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key}={value!r} is not allowed; choose one of: {', '.join(allowed)}")
+
+
+def _at_least(key: str, value: Any, low: float, what: str = "an integer") -> None:
+    if value < low:
+        raise ConfigError(f"{key}={value!r} is not allowed; it must be {what} >= {low:g}")
+
+
+def validate(cfg: AblateConfig) -> None:
+    """Refuse any value that would make a run impossible or meaningless; raise ConfigError."""
+    m, d, t = cfg.model, cfg.data, cfg.train
+    _at_least("model.depth", m.depth, 1)
+    _at_least("model.width", m.width, 1)
+    _at_least("model.kernel_size", m.kernel_size, 1)
+    if m.kernel_size % 2 == 0:
+        raise ConfigError(
+            f"model.kernel_size={m.kernel_size} is not allowed; 'same' padding needs an odd size such as 3, 5 or 7"
+        )
+    _choice("model.pool", m.pool, POOLS)
+    _choice("model.head", m.head, HEADS)
+    _at_least("model.hidden", m.hidden, 1)
+    _at_least("model.min_map_size", m.min_map_size, 1)
+    _at_least("model.max_width", m.max_width, m.width, what=f"an integer no smaller than model.width")
+
+    _choice("data.name", d.name, DATASETS)
+    for key, size in (("data.train_size", d.train_size), ("data.test_size", d.test_size)):
+        if size is not None:
+            _at_least(key, size, 1, what="null (the whole split) or an integer")
+    _at_least("data.image_size", d.image_size, 1)
+    _at_least("data.channels", d.channels, 1)
+    _at_least("data.num_classes", d.num_classes, 2)
+
+    _at_least("train.epochs", t.epochs, 1)
+    _at_least("train.batch_size", t.batch_size, 1)
+    if not t.lr > 0:
+        raise ConfigError(f"train.lr={t.lr!r} is not allowed; it must be a number > 0")
+    _choice("train.optimizer", t.optimizer, OPTIMIZERS)
+
+    if not cfg.seeds:
+        raise ConfigError("seeds=[] is not allowed; give at least one seed, e.g. seeds=[0,1,2]")
+    if len(set(cfg.seeds)) != len(cfg.seeds):
+        raise ConfigError(f"seeds={list(cfg.seeds)} is not allowed; each seed may appear only once")
+
+    _choice("device", cfg.device, DEVICES)
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device=cuda is not allowed here: no CUDA GPU is visible; use device=cpu or device=auto")
+    _choice("precision", cfg.precision, PRECISIONS)
+    if cfg.precision == "fp16" and not _uses_cuda(cfg.device):
+        raise ConfigError("precision=fp16 needs a CUDA GPU; on the CPU use precision=fp32 or precision=bf16")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.=+-]*", cfg.study):
+        raise ConfigError(
+            f"study={cfg.study!r} is not allowed; use letters, digits and . _ = + - (it names a folder under runs_dir)"
+        )
+
+
+def _uses_cuda(device: str) -> bool:
+    return device == "cuda" or (device == "auto" and torch.cuda.is_available())

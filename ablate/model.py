@@ -1,0 +1,116 @@
+"""Builds every variant of the CNN from a ModelConfig, and answers questions about its shape.
+
+The builder follows one rule, the seed SimpleCNN's: a conv block (conv, optional BatchNorm, ReLU), then
+downsampling by 2 as long as the map stays at least `min_map_size` wide; the width doubles after each
+downsampling, up to `max_width`. The layer plan is computed once (`plan_layers`) and reused for the
+modules, the receptive field and the layer table, so those can never disagree.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from torch import nn
+
+from ablate.config import ModelConfig
+
+Shape = tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One layer of the plan: its kind, shapes and (for spatial layers) kernel, stride and padding."""
+
+    name: str
+    kind: str
+    in_shape: Shape
+    out_shape: Shape
+    kernel: int = 1
+    stride: int = 1
+    padding: int = 0
+
+
+def _conv_out(size: int, kernel: int, stride: int, padding: int) -> int:
+    return (size + 2 * padding - (kernel - 1) - 1) // stride + 1
+
+
+def plan_layers(cfg: ModelConfig, input_shape: Shape, num_classes: int) -> list[Layer]:
+    """The ordered layers that `cfg` yields on inputs of shape (C, H, W)."""
+    c, h, w = input_shape
+    width = cfg.width
+    layers: list[Layer] = []
+
+    def spatial(name: str, kind: str, out_c: int, kernel: int, stride: int, padding: int) -> None:
+        nonlocal c, h, w
+        out_h, out_w = _conv_out(h, kernel, stride, padding), _conv_out(w, kernel, stride, padding)
+        layers.append(Layer(name, kind, (c, h, w), (out_c, out_h, out_w), kernel, stride, padding))
+        c, h, w = out_c, out_h, out_w
+
+    for i in range(1, cfg.depth + 1):
+        spatial(f"conv{i}", "conv", width, cfg.kernel_size, 1, cfg.kernel_size // 2)
+        if cfg.batchnorm:
+            layers.append(Layer(f"bn{i}", "batchnorm", (c, h, w), (c, h, w)))
+        layers.append(Layer(f"relu{i}", "relu", (c, h, w), (c, h, w)))
+        if min(h, w) // 2 >= cfg.min_map_size:
+            kind = {"max": "maxpool", "avg": "avgpool", "strided": "strided_conv"}[cfg.pool]
+            spatial(f"pool{i}", kind, c, 2, 2, 0)
+            width = min(width * 2, cfg.max_width)
+
+    if cfg.head == "gap":
+        layers.append(Layer("gap", "gap", (c, h, w), (c, 1, 1)))
+        layers.append(Layer("flatten", "flatten", (c, 1, 1), (c,)))
+        layers.append(Layer("fc", "linear", (c,), (num_classes,)))
+    else:
+        features = c * h * w
+        layers.append(Layer("flatten", "flatten", (c, h, w), (features,)))
+        layers.append(Layer("fc1", "linear", (features,), (cfg.hidden,)))
+        layers.append(Layer("relu_fc", "relu", (cfg.hidden,), (cfg.hidden,)))
+        layers.append(Layer("fc2", "linear", (cfg.hidden,), (num_classes,)))
+    return layers
+
+
+def _module(layer: Layer) -> nn.Module:
+    if layer.kind in ("conv", "strided_conv"):
+        return nn.Conv2d(layer.in_shape[0], layer.out_shape[0], layer.kernel, layer.stride, layer.padding)
+    if layer.kind == "maxpool":
+        return nn.MaxPool2d(layer.kernel, layer.stride)
+    if layer.kind == "avgpool":
+        return nn.AvgPool2d(layer.kernel, layer.stride)
+    if layer.kind == "batchnorm":
+        return nn.BatchNorm2d(layer.in_shape[0])
+    if layer.kind == "relu":
+        return nn.ReLU()
+    if layer.kind == "gap":
+        return nn.AdaptiveAvgPool2d(1)
+    if layer.kind == "flatten":
+        return nn.Flatten()
+    if layer.kind == "linear":
+        return nn.Linear(layer.in_shape[0], layer.out_shape[0])
+    raise ValueError(f"unknown layer kind {layer.kind!r}")
+
+
+def build_model(cfg: ModelConfig, input_shape: Shape, num_classes: int) -> nn.Sequential:
+    """The network for `cfg`: an nn.Sequential whose module names are the plan's layer names."""
+    return nn.Sequential(OrderedDict((layer.name, _module(layer)) for layer in plan_layers(cfg, input_shape, num_classes)))
+
+
+def parameter_count(model: nn.Module) -> int:
+    """Number of trainable and frozen parameters (BatchNorm running statistics are buffers, not counted)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def receptive_fields(layers: list[Layer]) -> list[int]:
+    """Receptive field (input pixels, one side) after each layer: R += (K - 1) * jump; jump *= S; the head adds nothing."""
+    field, jump, fields = 1, 1, []
+    for layer in layers:
+        if layer.kind in ("conv", "strided_conv", "maxpool", "avgpool"):
+            field += (layer.kernel - 1) * jump
+            jump *= layer.stride
+        fields.append(field)
+    return fields
+
+
+def receptive_field(layers: list[Layer]) -> int:
+    """Receptive field of one unit of the last feature map (the head, which pools or flattens it, is not counted)."""
+    return receptive_fields(layers)[-1]

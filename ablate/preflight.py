@@ -1,0 +1,80 @@
+"""Composes a command line's configs with Hydra and checks every variant it would train, before any training.
+
+Hydra's own errors are precise but long; `one_line` turns them (and ablate's) into one line that names
+the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from hydra import compose, initialize_config_module
+from hydra.errors import MissingConfigException
+from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
+
+from ablate.config import AblateConfig, register_schema, validate
+from ablate.variants import Variant, plan_variants, variant_from_overrides
+from hydra_plugins.ablate_sweeper.ablate_sweeper import check_arguments, register as register_sweeper
+
+CONFIG_MODULE, CONFIG_NAME = "ablate.conf", "config"
+
+
+def setup_hydra() -> None:
+    """Register ablate's schema and sweeper with Hydra; needed once per process before composing."""
+    register_schema()
+    register_sweeper()
+
+
+def compose_config(overrides: Sequence[str]) -> DictConfig:
+    """The config a command line composes to, Hydra's own `hydra` node included."""
+    setup_hydra()
+    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
+        return compose(CONFIG_NAME, overrides=list(overrides), return_hydra_config=True)
+
+
+def sweep_factors(composed: DictConfig) -> dict[str, list]:
+    """The factors of the sweep a config selects (`+sweep=NAME`), or {} for a single variant."""
+    factors = OmegaConf.select(composed, "hydra.sweeper.factors", default=None)
+    return OmegaConf.to_container(factors) if factors is not None else {}
+
+
+def check_study(overrides: Sequence[str]) -> list[tuple[Variant, AblateConfig]]:
+    """Every variant the command line would train with its config, each checked; raises on the first bad one."""
+    composed = compose_config(overrides)
+    factors = sweep_factors(composed)
+    check_arguments(overrides, factors)
+    app = composed.copy()
+    with open_dict(app):
+        del app["hydra"]
+    baseline = {key: OmegaConf.select(app, key) for key in factors}
+    checked = []
+    for variant in plan_variants(baseline, factors) if factors else [Variant(variant_from_overrides(overrides))]:
+        variant_cfg = app.copy()
+        if variant.key is not None:
+            OmegaConf.update(variant_cfg, variant.key, variant.value)
+        config: AblateConfig = OmegaConf.to_object(variant_cfg)  # type: ignore[assignment]
+        validate(config)
+        checked.append((variant, config))
+    return checked
+
+
+def one_line(error: BaseException) -> str:
+    """A one-line message for a config error: the key, what is wrong, what is allowed."""
+    chain, cause = [], error
+    while cause is not None:
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    for item in chain:
+        if isinstance(item, OmegaConfBaseException) and getattr(item, "full_key", None):
+            message = str(item.msg).splitlines()[0]
+            if isinstance(item, (ConfigAttributeError, ConfigKeyError)):
+                parent = item.full_key.rpartition(".")[0]
+                node = AblateConfig() if not parent else OmegaConf.select(OmegaConf.structured(AblateConfig), parent)
+                keys = list(OmegaConf.structured(node).keys()) if node is not None else []
+                message = f"no such key; {(parent or 'the config') + ' has'}: {', '.join(keys)}"
+            return f"{item.full_key}: {message}"
+    if isinstance(error, MissingConfigException):
+        text = " ".join(str(error).split())
+        return text.replace("Available options in", "; available options in").replace("Config search path:", "").split("provider=")[0].strip()
+    return " ".join(str(error).split())

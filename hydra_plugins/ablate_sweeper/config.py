@@ -1,0 +1,17 @@
+"""Config schema of the ablate sweeper, registered as `hydra/sweeper=ablate`."""
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List
+
+from hydra.core.config_store import ConfigStore
+
+
+@dataclass
+class AblateSweeperConf:
+    """factors: config key -> values to try, one key at a time, each against the shared baseline."""
+
+    _target_: str = "hydra_plugins.ablate_sweeper.ablate_sweeper.AblateSweeper"
+    factors: Dict[str, List[Any]] = field(default_factory=dict)
+
+
+ConfigStore.instance().store(group="hydra/sweeper", name="ablate", node=AblateSweeperConf, provider="ablate")
