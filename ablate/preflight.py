@@ -6,7 +6,10 @@ the key and what is allowed.
 
 from __future__ import annotations
 
-from typing import Sequence
+import dataclasses
+import re
+import typing
+from typing import Any, Sequence
 
 from hydra import compose, initialize_config_module
 from hydra.errors import MissingConfigException
@@ -41,6 +44,7 @@ def sweep_factors(composed: DictConfig) -> dict[str, list]:
 
 def check_study(overrides: Sequence[str]) -> list[tuple[Variant, AblateConfig]]:
     """Every variant the command line would train with its config, each checked; raises on the first bad one."""
+    check_arguments(overrides, {})  # sweep syntax first: Hydra's own message for it is about --multirun
     composed = compose_config(overrides)
     factors = sweep_factors(composed)
     check_arguments(overrides, factors)
@@ -59,6 +63,26 @@ def check_study(overrides: Sequence[str]) -> list[tuple[Variant, AblateConfig]]:
     return checked
 
 
+TYPE_WORDS = {int: "an integer", float: "a number", bool: "true or false", str: "text"}
+ITEM_WORDS = {int: "integers", float: "numbers", bool: "booleans", str: "strings"}
+
+
+def expected_type(full_key: str) -> str:
+    """What the schema accepts at a dotted key, in words ('an integer or null'), or '' for an unknown key."""
+    node: Any = AblateConfig
+    for part in re.sub(r"\[\d+\]", "", full_key).split("."):
+        hints = typing.get_type_hints(node) if dataclasses.is_dataclass(node) else {}
+        if part not in hints:
+            return ""
+        node = hints[part]
+    args = [a for a in typing.get_args(node) if a is not type(None)]
+    if typing.get_origin(node) is list:
+        return f"a list of {ITEM_WORDS.get(args[0], 'values')}, like [0,1,2]"
+    if args and len(args) < len(typing.get_args(node)):
+        return f"{TYPE_WORDS.get(args[0], 'a value')} or null"
+    return TYPE_WORDS.get(node, "")
+
+
 def one_line(error: BaseException) -> str:
     """A one-line message for a config error: the key, what is wrong, what is allowed."""
     chain, cause = [], error
@@ -68,6 +92,8 @@ def one_line(error: BaseException) -> str:
     for item in chain:
         if isinstance(item, OmegaConfBaseException) and getattr(item, "full_key", None):
             message = str(item.msg).splitlines()[0]
+            if expected_type(item.full_key):
+                message += f"; expected {expected_type(item.full_key)}"
             if isinstance(item, (ConfigAttributeError, ConfigKeyError)):
                 parent = item.full_key.rpartition(".")[0]
                 node = AblateConfig() if not parent else OmegaConf.select(OmegaConf.structured(AblateConfig), parent)

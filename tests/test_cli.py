@@ -1,0 +1,60 @@
+"""`ablate run` and `ablate report` end to end, as a user runs them, in a temp folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+from PIL import Image
+
+from conftest import TINY, run_ablate
+
+
+def metrics_files(root: Path) -> list[Path]:
+    return sorted(root.glob("runs/*/*/seed=*/metrics.json"))
+
+
+def test_sweep_run_then_report_writes_every_file_and_a_rerun_trains_nothing(workdir: Path) -> None:
+    first = run_ablate("run", "+sweep=batchnorm", "seeds=[0,1]", *TINY, cwd=workdir)
+    assert first.returncode == 0, first.stderr
+    files = metrics_files(workdir)
+    assert [f.relative_to(workdir / "runs").as_posix() for f in files] == [
+        "batchnorm/baseline/seed=0/metrics.json", "batchnorm/baseline/seed=1/metrics.json",
+        "batchnorm/model.batchnorm=true/seed=0/metrics.json", "batchnorm/model.batchnorm=true/seed=1/metrics.json"]
+    record = json.loads(files[2].read_text())
+    assert record["status"] == "ok" and record["seed"] == 0 and record["factor"] == "model.batchnorm"
+    assert record["params"] == 421_642 - 3136 * 128 + 64 * 4 * 4 * 128 + 2 * (32 + 64)  # 16x16 input: 4x4 maps; BN adds 2 per channel
+    assert record["receptive_field"] == 10 and record["device"] == "cpu" and record["precision"] == "fp32"
+    for name in ("config.yaml", "history.csv"):
+        assert (files[0].parent / name).is_file()
+
+    stamps = [f.stat().st_mtime_ns for f in files]
+    second = run_ablate("run", "+sweep=batchnorm", "seeds=[0,1]", *TINY, cwd=workdir)
+    assert second.returncode == 0, second.stderr
+    assert "2 finished run(s) skipped, 0 to train" in second.stdout + second.stderr
+    assert [f.stat().st_mtime_ns for f in files] == stamps
+
+    report = run_ablate("report", cwd=workdir)
+    assert report.returncode == 0, report.stderr
+    out = workdir / "reports" / "batchnorm"
+    summary = pd.read_csv(out / "summary.csv")
+    assert summary["variant"].tolist() == ["baseline", "model.batchnorm=true"]
+    assert summary["n"].tolist() == [2, 2]
+    assert "model.batchnorm=true" in (out / "summary.md").read_text() and "model.batchnorm=true" in report.stdout
+    with Image.open(out / "accuracy.png") as image:
+        assert image.format == "PNG" and image.size[0] > 400 and image.size[1] > 300
+
+
+def test_single_variant_run_without_a_sweep(workdir: Path) -> None:
+    result = run_ablate("run", "model.head=gap", "seeds=[3]", *TINY, cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert [f.relative_to(workdir).as_posix() for f in metrics_files(workdir)] == ["runs/default/model.head=gap/seed=3/metrics.json"]
+
+
+def test_sweep_all_trains_thirteen_variants_with_one_shared_baseline(workdir: Path) -> None:
+    result = run_ablate("run", "+sweep=all", "seeds=[0]", "study=everything", *TINY, cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    variants = sorted(p.name for p in (workdir / "runs" / "everything").iterdir())
+    assert len(variants) == 13 and variants.count("baseline") == 1
+    assert "model.pool=strided" in variants and "model.head=gap" in variants and "model.depth=8" in variants

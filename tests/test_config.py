@@ -1,0 +1,72 @@
+"""Bad values are refused before any training, with one line that names the key and what is allowed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from ablate.config import ConfigError
+from ablate.preflight import check_study, one_line
+from conftest import TINY, run_ablate
+
+BAD_VALUES = [
+    ("model.depth=0", "model.depth", ">= 1"),
+    ("model.width=0", "model.width", ">= 1"),
+    ("model.kernel_size=4", "model.kernel_size", "odd"),
+    ("model.pool=median", "model.pool", "max, avg, strided"),
+    ("model.head=mlp", "model.head", "flatten, gap"),
+    ("model.batchnorm=maybe", "model.batchnorm", "true or false"),
+    ("model.depth=deep", "model.depth", "an integer"),
+    ("data.train_size=lots", "data.train_size", "an integer or null"),
+    ("seeds=[a]", "seeds", "list of integer"),
+    ("model.dept=3", "model.dept", "depth, width, kernel_size"),
+    ("train.epochs=0", "train.epochs", ">= 1"),
+    ("train.optimizer=rmsprop", "train.optimizer", "adam, sgd"),
+    ("seeds=[]", "seeds", "at least one seed"),
+    ("seeds=[1,1]", "seeds", "only once"),
+    ("data.name=imagenet", "data.name", "mnist, synthetic"),
+    ("precision=fp8", "precision", "auto, fp32, bf16, fp16"),
+    ("+sweep=nosuch", "sweep", "depth"),
+]
+
+
+@pytest.mark.parametrize(("override", "key", "allowed"), BAD_VALUES)
+def test_bad_value_is_refused_naming_key_and_allowed_values(override: str, key: str, allowed: str) -> None:
+    with pytest.raises(Exception) as caught:
+        check_study([override])
+    message = one_line(caught.value)
+    assert key in message and allowed in message and "\n" not in message
+
+
+def test_cuda_is_refused_where_no_gpu_is_visible() -> None:
+    if torch.cuda.is_available():
+        check_study(["device=cuda"])  # accepted where a GPU exists
+        return
+    with pytest.raises(ConfigError, match="device=cuda"):
+        check_study(["device=cuda"])
+
+
+def test_a_sweep_refuses_an_override_of_its_own_factor_and_sweep_syntax() -> None:
+    with pytest.raises(Exception, match="model.depth is a factor this sweep varies"):
+        check_study(["+sweep=depth", "model.depth=3"])
+    with pytest.raises(Exception, match="give one value"):
+        check_study(["+sweep=depth", "train.lr=0.1,0.01"])
+
+
+def test_bad_variant_in_a_sweep_is_refused_before_the_baseline_trains(workdir: Path) -> None:
+    # kernel 7 is fine, but a max_width below the width makes the width sweep's widest variants impossible.
+    result = run_ablate("run", "+sweep=width", "model.max_width=64", *TINY, cwd=workdir)
+    assert result.returncode == 2
+    assert "model.max_width" in result.stderr and "Traceback" not in result.stderr
+    assert not (workdir / "runs").exists()
+
+
+@pytest.mark.parametrize("override", ["model.depth=0", "model.pool=median", "model.kernel_size=4", "seeds=[]"])
+def test_cli_exits_non_zero_with_one_line_and_trains_nothing(workdir: Path, override: str) -> None:
+    result = run_ablate("run", override, *TINY, cwd=workdir)
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("ablate: error: ") and override.split("=")[0] in lines[0]
+    assert not (workdir / "runs").exists()

@@ -1,0 +1,45 @@
+"""Embedded MNIST: checksum, shapes, ranges, normalisation, fixed subsets."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from ablate.config import DataConfig
+from ablate.data import DataError, embedded_mnist_file, load_dataset, read_mnist_pickle
+
+
+def test_embedded_mnist_has_60k_train_10k_test_normalised() -> None:
+    data = load_dataset(DataConfig(name="mnist"))
+    assert data.train_x.shape == (60_000, 1, 28, 28) and data.test_x.shape == (10_000, 1, 28, 28)
+    assert data.train_y.dtype == torch.int64 and set(data.train_y.unique().tolist()) == set(range(10))
+    assert abs(data.train_x.mean().item()) < 0.01 and abs(data.train_x.std().item() - 1) < 0.01
+    assert data.train_y[:5].tolist() == [5, 0, 4, 1, 9]  # the first digits of MNIST's training set
+
+
+def test_a_truncated_or_altered_file_fails_its_checksum(tmp_path: Path) -> None:
+    copy = tmp_path / "mnist.pkl.gz"
+    shutil.copy(embedded_mnist_file(), copy)
+    with copy.open("r+b") as handle:
+        handle.truncate(1000)
+    with pytest.raises(DataError, match="fails its checksum"):
+        read_mnist_pickle(copy)
+    with pytest.raises(DataError, match="is missing"):
+        read_mnist_pickle(tmp_path / "absent.pkl.gz")
+
+
+def test_subsets_are_fixed_and_the_same_for_every_call() -> None:
+    first = load_dataset(DataConfig(name="mnist", train_size=300, test_size=100))
+    second = load_dataset(DataConfig(name="mnist", train_size=300, test_size=100, subset_seed=0))
+    assert first.train_x.shape[0] == 300 and first.test_y.shape[0] == 100
+    assert torch.equal(first.train_y, second.train_y)
+    other = load_dataset(DataConfig(name="mnist", train_size=300, subset_seed=1))
+    assert not torch.equal(first.train_y, other.train_y)
+
+
+def test_a_subset_larger_than_the_split_is_refused() -> None:
+    with pytest.raises(DataError, match="data.train_size=70000 is larger than the 60000"):
+        load_dataset(DataConfig(name="mnist", train_size=70_000))

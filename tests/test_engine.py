@@ -1,0 +1,49 @@
+"""Training: it learns, the same seed gives the same numbers, one failing seed does not stop the others."""
+
+from __future__ import annotations
+
+import torch
+
+from ablate.config import DataConfig, ModelConfig, TrainConfig
+from ablate.data import Dataset, load_dataset
+from ablate.engine import train_seed, train_seeds
+
+CPU = torch.device("cpu")
+
+
+def small_mnist() -> Dataset:
+    return load_dataset(DataConfig(name="mnist", train_size=500, test_size=500))
+
+
+def test_one_epoch_on_500_mnist_images_learns_well_above_chance() -> None:
+    result = train_seed(ModelConfig(), TrainConfig(epochs=1), small_mnist(), 0, CPU, "fp32")
+    assert result.status == "ok"
+    assert result.metrics["test_acc"] > 0.5  # chance is 0.1
+    assert result.history[0]["train_loss"] < 2.3  # below the loss of a uniform guess, ln 10
+
+
+def test_same_seed_same_numbers_on_cpu_and_another_seed_differs() -> None:
+    data = small_mnist()
+    train = TrainConfig(epochs=2, batch_size=32)
+    first = train_seed(ModelConfig(batchnorm=True), train, data, 7, CPU, "fp32")
+    again = train_seed(ModelConfig(batchnorm=True), train, data, 7, CPU, "fp32")
+    other = train_seed(ModelConfig(batchnorm=True), train, data, 8, CPU, "fp32")
+    strip = lambda rows: [{k: v for k, v in row.items() if k != "seconds"} for row in rows]  # noqa: E731
+    assert strip(first.history) == strip(again.history)
+    assert strip(first.history) != strip(other.history)
+
+
+def test_a_failing_seed_is_recorded_and_the_others_still_run() -> None:
+    good = load_dataset(DataConfig(name="synthetic", train_size=64, test_size=32, image_size=12))
+    broken = Dataset("broken", good.train_x, good.train_y, good.test_x, good.test_y, num_classes=2)  # labels up to 9
+    seen = []
+    outcomes = train_seeds(ModelConfig(), TrainConfig(epochs=1), broken, [0, 1], CPU, "fp32", on_result=seen.append, progress=False)
+    assert [r.status for r in outcomes] == ["failed", "failed"] and len(seen) == 2
+    assert "IndexError" in outcomes[0].error or "Target" in outcomes[0].error
+
+
+def test_a_diverging_run_is_marked_diverged_with_its_epoch() -> None:
+    data = load_dataset(DataConfig(name="synthetic", train_size=64, test_size=32, image_size=12))
+    result = train_seed(ModelConfig(), TrainConfig(epochs=4, lr=1e12, optimizer="sgd"), data, 0, CPU, "fp32")
+    assert result.status == "diverged" and "training loss became" in result.error
+    assert len(result.history) == result.metrics["diverged_epoch"] - 1  # stopped at the epoch it diverged

@@ -1,0 +1,96 @@
+"""The model builder against the seed's SimpleCNN tables, and every variant of every sweep."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from ablate.config import ModelConfig
+from ablate.model import build_model, parameter_count, plan_layers, receptive_field, receptive_fields
+from ablate.preflight import check_study
+
+MNIST = (1, 28, 28)
+SWEEPS = sorted(p.stem for p in (Path(__file__).parents[1] / "conf" / "sweep").glob("*.yaml"))
+
+
+def test_baseline_matches_the_seed_simplecnn_layer_for_layer() -> None:
+    model = build_model(ModelConfig(), MNIST, 10)
+    per_layer = {name: sum(p.numel() for p in module.parameters()) for name, module in model.named_children()}
+    assert {k: v for k, v in per_layer.items() if v} == {"conv1": 320, "conv2": 18_496, "fc1": 401_536, "fc2": 1_290}
+    assert parameter_count(model) == 421_642
+    assert [type(m).__name__ for m in model] == [
+        "Conv2d", "ReLU", "MaxPool2d", "Conv2d", "ReLU", "MaxPool2d", "Flatten", "Linear", "ReLU", "Linear"]
+
+
+def test_baseline_shapes_and_receptive_field_follow_the_seed_tables() -> None:
+    layers = plan_layers(ModelConfig(), MNIST, 10)
+    spatial = [layer for layer in layers if layer.kind in ("conv", "maxpool")]
+    assert [layer.out_shape[1] for layer in spatial] == [28, 14, 14, 7]
+    assert next(layer for layer in layers if layer.kind == "flatten").out_shape == (3136,)
+    fields = dict(zip((layer.name for layer in layers), receptive_fields(layers)))
+    assert [fields[n] for n in ("conv1", "pool1", "conv2", "pool2")] == [3, 4, 8, 10]
+    assert receptive_field(layers) == 10
+    out = build_model(ModelConfig(), MNIST, 10)(torch.zeros(2, *MNIST))
+    assert out.shape == (2, 10)
+
+
+def test_depth_eight_keeps_the_map_at_least_min_map_size_and_caps_the_width() -> None:
+    cfg = ModelConfig(depth=8)
+    layers = plan_layers(cfg, MNIST, 10)
+    convs = [layer for layer in layers if layer.kind == "conv"]
+    assert len(convs) == 8
+    assert min(layer.out_shape[1] for layer in layers if len(layer.out_shape) == 3) == 7
+    assert [c.out_shape[0] for c in convs] == [32, 64, 128, 128, 128, 128, 128, 128]
+    assert build_model(cfg, MNIST, 10)(torch.zeros(2, *MNIST)).shape == (2, 10)
+    wide = plan_layers(ModelConfig(depth=3, width=128, max_width=200), MNIST, 10)
+    assert max(layer.out_shape[0] for layer in wide if layer.kind == "conv") == 200
+
+
+def test_strided_replaces_each_pool_by_a_stride_two_conv() -> None:
+    model = build_model(ModelConfig(pool="strided"), MNIST, 10)
+    assert not any(isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)) for m in model.modules())
+    strided = [m for m in model.modules() if isinstance(m, nn.Conv2d) and m.stride == (2, 2)]
+    assert [(m.in_channels, m.out_channels, m.kernel_size) for m in strided] == [(32, 32, (2, 2)), (64, 64, (2, 2))]
+    assert parameter_count(model) == 421_642 + (32 * 32 * 4 + 32) + (64 * 64 * 4 + 64)
+
+
+def test_gap_head_and_batchnorm_placement() -> None:
+    gap = build_model(ModelConfig(head="gap"), MNIST, 10)
+    assert isinstance(gap.gap, nn.AdaptiveAvgPool2d) and gap.fc.in_features == 64
+    assert parameter_count(gap) == 320 + 18_496 + 64 * 10 + 10
+    bn = build_model(ModelConfig(batchnorm=True), MNIST, 10)
+    names = [name for name, _ in bn.named_children()]
+    assert names[:3] == ["conv1", "bn1", "relu1"] and names[4:7] == ["conv2", "bn2", "relu2"]
+
+
+def test_kernel_size_keeps_same_padding_and_grows_the_receptive_field() -> None:
+    layers = plan_layers(ModelConfig(kernel_size=7), MNIST, 10)
+    assert layers[0].out_shape == (32, 28, 28)
+    assert receptive_field(layers) == 1 + 6 + 1 + 6 * 2 + 2  # conv7, pool2, conv7 (jump 2), pool2 (jump 2)
+
+
+@pytest.mark.parametrize("sweep", SWEEPS)
+def test_every_sweep_composes_and_each_variant_builds_and_runs_forward(sweep: str) -> None:
+    planned = check_study([f"+sweep={sweep}"])
+    assert planned[0][0].name == "baseline"
+    assert len({variant.name for variant, _ in planned}) == len(planned)
+    for variant, config in planned:
+        assert config.study == sweep
+        if variant.key is not None:
+            assert str(variant.value).lower() == str(eval(f"config.{variant.key}")).lower()  # noqa: S307
+        out = build_model(config.model, MNIST, 10)(torch.randn(2, *MNIST))
+        assert out.shape == (2, 10) and torch.isfinite(out).all()
+
+
+def test_sweep_all_trains_the_baseline_once_and_twelve_single_changes() -> None:
+    planned = check_study(["+sweep=all"])
+    names = [variant.name for variant, _ in planned]
+    assert names[0] == "baseline" and names.count("baseline") == 1 and len(names) == 13
+    assert "model.depth=2" not in names and "model.pool=max" not in names
+    baseline = planned[0][1].model
+    for variant, config in planned[1:]:
+        changed = [k for k in vars(baseline) if getattr(baseline, k) != getattr(config.model, k)]
+        assert changed == [variant.key.removeprefix("model.")]
