@@ -55,15 +55,17 @@ def run(arguments: Sequence[str]) -> int:
 
 def report(arguments: Sequence[str]) -> int:
     """Summaries, tables and charts of finished studies."""
-    from ablate.report import write_reports
+    from ablate.report import FORMATS, ReportError, write_reports
 
     parser = argparse.ArgumentParser(prog="ablate report", description="Tables and charts of ablation studies.")
     parser.add_argument("paths", nargs="*", default=["runs"], help="a runs folder (every study in it) or study folders; default: runs")
     parser.add_argument("--out", default="reports", help="where reports/<study>/ go (default: reports)")
+    parser.add_argument("--metric", default="test_acc", help="metric of metrics.json to compare (default: test_acc; e.g. test_loss, train_seconds)")
+    parser.add_argument("--format", dest="formats", action="append", choices=FORMATS, help="table formats to write (repeatable; default: md, csv and tex)")
     options = parser.parse_args(arguments)
     try:
-        write_reports(options.paths, options.out)
-    except (FileNotFoundError, ValueError) as error:
+        write_reports(options.paths, options.out, options.metric, options.formats or FORMATS)
+    except (FileNotFoundError, ReportError) as error:
         return _fail(str(error))
     return 0
 

@@ -1,25 +1,32 @@
-"""Turns a study's runs into a summary table (terminal, CSV, Markdown) and a bar chart with error bars.
+"""`ablate report`: per study, a summary with statistics against the baseline, tables, and pictures.
 
-Reads only what the results store wrote. Failed, diverged and missing runs are counted, never dropped silently.
+Reads only what the results store wrote. Failed, diverged and missing runs are counted and listed, never
+dropped silently; runs whose settings differ in anything but the swept factor and the seed are refused.
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import asdict
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
-import matplotlib
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
+from ablate import plots, results
+from ablate.config import FACTORS, HEADS, POOLS
+from ablate.stats import adjust_holm, compare, describe
+from ablate.variants import BASELINE
 
-from ablate import results  # noqa: E402
-from ablate.config import FACTORS, HEADS, POOLS  # noqa: E402
-from ablate.variants import BASELINE  # noqa: E402
-
+FORMATS = ("md", "csv", "tex")
 VALUE_ORDER = {"model.pool": POOLS, "model.head": HEADS, "model.batchnorm": ("false", "true")}
+# Keys that may differ between runs of one study without changing what is measured.
+NOT_SETTINGS = {"cfg.seeds", "cfg.variant", "cfg.study", "cfg.runs_dir", "cfg.device", "cfg.precision"}
+RESOLVED_SETTINGS = ["device", "precision", "strategy"]
+
+
+class ReportError(ValueError):
+    """A study that cannot be reported honestly as it stands; the message says why and what to do."""
 
 
 def _order_key(variant: str, factor: str, value: str) -> tuple:
@@ -30,106 +37,203 @@ def _order_key(variant: str, factor: str, value: str) -> tuple:
     factor_rank = FACTORS.index(short) if short in FACTORS else len(FACTORS)
     choices = VALUE_ORDER.get(factor, ())
     try:
-        rank = float(value) if not choices else float(choices.index(value))
+        rank = float(choices.index(value)) if choices else float(value)
     except ValueError:
-        rank = float("inf")
+        rank = math.inf
     return (1, factor_rank, rank, variant)
 
 
-def summarize(runs: pd.DataFrame, metric: str = "test_acc") -> pd.DataFrame:
-    """One row per variant: n finished seeds, mean and std of `metric`, parameters, receptive field, failures."""
-    rows = []
-    for variant, group in runs.groupby("variant"):
-        ok = group[group["status"] == "ok"]
-        values = ok[metric] if metric in ok else pd.Series(dtype=float)
+def check_poolable(runs: pd.DataFrame, study: str) -> None:
+    """Refuse a study whose runs differ in any setting other than their variant's own factor (and the seed)."""
+    settings = [c for c in runs.columns if c.startswith("cfg.") and c not in NOT_SETTINGS] + RESOLVED_SETTINGS
+    baseline = runs[runs["variant"] == BASELINE]
+    reference = (baseline if len(baseline) else runs).iloc[0]
+    for _, run in runs.iterrows():
+        for column in settings:
+            if column == f"cfg.{run['factor']}":
+                continue
+            mine, theirs = run.get(column), reference.get(column)
+            if mine != theirs and not (pd.isna(mine) and pd.isna(theirs)):
+                name = column.removeprefix("cfg.")
+                raise ReportError(
+                    f"study {study!r}: runs differ in {name} besides the swept factor "
+                    f"({reference['variant']}/seed={reference['seed']}: {theirs}; {run['variant']}/seed={run['seed']}: {mine}), "
+                    f"so they cannot be pooled. Train the new setting as its own study (study=NAME) or delete the stale runs."
+                )
+
+
+def _problems(group: pd.DataFrame, planned: set[int]) -> str:
+    """Failed, diverged and missing seeds of one variant, in words."""
+    notes = [f"seed {s}: {status}" for s, status in zip(group["seed"], group["status"]) if status != "ok"]
+    missing = sorted(planned - set(group["seed"]))
+    if missing:
+        notes.append(f"missing seed{'s' if len(missing) > 1 else ''} {', '.join(map(str, missing))}")
+    return "; ".join(notes)
+
+
+def _secondary(runs: pd.DataFrame, metric: str) -> dict[str, Optional[float]]:
+    """Mean and std of the losses shown beside the main metric."""
+    columns = {}
+    for name in ("test_loss", "train_loss"):
+        if name != metric and name in runs:
+            described = describe(runs[name].astype(float).tolist())
+            columns[f"{name}_mean"], columns[f"{name}_std"] = described.mean, described.std
+    return columns
+
+
+def summarize(runs: pd.DataFrame, variants: Sequence[str], metric: str = "test_acc") -> pd.DataFrame:
+    """One row per variant, baseline first: n, mean, std, CI, difference to the baseline with Welch and paired tests."""
+    if metric not in runs.columns or not pd.api.types.is_numeric_dtype(runs[metric]):
+        numeric = sorted(c for c in runs.columns if pd.api.types.is_numeric_dtype(runs[c]) and not c.startswith("cfg."))
+        raise ReportError(f"--metric {metric!r} is not recorded in metrics.json; choose one of: {', '.join(numeric)}")
+    planned = {int(s) for seeds in runs["planned_seeds"] for s in seeds} if "planned_seeds" in runs else set()
+    ok = runs[runs["status"] == "ok"]
+    per_seed = {v: dict(zip(g["seed"], g[metric].astype(float))) for v, g in ok.groupby("variant")}
+    baseline = per_seed.get(BASELINE, {})
+    rows, comparisons = [], []
+    for variant in variants:
+        group = runs[runs["variant"] == variant]
+        comparison = describe(list(per_seed.get(variant, {}).values())) if variant == BASELINE else compare(per_seed.get(variant, {}), baseline)
+        comparisons.append(comparison)
+        mine = ok[ok["variant"] == variant]
         rows.append({
             "variant": variant,
-            "factor": group["factor"].iloc[0] or "",
-            "value": group["value"].iloc[0] or "",
-            "n": len(values),
-            "mean": values.mean() if len(values) else None,
-            "std": values.std(ddof=1) if len(values) >= 2 else None,
-            "params": int(group["params"].iloc[0]),
-            "receptive_field": int(group["receptive_field"].iloc[0]),
-            "train_seconds": ok["train_seconds"].mean() if len(ok) else None,
-            "not_ok": ", ".join(f"seed {s}: {st}" for s, st in zip(group["seed"], group["status"]) if st != "ok"),
+            "factor": group["factor"].iloc[0] if len(group) else "",
+            "value": group["value"].iloc[0] if len(group) else "",
+            **{k: v for k, v in asdict(comparison).items() if k != "notes"},
+            **_secondary(mine, metric),
+            "params": int(group["params"].iloc[0]) if len(group) else None,
+            "receptive_field": int(group["receptive_field"].iloc[0]) if len(group) else None,
+            "train_seconds": mine["train_seconds"].mean() if len(mine) else None,
+            "problems": _problems(group, planned),
+            "notes": "; ".join(comparison.notes),
         })
-    table = pd.DataFrame(rows)
-    table["_order"] = [_order_key(r.variant, r.factor, r.value) for r in table.itertuples()]
-    return table.sort_values("_order").drop(columns="_order").reset_index(drop=True)
+    adjust_holm(comparisons[1:] if variants and variants[0] == BASELINE else comparisons, higher_is_better=not metric.endswith("loss"))
+    for row, comparison in zip(rows, comparisons):
+        row["p_holm"], row["verdict"] = comparison.p_holm, ("baseline" if row["variant"] == BASELINE else comparison.verdict)
+    return pd.DataFrame(rows)
 
 
-def _format_mean_std(mean: float | None, std: float | None, scale: float) -> str:
-    if mean is None or pd.isna(mean):
-        return "n/a"
-    if std is None or pd.isna(std):
-        return f"{mean * scale:.2f} (one seed)"
-    return f"{mean * scale:.2f} ± {std * scale:.2f}"
+def _number(value: Optional[float], scale: float = 1.0, digits: int = 2, signed: bool = False) -> str:
+    if value is None or pd.isna(value):
+        return "–"
+    return f"{value * scale:{'+' if signed else ''}.{digits}f}"
 
 
-def display_table(summary: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """The summary as a person reads it: accuracy in percent, mean ± std, thousands separators."""
-    scale = 100.0 if metric.endswith("acc") else 1.0
-    label = f"{metric} (%)" if scale == 100.0 else metric
-    return pd.DataFrame({
+def _p(value: Optional[float]) -> str:
+    if value is None or pd.isna(value):
+        return "–"
+    return "<0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def display_table(summary: pd.DataFrame, metric: str, compact: bool = False) -> pd.DataFrame:
+    """The summary as a person reads it: percentages, mean ± std, intervals in brackets, '–' where undefined."""
+    scale, label = plots.metric_scale(metric)
+    def interval(low: Optional[float], high: Optional[float], signed: bool = False) -> str:
+        return "–" if low is None or pd.isna(low) else f"[{_number(low, scale, signed=signed)}, {_number(high, scale, signed=signed)}]"
+    def mean_std(mean: Optional[float], std: Optional[float], s: float = scale, digits: int = 2) -> str:
+        return "–" if mean is None or pd.isna(mean) else _number(mean, s, digits) + ("" if std is None or pd.isna(std) else f" ± {_number(std, s, digits)}")
+    table = pd.DataFrame({
         "variant": summary["variant"],
         "n": summary["n"],
-        f"{label} mean ± std": [_format_mean_std(m, s, scale) for m, s in zip(summary["mean"], summary["std"])],
-        "params": [f"{p:,}" for p in summary["params"]],
-        "RF": summary["receptive_field"],
-        "train s": [f"{t:.1f}" if t is not None and not pd.isna(t) else "n/a" for t in summary["train_seconds"]],
-        "failed": [x or "" for x in summary["not_ok"]],
+        f"{label} mean ± std": [mean_std(m, s) for m, s in zip(summary["mean"], summary["std"])],
+        "95% CI": [interval(lo, hi) for lo, hi in zip(summary["ci_low"], summary["ci_high"])],
+        "Δ vs baseline [95% CI]": ["–" if pd.isna(d) else f"{_number(d, scale, signed=True)} {interval(lo, hi, signed=True)}"
+                                   for d, lo, hi in zip(summary["diff"], summary["diff_ci_low"], summary["diff_ci_high"])],
+        "p Welch": [_p(p) for p in summary["p_welch"]],
+        "p Holm": [_p(p) for p in summary["p_holm"]],
+        "p paired (n)": [f"{_p(p)} ({n})" if not pd.isna(p) else "–" for p, n in zip(summary["p_paired"], summary["n_paired"])],
+        "verdict": summary["verdict"],
     })
-
-
-def bar_chart(summary: pd.DataFrame, study: str, metric: str, path: Path) -> None:
-    """One bar per variant with std error bars; the baseline in its own colour."""
-    scale = 100.0 if metric.endswith("acc") else 1.0
-    shown = summary[summary["n"] > 0]
-    palette = sns.color_palette("colorblind")
-    colours = [palette[7] if v == BASELINE else palette[0] for v in shown["variant"]]
-    figure, axes = plt.subplots(figsize=(max(5.0, 1.1 * len(shown) + 2), 4.5))
-    means = shown["mean"].astype(float) * scale
-    errors = shown["std"].astype(float).fillna(0) * scale
-    axes.bar(range(len(shown)), means, yerr=errors, color=colours, capsize=4, edgecolor="black", linewidth=0.6)
-    for x, (m, e) in enumerate(zip(means, errors)):
-        axes.annotate(f"{m:.2f}", (x, m + e), ha="center", va="bottom", fontsize=9, xytext=(0, 3), textcoords="offset points")
-    axes.set_xticks(range(len(shown)), shown["variant"], rotation=30, ha="right")
-    low = (means - errors).min()
-    high = (means + errors).max()
-    margin = max(high - low, 0.5) * 0.6
-    axes.set_ylim(max(low - margin, 0), high + margin)
-    axes.set_ylabel(f"{metric}{' (%)' if scale == 100.0 else ''}, mean ± std over seeds")
-    axes.set_title(f"Study '{study}': {metric} per variant (grey = baseline)")
-    sns.despine(figure)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-
-
-def write_study_report(study_dir: Path, out_root: Path, metric: str = "test_acc") -> pd.DataFrame:
-    """summary.csv, summary.md and accuracy.png of one study under out_root/<study>/; returns the display table."""
-    runs = results.load_runs(study_dir)
-    summary = summarize(runs, metric)
-    out = out_root / study_dir.name
-    out.mkdir(parents=True, exist_ok=True)
-    summary.to_csv(out / "summary.csv", index=False)
-    table = display_table(summary, metric)
-    (out / "summary.md").write_text(f"# Study `{study_dir.name}`\n\n{table.to_markdown(index=False)}\n")
-    bar_chart(summary, study_dir.name, metric, out / "accuracy.png")
+    if compact:
+        return table.drop(columns=["95% CI", "p Welch", "p paired (n)"]).assign(params=[f"{p:,}" for p in summary["params"].fillna(0).astype(int)])
+    for m in ("test_loss", "train_loss"):
+        if f"{m}_mean" in summary:
+            table[m] = [mean_std(a, b, 1.0, 4) for a, b in zip(summary[f"{m}_mean"], summary[f"{m}_std"])]
+    table["params"] = [f"{p:,}" if not pd.isna(p) else "–" for p in summary["params"]]
+    table["RF"] = [str(int(r)) if not pd.isna(r) else "–" for r in summary["receptive_field"]]
+    table["train s"] = [_number(t, 1.0, 1) for t in summary["train_seconds"]]
+    table["failed / missing"] = summary["problems"]
+    table["notes"] = summary["notes"]
     return table
 
 
-def write_reports(paths: Sequence[str], out_root: str = "reports", metric: str = "test_acc") -> list[Path]:
-    """Report every study found under `paths`; prints each table and where its files went."""
+def _latex(table: pd.DataFrame) -> str:
+    """A booktabs tabular of the display table."""
+    text = table.to_latex(index=False, escape=True, column_format="l" + "r" * (len(table.columns) - 1))
+    return text.replace("±", r"$\pm$").replace("Δ", r"$\Delta$").replace("–", "--")
+
+
+def write_study_report(study_dir: Path, out_root: Path, metric: str = "test_acc", formats: Sequence[str] = FORMATS) -> pd.DataFrame:
+    """Tables (md, csv, tex as asked) and accuracy.png, curves.png, cost.png for one study under out_root/<study>/."""
+    study = study_dir.name
+    runs = results.load_runs(study_dir)
+    check_poolable(runs, study)
+    order = sorted(results.variant_names(study_dir), key=lambda v: _order_key(v, *_factor_of(runs, v)))
+    summary = summarize(runs, order, metric)
+    out = out_root / study
+    out.mkdir(parents=True, exist_ok=True)
+    table = display_table(summary, metric)
+    if "csv" in formats:
+        summary.to_csv(out / "summary.csv", index=False)
+    if "md" in formats:
+        notes = (f"n = finished seeds. Δ = variant − baseline. p Welch: Welch's t-test against the baseline; p Holm: "
+                 f"Holm-adjusted across this study's variants; verdict at α = 0.05 after adjustment. "
+                 f"p paired: paired t-test over the seeds both share (same data order).")
+        (out / "summary.md").write_text(f"# Study `{study}`: {metric}\n\n{table.to_markdown(index=False)}\n\n{notes}\n")
+    if "tex" in formats:
+        (out / "summary.tex").write_text(_latex(table.drop(columns=["notes", "failed / missing"])))
+    plots.bar_chart(summary, runs, study, metric, out / "accuracy.png")
+    histories = results.load_histories(runs[runs["status"] == "ok"])
+    if len(histories):
+        plots.curves_chart(histories, order, study, out / "curves.png")
+    plots.cost_chart(summary, study, metric, out / "cost.png")
+    return summary
+
+
+def _factor_of(runs: pd.DataFrame, variant: str) -> tuple[str, str]:
+    """(factor, value) a variant's runs recorded; empty for a variant folder with no finished run."""
+    rows = runs[runs["variant"] == variant]
+    return (rows["factor"].iloc[0], str(rows["value"].iloc[0])) if len(rows) else ("", "")
+
+
+def write_index(out_root: Path, studies: Sequence[str], metric: str) -> Path:
+    """reports/index.md: every study with its table and pictures."""
+    sections = ["# ablate reports\n"]
+    for study in studies:
+        folder = out_root / study
+        if not (folder / "summary.md").is_file():
+            continue
+        body = (folder / "summary.md").read_text().split("\n", 2)[2]
+        pictures = "\n".join(f"![{name}]({study}/{name})" for name in ("accuracy.png", "curves.png", "cost.png") if (folder / name).is_file())
+        sections.append(f"## [{study}]({study}/summary.md): {metric}\n\n{body}\n{pictures}\n")
+    path = out_root / "index.md"
+    path.write_text("\n".join(sections))
+    return path
+
+
+def write_reports(paths: Sequence[str], out_root: str = "reports", metric: str = "test_acc", formats: Sequence[str] = FORMATS) -> list[str]:
+    """Report every study under `paths`, print each table; raise ReportError at the end if any study was refused."""
     studies = [s for p in paths for s in _studies(Path(p))]
-    written = []
+    root, done, refused = Path(out_root), [], []
     for study_dir in studies:
-        table = write_study_report(study_dir, Path(out_root), metric)
-        print(f"\nStudy {study_dir.name} ({study_dir})\n{table.to_markdown(index=False, tablefmt='simple')}")
-        print(f"-> {Path(out_root) / study_dir.name}/summary.csv, summary.md, accuracy.png")
-        written.append(Path(out_root) / study_dir.name)
-    return written
+        try:
+            summary = write_study_report(study_dir, root, metric, formats)
+        except ReportError as error:
+            refused.append(str(error))
+            print(f"\nStudy {study_dir.name}: not reported: {error}")
+            continue
+        done.append(study_dir.name)
+        print(f"\nStudy {study_dir.name} ({study_dir}): {metric}\n{display_table(summary, metric, compact=True).to_markdown(index=False, tablefmt='simple')}")
+        problems = summary[summary["problems"] != ""]
+        for row in problems.itertuples():
+            print(f"  ! {row.variant}: {row.problems}")
+        print(f"  -> {root / study_dir.name}/: summary.{{{','.join(formats)}}}, accuracy.png, curves.png, cost.png")
+    if done and "md" in formats:
+        print(f"\nAll studies: {write_index(root, done, metric)}")
+    if refused:
+        raise ReportError(" | ".join(refused))
+    return done
 
 
 def _studies(path: Path) -> list[Path]:
@@ -137,5 +241,5 @@ def _studies(path: Path) -> list[Path]:
         raise FileNotFoundError(f"{path} is not a folder; give a runs folder (default: runs) or a study folder such as runs/depth")
     found = results.study_dirs(path)
     if not found:
-        raise ValueError(f"{path} holds no finished runs; train some first: ablate run +sweep=depth")
+        raise ReportError(f"{path} holds no finished runs; train some first, e.g. ablate run +sweep=depth")
     return found

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import pandas as pd
+import yaml
 
 BASELINE = "baseline"
 METRICS_FILE, HISTORY_FILE, CONFIG_FILE = "metrics.json", "history.csv", "config.yaml"
@@ -64,18 +65,43 @@ def study_dirs(root: str | Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and any(p.glob(f"*/seed=*/{METRICS_FILE}")))
 
 
+def _flatten(tree: dict[str, Any], prefix: str) -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def _runs(study_dir: Path) -> Iterable[dict[str, Any]]:
     for metrics_file in sorted(study_dir.glob(f"*/seed=*/{METRICS_FILE}")):
         record = json.loads(metrics_file.read_text())
+        config = yaml.safe_load((metrics_file.parent / CONFIG_FILE).read_text()) or {}
+        record.update(_flatten(config, "cfg."))
         record["run_dir"] = str(metrics_file.parent)
         yield record
 
 
 def load_runs(study_dir: str | Path) -> pd.DataFrame:
-    """One row per finished run of a study (failed and diverged ones included, with their status)."""
+    """One row per finished run of a study (failed and diverged ones included, with their status).
+
+    Columns: everything in metrics.json, the run's config flattened as `cfg.model.depth` etc., and run_dir.
+    """
     return pd.DataFrame(list(_runs(Path(study_dir))))
 
 
-def load_history(run_path: str | Path) -> pd.DataFrame:
-    """The per-epoch curves of one run."""
-    return pd.read_csv(Path(run_path) / HISTORY_FILE)
+def variant_names(study_dir: str | Path) -> list[str]:
+    """Every variant folder of a study, finished runs or not."""
+    return sorted(p.name for p in Path(study_dir).iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def load_histories(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per-epoch curves of the given runs (rows of `load_runs`), tagged with variant and seed."""
+    frames = []
+    for run in runs.itertuples():
+        history = Path(run.run_dir) / HISTORY_FILE
+        if history.is_file() and history.stat().st_size:
+            frames.append(pd.read_csv(history).assign(variant=run.variant, seed=run.seed))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -58,7 +58,7 @@ def run_variant(cfg: AblateConfig, variant: str) -> VariantSummary:
         "device": str(device), "precision": precision, "strategy": STRATEGY,
         "config_hash": provenance.settings_hash(cfg.model, cfg.data, cfg.train, precision, STRATEGY),
         "dataset": data.name, "train_samples": len(data.train_y), "test_samples": len(data.test_y),
-        "epochs": cfg.train.epochs, "versions": provenance.versions(), "git_commit": provenance.git_commit(),
+        "epochs": cfg.train.epochs, "planned_seeds": list(cfg.seeds), "versions": provenance.versions(), "git_commit": provenance.git_commit(),
     }
     clock = [time.perf_counter()]
 

@@ -1,0 +1,142 @@
+"""The report's statistics against independent scipy computations, on runs with known numbers."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from omegaconf import OmegaConf
+from PIL import Image
+from scipy import stats
+
+from ablate import results
+from ablate.config import AblateConfig, ModelConfig, TrainConfig
+from ablate.report import ReportError, write_reports
+from conftest import TINY, run_ablate
+
+BASELINE = [0.980, 0.984, 0.982, 0.979, 0.983]
+WIDER = [0.990, 0.991, 0.989, 0.992, 0.990]         # clearly better
+SAME = [0.981, 0.983, 0.980, 0.984, 0.982]          # no clear difference
+WORSE = [0.975, 0.973, 0.976, 0.972]                # clearly worse, seed 4 diverged
+SEEDS = [0, 1, 2, 3, 4]
+
+
+def write(runs: Path, variant: str, seed: int, acc: float | None, model: ModelConfig, status: str = "ok",
+          train: TrainConfig | None = None, study: str = "known") -> None:
+    """One run through the project's own results store, as the runner writes it."""
+    factor, _, value = variant.partition("=") if variant != "baseline" else ("", "", "")
+    cfg = AblateConfig(model=model, train=train or TrainConfig(epochs=2), seeds=[seed], study=study, variant=variant)
+    metrics = {"study": study, "variant": variant, "factor": factor, "value": value, "seed": seed, "status": status,
+               "params": 1000, "receptive_field": 10, "device": "cpu", "precision": "fp32", "strategy": "eager",
+               "train_seconds": 1.0, "planned_seeds": SEEDS, "error": None if status == "ok" else "loss became nan"}
+    history = []
+    if acc is not None:
+        metrics.update(test_acc=acc, test_loss=1 - acc, train_loss=1.1 - acc)
+        history = [{"epoch": e, "train_loss": 2 - e * acc / 2, "train_acc": acc - 0.1 / e, "test_loss": 1 - acc,
+                    "test_acc": acc - 0.05 / e, "seconds": 0.5} for e in (1, 2)]
+    results.write_run(results.run_dir(runs, study, variant, seed), OmegaConf.to_yaml(OmegaConf.structured(cfg)), history, metrics)
+
+
+@pytest.fixture
+def known_study(tmp_path: Path) -> Path:
+    runs = tmp_path / "runs"
+    for seed, acc in zip(SEEDS, BASELINE):
+        write(runs, "baseline", seed, acc, ModelConfig())
+    for seed, acc in zip(SEEDS, WIDER):
+        write(runs, "model.width=64", seed, acc, ModelConfig(width=64))
+    for seed, acc in zip(SEEDS, SAME):
+        write(runs, "model.pool=avg", seed, acc, ModelConfig(pool="avg"))
+    for seed, acc in zip(SEEDS, WORSE):
+        write(runs, "model.depth=5", seed, acc, ModelConfig(depth=5))
+    write(runs, "model.depth=5", 4, None, ModelConfig(depth=5), status="diverged")
+    write(runs, "model.head=gap", 0, 0.970, ModelConfig(head="gap"))  # one seed only
+    return runs
+
+
+def holm(pvalues: list[float]) -> list[float]:
+    """Holm's step-down adjustment, written out independently of the project's code."""
+    order = np.argsort(pvalues)
+    adjusted, running = [0.0] * len(pvalues), 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (len(pvalues) - rank) * pvalues[index]))
+        adjusted[index] = running
+    return adjusted
+
+
+def test_every_statistic_matches_scipy(known_study: Path, tmp_path: Path) -> None:
+    write_reports([str(known_study)], str(tmp_path / "reports"))
+    summary = pd.read_csv(tmp_path / "reports" / "known" / "summary.csv").set_index("variant")
+    assert list(summary.index) == ["baseline", "model.depth=5", "model.width=64", "model.pool=avg", "model.head=gap"]
+
+    groups = {"model.width=64": WIDER, "model.pool=avg": SAME, "model.depth=5": WORSE}
+    welch = {v: stats.ttest_ind(x, BASELINE, equal_var=False) for v, x in groups.items()}
+    adjusted = dict(zip(groups, holm([welch[v].pvalue for v in groups])))
+    for variant, values in {"baseline": BASELINE, **groups}.items():
+        row = summary.loc[variant]
+        t = stats.t.ppf(0.975, len(values) - 1) * np.std(values, ddof=1) / np.sqrt(len(values))
+        assert row["n"] == len(values)
+        assert row["mean"] == pytest.approx(np.mean(values)) and row["std"] == pytest.approx(np.std(values, ddof=1))
+        assert (row["ci_low"], row["ci_high"]) == pytest.approx((np.mean(values) - t, np.mean(values) + t))
+        if variant == "baseline":
+            assert row["verdict"] == "baseline"
+            continue
+        interval = welch[variant].confidence_interval(0.95)
+        assert row["diff"] == pytest.approx(np.mean(values) - np.mean(BASELINE))
+        assert (row["diff_ci_low"], row["diff_ci_high"]) == pytest.approx((interval.low, interval.high))
+        assert row["p_welch"] == pytest.approx(welch[variant].pvalue)
+        assert row["p_holm"] == pytest.approx(adjusted[variant])
+        shared = SEEDS[: len(values)]
+        assert row["p_paired"] == pytest.approx(stats.ttest_rel(values, [BASELINE[s] for s in shared]).pvalue)
+        assert row["n_paired"] == len(shared)
+    assert summary.loc["model.width=64", "verdict"] == "better"
+    assert summary.loc["model.depth=5", "verdict"] == "worse"
+    assert summary.loc["model.pool=avg", "verdict"] == "no clear difference"
+    assert "seed 4: diverged" in summary.loc["model.depth=5", "problems"]
+
+
+def test_a_single_seed_gets_mean_and_n_but_no_std_ci_or_test_and_never_nan(known_study: Path, tmp_path: Path) -> None:
+    write_reports([str(known_study)], str(tmp_path / "reports"))
+    row = pd.read_csv(tmp_path / "reports" / "known" / "summary.csv").set_index("variant").loc["model.head=gap"]
+    assert row["n"] == 1 and row["mean"] == pytest.approx(0.970)
+    assert pd.isna(row["std"]) and pd.isna(row["ci_low"]) and pd.isna(row["p_welch"]) and row["verdict"] == "not tested"
+    assert "missing seeds 1, 2, 3, 4" in row["problems"] and "one seed" in row["notes"]
+    for name in ("summary.md", "summary.tex"):
+        text = (tmp_path / "reports" / "known" / name).read_text()
+        assert "nan" not in text.lower() and "model.head=gap" in text
+    assert r"\toprule" in (tmp_path / "reports" / "known" / "summary.tex").read_text()
+
+
+def test_runs_that_differ_in_more_than_their_factor_are_refused(known_study: Path, tmp_path: Path) -> None:
+    write(known_study, "model.width=64", 5, 0.99, ModelConfig(width=64), train=TrainConfig(epochs=3))
+    with pytest.raises(ReportError, match="differ in train.epochs"):
+        write_reports([str(known_study)], str(tmp_path / "reports"))
+
+
+def test_metric_and_format_options(known_study: Path, tmp_path: Path) -> None:
+    out = tmp_path / "reports"
+    result = run_ablate("report", str(known_study), "--out", str(out), "--metric", "test_loss", "--format", "csv", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    summary = pd.read_csv(out / "known" / "summary.csv").set_index("variant")
+    assert summary.loc["model.width=64", "verdict"] == "better"  # lower loss is better
+    assert not (out / "known" / "summary.md").exists() and not (out / "known" / "summary.tex").exists()
+    bad = run_ablate("report", str(known_study), "--metric", "accuracy", cwd=tmp_path)
+    assert bad.returncode == 2 and "test_acc" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_tiny_trained_study_gets_every_file_and_valid_pictures(workdir: Path) -> None:
+    trained = run_ablate("run", "+sweep=head", "seeds=[0,1]", *TINY, cwd=workdir)
+    assert trained.returncode == 0, trained.stderr
+    report = run_ablate("report", cwd=workdir)
+    assert report.returncode == 0, report.stderr
+    out = workdir / "reports"
+    assert "model.head=gap" in report.stdout and (out / "index.md").is_file()
+    for name in ("summary.csv", "summary.md", "summary.tex"):
+        assert (out / "head" / name).stat().st_size > 100
+    for name in ("accuracy.png", "curves.png", "cost.png"):
+        with Image.open(out / "head" / name) as image:
+            image.verify()
+            assert image.format == "PNG" and image.size[0] >= 600 and image.size[1] >= 400
+        assert f"head/{name}" in (out / "index.md").read_text()
