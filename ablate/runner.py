@@ -1,15 +1,19 @@
 """Runs one variant of a study: finds its unfinished seeds, trains them, stores each result as it ends.
 
 This is the glue between the engine (which knows nothing of files) and the results store (which knows
-nothing of training); Hydra calls it once per variant through ablate/cli.py.
+nothing of training); Hydra calls `run_variant` once per variant through ablate/cli.py. A run's identity
+is its folder plus a hash of every setting that decides its numbers, so changed settings are never
+mistaken for finished runs.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
+from pathlib import Path
 
 from omegaconf import OmegaConf
 
@@ -22,6 +26,8 @@ from ablate.variants import parse_variant
 
 log = logging.getLogger("ablate")
 STRATEGY = "eager"
+# Keys that name or place a run rather than decide its numbers.
+NOT_SETTINGS = ("seeds", "variant", "study", "runs_dir")
 
 
 @dataclass
@@ -35,17 +41,59 @@ class VariantSummary:
     failed: int
 
 
-def run_variant(cfg: AblateConfig, variant: str) -> VariantSummary:
-    """Train the seeds of `variant` that have no finished run under cfg.runs_dir, and store every outcome."""
-    validate(cfg)
-    folders = {seed: results.run_dir(cfg.runs_dir, cfg.study, variant, seed) for seed in cfg.seeds}
-    pending = [seed for seed, folder in folders.items() if not results.is_finished(folder)]
-    skipped = len(cfg.seeds) - len(pending)
-    if skipped:
-        log.info(f"{cfg.study}/{variant}: {skipped} finished run(s) skipped, {len(pending)} to train")
-    if not pending:
-        return VariantSummary(cfg.study, variant, 0, skipped, 0)
+def config_hash(cfg: AblateConfig) -> str:
+    """Hash of every setting that decides a run's numbers: model, data, train, resolved precision, strategy."""
+    precision = resolve_precision(cfg.precision, resolve_device(cfg.device))
+    return provenance.settings_hash(cfg.model, cfg.data, cfg.train, precision, STRATEGY)
 
+
+def seed_folders(cfg: AblateConfig, variant: str) -> dict[int, Path]:
+    """Each seed's run folder."""
+    return {seed: results.run_dir(cfg.runs_dir, cfg.study, variant, seed) for seed in cfg.seeds}
+
+
+def stale_runs(cfg: AblateConfig, variant: str) -> list[str]:
+    """Finished runs of this variant trained with other settings, each described by what differs."""
+    current = {k: v for k, v in _flat(cfg).items() if k.split(".")[0] not in NOT_SETTINGS}
+    expected, stale = config_hash(cfg), []
+    for folder in seed_folders(cfg, variant).values():
+        record = results.read_metrics(folder)
+        if record is None or record.get("config_hash") == expected:
+            continue
+        stored = results.read_config(folder)
+        differences = [f"{key}: {stored.get(key)} -> {value}" for key, value in current.items() if stored.get(key) != value]
+        stale.append(f"{folder} ({', '.join(differences) or 'precision or strategy differs'})")
+    return stale
+
+
+def _flat(cfg: AblateConfig) -> dict:
+    container = OmegaConf.to_container(OmegaConf.structured(cfg))
+    return results.flatten_config(container, "")
+
+
+def run_variant(cfg: AblateConfig, variant: str) -> VariantSummary:
+    """Train the seeds of `variant` that have no finished run and no other trainer, and store every outcome."""
+    validate(cfg)
+    folders = seed_folders(cfg, variant)
+    pending = [seed for seed, folder in folders.items() if not results.is_finished(folder)]
+    locks = {seed: results.RunLock(folders[seed]) for seed in pending}
+    mine = [seed for seed in pending if locks[seed].acquire() and not results.is_finished(folders[seed])]
+    busy = [seed for seed in pending if seed not in mine]
+    skipped = len(cfg.seeds) - len(pending)
+    if skipped or busy:
+        log.info(f"{cfg.study}/{variant}: {skipped} finished run(s) skipped, {len(busy)} being trained by another process, {len(mine)} to train")
+    try:
+        if not mine:
+            return VariantSummary(cfg.study, variant, 0, skipped, 0)
+        outcomes = _train_and_store(cfg, variant, mine, folders, locks)
+    finally:
+        for lock in locks.values():
+            lock.release()
+    return VariantSummary(cfg.study, variant, len(mine), skipped, sum(r.status != "ok" for r in outcomes))
+
+
+def _train_and_store(cfg: AblateConfig, variant: str, seeds: list[int], folders: dict[int, Path],
+                     locks: dict[int, results.RunLock]) -> list[SeedResult]:
     data = load_dataset(cfg.data)
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
@@ -55,10 +103,10 @@ def run_variant(cfg: AblateConfig, variant: str) -> VariantSummary:
         "study": cfg.study, "variant": variant, "factor": factor, "value": value,
         "params": parameter_count(build_model(cfg.model, data.input_shape, data.num_classes)),
         "receptive_field": receptive_field(layers),
-        "device": str(device), "precision": precision, "strategy": STRATEGY,
-        "config_hash": provenance.settings_hash(cfg.model, cfg.data, cfg.train, precision, STRATEGY),
+        "device": str(device), "precision": precision, "strategy": STRATEGY, "config_hash": config_hash(cfg),
         "dataset": data.name, "train_samples": len(data.train_y), "test_samples": len(data.test_y),
-        "epochs": cfg.train.epochs, "planned_seeds": list(cfg.seeds), "versions": provenance.versions(), "git_commit": provenance.git_commit(),
+        "epochs": cfg.train.epochs, "planned_seeds": list(cfg.seeds), "versions": provenance.versions(),
+        "git_commit": provenance.git_commit(),
     }
     clock = [time.perf_counter()]
 
@@ -67,12 +115,41 @@ def run_variant(cfg: AblateConfig, variant: str) -> VariantSummary:
         wall, clock[0] = now - clock[0], now
         seed_cfg = replace(cfg, seeds=[result.seed], variant=variant)
         metrics = {**common, **result.metrics, "seed": result.seed, "status": result.status, "error": result.error,
-                   "wall_seconds": round(wall, 3),
-                   "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+                   "wall_seconds": round(wall, 3), "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         results.write_run(folders[result.seed], OmegaConf.to_yaml(OmegaConf.structured(seed_cfg)), result.history, metrics)
+        locks[result.seed].release()
         if result.status != "ok":
             log.warning(f"{cfg.study}/{variant} seed {result.seed}: {result.status}: {result.error.splitlines()[0]}")
 
-    outcomes = train_seeds(cfg.model, cfg.train, data, pending, device, precision, label=f"{cfg.study}/{variant}", on_result=store)
-    failed = sum(r.status != "ok" for r in outcomes)
-    return VariantSummary(cfg.study, variant, len(pending), skipped, failed)
+    return train_seeds(cfg.model, cfg.train, data, seeds, device, precision, label=f"{cfg.study}/{variant}", on_result=store)
+
+
+def study_status(planned: list[tuple[str, AblateConfig]]) -> dict[str, list[str]]:
+    """Each planned run by outcome (ok, failed, diverged, missing): `study/variant/seed=N` names per outcome."""
+    outcome: dict[str, list[str]] = {}
+    for variant, cfg in planned:
+        for seed, folder in seed_folders(cfg, variant).items():
+            record = results.read_metrics(folder)
+            status = record["status"] if record else "missing"
+            outcome.setdefault(status, []).append(f"{cfg.study}/{variant}/seed={seed}")
+    return outcome
+
+
+def describe_plan(planned: list[tuple[str, AblateConfig]]) -> str:
+    """What a command would do: every planned run, finished or to train, without training anything."""
+    lines, to_train = [], 0
+    for variant, cfg in planned:
+        for seed, folder in seed_folders(cfg, variant).items():
+            finished = results.is_finished(folder)
+            to_train += not finished
+            lines.append(f"  {'finished ' if finished else 'to train '} {folder}")
+    return "\n".join([f"{len(lines)} run(s) planned, {len(lines) - to_train} finished, {to_train} to train:", *lines])
+
+
+def describe_status(outcome: dict[str, list[str]]) -> str:
+    """A one-screen account of a study's runs: counts, then each run that did not end well."""
+    counts = Counter({status: len(names) for status, names in outcome.items()})
+    lines = [", ".join(f"{counts[s]} {s}" for s in ("ok", "failed", "diverged", "missing") if counts[s])]
+    for status in ("failed", "diverged", "missing"):
+        lines += [f"  {status}: {name}" for name in outcome.get(status, [])[:20]]
+    return "\n".join(lines)

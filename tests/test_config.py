@@ -40,9 +40,9 @@ def test_bad_value_is_refused_naming_key_and_allowed_values(override: str, key: 
     assert key in message and allowed in message and "\n" not in message
 
 
-def test_cuda_is_refused_where_no_gpu_is_visible() -> None:
+def test_cuda_is_refused_where_no_gpu_is_visible(tmp_path: Path) -> None:
     if torch.cuda.is_available():
-        check_study(["device=cuda"])  # accepted where a GPU exists
+        check_study(["device=cuda", f"runs_dir={tmp_path}"])  # accepted where a GPU exists
         return
     with pytest.raises(ConfigError, match="device=cuda"):
         check_study(["device=cuda"])

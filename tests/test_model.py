@@ -73,8 +73,8 @@ def test_kernel_size_keeps_same_padding_and_grows_the_receptive_field() -> None:
 
 
 @pytest.mark.parametrize("sweep", SWEEPS)
-def test_every_sweep_composes_and_each_variant_builds_and_runs_forward(sweep: str) -> None:
-    planned = check_study([f"+sweep={sweep}"])
+def test_every_sweep_composes_and_each_variant_builds_and_runs_forward(sweep: str, tmp_path: Path) -> None:
+    planned = check_study([f"+sweep={sweep}", f"runs_dir={tmp_path}"])
     assert planned[0][0].name == "baseline"
     assert len({variant.name for variant, _ in planned}) == len(planned)
     for variant, config in planned:
@@ -85,8 +85,8 @@ def test_every_sweep_composes_and_each_variant_builds_and_runs_forward(sweep: st
         assert out.shape == (2, 10) and torch.isfinite(out).all()
 
 
-def test_sweep_all_trains_the_baseline_once_and_twelve_single_changes() -> None:
-    planned = check_study(["+sweep=all"])
+def test_sweep_all_trains_the_baseline_once_and_twelve_single_changes(tmp_path: Path) -> None:
+    planned = check_study(["+sweep=all", f"runs_dir={tmp_path}"])
     names = [variant.name for variant, _ in planned]
     assert names[0] == "baseline" and names.count("baseline") == 1 and len(names) == 13
     assert "model.depth=2" not in names and "model.pool=max" not in names

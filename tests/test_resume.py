@@ -1,0 +1,160 @@
+"""Nothing lost, nothing mixed: kills, Ctrl-C, failures, changed settings, two writers, dry runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ablate import engine, results
+from ablate.config import AblateConfig, DataConfig, TrainConfig
+from ablate.preflight import check_study, one_line
+from ablate.runner import run_variant
+from conftest import TINY, run_ablate
+
+STUDY = ["+sweep=batchnorm", "seeds=[0,1,2]", *TINY, "data.train_size=512", "train.epochs=3"]
+
+
+def finished(root: Path) -> dict[str, dict]:
+    """Every finished run under root/runs: its path -> its metrics (timings left out)."""
+    runs = {}
+    for path in sorted(root.glob("runs/*/*/seed=*")):
+        record = results.read_metrics(path)
+        if record is not None:
+            runs[path.relative_to(root).as_posix()] = {k: record[k] for k in ("test_acc", "test_loss", "train_loss", "status")}
+    return runs
+
+
+def start(root: Path, *args: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "ablate", "run", *args], cwd=root, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_first_run(root: Path, process: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while not finished(root) and time.time() < deadline and process.poll() is None:
+        time.sleep(0.02)
+
+
+def test_sigkill_mid_study_then_rerun_trains_exactly_the_missing_runs(tmp_path: Path) -> None:
+    reference = tmp_path / "uninterrupted"
+    reference.mkdir()
+    assert run_ablate("run", *STUDY, cwd=reference).returncode == 0
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    process = start(killed, *STUDY)
+    wait_for_first_run(killed, process)
+    process.send_signal(signal.SIGKILL)
+    process.communicate()
+    before = finished(killed)
+    assert 0 < len(before) < 6, "the kill should land mid-study"
+    rerun = run_ablate("run", *STUDY, cwd=killed)
+    assert rerun.returncode == 0, rerun.stderr
+    after = finished(killed)
+    assert {k: after[k] for k in before} == before  # finished runs untouched
+    assert after == {k.replace("uninterrupted", "killed"): v for k, v in finished(reference).items()}  # same numbers
+    assert not list(killed.glob("runs/**/*.tmp"))
+
+
+def test_ctrl_c_keeps_finished_runs_and_says_how_to_resume(tmp_path: Path) -> None:
+    process = start(tmp_path, *STUDY)
+    wait_for_first_run(tmp_path, process)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130
+    assert "run the same command again" in stderr and "Traceback" not in stderr
+    kept = finished(tmp_path)
+    assert kept and all(run["status"] == "ok" for run in kept.values())
+    assert not list(tmp_path.glob("runs/**/*.tmp"))
+
+
+def test_a_half_written_run_is_not_taken_for_finished(tmp_path: Path) -> None:
+    folder = results.run_dir(tmp_path / "runs", "default", "baseline", 0)
+    folder.mkdir(parents=True)
+    (folder / "metrics.json").write_text('{"status": "ok", "test_a')  # cut off mid-write, by hand
+    (folder / ".metrics.json.abc123.tmp").write_text("{")
+    assert not results.is_finished(folder)
+    result = run_ablate("run", "seeds=[0]", *TINY, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((folder / "metrics.json").read_text())["status"] == "ok"
+
+
+def test_a_failing_run_is_recorded_and_the_others_go_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = engine.train_seed
+
+    def out_of_memory_on_seed_one(*args, **kwargs):
+        if args[3] == 1:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "train_seed", out_of_memory_on_seed_one)
+    cfg = AblateConfig(data=DataConfig(name="synthetic", train_size=64, test_size=32, image_size=12),
+                       train=TrainConfig(epochs=1), seeds=[0, 1, 2], device="cpu", runs_dir=str(tmp_path))
+    summary = run_variant(cfg, "baseline")
+    assert (summary.trained, summary.failed) == (3, 1)
+    statuses = {seed: results.read_metrics(results.run_dir(tmp_path, "default", "baseline", seed)) for seed in (0, 1, 2)}
+    assert [statuses[s]["status"] for s in (0, 1, 2)] == ["ok", "failed", "ok"]
+    assert "CUDA out of memory" in statuses[1]["error"]
+
+
+def test_diverged_runs_make_the_command_exit_non_zero_with_a_summary(tmp_path: Path) -> None:
+    result = run_ablate("run", "seeds=[0,1]", *TINY, "train.lr=1e12", "train.optimizer=sgd", "train.epochs=3", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "2 diverged" in result.stdout and "diverged: default/baseline/seed=0" in result.stdout
+    record = results.read_metrics(results.run_dir(tmp_path / "runs", "default", "baseline", 0))
+    assert record["status"] == "diverged" and record["diverged_epoch"] >= 1
+
+
+def test_changed_settings_are_refused_not_mixed_with_finished_runs(tmp_path: Path) -> None:
+    assert run_ablate("run", "seeds=[0]", *TINY, cwd=tmp_path).returncode == 0
+    before = finished(tmp_path)
+    changed = run_ablate("run", "seeds=[0]", *TINY, "train.epochs=2", cwd=tmp_path)
+    assert changed.returncode == 2
+    assert "train.epochs: 1 -> 2" in changed.stderr and "study=NAME" in changed.stderr
+    assert finished(tmp_path) == before
+    assert run_ablate("run", "seeds=[0]", *TINY, "train.epochs=2", "study=longer", cwd=tmp_path).returncode == 0
+
+
+def test_a_run_locked_by_another_process_is_never_trained_twice(tmp_path: Path) -> None:
+    locked = results.run_dir(tmp_path / "runs", "default", "baseline", 0)
+    lock = results.RunLock(locked)
+    assert lock.acquire()
+    try:
+        assert not results.RunLock(locked).acquire()  # a second holder is refused
+        busy = run_ablate("run", "seeds=[0,1]", *TINY, cwd=tmp_path)
+    finally:
+        lock.release()
+    assert busy.returncode == 1  # seed 0 is still missing
+    assert "1 being trained by another process, 1 to train" in busy.stdout + busy.stderr
+    assert list(finished(tmp_path)) == ["runs/default/baseline/seed=1"]
+    assert run_ablate("run", "seeds=[0,1]", *TINY, cwd=tmp_path).returncode == 0
+    assert len(finished(tmp_path)) == 2
+
+
+def test_dry_run_lists_finished_and_pending_runs_and_trains_nothing(tmp_path: Path) -> None:
+    assert run_ablate("run", "+sweep=head", "seeds=[0]", *TINY, cwd=tmp_path).returncode == 0
+    dry = run_ablate("run", "+sweep=head", "seeds=[0,1]", *TINY, "--dry-run", cwd=tmp_path)
+    assert dry.returncode == 0, dry.stderr
+    assert "4 run(s) planned, 2 finished, 2 to train" in dry.stdout
+    assert "to train  runs/head/model.head=gap/seed=1" in dry.stdout
+    assert len(finished(tmp_path)) == 2
+
+
+def test_a_damaged_dataset_or_unwritable_runs_dir_is_refused_before_training(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(Exception) as caught:
+        check_study(["data=synthetic", f"runs_dir={blocker}/runs"])
+    assert one_line(caught.value).startswith(f"runs_dir='{blocker}/runs': cannot write there")
+    damaged = tmp_path / "mnist.pkl.gz"
+    damaged.write_bytes(b"\x1f\x8b truncated")
+    monkeypatch.setattr("ablate.data.embedded_mnist_file", lambda: damaged)
+    with pytest.raises(Exception, match="fails its checksum"):
+        check_study(["data=mnist", f"runs_dir={tmp_path}/runs"])
