@@ -19,6 +19,22 @@ ablate run --cfg job  prints the composed config without training.
 """
 
 
+HYDRA_INFO_FLAGS = {"--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--resolve", "--package", "-p"}
+
+
+HYDRA_VALUE_FLAGS = {"--cfg", "-c", "--package", "-p", "--config-name", "-cn", "--config-path", "-cp", "--config-dir", "-cd"}
+
+
+def _overrides(arguments: Sequence[str]) -> list[str]:
+    """The key=value overrides of a command line, without Hydra's flags and their values."""
+    kept, skip = [], False
+    for argument in arguments:
+        if not skip and not argument.startswith("-"):
+            kept.append(argument)
+        skip = argument in HYDRA_VALUE_FLAGS
+    return kept
+
+
 def _fail(message: str) -> int:
     print(f"ablate: error: {message}", file=sys.stderr)
     return 2
@@ -41,7 +57,7 @@ def run(arguments: Sequence[str]) -> int:
     arguments = [a for a in arguments if a not in flags]
     if "--debug" in flags:
         os.environ["HYDRA_FULL_ERROR"] = "1"
-    overrides = [a for a in arguments if not a.startswith("-")]
+    overrides = _overrides(arguments)
     try:
         planned = [(variant.name, config) for variant, config in preflight.check_study(overrides)]
     except Exception as error:  # noqa: BLE001 - every config mistake becomes one line, no traceback
@@ -59,6 +75,9 @@ def run(arguments: Sequence[str]) -> int:
         return runner.run_variant(config, variant)
 
     sys.argv = ["ablate run", *arguments]
+    if any(a in HYDRA_INFO_FLAGS or a.startswith("--cfg") for a in arguments):
+        train()  # Hydra prints help or the composed config and trains nothing
+        return 0
     try:
         train()
     except KeyboardInterrupt:
