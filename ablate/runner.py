@@ -81,7 +81,8 @@ def run_variant(cfg: AblateConfig, variant: str) -> VariantSummary:
     busy = [seed for seed in pending if seed not in mine]
     skipped = len(cfg.seeds) - len(pending)
     if skipped or busy:
-        log.info(f"{cfg.study}/{variant}: {skipped} finished run(s) skipped, {len(busy)} being trained by another process, {len(mine)} to train")
+        others = f", {len(busy)} being trained by another process" if busy else ""
+        log.info(f"{cfg.study}/{variant}: {skipped} finished run(s) skipped{others}, {len(mine)} to train")
     try:
         if not mine:
             return VariantSummary(cfg.study, variant, 0, skipped, 0)
