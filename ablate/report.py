@@ -145,12 +145,13 @@ def display_table(summary: pd.DataFrame, metric: str, compact: bool = False) -> 
         "p paired (n)": [f"{_p(p)} ({n})" if not pd.isna(p) else "–" for p, n in zip(summary["p_paired"], summary["n_paired"])],
         "verdict": summary["verdict"],
     })
+    params = [f"{int(p):,}" if not pd.isna(p) else "–" for p in summary["params"]]
     if compact:
-        return table.drop(columns=["95% CI", "p Welch", "p paired (n)"]).assign(params=[f"{p:,}" for p in summary["params"].fillna(0).astype(int)])
+        return table.drop(columns=["95% CI", "p Welch", "p paired (n)"]).assign(params=params)
     for m in ("test_loss", "train_loss"):
         if f"{m}_mean" in summary:
             table[m] = [mean_std(a, b, 1.0, 4) for a, b in zip(summary[f"{m}_mean"], summary[f"{m}_std"])]
-    table["params"] = [f"{p:,}" if not pd.isna(p) else "–" for p in summary["params"]]
+    table["params"] = params
     table["RF"] = [str(int(r)) if not pd.isna(r) else "–" for r in summary["receptive_field"]]
     table["train s"] = [_number(t, 1.0, 1) for t in summary["train_seconds"]]
     table["failed / missing"] = summary["problems"]
@@ -168,6 +169,8 @@ def write_study_report(study_dir: Path, out_root: Path, metric: str = "test_acc"
     """Tables (md, csv, tex as asked) and accuracy.png, curves.png, cost.png for one study under out_root/<study>/."""
     study = study_dir.name
     runs = results.load_runs(study_dir)
+    if runs.empty:
+        raise ReportError(f"study {study!r} has no whole metrics.json; re-run its command to train the missing runs")
     check_poolable(runs, study)
     order = sorted(results.variant_names(study_dir), key=lambda v: _order_key(v, *_factor_of(runs, v)))
     summary = summarize(runs, order, metric)

@@ -140,3 +140,11 @@ def test_a_tiny_trained_study_gets_every_file_and_valid_pictures(workdir: Path) 
             image.verify()
             assert image.format == "PNG" and image.size[0] >= 600 and image.size[1] >= 400
         assert f"head/{name}" in (out / "index.md").read_text()
+
+
+def test_a_variant_with_no_finished_run_is_listed_as_missing(known_study: Path, tmp_path: Path) -> None:
+    (known_study / "known" / "model.depth=3" / "seed=0").mkdir(parents=True)  # started, never finished
+    write_reports([str(known_study)], str(tmp_path / "reports"))
+    row = pd.read_csv(tmp_path / "reports" / "known" / "summary.csv").set_index("variant").loc["model.depth=3"]
+    assert row["n"] == 0 and row["problems"] == "missing seeds 0, 1, 2, 3, 4" and row["verdict"] == "not tested"
+    assert "nan" not in (tmp_path / "reports" / "known" / "summary.md").read_text().lower()
