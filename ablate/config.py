@@ -16,7 +16,7 @@ from hydra.core.config_store import ConfigStore
 POOLS = ("max", "avg", "strided")
 HEADS = ("flatten", "gap")
 OPTIMIZERS = ("adam", "sgd")
-DATASETS = ("mnist", "synthetic")
+DATASETS = ("mnist", "fashion_mnist", "kmnist", "cifar10", "folder", "synthetic")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
@@ -52,6 +52,7 @@ class DataConfig:
     test_size: Optional[int] = None
     subset_seed: int = 0
     root: str = "data"
+    download: bool = False
     image_size: int = 28
     channels: int = 1
     num_classes: int = 10

@@ -121,14 +121,69 @@ def load_synthetic(cfg: DataConfig) -> Dataset:
     return Dataset("synthetic", train_x, train_y, test_x, test_y, cfg.num_classes)
 
 
-LOADERS: dict[str, Callable[[DataConfig], Dataset]] = {"mnist": load_mnist, "synthetic": load_synthetic}
-# Files a dataset needs, checked before any training; datasets made in code need none.
-SOURCE_CHECKS: dict[str, Callable[[], None]] = {"mnist": lambda: verify_file(embedded_mnist_file())}
+def normalised(name: str, train_pixels: torch.Tensor, train_y: torch.Tensor, test_pixels: torch.Tensor,
+               test_y: torch.Tensor, num_classes: int) -> Dataset:
+    """A Dataset from uint8 images (N, H, W) or (N, H, W, C), scaled to [0, 1] and normalised per channel
+    with the training split's own mean and std, so every dataset arrives centred whatever its source."""
+    def to_float(pixels: torch.Tensor) -> torch.Tensor:
+        pixels = torch.as_tensor(pixels)
+        images = pixels.unsqueeze(1) if pixels.ndim == 3 else pixels.permute(0, 3, 1, 2)
+        return images.float() / 255
+
+    train_x, test_x = to_float(train_pixels), to_float(test_pixels)
+    mean = train_x.mean(dim=(0, 2, 3), keepdim=True)
+    std = train_x.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
+    return Dataset(name, (train_x - mean) / std, torch.as_tensor(train_y, dtype=torch.int64),
+                   (test_x - mean) / std, torch.as_tensor(test_y, dtype=torch.int64), num_classes)
 
 
-def check_source(cfg: DataConfig) -> None:
-    """Raise DataError now, before training, if the dataset's files are missing or damaged."""
-    SOURCE_CHECKS.get(cfg.name, lambda: None)()
+TORCHVISION_SETS = {"fashion_mnist": "FashionMNIST", "kmnist": "KMNIST", "cifar10": "CIFAR10"}
+
+
+def load_torchvision(cfg: DataConfig) -> Dataset:
+    """A torchvision dataset from data.root (downloaded there first only when data.download=true)."""
+    import torchvision.datasets
+
+    kind = getattr(torchvision.datasets, TORCHVISION_SETS[cfg.name])
+    try:
+        train, test = (kind(cfg.root, train=split, download=cfg.download) for split in (True, False))
+    except RuntimeError as error:
+        raise DataError(
+            f"data.name={cfg.name}: no usable copy under data.root={cfg.root!r} ({error}); "
+            "put torchvision's files there, or pass data.download=true where the network allows"
+        ) from None
+    return normalised(cfg.name, train.data, train.targets, test.data, test.targets, len(train.classes))
+
+
+def load_image_folder(cfg: DataConfig) -> Dataset:
+    """Your own images: data.root/train/<class>/*.png and data.root/test/<class>/*.png, resized to
+    data.image_size and read with data.channels channels (1 = greyscale, 3 = RGB)."""
+    from torchvision import datasets, transforms
+
+    mode = "L" if cfg.channels == 1 else "RGB"
+    to_pixels = transforms.Compose([
+        transforms.Lambda(lambda image: image.convert(mode)),
+        transforms.Resize((cfg.image_size, cfg.image_size)),
+        transforms.PILToTensor(),
+    ])
+    splits = []
+    for split in ("train", "test"):
+        folder = Path(cfg.root) / split
+        if not folder.is_dir():
+            raise DataError(f"data.name=folder needs {folder}/<class>/<image> files; {folder} does not exist")
+        images = datasets.ImageFolder(str(folder), transform=to_pixels)
+        pixels = torch.stack([image for image, _ in images]).permute(0, 2, 3, 1)  # (N, H, W, C)
+        splits.append((pixels, torch.tensor(images.targets), images.classes))
+    (train_x, train_y, classes), (test_x, test_y, test_classes) = splits
+    if test_classes != classes:
+        raise DataError(f"data.root={cfg.root!r}: train classes {classes} differ from test classes {test_classes}")
+    return normalised("folder", train_x, train_y, test_x, test_y, len(classes))
+
+
+LOADERS: dict[str, Callable[[DataConfig], Dataset]] = {
+    "mnist": load_mnist, "synthetic": load_synthetic, "folder": load_image_folder,
+    **{name: load_torchvision for name in TORCHVISION_SETS},
+}
 
 
 def _check(data: Dataset) -> None:
@@ -161,7 +216,10 @@ def _load_cached(cfg_key: tuple) -> Dataset:
 
 
 def load_dataset(cfg: DataConfig) -> Dataset:
-    """The dataset `cfg` names, checked, reduced to the fixed subset it asks for; cached per process across variants."""
+    """The dataset `cfg` names, checked, reduced to the fixed subset it asks for; cached per process across variants.
+
+    The run command calls it once before any training, so a missing or damaged file stops nothing half-way.
+    """
     if cfg.name not in LOADERS:
         raise DataError(f"data.name={cfg.name!r} is not allowed; choose one of: {', '.join(LOADERS)}")
     return _load_cached(tuple(getattr(cfg, f) for f in DataConfig.__dataclass_fields__))

@@ -19,7 +19,7 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 
 from ablate import results
 from ablate.config import AblateConfig, ConfigError, register_schema, validate
-from ablate.data import check_source
+from ablate.data import load_dataset
 from ablate.runner import stale_runs
 from ablate.variants import Variant, plan_variants, variant_from_overrides
 from hydra_plugins.ablate_sweeper.ablate_sweeper import check_arguments, register as register_sweeper
@@ -71,7 +71,7 @@ def check_study(overrides: Sequence[str]) -> list[tuple[Variant, AblateConfig]]:
                 f"they will not be mixed: choose a new study name (study=NAME) or move the old runs away"
             )
         checked.append((variant, config))
-    check_source(checked[0][1].data)
+    load_dataset(checked[0][1].data)  # files, checksums, shapes and subset sizes, before any training
     try:
         results.check_writable(checked[0][1].runs_dir)
     except OSError as error:

@@ -26,7 +26,7 @@ BAD_VALUES = [
     ("train.optimizer=rmsprop", "train.optimizer", "adam, sgd"),
     ("seeds=[]", "seeds", "at least one seed"),
     ("seeds=[1,1]", "seeds", "only once"),
-    ("data.name=imagenet", "data.name", "mnist, synthetic"),
+    ("data.name=imagenet", "data.name", "fashion_mnist, kmnist, cifar10, folder"),
     ("precision=fp8", "precision", "auto, fp32, bf16, fp16"),
     ("+sweep=nosuch", "sweep", "depth"),
 ]
