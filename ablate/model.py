@@ -18,9 +18,12 @@ from ablate.config import ModelConfig
 Shape = tuple[int, ...]
 
 
+SPATIAL = ("conv", "strided_conv", "maxpool", "avgpool")
+
+
 @dataclass(frozen=True)
 class Layer:
-    """One layer of the plan: its kind, shapes and (for spatial layers) kernel, stride and padding."""
+    """One layer of the plan: its kind, shapes and (for spatial layers) kernel, stride, padding and dilation."""
 
     name: str
     kind: str
@@ -29,10 +32,12 @@ class Layer:
     kernel: int = 1
     stride: int = 1
     padding: int = 0
+    dilation: int = 1
 
 
-def _conv_out(size: int, kernel: int, stride: int, padding: int) -> int:
-    return (size + 2 * padding - (kernel - 1) - 1) // stride + 1
+def output_size(size: int, kernel: int, stride: int, padding: int, dilation: int = 1) -> int:
+    """Output height (or width) of a conv or pooling layer: floor((H + 2P - D(K-1) - 1)/S + 1), as torch computes it."""
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
 
 
 def plan_layers(cfg: ModelConfig, input_shape: Shape, num_classes: int) -> list[Layer]:
@@ -41,14 +46,14 @@ def plan_layers(cfg: ModelConfig, input_shape: Shape, num_classes: int) -> list[
     width = cfg.width
     layers: list[Layer] = []
 
-    def spatial(name: str, kind: str, out_c: int, kernel: int, stride: int, padding: int) -> None:
+    def spatial(name: str, kind: str, out_c: int, kernel: int, stride: int, padding: int, dilation: int = 1) -> None:
         nonlocal c, h, w
-        out_h, out_w = _conv_out(h, kernel, stride, padding), _conv_out(w, kernel, stride, padding)
-        layers.append(Layer(name, kind, (c, h, w), (out_c, out_h, out_w), kernel, stride, padding))
+        out_h, out_w = (output_size(size, kernel, stride, padding, dilation) for size in (h, w))
+        layers.append(Layer(name, kind, (c, h, w), (out_c, out_h, out_w), kernel, stride, padding, dilation))
         c, h, w = out_c, out_h, out_w
 
     for i in range(1, cfg.depth + 1):
-        spatial(f"conv{i}", "conv", width, cfg.kernel_size, 1, cfg.kernel_size // 2)
+        spatial(f"conv{i}", "conv", width, cfg.kernel_size, 1, cfg.dilation * (cfg.kernel_size - 1) // 2, cfg.dilation)
         if cfg.batchnorm:
             layers.append(Layer(f"bn{i}", "batchnorm", (c, h, w), (c, h, w)))
         layers.append(Layer(f"relu{i}", "relu", (c, h, w), (c, h, w)))
@@ -72,7 +77,7 @@ def plan_layers(cfg: ModelConfig, input_shape: Shape, num_classes: int) -> list[
 
 def _module(layer: Layer) -> nn.Module:
     if layer.kind in ("conv", "strided_conv"):
-        return nn.Conv2d(layer.in_shape[0], layer.out_shape[0], layer.kernel, layer.stride, layer.padding)
+        return nn.Conv2d(layer.in_shape[0], layer.out_shape[0], layer.kernel, layer.stride, layer.padding, layer.dilation)
     if layer.kind == "maxpool":
         return nn.MaxPool2d(layer.kernel, layer.stride)
     if layer.kind == "avgpool":
@@ -101,11 +106,12 @@ def parameter_count(model: nn.Module) -> int:
 
 
 def receptive_fields(layers: list[Layer]) -> list[int]:
-    """Receptive field (input pixels, one side) after each layer: R += (K - 1) * jump; jump *= S; the head adds nothing."""
+    """Receptive field (input pixels, one side) after each layer: R_l = R_(l-1) + (K_l - 1) * D_l * (product of the
+    earlier strides); the head adds nothing."""
     field, jump, fields = 1, 1, []
     for layer in layers:
-        if layer.kind in ("conv", "strided_conv", "maxpool", "avgpool"):
-            field += (layer.kernel - 1) * jump
+        if layer.kind in SPATIAL:
+            field += (layer.kernel - 1) * layer.dilation * jump
             jump *= layer.stride
         fields.append(field)
     return fields
