@@ -1,4 +1,4 @@
-"""The `ablate` command: `run` (Hydra), `report`. Thin: every decision lives in the modules it calls."""
+"""The `ablate` command: `run` (Hydra), `report`, `inspect`. Thin: every decision lives in the modules it calls."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ commands:
   run [OVERRIDES]     train a study: ablate run +sweep=depth train.epochs=2 seeds=[0,1,2]
                       (Hydra overrides; `ablate run --help` lists every key)
   report [PATHS]      tables and charts of every study under ./runs, or of the given study folders
+  inspect [OVERRIDES] layer table of the model a config builds: shapes, parameters, receptive field, FLOPs
+                      (same overrides as run; +sweep=NAME shows every variant; --format md|csv|json)
 
 ablate run --cfg job  prints the composed config without training.
 """
@@ -22,6 +24,15 @@ ablate run --cfg job  prints the composed config without training.
 def _fail(message: str) -> int:
     print(f"ablate: error: {message}", file=sys.stderr)
     return 2
+
+
+def _config_failure(error: Exception) -> int:
+    """A config mistake as one line and exit status 2; the whole traceback with HYDRA_FULL_ERROR=1."""
+    from ablate import preflight
+
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        raise error
+    return _fail(preflight.one_line(error))
 
 
 def run(arguments: Sequence[str]) -> int:
@@ -38,9 +49,7 @@ def run(arguments: Sequence[str]) -> int:
     try:
         preflight.check_study(overrides)
     except Exception as error:  # noqa: BLE001 - every config mistake becomes one line, no traceback
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
-        return _fail(preflight.one_line(error))
+        return _config_failure(error)
 
     @hydra.main(config_path="pkg://" + preflight.CONFIG_MODULE, config_name=preflight.CONFIG_NAME, version_base="1.3")
     def train(cfg: DictConfig) -> object:
@@ -68,11 +77,27 @@ def report(arguments: Sequence[str]) -> int:
     return 0
 
 
+def inspect(arguments: Sequence[str]) -> int:
+    """Print the layer table of the model (or of every variant of a sweep) that the overrides compose to."""
+    from ablate.inspect import FORMATS, inspect_overrides
+
+    parser = argparse.ArgumentParser(prog="ablate inspect", description="Layer table: shapes, parameters, receptive field, FLOPs.")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides as for `ablate run`, e.g. model.depth=5 data=synthetic +sweep=kernel")
+    parser.add_argument("--format", choices=FORMATS, default="md", help="md (default): tables; csv: one row per layer; json")
+    options = parser.parse_args(arguments)
+    try:
+        text = inspect_overrides(options.overrides, options.format)
+    except Exception as error:  # noqa: BLE001 - every config mistake becomes one line, no traceback
+        return _config_failure(error)
+    print(text)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script and of `python -m ablate`."""
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    commands = {"run": run, "report": report}
+    commands = {"run": run, "report": report, "inspect": inspect}
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE)
         return 0
