@@ -1,4 +1,4 @@
-"""The `ablate` command: `run` (Hydra), `report`, `inspect`. Thin: every decision lives in the modules it calls."""
+"""The `ablate` command: `run` (Hydra), `report`, `inspect`, `viz`. Thin: every decision lives in the modules it calls."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ commands:
   report [PATHS]      tables and charts of every study under ./runs, or of the given study folders
   inspect [OVERRIDES] layer table of the model a config builds: shapes, parameters, receptive field, FLOPs
                       (same overrides as run; +sweep=NAME shows every variant; --format md|csv|json)
+  viz RUN_DIR [--image N]
+                      PNGs in a trained run's folder: first-layer filters, activation maps, saliency
 
 ablate run --cfg job  prints the composed config without training.
 """
@@ -93,11 +95,29 @@ def inspect(arguments: Sequence[str]) -> int:
     return 0
 
 
+def viz(arguments: Sequence[str]) -> int:
+    """Write the pictures of one trained run (filters, activation maps, saliency) into its folder; print their paths."""
+    from ablate.data import DataError
+    from ablate.viz import write_pictures
+
+    parser = argparse.ArgumentParser(
+        prog="ablate viz", description="First-layer filters, activation maps and saliency of a trained run, as PNG.")
+    parser.add_argument("run_dir", help="one run's folder, e.g. runs/depth/baseline/seed=0")
+    parser.add_argument("--image", type=int, default=0, help="index of the test image for the activation and saliency maps (default 0)")
+    options = parser.parse_args(arguments)
+    try:
+        written = write_pictures(options.run_dir, options.image)
+    except (FileNotFoundError, ValueError, DataError) as error:
+        return _fail(str(error))
+    print("\n".join(str(path) for path in written))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script and of `python -m ablate`."""
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    commands = {"run": run, "report": report, "inspect": inspect}
+    commands = {"run": run, "report": report, "inspect": inspect, "viz": viz}
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE)
         return 0

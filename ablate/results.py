@@ -69,6 +69,13 @@ def write_run(
     _write_atomically(path / METRICS_FILE, json.dumps(metrics, indent=2, sort_keys=True) + "\n")
 
 
+def write_file(run_path: str | Path, name: str, data: str | bytes) -> Path:
+    """Write one more file into a run's folder (the pictures of `ablate viz`), atomically; returns its path."""
+    path = Path(run_path) / name
+    _write_atomically(path, data)
+    return path
+
+
 def study_dirs(root: str | Path) -> list[Path]:
     """Studies under a runs folder, or the folder itself when it is one study (it holds variant folders with runs)."""
     root = Path(root)
@@ -101,7 +108,8 @@ def load_trained(run_path: str | Path) -> tuple[AblateConfig, dict[str, torch.Te
         raise FileNotFoundError(f"{path} is not a finished run (no {METRICS_FILE}); give a run folder such as runs/depth/baseline/seed=0")
     if not (path / MODEL_FILE).is_file():
         raise FileNotFoundError(
-            f"{path} has no {MODEL_FILE}: the run failed or diverged, or was trained before ablate saved weights; delete it and run it again"
+            f"{path} has no {MODEL_FILE}: the run failed or diverged, or was trained before ablate saved weights; "
+            "delete its folder and run it again"
         )
     config = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(AblateConfig), OmegaConf.load(path / CONFIG_FILE)))
     return config, torch.load(path / MODEL_FILE, map_location="cpu", weights_only=True)  # type: ignore[return-value]

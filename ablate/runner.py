@@ -69,7 +69,8 @@ def run_variant(cfg: AblateConfig, variant: str) -> VariantSummary:
         metrics = {**common, **result.metrics, "seed": result.seed, "status": result.status, "error": result.error,
                    "wall_seconds": round(wall, 3),
                    "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-        results.write_run(folders[result.seed], OmegaConf.to_yaml(OmegaConf.structured(seed_cfg)), result.history, metrics, result.state_dict)
+        config_yaml = OmegaConf.to_yaml(OmegaConf.structured(seed_cfg))
+        results.write_run(folders[result.seed], config_yaml, result.history, metrics, result.state_dict)
         if result.status != "ok":
             log.warning(f"{cfg.study}/{variant} seed {result.seed}: {result.status}: {result.error.splitlines()[0]}")
 
