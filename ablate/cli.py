@@ -1,4 +1,4 @@
-"""The `ablate` command: `run` (Hydra), `report`. Thin: every decision lives in the modules it calls."""
+"""The `ablate` command: `run` (Hydra), `report`, `inspect`, `viz`. Thin: every decision lives in the modules it calls."""
 
 from __future__ import annotations
 
@@ -14,8 +14,12 @@ commands:
   run [OVERRIDES]     train a study: ablate run +sweep=depth train.epochs=2 seeds=[0,1,2]
                       (Hydra overrides; `ablate run --help` lists every key)
   report [PATHS]      tables and charts of every study under ./runs, or of the given study folders
+  inspect [OVERRIDES] layer table of the model a config builds: shapes, parameters, receptive field, FLOPs
+                      (same overrides as run; +sweep=NAME shows every variant; --format md|csv|json)
+  viz RUN_DIR [--image N]
+                      PNGs in a trained run's folder: first-layer filters, activation maps, saliency
 
-ablate run --cfg job  prints the composed config without training.
+ablate run --cfg job  prints the composed config without training; --debug shows tracebacks.
 """
 
 
@@ -40,6 +44,15 @@ def _fail(message: str) -> int:
     return 2
 
 
+def _config_failure(error: Exception) -> int:
+    """A config mistake as one line and exit status 2; the whole traceback with HYDRA_FULL_ERROR=1."""
+    from ablate import preflight
+
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        raise error
+    return _fail(preflight.one_line(error))
+
+
 def run(arguments: Sequence[str]) -> int:
     """Check every variant first, then hand the command line to Hydra, which calls `run_variant` per variant.
 
@@ -53,18 +66,14 @@ def run(arguments: Sequence[str]) -> int:
     from ablate import preflight, runner
     from ablate.variants import variant_from_overrides
 
-    flags = {a for a in arguments if a in ("--dry-run", "--debug")}
-    arguments = [a for a in arguments if a not in flags]
-    if "--debug" in flags:
-        os.environ["HYDRA_FULL_ERROR"] = "1"
+    dry_run = "--dry-run" in arguments
+    arguments = [a for a in arguments if a != "--dry-run"]
     overrides = _overrides(arguments)
     try:
         planned = [(variant.name, config) for variant, config in preflight.check_study(overrides)]
     except Exception as error:  # noqa: BLE001 - every config mistake becomes one line, no traceback
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
-        return _fail(preflight.one_line(error))
-    if "--dry-run" in flags:
+        return _config_failure(error)
+    if dry_run:
         print(runner.describe_plan(planned))
         return 0
 
@@ -107,11 +116,48 @@ def report(arguments: Sequence[str]) -> int:
     return 0
 
 
+def inspect(arguments: Sequence[str]) -> int:
+    """Print the layer table of the model (or of every variant of a sweep) that the overrides compose to."""
+    from ablate.inspect import FORMATS, inspect_overrides
+
+    parser = argparse.ArgumentParser(prog="ablate inspect", description="Layer table: shapes, parameters, receptive field, FLOPs.")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides as for `ablate run`, e.g. model.depth=5 data=synthetic +sweep=kernel")
+    parser.add_argument("--format", choices=FORMATS, default="md", help="md (default): tables; csv: one row per layer; json")
+    options = parser.parse_args(arguments)
+    try:
+        text = inspect_overrides(options.overrides, options.format)
+    except Exception as error:  # noqa: BLE001 - every config mistake becomes one line, no traceback
+        return _config_failure(error)
+    print(text)
+    return 0
+
+
+def viz(arguments: Sequence[str]) -> int:
+    """Write the pictures of one trained run (filters, activation maps, saliency) into its folder; print their paths."""
+    from ablate.data import DataError
+    from ablate.viz import write_pictures
+
+    parser = argparse.ArgumentParser(
+        prog="ablate viz", description="First-layer filters, activation maps and saliency of a trained run, as PNG.")
+    parser.add_argument("run_dir", help="one run's folder, e.g. runs/depth/baseline/seed=0")
+    parser.add_argument("--image", type=int, default=0, help="index of the test image for the activation and saliency maps (default 0)")
+    options = parser.parse_args(arguments)
+    try:
+        written = write_pictures(options.run_dir, options.image)
+    except (FileNotFoundError, ValueError, DataError) as error:
+        return _fail(str(error))
+    print("\n".join(str(path) for path in written))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script and of `python -m ablate`."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if "--debug" in argv:  # any command: show tracebacks instead of one-line errors
+        argv.remove("--debug")
+        os.environ["HYDRA_FULL_ERROR"] = "1"
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    commands = {"run": run, "report": report}
+    commands = {"run": run, "report": report, "inspect": inspect, "viz": viz}
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE)
         return 0

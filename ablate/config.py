@@ -21,7 +21,7 @@ DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 # The model keys a sweep varies, in the order reports list them.
-FACTORS = ("depth", "width", "kernel_size", "pool", "batchnorm", "head")
+FACTORS = ("depth", "width", "kernel_size", "dilation", "pool", "batchnorm", "head")
 
 
 class ConfigError(ValueError):
@@ -35,6 +35,7 @@ class ModelConfig:
     depth: int = 2
     width: int = 32
     kernel_size: int = 3
+    dilation: int = 1
     pool: str = "max"
     batchnorm: bool = False
     head: str = "flatten"
@@ -110,6 +111,7 @@ def validate(cfg: AblateConfig) -> None:
         raise ConfigError(
             f"model.kernel_size={m.kernel_size} is not allowed; 'same' padding needs an odd size such as 3, 5 or 7"
         )
+    _at_least("model.dilation", m.dilation, 1)
     _choice("model.pool", m.pool, POOLS)
     _choice("model.head", m.head, HEADS)
     _at_least("model.hidden", m.hidden, 1)

@@ -1,6 +1,7 @@
 """Loads a dataset by name into normalised tensors, checked for shape and range, optionally a fixed subset.
 
-`data.name` picks a loader from LOADERS; a new dataset is one more loader returning a `Dataset`.
+`data.name` picks a loader from LOADERS; a new dataset is one more loader returning a `Dataset`, and one more
+entry in SPECS saying its image shape and classes without loading it (for `ablate inspect`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from ablate.config import DataConfig
 
 MNIST_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # of the 60k training images scaled to [0, 1], as in torchvision's examples
+MNIST_SHAPE, MNIST_CLASSES = (1, 28, 28), 10
+Spec = tuple[tuple[int, int, int], int]
 
 
 class DataError(RuntimeError):
@@ -86,7 +89,7 @@ def read_mnist_pickle(path: Path, expected_sha256: str = MNIST_SHA256) -> tuple[
 def _mnist_images(flat: np.ndarray) -> torch.Tensor:
     """Images stored as uint8/256 back to bytes, then scaled and normalised exactly as torchvision's ToTensor+Normalize."""
     pixels = np.rint(np.asarray(flat, dtype=np.float64) * 256).astype(np.uint8)
-    images = torch.from_numpy(pixels).reshape(-1, 1, 28, 28).float() / 255
+    images = torch.from_numpy(pixels).reshape(-1, *MNIST_SHAPE).float() / 255
     return (images - MNIST_MEAN) / MNIST_STD
 
 
@@ -102,14 +105,14 @@ def load_mnist(cfg: DataConfig) -> Dataset:
         train_y=torch.from_numpy(np.concatenate([train_y, valid_y]).astype(np.int64)),
         test_x=_mnist_images(test_x),
         test_y=torch.from_numpy(np.asarray(test_y, dtype=np.int64)),
-        num_classes=10,
+        num_classes=MNIST_CLASSES,
     )
 
 
 def load_synthetic(cfg: DataConfig) -> Dataset:
     """Learnable noise images made in code: each class is a fixed random pattern plus Gaussian noise. For fast tests."""
     generator = torch.Generator().manual_seed(cfg.subset_seed)
-    shape = (cfg.channels, cfg.image_size, cfg.image_size)
+    shape, _ = _synthetic_spec(cfg)
     patterns = torch.randn((cfg.num_classes, *shape), generator=generator)
 
     def split(size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -186,6 +189,24 @@ LOADERS: dict[str, Callable[[DataConfig], Dataset]] = {
 }
 
 
+def _synthetic_spec(cfg: DataConfig) -> Spec:
+    return (cfg.channels, cfg.image_size, cfg.image_size), cfg.num_classes
+
+
+def _folder_spec(cfg: DataConfig) -> Spec:
+    train = Path(cfg.root) / "train"
+    if not train.is_dir():
+        raise DataError(f"data.name=folder needs {train}/<class>/<image> files; {train} does not exist")
+    return (cfg.channels, cfg.image_size, cfg.image_size), sum(p.is_dir() for p in train.iterdir())
+
+
+SPECS: dict[str, Callable[[DataConfig], Spec]] = {
+    "mnist": lambda cfg: (MNIST_SHAPE, MNIST_CLASSES), "synthetic": _synthetic_spec, "folder": _folder_spec,
+    "fashion_mnist": lambda cfg: (MNIST_SHAPE, MNIST_CLASSES), "kmnist": lambda cfg: (MNIST_SHAPE, MNIST_CLASSES),
+    "cifar10": lambda cfg: ((3, 32, 32), 10),
+}
+
+
 def _check(data: Dataset) -> None:
     for split, images, labels in (("train", data.train_x, data.train_y), ("test", data.test_x, data.test_y)):
         if images.ndim != 4 or images.shape[0] != labels.shape[0] or images.shape[1:] != data.train_x.shape[1:]:
@@ -215,11 +236,21 @@ def _load_cached(cfg_key: tuple) -> Dataset:
     return data
 
 
+def _check_name(cfg: DataConfig) -> None:
+    if cfg.name not in LOADERS:
+        raise DataError(f"data.name={cfg.name!r} is not allowed; choose one of: {', '.join(LOADERS)}")
+
+
+def input_spec(cfg: DataConfig) -> Spec:
+    """((C, H, W) of one image, number of classes) of the dataset `cfg` names, without loading it."""
+    _check_name(cfg)
+    return SPECS[cfg.name](cfg)
+
+
 def load_dataset(cfg: DataConfig) -> Dataset:
     """The dataset `cfg` names, checked, reduced to the fixed subset it asks for; cached per process across variants.
 
     The run command calls it once before any training, so a missing or damaged file stops nothing half-way.
     """
-    if cfg.name not in LOADERS:
-        raise DataError(f"data.name={cfg.name!r} is not allowed; choose one of: {', '.join(LOADERS)}")
+    _check_name(cfg)
     return _load_cached(tuple(getattr(cfg, f) for f in DataConfig.__dataclass_fields__))

@@ -29,13 +29,15 @@ PRECISION_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 @dataclass
 class SeedResult:
-    """What one seed's training produced: status ok | failed | diverged, final metrics and one row per epoch."""
+    """What one seed's training produced: status ok | failed | diverged, final metrics, one row per epoch and,
+    when it ended ok, the final weights (state_dict on the CPU)."""
 
     seed: int
     status: str
     metrics: dict[str, float] = field(default_factory=dict)
     history: list[dict[str, float]] = field(default_factory=list)
     error: Optional[str] = None
+    state_dict: Optional[dict[str, torch.Tensor]] = None
 
 
 def resolve_device(name: str) -> torch.device:
@@ -141,6 +143,7 @@ def train_seed(
         "train_loss": last["train_loss"], "train_acc": last["train_acc"],
         "train_seconds": sum(row["seconds"] for row in history),
     }
+    result.state_dict = {name: tensor.cpu() for name, tensor in model.state_dict().items()}
     return result
 
 

@@ -8,6 +8,7 @@ modules, the receptive field and the layer table, so those can never disagree.
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -18,9 +19,14 @@ from ablate.config import ModelConfig
 Shape = tuple[int, ...]
 
 
+CONVS = ("conv", "strided_conv")  # layers with learned kernels: the conv blocks and the strided downsampling
+SPATIAL = (*CONVS, "maxpool", "avgpool")
+
+
 @dataclass(frozen=True)
 class Layer:
-    """One layer of the plan: its kind, shapes and (for spatial layers) kernel, stride and padding."""
+    """One layer of the plan: its kind, shapes, (for spatial layers) kernel, stride, padding and dilation, and
+    whether it belongs to the classifier head (everything from the pooling or flattening of the last map on)."""
 
     name: str
     kind: str
@@ -29,10 +35,47 @@ class Layer:
     kernel: int = 1
     stride: int = 1
     padding: int = 0
+    dilation: int = 1
+    head: bool = False
+
+    def size_formula(self) -> str:
+        """How the output size follows from the input's: the output-size formula with this layer's numbers, '' where unchanged."""
+        if self.kind in SPATIAL:
+            k, s, p, d = self.kernel, self.stride, self.padding, self.dilation
+            return "; ".join(
+                f"floor(({size} + 2×{p} - {d}×({k}-1) - 1)/{s} + 1) = {output_size(size, k, s, p, d)}"
+                for size in dict.fromkeys(self.in_shape[1:])
+            )
+        if self.kind == "gap":
+            return f"mean over {self.in_shape[1]}×{self.in_shape[2]} = 1×1"
+        if self.kind == "flatten":
+            return f"{' × '.join(map(str, self.in_shape))} = {self.out_shape[0]}"
+        return ""
+
+    def parameters(self) -> tuple[int, str]:
+        """Learned parameters of this layer and the formula that gives them (0 and '' for layers without any)."""
+        c_in, c_out = self.in_shape[0], self.out_shape[0]
+        if self.kind in CONVS:
+            return c_out * (c_in * self.kernel**2 + 1), f"{c_out} × ({c_in} × {self.kernel}² + 1)"
+        if self.kind == "linear":
+            return c_out * (c_in + 1), f"{c_out} × ({c_in} + 1)"
+        if self.kind == "batchnorm":
+            return 2 * c_in, f"2 × {c_in}"
+        return 0, ""
+
+    def flops(self) -> int:
+        """FLOPs of one forward pass for one image, counted as 2 × multiply-accumulates of conv and linear layers
+        (bias, BatchNorm, ReLU and pooling count 0), the convention of torch.utils.flop_counter."""
+        if self.kind in CONVS:
+            return 2 * math.prod(self.out_shape) * self.in_shape[0] * self.kernel**2
+        if self.kind == "linear":
+            return 2 * self.in_shape[0] * self.out_shape[0]
+        return 0
 
 
-def _conv_out(size: int, kernel: int, stride: int, padding: int) -> int:
-    return (size + 2 * padding - (kernel - 1) - 1) // stride + 1
+def output_size(size: int, kernel: int, stride: int, padding: int, dilation: int = 1) -> int:
+    """Output height (or width) of a conv or pooling layer: floor((H + 2P - D(K-1) - 1)/S + 1), as torch computes it."""
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
 
 
 def plan_layers(cfg: ModelConfig, input_shape: Shape, num_classes: int) -> list[Layer]:
@@ -41,14 +84,14 @@ def plan_layers(cfg: ModelConfig, input_shape: Shape, num_classes: int) -> list[
     width = cfg.width
     layers: list[Layer] = []
 
-    def spatial(name: str, kind: str, out_c: int, kernel: int, stride: int, padding: int) -> None:
+    def spatial(name: str, kind: str, out_c: int, kernel: int, stride: int, padding: int, dilation: int = 1) -> None:
         nonlocal c, h, w
-        out_h, out_w = _conv_out(h, kernel, stride, padding), _conv_out(w, kernel, stride, padding)
-        layers.append(Layer(name, kind, (c, h, w), (out_c, out_h, out_w), kernel, stride, padding))
+        out_h, out_w = (output_size(size, kernel, stride, padding, dilation) for size in (h, w))
+        layers.append(Layer(name, kind, (c, h, w), (out_c, out_h, out_w), kernel, stride, padding, dilation))
         c, h, w = out_c, out_h, out_w
 
     for i in range(1, cfg.depth + 1):
-        spatial(f"conv{i}", "conv", width, cfg.kernel_size, 1, cfg.kernel_size // 2)
+        spatial(f"conv{i}", "conv", width, cfg.kernel_size, 1, cfg.dilation * (cfg.kernel_size - 1) // 2, cfg.dilation)
         if cfg.batchnorm:
             layers.append(Layer(f"bn{i}", "batchnorm", (c, h, w), (c, h, w)))
         layers.append(Layer(f"relu{i}", "relu", (c, h, w), (c, h, w)))
@@ -58,21 +101,21 @@ def plan_layers(cfg: ModelConfig, input_shape: Shape, num_classes: int) -> list[
             width = min(width * 2, cfg.max_width)
 
     if cfg.head == "gap":
-        layers.append(Layer("gap", "gap", (c, h, w), (c, 1, 1)))
-        layers.append(Layer("flatten", "flatten", (c, 1, 1), (c,)))
-        layers.append(Layer("fc", "linear", (c,), (num_classes,)))
+        layers.append(Layer("gap", "gap", (c, h, w), (c, 1, 1), head=True))
+        layers.append(Layer("flatten", "flatten", (c, 1, 1), (c,), head=True))
+        layers.append(Layer("fc", "linear", (c,), (num_classes,), head=True))
     else:
         features = c * h * w
-        layers.append(Layer("flatten", "flatten", (c, h, w), (features,)))
-        layers.append(Layer("fc1", "linear", (features,), (cfg.hidden,)))
-        layers.append(Layer("relu_fc", "relu", (cfg.hidden,), (cfg.hidden,)))
-        layers.append(Layer("fc2", "linear", (cfg.hidden,), (num_classes,)))
+        layers.append(Layer("flatten", "flatten", (c, h, w), (features,), head=True))
+        layers.append(Layer("fc1", "linear", (features,), (cfg.hidden,), head=True))
+        layers.append(Layer("relu_fc", "relu", (cfg.hidden,), (cfg.hidden,), head=True))
+        layers.append(Layer("fc2", "linear", (cfg.hidden,), (num_classes,), head=True))
     return layers
 
 
 def _module(layer: Layer) -> nn.Module:
-    if layer.kind in ("conv", "strided_conv"):
-        return nn.Conv2d(layer.in_shape[0], layer.out_shape[0], layer.kernel, layer.stride, layer.padding)
+    if layer.kind in CONVS:
+        return nn.Conv2d(layer.in_shape[0], layer.out_shape[0], layer.kernel, layer.stride, layer.padding, layer.dilation)
     if layer.kind == "maxpool":
         return nn.MaxPool2d(layer.kernel, layer.stride)
     if layer.kind == "avgpool":
@@ -101,11 +144,12 @@ def parameter_count(model: nn.Module) -> int:
 
 
 def receptive_fields(layers: list[Layer]) -> list[int]:
-    """Receptive field (input pixels, one side) after each layer: R += (K - 1) * jump; jump *= S; the head adds nothing."""
+    """Receptive field (input pixels, one side) after each layer: R_l = R_(l-1) + (K_l - 1) * D_l * (product of the
+    earlier strides); the head adds nothing."""
     field, jump, fields = 1, 1, []
     for layer in layers:
-        if layer.kind in ("conv", "strided_conv", "maxpool", "avgpool"):
-            field += (layer.kernel - 1) * jump
+        if layer.kind in SPATIAL:
+            field += (layer.kernel - 1) * layer.dilation * jump
             jump *= layer.stride
         fields.append(field)
     return fields

@@ -1,7 +1,8 @@
 """The results store: the only code that writes or reads runs/.
 
-Layout: runs/<study>/<variant>/seed=<s>/{config.yaml, history.csv, metrics.json}. A run is finished when,
-and only when, its metrics.json exists; it is written last, atomically (temporary file, then rename).
+Layout: runs/<study>/<variant>/seed=<s>/{config.yaml, history.csv, model.pt, metrics.json}. A run is finished
+when, and only when, its metrics.json exists; it is written last, atomically (temporary file, then rename).
+model.pt holds the final state_dict of a run that ended ok.
 """
 
 from __future__ import annotations
@@ -16,10 +17,15 @@ from pathlib import Path
 from typing import IO, Any, Iterable, Optional
 
 import pandas as pd
+import torch
 import yaml
+from omegaconf import OmegaConf
+
+from ablate.config import AblateConfig
 
 BASELINE = "baseline"
-METRICS_FILE, HISTORY_FILE, CONFIG_FILE, LOCK_FILE = "metrics.json", "history.csv", "config.yaml", ".lock"
+METRICS_FILE, HISTORY_FILE, CONFIG_FILE, MODEL_FILE = "metrics.json", "history.csv", "config.yaml", "model.pt"
+LOCK_FILE = ".lock"
 
 
 def run_dir(runs_dir: str | Path, study: str, variant: str, seed: int) -> Path:
@@ -86,12 +92,12 @@ def check_writable(runs_dir: str | Path) -> None:
         pass
 
 
-def _write_atomically(path: Path, text: str) -> None:
+def _write_atomically(path: Path, data: str | bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(handle, "w") as stream:
-            stream.write(text)
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data.encode() if isinstance(data, str) else data)
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(temporary, path)
@@ -100,8 +106,12 @@ def _write_atomically(path: Path, text: str) -> None:
         raise
 
 
-def write_run(path: Path, config_yaml: str, history: list[dict[str, Any]], metrics: dict[str, Any]) -> None:
-    """Write one run's files; metrics.json goes last, so a crash before it leaves the run unfinished."""
+def write_run(
+    path: Path, config_yaml: str, history: list[dict[str, Any]], metrics: dict[str, Any],
+    state_dict: dict[str, torch.Tensor] | None = None,
+) -> None:
+    """Write one run's files (model.pt only when there are weights); metrics.json goes last, so a crash before it
+    leaves the run unfinished."""
     _write_atomically(path / CONFIG_FILE, config_yaml)
     table = io.StringIO()
     if history:
@@ -109,7 +119,18 @@ def write_run(path: Path, config_yaml: str, history: list[dict[str, Any]], metri
         writer.writeheader()
         writer.writerows(history)
     _write_atomically(path / HISTORY_FILE, table.getvalue())
+    if state_dict is not None:
+        weights = io.BytesIO()
+        torch.save(state_dict, weights)
+        _write_atomically(path / MODEL_FILE, weights.getvalue())
     _write_atomically(path / METRICS_FILE, json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+
+
+def write_file(run_path: str | Path, name: str, data: str | bytes) -> Path:
+    """Write one more file into a run's folder (the pictures of `ablate viz`), atomically; returns its path."""
+    path = Path(run_path) / name
+    _write_atomically(path, data)
+    return path
 
 
 def study_dirs(root: str | Path) -> list[Path]:
@@ -162,3 +183,17 @@ def load_histories(runs: pd.DataFrame) -> pd.DataFrame:
         if history.is_file() and history.stat().st_size:
             frames.append(pd.read_csv(history).assign(variant=run.variant, seed=run.seed))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def load_trained(run_path: str | Path) -> tuple[AblateConfig, dict[str, torch.Tensor]]:
+    """The config one run was trained with (its config.yaml on the schema) and its final weights, on the CPU."""
+    path = Path(run_path)
+    if not is_finished(path):
+        raise FileNotFoundError(f"{path} is not a finished run (no {METRICS_FILE}); give a run folder such as runs/depth/baseline/seed=0")
+    if not (path / MODEL_FILE).is_file():
+        raise FileNotFoundError(
+            f"{path} has no {MODEL_FILE}: the run failed or diverged, or was trained before ablate saved weights; "
+            "delete its folder and run it again"
+        )
+    config = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(AblateConfig), OmegaConf.load(path / CONFIG_FILE)))
+    return config, torch.load(path / MODEL_FILE, map_location="cpu", weights_only=True)  # type: ignore[return-value]

@@ -117,7 +117,8 @@ def _train_and_store(cfg: AblateConfig, variant: str, seeds: list[int], folders:
         seed_cfg = replace(cfg, seeds=[result.seed], variant=variant)
         metrics = {**common, **result.metrics, "seed": result.seed, "status": result.status, "error": result.error,
                    "wall_seconds": round(wall, 3), "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-        results.write_run(folders[result.seed], OmegaConf.to_yaml(OmegaConf.structured(seed_cfg)), result.history, metrics)
+        config_yaml = OmegaConf.to_yaml(OmegaConf.structured(seed_cfg))
+        results.write_run(folders[result.seed], config_yaml, result.history, metrics, result.state_dict)
         locks[result.seed].release()
         if result.status != "ok":
             log.warning(f"{cfg.study}/{variant} seed {result.seed}: {result.status}: {result.error.splitlines()[0]}")

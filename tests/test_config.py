@@ -15,6 +15,7 @@ BAD_VALUES = [
     ("model.depth=0", "model.depth", ">= 1"),
     ("model.width=0", "model.width", ">= 1"),
     ("model.kernel_size=4", "model.kernel_size", "odd"),
+    ("model.dilation=0", "model.dilation", ">= 1"),
     ("model.pool=median", "model.pool", "max, avg, strided"),
     ("model.head=mlp", "model.head", "flatten, gap"),
     ("model.batchnorm=maybe", "model.batchnorm", "true or false"),

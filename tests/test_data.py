@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from ablate.config import DataConfig
-from ablate.data import DataError, embedded_mnist_file, load_dataset, read_mnist_pickle
+from ablate.data import DataError, embedded_mnist_file, input_spec, load_dataset, read_mnist_pickle
 
 
 def test_embedded_mnist_has_60k_train_10k_test_normalised() -> None:
@@ -43,3 +43,11 @@ def test_subsets_are_fixed_and_the_same_for_every_call() -> None:
 def test_a_subset_larger_than_the_split_is_refused() -> None:
     with pytest.raises(DataError, match="data.train_size=70000 is larger than the 60000"):
         load_dataset(DataConfig(name="mnist", train_size=70_000))
+
+
+def test_input_spec_says_the_shape_and_classes_without_loading() -> None:
+    small_synthetic = DataConfig(name="synthetic", train_size=8, test_size=8, image_size=12, channels=3, num_classes=4)
+    for cfg in (DataConfig(name="mnist", train_size=300, test_size=100), small_synthetic):
+        data = load_dataset(cfg)
+        assert input_spec(cfg) == (data.input_shape, data.num_classes)
+    assert input_spec(DataConfig(name="synthetic", image_size=16, channels=2, num_classes=5)) == ((2, 16, 16), 5)

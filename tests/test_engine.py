@@ -6,7 +6,8 @@ import torch
 
 from ablate.config import DataConfig, ModelConfig, TrainConfig
 from ablate.data import Dataset, load_dataset
-from ablate.engine import train_seed, train_seeds
+from ablate.engine import evaluate, train_seed, train_seeds
+from ablate.model import build_model
 
 CPU = torch.device("cpu")
 
@@ -33,17 +34,28 @@ def test_same_seed_same_numbers_on_cpu_and_another_seed_differs() -> None:
     assert strip(first.history) != strip(other.history)
 
 
+def test_the_returned_weights_are_the_trained_ones() -> None:
+    data = load_dataset(DataConfig(name="synthetic", train_size=256, test_size=64, image_size=12))
+    cfg = ModelConfig(batchnorm=True)
+    result = train_seed(cfg, TrainConfig(epochs=1), data, 0, CPU, "fp32")
+    model = build_model(cfg, data.input_shape, data.num_classes)
+    model.load_state_dict(result.state_dict)  # strict: every parameter and BatchNorm statistic is there
+    test_loss, test_acc = evaluate(model, data.test_x, data.test_y, CPU, "fp32")
+    assert (test_loss, test_acc) == (result.metrics["test_loss"], result.metrics["test_acc"])
+
+
 def test_a_failing_seed_is_recorded_and_the_others_still_run() -> None:
     good = load_dataset(DataConfig(name="synthetic", train_size=64, test_size=32, image_size=12))
     broken = Dataset("broken", good.train_x, good.train_y, good.test_x, good.test_y, num_classes=2)  # labels up to 9
     seen = []
     outcomes = train_seeds(ModelConfig(), TrainConfig(epochs=1), broken, [0, 1], CPU, "fp32", on_result=seen.append, progress=False)
     assert [r.status for r in outcomes] == ["failed", "failed"] and len(seen) == 2
+    assert outcomes[0].state_dict is None
     assert "IndexError" in outcomes[0].error or "Target" in outcomes[0].error
 
 
 def test_a_diverging_run_is_marked_diverged_with_its_epoch() -> None:
     data = load_dataset(DataConfig(name="synthetic", train_size=64, test_size=32, image_size=12))
     result = train_seed(ModelConfig(), TrainConfig(epochs=4, lr=1e12, optimizer="sgd"), data, 0, CPU, "fp32")
-    assert result.status == "diverged" and "training loss became" in result.error
+    assert result.status == "diverged" and "training loss became" in result.error and result.state_dict is None
     assert len(result.history) == result.metrics["diverged_epoch"] - 1  # stopped at the epoch it diverged

@@ -14,6 +14,7 @@ from ablate.preflight import check_study
 
 MNIST = (1, 28, 28)
 SWEEPS = sorted(p.stem for p in (Path(__file__).parents[1] / "conf" / "sweep").glob("*.yaml"))
+ONE_FACTOR_SWEEPS = [sweep for sweep in SWEEPS if sweep != "all"]  # `all` is their union: no variant of its own
 
 
 def test_baseline_matches_the_seed_simplecnn_layer_for_layer() -> None:
@@ -70,6 +71,27 @@ def test_kernel_size_keeps_same_padding_and_grows_the_receptive_field() -> None:
     layers = plan_layers(ModelConfig(kernel_size=7), MNIST, 10)
     assert layers[0].out_shape == (32, 28, 28)
     assert receptive_field(layers) == 1 + 6 + 1 + 6 * 2 + 2  # conv7, pool2, conv7 (jump 2), pool2 (jump 2)
+
+
+def test_dilation_keeps_same_size_adds_no_weights_and_widens_the_receptive_field() -> None:
+    layers = plan_layers(ModelConfig(dilation=2), MNIST, 10)
+    assert (layers[0].padding, layers[0].dilation, layers[0].out_shape) == (2, 2, (32, 28, 28))
+    assert [layer.out_shape[1] for layer in layers if layer.kind in ("conv", "maxpool")] == [28, 14, 14, 7]
+    assert receptive_field(layers) == 1 + 2 * 2 + 1 + 2 * 2 * 2 + 2  # conv3 d2, pool2, conv3 d2 (jump 2), pool2 (jump 2)
+    model = build_model(ModelConfig(dilation=3, kernel_size=5), MNIST, 10)
+    assert model.conv2.dilation == (3, 3) and model.conv2.padding == (6, 6)
+    assert parameter_count(build_model(ModelConfig(dilation=2), MNIST, 10)) == 421_642
+
+
+@pytest.mark.parametrize("sweep", ONE_FACTOR_SWEEPS)
+def test_every_planned_shape_is_the_shape_torch_computes(sweep: str) -> None:
+    for _, config in check_study([f"+sweep={sweep}"]):
+        for shape in (MNIST, (3, 20, 20)):
+            layers = plan_layers(config.model, shape, 7)
+            x, model = torch.zeros(2, *shape), build_model(config.model, shape, 7)
+            for layer, module in zip(layers, model):
+                x = module(x)
+                assert tuple(x.shape[1:]) == layer.out_shape, f"{layer.name} of {config.model}"
 
 
 @pytest.mark.parametrize("sweep", SWEEPS)

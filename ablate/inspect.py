@@ -1,0 +1,100 @@
+"""The layer table of `ablate inspect`: shapes, output-size formula, parameters, receptive field and FLOPs per layer.
+
+Every number comes from the layer plan of ablate/model.py; this module only arranges it as Markdown, CSV or JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from typing import Any, Callable, Sequence
+
+import pandas as pd
+
+from ablate.config import AblateConfig
+from ablate.data import input_spec
+from ablate.model import plan_layers, receptive_fields
+from ablate.preflight import check_study
+from ablate.variants import format_value
+
+SIZE_COLUMN = "output size: floor((H + 2P - D(K-1) - 1)/S + 1)"
+FLOP_CONVENTION = (
+    "2 × multiply-accumulates of the conv and linear layers, for one image; "
+    "bias, BatchNorm, ReLU and pooling not counted (as torch.utils.flop_counter counts)"
+)
+RIGHT = ("params", "RF", "FLOPs")
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    return f"(B, {', '.join(map(str, shape))})"
+
+
+def describe(variant: str, config: AblateConfig) -> dict[str, Any]:
+    """Everything `inspect` says about one variant: its layer rows, total and head parameters, FLOPs, receptive field."""
+    shape, classes = input_spec(config.data)
+    layers = plan_layers(config.model, shape, classes)
+    fields = receptive_fields(layers)
+    rows = []
+    for layer, field in zip(layers, fields):
+        params, formula = layer.parameters()
+        rows.append({
+            "layer": layer.name, "kind": layer.kind, "input": _shape(layer.in_shape), "output": _shape(layer.out_shape),
+            "output_size": layer.size_formula(), "params": params, "params_formula": formula,
+            "receptive_field": None if layer.head else field, "flops": layer.flops(),
+        })
+    total = sum(row["params"] for row in rows)
+    head = sum(row["params"] for row, layer in zip(rows, layers) if layer.head)
+    return {
+        "variant": variant, "dataset": config.data.name, "input_shape": list(shape), "num_classes": classes,
+        "model": asdict(config.model), "layers": rows,
+        "total_params": total, "head_layers": [layer.name for layer in layers if layer.head],
+        "head_params": head, "head_share": head / total,
+        "receptive_field": fields[-1], "flops": sum(row["flops"] for row in rows),
+        "flop_convention": FLOP_CONVENTION,
+    }
+
+
+def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    return pd.DataFrame(rows).astype({"receptive_field": "Int64"})  # integers, empty for the head's layers
+
+
+def _markdown(report: dict[str, Any]) -> str:
+    table = _frame(report["layers"]).rename(columns={
+        "output_size": SIZE_COLUMN, "params_formula": "params formula", "receptive_field": "RF", "flops": "FLOPs"})
+    for column in ("params", "FLOPs"):
+        table[column] = [f"{value:,}" if value else "" for value in table[column]]
+    table["RF"] = table["RF"].astype("string").fillna("")
+    c, h, w = report["input_shape"]
+    rf = report["receptive_field"]
+    beyond = f", larger than the {h}×{w} input: units near the centre see all of it" if rf > min(h, w) else f" of the {h}×{w} input"
+    settings = " ".join(f"{key}={format_value(value)}" for key, value in report["model"].items())
+    return "\n".join([
+        f"## {report['variant']}: {report['dataset']} images {c}×{h}×{w}, {report['num_classes']} classes",
+        f"model: {settings}",
+        "",
+        table.to_markdown(index=False, disable_numparse=True, colalign=["right" if column in RIGHT else "left" for column in table]),
+        "",
+        f"- parameters: {report['total_params']:,}; classifier head ({', '.join(report['head_layers'])}): "
+        f"{report['head_params']:,} = {100 * report['head_share']:.1f}%",
+        f"- receptive field of one unit of the last feature map: {rf}×{rf} pixels{beyond}",
+        f"- FLOPs per forward pass: {report['flops']:,} = {FLOP_CONVENTION}",
+    ])
+
+
+def _csv(reports: Sequence[dict[str, Any]]) -> str:
+    rows = [{"variant": report["variant"], **row} for report in reports for row in report["layers"]]
+    return _frame(rows).to_csv(index=False).rstrip("\n")
+
+
+RENDERERS: dict[str, Callable[[Sequence[dict[str, Any]]], str]] = {
+    "md": lambda reports: "\n\n".join(_markdown(report) for report in reports),
+    "csv": _csv,
+    "json": lambda reports: json.dumps(list(reports), indent=2, ensure_ascii=False),
+}
+FORMATS = tuple(RENDERERS)
+
+
+def inspect_overrides(overrides: Sequence[str], fmt: str = "md") -> str:
+    """The layer table of every variant the overrides compose to (one for a plain config, each of a `+sweep=NAME`),
+    as `md` (a table per variant), `csv` (one row per layer, a variant column first) or `json` (a list of variants)."""
+    return RENDERERS[fmt]([describe(variant.name, config) for variant, config in check_study(overrides)])

@@ -1,0 +1,46 @@
+"""The results store keeps a run's final weights: written before metrics.json, loaded back with the run's config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from ablate import results
+from ablate.config import AblateConfig, DataConfig, ModelConfig
+from ablate.model import build_model
+
+
+def test_a_run_loads_back_with_its_config_and_weights(tmp_path: Path) -> None:
+    config = AblateConfig(model=ModelConfig(depth=3, dilation=2), data=DataConfig(name="synthetic", image_size=16), seeds=[4])
+    weights = build_model(config.model, (1, 16, 16), 10).state_dict()
+    run = results.run_dir(tmp_path, "study", "model.depth=3", 4)
+    results.write_run(run, OmegaConf.to_yaml(OmegaConf.structured(config)), [], {"status": "ok"}, weights)
+    loaded, state = results.load_trained(run)
+    assert loaded == config
+    assert state.keys() == weights.keys() and all(torch.equal(state[k], weights[k]) for k in weights)
+
+
+def test_a_crash_while_saving_weights_leaves_the_run_unfinished(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write = results._write_atomically
+
+    def full_disk(path: Path, data: str | bytes) -> None:
+        if path.name == results.MODEL_FILE:
+            raise OSError("No space left on device")
+        write(path, data)
+
+    monkeypatch.setattr(results, "_write_atomically", full_disk)
+    with pytest.raises(OSError):
+        results.write_run(tmp_path / "run", "seeds: [0]\n", [], {"status": "ok"}, {"w": torch.ones(3)})
+    assert not results.is_finished(tmp_path / "run")
+
+
+def test_a_run_without_weights_is_refused_with_the_reason(tmp_path: Path) -> None:
+    results.write_run(tmp_path / "run", "seeds: [0]\n", [], {"status": "diverged"})
+    assert not (tmp_path / "run" / results.MODEL_FILE).exists()
+    with pytest.raises(FileNotFoundError, match="has no model.pt: the run failed or diverged"):
+        results.load_trained(tmp_path / "run")
+    with pytest.raises(FileNotFoundError, match="is not a finished run"):
+        results.load_trained(tmp_path)
