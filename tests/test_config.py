@@ -71,3 +71,9 @@ def test_cli_exits_non_zero_with_one_line_and_trains_nothing(workdir: Path, over
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("ablate: error: ") and override.split("=")[0] in lines[0]
     assert not (workdir / "runs").exists()
+
+
+def test_debug_shows_the_traceback_that_the_one_line_error_hides(workdir: Path) -> None:
+    result = run_ablate("run", "model.depth=0", "--debug", *TINY, cwd=workdir)
+    assert result.returncode != 0
+    assert "Traceback" in result.stderr and "ConfigError: model.depth=0 is not allowed" in result.stderr
