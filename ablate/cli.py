@@ -6,7 +6,7 @@ import argparse
 import logging
 import os
 import sys
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 USAGE = """usage: ablate COMMAND [ARGS]
 
@@ -53,22 +53,40 @@ def _config_failure(error: Exception) -> int:
     return _fail(preflight.one_line(error))
 
 
+def _hydra_main(run_variant: Callable[[Any, str], object]) -> Callable[[], object]:
+    """The Hydra application: one call per variant, with the variant's folder name."""
+    import hydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import DictConfig, OmegaConf
+
+    from ablate import preflight
+    from ablate.variants import variant_from_overrides
+
+    preflight.setup_hydra()
+
+    @hydra.main(config_path="pkg://" + preflight.CONFIG_MODULE, config_name=preflight.CONFIG_NAME, version_base="1.3")
+    def train(cfg: DictConfig) -> object:
+        config = OmegaConf.to_object(cfg)
+        return run_variant(config, config.variant or variant_from_overrides(HydraConfig.get().overrides.task))
+
+    return train
+
+
 def run(arguments: Sequence[str]) -> int:
     """Check every variant first, then hand the command line to Hydra, which calls `run_variant` per variant.
 
     Exit status: 0 when every planned run is finished and ok, 1 when any failed, diverged or is missing,
     2 for a config error (nothing trained), 130 after Ctrl-C (finished runs kept).
     """
-    import hydra
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import DictConfig, OmegaConf
-
     from ablate import preflight, runner
-    from ablate.variants import variant_from_overrides
 
     dry_run = "--dry-run" in arguments
     arguments = [a for a in arguments if a != "--dry-run"]
     overrides = _overrides(arguments)
+    if any(a in HYDRA_INFO_FLAGS for a in arguments):
+        sys.argv = ["ablate run", *arguments]
+        _hydra_main(runner.run_variant)()  # Hydra prints help or the composed config and trains nothing
+        return 0
     try:
         planned = [(variant.name, config) for variant, config in preflight.check_study(overrides)]
     except Exception as error:  # noqa: BLE001 - every config mistake becomes one line, no traceback
@@ -77,16 +95,8 @@ def run(arguments: Sequence[str]) -> int:
         print(runner.describe_plan(planned))
         return 0
 
-    @hydra.main(config_path="pkg://" + preflight.CONFIG_MODULE, config_name=preflight.CONFIG_NAME, version_base="1.3")
-    def train(cfg: DictConfig) -> object:
-        config = OmegaConf.to_object(cfg)
-        variant = config.variant or variant_from_overrides(HydraConfig.get().overrides.task)
-        return runner.run_variant(config, variant)
-
+    train = _hydra_main(runner.run_variant)
     sys.argv = ["ablate run", *arguments]
-    if any(a in HYDRA_INFO_FLAGS or a.startswith("--cfg") for a in arguments):
-        train()  # Hydra prints help or the composed config and trains nothing
-        return 0
     try:
         train()
     except KeyboardInterrupt:
