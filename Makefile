@@ -6,6 +6,8 @@ STAMP  := $(VENV)/.installed-from-pyproject
 # The demo study: the pooling factor (max, avg, strided) on a 10k-image subset of embedded MNIST,
 # 5 seeds x 2 epochs, on the CPU; about 5 minutes on 2 cores (see README).
 DEMO   := +sweep=pooling data.train_size=10000 train.epochs=2 seeds=[0,1,2,3,4] study=demo
+# Options of bench/bench.py, e.g. make bench BENCH="--study all --seeds 0 1 2 --epochs 5"; default: full MNIST, 1 epoch.
+BENCH  ?=
 
 .PHONY: help install run test test-full report bench clean
 
@@ -35,6 +37,9 @@ test-full: install ## every test, the slow ones too
 
 report: install ## tables and charts of every study under runs/
 	$(BIN)/ablate report
+
+bench: install ## time the textbook MNIST loop against ablate's engine; last line is JSON (BENCH="--help" lists options)
+	$(BIN)/python bench/bench.py $(BENCH)
 
 clean: ## remove the virtual environment, reports and caches (runs/ is kept: it holds results)
 	rm -rf $(VENV) reports .pytest_cache build *.egg-info

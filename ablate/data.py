@@ -11,6 +11,7 @@ import gzip
 import hashlib
 import importlib.util
 import pickle
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -86,27 +87,61 @@ def read_mnist_pickle(path: Path, expected_sha256: str = MNIST_SHA256) -> tuple[
     return train_x, train_y, valid_x, valid_y, test_x, test_y
 
 
-def _mnist_images(flat: np.ndarray) -> torch.Tensor:
-    """Images stored as uint8/256 back to bytes, then scaled and normalised exactly as torchvision's ToTensor+Normalize."""
-    pixels = np.rint(np.asarray(flat, dtype=np.float64) * 256).astype(np.uint8)
-    images = torch.from_numpy(pixels).reshape(-1, *MNIST_SHAPE).float() / 255
+def mnist_bytes() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Embedded MNIST as the original files hold it: uint8 images (N, 28, 28) and uint8 labels, 60k train, 10k test.
+
+    The pickle stores uint8 / 256 in float32, so rounding x * 256 gives back the original bytes exactly.
+    """
+    train_x, train_y, valid_x, valid_y, test_x, test_y = read_mnist_pickle(embedded_mnist_file())
+    for name, images in (("train", train_x), ("valid", valid_x), ("test", test_x)):
+        if images.ndim != 2 or images.shape[1] != 784 or images.min() < 0 or images.max() >= 1:
+            raise DataError(f"MNIST {name} images have shape {images.shape} and range [{images.min()}, {images.max()}]; expected (N, 784) in [0, 1)")
+
+    def to_bytes(flat: np.ndarray) -> np.ndarray:
+        return np.rint(np.asarray(flat, dtype=np.float64) * 256).astype(np.uint8).reshape(-1, 28, 28)
+
+    return (to_bytes(np.concatenate([train_x, valid_x])), np.concatenate([train_y, valid_y]).astype(np.uint8),
+            to_bytes(test_x), np.asarray(test_y, dtype=np.uint8))
+
+
+def _mnist_normalised(pixels: np.ndarray) -> torch.Tensor:
+    """uint8 images (N, H, W) scaled and normalised exactly as torchvision's ToTensor + Normalize, as (N, 1, H, W)."""
+    images = torch.from_numpy(pixels).unsqueeze(1).float() / 255
     return (images - MNIST_MEAN) / MNIST_STD
 
 
 def load_mnist(cfg: DataConfig) -> Dataset:
     """Real MNIST from the embedded package: 60k training images (train + validation) and the 10k test images."""
-    train_x, train_y, valid_x, valid_y, test_x, test_y = read_mnist_pickle(embedded_mnist_file())
-    for name, images in (("train", train_x), ("valid", valid_x), ("test", test_x)):
-        if images.ndim != 2 or images.shape[1] != 784 or images.min() < 0 or images.max() >= 1:
-            raise DataError(f"MNIST {name} images have shape {images.shape} and range [{images.min()}, {images.max()}]; expected (N, 784) in [0, 1)")
+    train_x, train_y, test_x, test_y = mnist_bytes()
     return Dataset(
         name="mnist",
-        train_x=_mnist_images(np.concatenate([train_x, valid_x])),
-        train_y=torch.from_numpy(np.concatenate([train_y, valid_y]).astype(np.int64)),
-        test_x=_mnist_images(test_x),
-        test_y=torch.from_numpy(np.asarray(test_y, dtype=np.int64)),
+        train_x=_mnist_normalised(train_x),
+        train_y=torch.from_numpy(train_y.astype(np.int64)),
+        test_x=_mnist_normalised(test_x),
+        test_y=torch.from_numpy(test_y.astype(np.int64)),
         num_classes=MNIST_CLASSES,
     )
+
+
+def write_mnist_idx(root: Path) -> Path:
+    """Write embedded MNIST as the raw IDX files `torchvision.datasets.MNIST(root)` reads, so it needs no download.
+
+    Files go to root/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte (big-endian header, then the bytes).
+    """
+    raw = Path(root) / "MNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    train_x, train_y, test_x, test_y = mnist_bytes()
+    for split, images, labels in (("train", train_x, train_y), ("t10k", test_x, test_y)):
+        write_idx(raw / f"{split}-images-idx3-ubyte", images)
+        write_idx(raw / f"{split}-labels-idx1-ubyte", labels)
+    return Path(root)
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """One IDX file, the MNIST family's format: magic (type 0x08 = ubyte, rank), big-endian sizes, then the bytes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = struct.pack(">I", 0x800 | array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    path.write_bytes(header + np.asarray(array, dtype=np.uint8).tobytes())
 
 
 def load_synthetic(cfg: DataConfig) -> Dataset:
@@ -217,12 +252,17 @@ def _check(data: Dataset) -> None:
             raise DataError(f"{data.name} {split} labels fall outside 0..{data.num_classes - 1}")
 
 
+def subset_indices(total: int, size: int, seed: int) -> torch.Tensor:
+    """Which `size` of `total` examples a fixed subset keeps (data.train_size / test_size with data.subset_seed)."""
+    return torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:size]
+
+
 def _subset(images: torch.Tensor, labels: torch.Tensor, size: int | None, seed: int, key: str) -> tuple[torch.Tensor, torch.Tensor]:
     if size is None:
         return images, labels
     if size > len(labels):
         raise DataError(f"{key}={size} is larger than the {len(labels)} images of that split; use at most {len(labels)} or null")
-    keep = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))[:size]
+    keep = subset_indices(len(labels), size, seed)
     return images[keep], labels[keep]
 
 

@@ -23,7 +23,7 @@ from ablate.config import ModelConfig, TrainConfig
 from ablate.data import Dataset
 from ablate.model import build_model
 
-EVAL_BATCH = 1000
+EVAL_BATCH = 256  # test images per forward; on the CPU 256 ran 2.5x faster than 1000 (cache-sized maps)
 PRECISION_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -54,11 +54,17 @@ def resolve_precision(name: str, device: torch.device) -> str:
     return name
 
 
-def make_optimizer(params: Iterator[nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
-    """Adam or SGD (with momentum) as the train config says."""
+def make_optimizer(params: Iterator[nn.Parameter], cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
+    """Adam or SGD (with momentum) as the train config says; torch's fused kernels on the CPU (measured faster there)."""
+    fused = True if device.type == "cpu" else None  # None: torch's own default on CUDA (not measured here)
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, fused=fused)
+    return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
+
+
+def memory_layout(device: torch.device) -> torch.memory_format:
+    """channels_last on the CPU (oneDNN's fast layout: 1.0 to 1.35x per step, never slower); unchanged elsewhere."""
+    return torch.channels_last if device.type == "cpu" else torch.preserve_format
 
 
 def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
@@ -77,7 +83,7 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, devic
     for start in range(0, len(labels), EVAL_BATCH):
         x, y = images[start : start + EVAL_BATCH], labels[start : start + EVAL_BATCH]
         with _autocast(device, precision):
-            logits = model(x)
+            logits = model(x.contiguous(memory_format=memory_layout(device)))
         loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
         correct += (logits.argmax(1) == y).sum()
     return loss_sum.item() / len(labels), correct.item() / len(labels)
@@ -94,12 +100,13 @@ def train_seed(
     seed: int,
     device: torch.device,
     precision: str,
-    on_step: Callable[[int, float], None] = lambda epoch, loss: None,
+    on_step: Callable[[int, torch.Tensor], None] = lambda epoch, loss: None,
 ) -> SeedResult:
     """Train one freshly initialised model for `train_cfg.epochs` epochs; curves and final metrics in a SeedResult."""
     torch.manual_seed(seed)
-    model = build_model(model_cfg, data.input_shape, data.num_classes).to(device)
-    optimizer = make_optimizer(model.parameters(), train_cfg)
+    layout = memory_layout(device)
+    model = build_model(model_cfg, data.input_shape, data.num_classes).to(device, memory_format=layout)
+    optimizer = make_optimizer(model.parameters(), train_cfg, device)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     order = torch.Generator().manual_seed(seed)
     train_x, train_y = data.train_x.to(device), data.train_y.to(device)
@@ -115,7 +122,7 @@ def train_seed(
         permutation = torch.randperm(n, generator=order).to(device)
         for start in range(0, n, batch):
             index = permutation[start : start + batch]
-            x, y = train_x[index], train_y[index]
+            x, y = train_x[index].contiguous(memory_format=layout), train_y[index]
             with _autocast(device, precision):
                 logits = model(x)
                 loss = F.cross_entropy(logits.float(), y)
@@ -125,7 +132,7 @@ def train_seed(
             scaler.update()
             loss_sum += loss.detach() * len(y)
             correct += (logits.argmax(1) == y).sum()
-            on_step(epoch, loss)
+            on_step(epoch, loss.detach())
         train_loss = loss_sum.item() / n
         seconds = time.perf_counter() - started
         if not math.isfinite(train_loss):
@@ -163,13 +170,12 @@ def train_seeds(
     An exception in one seed (a shape error, CUDA out of memory) becomes a `failed` result; the others go on.
     """
     steps = math.ceil(len(data.train_y) / train_cfg.batch_size)
-    bar = tqdm(total=len(seeds) * train_cfg.epochs * steps, desc=label, unit="step", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(total=len(seeds) * train_cfg.epochs * steps, desc=label, unit="step", disable=not progress, dynamic_ncols=True, mininterval=1.0)
     results = []
     with bar:
         for seed in seeds:
             def show(epoch: int, loss: torch.Tensor, seed: int = seed) -> None:
-                bar.update(1)
-                if bar.n % 20 == 0:
+                if bar.update(1):  # True only when the bar redraws (at most once a second): the one host sync
                     bar.set_postfix_str(f"seed {seed}, epoch {epoch}/{train_cfg.epochs}, loss {loss.item():.4f}", refresh=False)
 
             try:

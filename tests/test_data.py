@@ -1,4 +1,4 @@
-"""Embedded MNIST: checksum, shapes, ranges, normalisation, fixed subsets."""
+"""Embedded MNIST: checksum, shapes, ranges, normalisation, fixed subsets, export to torchvision's files."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from ablate.config import DataConfig
-from ablate.data import DataError, embedded_mnist_file, input_spec, load_dataset, read_mnist_pickle
+from ablate.data import DataError, embedded_mnist_file, input_spec, load_dataset, read_mnist_pickle, write_mnist_idx
 
 
 def test_embedded_mnist_has_60k_train_10k_test_normalised() -> None:
@@ -51,3 +51,20 @@ def test_input_spec_says_the_shape_and_classes_without_loading() -> None:
         data = load_dataset(cfg)
         assert input_spec(cfg) == (data.input_shape, data.num_classes)
     assert input_spec(DataConfig(name="synthetic", image_size=16, channels=2, num_classes=5)) == ((2, 16, 16), 5)
+
+
+def test_torchvision_mnist_reads_the_exported_idx_files_as_the_same_images(tmp_path: Path) -> None:
+    from torchvision import datasets, transforms
+
+    write_mnist_idx(tmp_path)
+    transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.1307,), (0.3081,))])
+    train = datasets.MNIST(str(tmp_path), train=True, download=False, transform=transform)
+    test = datasets.MNIST(str(tmp_path), train=False, download=False)
+    assert train.data.shape == (60_000, 28, 28) and test.data.shape == (10_000, 28, 28)
+    assert train.data.dtype == torch.uint8 and train.targets[:5].tolist() == [5, 0, 4, 1, 9]
+    ours = load_dataset(DataConfig(name="mnist"))
+    assert torch.equal(train.targets, ours.train_y) and torch.equal(test.targets, ours.test_y)
+    for index in (0, 12_345, 59_999):  # torchvision's transform of its image is ablate's normalised tensor
+        image, label = train[index]
+        assert label == ours.train_y[index].item()
+        torch.testing.assert_close(image, ours.train_x[index], rtol=0, atol=1e-6)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import pickle
-import struct
 from pathlib import Path
 
 import numpy as np
@@ -15,16 +14,10 @@ import torchvision
 from PIL import Image
 
 from ablate.config import DataConfig
-from ablate.data import load_dataset
+from ablate.data import load_dataset, write_idx
 from conftest import run_ablate
 
 RNG = np.random.default_rng(0)
-
-
-def write_idx(path: Path, array: np.ndarray) -> None:
-    """An IDX file (MNIST's format): magic with type 0x08 (ubyte) and rank, big-endian sizes, raw bytes."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(struct.pack(">I", 0x0800 | array.ndim) + struct.pack(f">{array.ndim}I", *array.shape) + array.astype(np.uint8).tobytes())
 
 
 def write_mnist_family(root: Path, folder: str, n_train: int = 60, n_test: int = 20) -> tuple[np.ndarray, np.ndarray]:

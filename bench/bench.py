@@ -1,0 +1,218 @@
+"""Benchmark: the textbook MNIST loop against ablate's engine, or a whole study through the CLI.
+
+Default mode, in one process, same device, same model config and data: (a) torchvision's MNIST dataset
+with ToTensor + Normalize, a shuffling DataLoader (batch 64) and Adam 1e-3, as in the seed's notebook;
+(b) ablate's engine (`train_seeds`). Seconds per run-epoch are the wall time of a seed's whole training
+(per-epoch test evaluation included, dataset files and start-up excluded) divided by its epochs.
+`--study NAME` times `python -m ablate run +sweep=NAME ...` end to end instead, start-up included.
+The last line printed is one JSON object with the figures.
+
+    python bench/bench.py                                   # full MNIST, 1 epoch, seed 0
+    python bench/bench.py --train-size 10000 --seeds 0 1 2 --repeats 3
+    python bench/bench.py --study all --seeds 0 --epochs 1 --train-size 2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from scipy import stats
+from torch.utils.data import DataLoader, Subset
+from torchvision import datasets, transforms
+
+from ablate import results
+from ablate.config import DataConfig, ModelConfig, TrainConfig
+from ablate.data import MNIST_MEAN, MNIST_STD, load_dataset, subset_indices, write_mnist_idx
+from ablate.engine import resolve_device, train_seeds
+from ablate.model import build_model
+
+BATCH, LR, EVAL_BATCH = 64, 1e-3, 1000
+
+
+def textbook_split(root: Path, train: bool, size: int | None) -> torch.utils.data.Dataset:
+    """torchvision's MNIST from `root` with ToTensor + Normalize, reduced to the same fixed subset ablate takes."""
+    transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((MNIST_MEAN,), (MNIST_STD,))])
+    split = datasets.MNIST(str(root), train=train, download=False, transform=transform)
+    if size is None:
+        return split
+    return Subset(split, subset_indices(len(split), size, DataConfig.subset_seed).tolist())
+
+
+def textbook_run(root: Path, seed: int, epochs: int, train_size: int | None, test_size: int | None, device: torch.device) -> float:
+    """The seed's loop: DataLoader(batch 64, shuffle) over torchvision MNIST, Adam 1e-3; test accuracy at the end."""
+    torch.manual_seed(seed)
+    model = build_model(ModelConfig(), (1, 28, 28), 10).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=LR)
+    train_loader = DataLoader(textbook_split(root, True, train_size), batch_size=BATCH, shuffle=True)
+    test_loader = DataLoader(textbook_split(root, False, test_size), batch_size=EVAL_BATCH)
+    for _ in range(epochs):
+        model.train()
+        for x, y in train_loader:
+            x, y = x.to(device), y.to(device)
+            optimizer.zero_grad()
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            optimizer.step()
+        model.eval()
+        correct = 0
+        with torch.no_grad():
+            for x, y in test_loader:
+                correct += (model(x.to(device)).argmax(1) == y.to(device)).sum().item()
+    return correct / len(test_loader.dataset)
+
+
+def ablate_runs(seeds: Sequence[int], epochs: int, train_size: int | None, test_size: int | None, device: torch.device,
+                precision: str, strategy: str) -> tuple[list[float], str]:
+    """ablate's engine on the same model, data and hyperparameters: per-seed test accuracies and the strategy it used."""
+    data = load_dataset(DataConfig(name="mnist", train_size=train_size, test_size=test_size))
+    train = TrainConfig(epochs=epochs, batch_size=BATCH, lr=LR, optimizer="adam")
+    outcomes = train_seeds(ModelConfig(), train, data, list(seeds), device, precision, progress=False)
+    failed = [f"seed {r.seed}: {r.error}" for r in outcomes if r.status != "ok"]
+    if failed:
+        raise RuntimeError("ablate's engine failed: " + "; ".join(failed))
+    return [r.metrics["test_acc"] for r in outcomes], "eager"
+
+
+def timed(work: Callable[[], Any]) -> tuple[float, Any]:
+    """Wall seconds of `work()` and its value."""
+    started = time.perf_counter()
+    value = work()
+    return time.perf_counter() - started, value
+
+
+def welch_p(first: Sequence[float], second: Sequence[float]) -> float | None:
+    """Welch's t-test p-value of two samples of accuracies, or None when either has fewer than two or no spread."""
+    if min(len(first), len(second)) < 2 or statistics.pstdev([*first, *second]) == 0:
+        return None
+    return float(stats.ttest_ind(first, second, equal_var=False).pvalue)
+
+
+def compare_loops(options: argparse.Namespace) -> dict[str, Any]:
+    """Time the textbook loop and ablate's engine `repeats` times each, alternating; medians of seconds per run-epoch."""
+    device = resolve_device(options.device)
+    textbook_seeds = options.seeds[: options.textbook_runs or len(options.seeds)]
+    textbook_times, ablate_times = [], []
+    with tempfile.TemporaryDirectory(prefix="ablate-bench-") as root:
+        write_mnist_idx(Path(root))
+        load_dataset(DataConfig(name="mnist", train_size=options.train_size, test_size=options.test_size))  # start-up, not timed
+        for repeat in range(options.repeats):
+            seconds, textbook_accs = timed(lambda: [textbook_run(Path(root), s, options.epochs, options.train_size, options.test_size, device)
+                                                    for s in textbook_seeds])
+            textbook_times.append(seconds / (len(textbook_seeds) * options.epochs))
+            seconds, (ablate_accs, strategy) = timed(lambda: ablate_runs(options.seeds, options.epochs, options.train_size, options.test_size,
+                                                                         device, options.precision, options.strategy))
+            ablate_times.append(seconds / (len(options.seeds) * options.epochs))
+            print(f"repeat {repeat + 1}/{options.repeats}: textbook {textbook_times[-1]:.2f} s/epoch, "
+                  f"ablate ({strategy}) {ablate_times[-1]:.2f} s/epoch", flush=True)
+    textbook_s, ablate_s = statistics.median(textbook_times), statistics.median(ablate_times)
+    p = welch_p(textbook_accs, ablate_accs)
+    print(f"textbook loop: {textbook_s:.2f} s per run-epoch, test accuracy {statistics.mean(textbook_accs):.4f} ({len(textbook_accs)} runs)")
+    print(f"ablate engine: {ablate_s:.2f} s per run-epoch, test accuracy {statistics.mean(ablate_accs):.4f} ({len(ablate_accs)} runs, {strategy})")
+    print(f"speedup: {textbook_s / ablate_s:.2f}x" + (f"; Welch p of the accuracies {p:.3f}" if p is not None else ""))
+    return {
+        "mode": "loop", "device": str(device), "threads": torch.get_num_threads(), "epochs": options.epochs,
+        "train_size": options.train_size or 60_000, "test_size": options.test_size or 10_000, "seeds": list(options.seeds),
+        "repeats": options.repeats, "precision": options.precision, "strategy": strategy,
+        "textbook_s_per_epoch": round(textbook_s, 3), "ablate_s_per_epoch": round(ablate_s, 3),
+        "speedup": round(textbook_s / ablate_s, 3),
+        "textbook_acc": round(statistics.mean(textbook_accs), 5), "ablate_acc": round(statistics.mean(ablate_accs), 5),
+        "textbook_accs": textbook_accs, "ablate_accs": ablate_accs, "welch_p": p,
+        "textbook_s_per_epoch_all": [round(t, 3) for t in textbook_times], "ablate_s_per_epoch_all": [round(t, 3) for t in ablate_times],
+    }
+
+
+def run_study(sweep: str, options: argparse.Namespace, strategy: str, workdir: Path) -> tuple[float, dict[str, list[float]], set[str]]:
+    """`python -m ablate run +sweep=NAME ...` in `workdir`: wall seconds, test accuracies per variant, strategies recorded."""
+    command = [sys.executable, "-m", "ablate", "run", f"+sweep={sweep}", f"study=bench-{sweep}",
+               f"seeds=[{','.join(map(str, options.seeds))}]", f"train.epochs={options.epochs}",
+               f"device={options.device}", f"precision={options.precision}", f"runs_dir={workdir / 'runs'}"]
+    command += [f"data.train_size={options.train_size}"] if options.train_size else []
+    command += [f"data.test_size={options.test_size}"] if options.test_size else []
+    print(" ".join(command), flush=True)
+    seconds, finished = timed(lambda: subprocess.run(command, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+    if finished.returncode != 0:
+        raise RuntimeError(f"the study failed ({finished.returncode}): {finished.stderr[-2000:]}")
+    runs = results.load_runs(workdir / "runs" / f"bench-{sweep}")
+    bad = runs[runs["status"] != "ok"]
+    if len(bad):
+        raise RuntimeError(f"{len(bad)} run(s) did not finish ok: {bad[['variant', 'seed', 'status']].to_dict('records')}")
+    accuracies = {variant: group.sort_values("seed")["test_acc"].tolist() for variant, group in runs.groupby("variant", sort=False)}
+    return seconds, accuracies, set(runs["strategy"])
+
+
+def describe(values: Sequence[float]) -> str:
+    """mean ± sample std in percent."""
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{100 * statistics.mean(values):.2f} ± {100 * spread:.2f} %"
+
+
+def time_study(options: argparse.Namespace) -> dict[str, Any]:
+    """A whole study end to end through the CLI; with --reference-strategy, that strategy's study too, variant by variant."""
+    with tempfile.TemporaryDirectory(prefix="ablate-bench-study-") as root:
+        seconds, accuracies, strategies = run_study(options.study, options, options.strategy, Path(root) / "fast")
+        reference = (run_study(options.study, options, options.reference_strategy, Path(root) / "reference")
+                     if options.reference_strategy else None)
+    runs = sum(len(v) for v in accuracies.values())
+    print(f"{options.study}: {len(accuracies)} variants, {runs} runs, {seconds:.1f} s wall "
+          f"({seconds / (runs * options.epochs):.2f} s per run-epoch, start-up included), strategy {', '.join(sorted(strategies))}")
+    summary: dict[str, Any] = {
+        "mode": "study", "study": options.study, "device": options.device, "precision": options.precision, "epochs": options.epochs,
+        "seeds": list(options.seeds), "train_size": options.train_size or 60_000, "strategy": ",".join(sorted(strategies)),
+        "variants": len(accuracies), "runs": runs, "study_wall_s": round(seconds, 2),
+        "s_per_run_epoch": round(seconds / (runs * options.epochs), 3),
+        "mean_acc": {variant: round(statistics.mean(values), 5) for variant, values in accuracies.items()},
+    }
+    if reference is not None:
+        ref_seconds, ref_accuracies, ref_strategies = reference
+        within = {}
+        for variant, values in accuracies.items():
+            theirs = ref_accuracies[variant]
+            spread = statistics.stdev(theirs) if len(theirs) > 1 else 0.0
+            within[variant] = abs(statistics.mean(values) - statistics.mean(theirs)) <= spread
+            print(f"  {variant:22s} {describe(values)}   {options.reference_strategy}: {describe(theirs)}"
+                  f"   {'within' if within[variant] else 'NOT within'} one std")
+        summary.update(reference_strategy=",".join(sorted(ref_strategies)), reference_wall_s=round(ref_seconds, 2),
+                       within_one_std=within, all_within_one_std=all(within.values()))
+    else:
+        for variant, values in accuracies.items():
+            print(f"  {variant:22s} {describe(values)}")
+    return summary
+
+
+def parse(arguments: Sequence[str]) -> argparse.Namespace:
+    """Command-line options of the benchmark."""
+    parser = argparse.ArgumentParser(prog="bench.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--epochs", type=int, default=1, help="epochs per run (default 1)")
+    parser.add_argument("--train-size", type=int, default=None, help="training images, a fixed subset (default: all 60,000)")
+    parser.add_argument("--test-size", type=int, default=None, help="test images, a fixed subset (default: all 10,000)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds ablate trains (default: 0)")
+    parser.add_argument("--textbook-runs", type=int, default=None, help="how many of those seeds the textbook loop trains (default: all)")
+    parser.add_argument("--repeats", type=int, default=1, help="time each loop this many times, alternating; medians are reported")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="device of both loops (default auto)")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"], help="ablate's precision (default fp32, as the textbook loop)")
+    parser.add_argument("--strategy", default="auto", help="ablate's train.strategy (default auto)")
+    parser.add_argument("--study", default=None, help="time this sweep (e.g. all) end to end through the CLI instead")
+    parser.add_argument("--reference-strategy", default=None, help="with --study: also run the study with this strategy and compare accuracies")
+    return parser.parse_args(arguments)
+
+
+def main(arguments: Sequence[str] | None = None) -> None:
+    """Run the benchmark the options ask for and print its JSON summary as the last line."""
+    options = parse(sys.argv[1:] if arguments is None else arguments)
+    summary = time_study(options) if options.study else compare_loops(options)
+    summary["torch"] = torch.__version__
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
