@@ -21,6 +21,13 @@ def numbers(root: Path) -> dict[str, tuple]:
     return found
 
 
+def same_numbers(mine: dict[str, tuple], theirs: dict[str, tuple]) -> bool:
+    """Same runs, same status and accuracy; losses equal up to float summation order (joblib runs its workers
+    with fewer threads, which reorders oneDNN's sums: the 7th significant digit of a loss may differ)."""
+    return mine.keys() == theirs.keys() and all(
+        mine[k][:2] == theirs[k][:2] and mine[k][2:] == pytest.approx(theirs[k][2:], rel=1e-6) for k in mine)
+
+
 @pytest.mark.parametrize("launcher", ["parallel", "slurm_local"])
 def test_a_launcher_gives_the_same_runs_and_numbers_as_the_basic_launcher(tmp_path: Path, launcher: str) -> None:
     basic, other = tmp_path / "basic", tmp_path / launcher
@@ -28,7 +35,7 @@ def test_a_launcher_gives_the_same_runs_and_numbers_as_the_basic_launcher(tmp_pa
     assert run_ablate("run", *STUDY, cwd=basic).returncode == 0
     result = run_ablate("run", *STUDY, f"hydra/launcher={launcher}", cwd=other)
     assert result.returncode == 0, result.stderr
-    assert len(numbers(basic)) == 4 and numbers(other) == numbers(basic)
+    assert len(numbers(basic)) == 4 and same_numbers(numbers(other), numbers(basic))
     stamps = sorted(p.stat().st_mtime_ns for p in other.glob("runs/head/*/seed=*/metrics.json"))
     again = run_ablate("run", *STUDY, f"hydra/launcher={launcher}", cwd=other)  # resume: nothing is trained again
     assert again.returncode == 0 and "4 ok" in again.stdout
