@@ -72,7 +72,7 @@ def textbook_run(root: Path, seed: int, epochs: int, train_size: int | None, tes
 
 
 def ablate_runs(seeds: Sequence[int], epochs: int, train_size: int | None, test_size: int | None, device: torch.device,
-                precision: str, strategy: str) -> tuple[list[float], str]:
+                precision: str) -> tuple[list[float], str]:
     """ablate's engine on the same model, data and hyperparameters: per-seed test accuracies and the strategy it used."""
     data = load_dataset(DataConfig(name="mnist", train_size=train_size, test_size=test_size))
     train = TrainConfig(epochs=epochs, batch_size=BATCH, lr=LR, optimizer="adam")
@@ -110,7 +110,7 @@ def compare_loops(options: argparse.Namespace) -> dict[str, Any]:
                                                     for s in textbook_seeds])
             textbook_times.append(seconds / (len(textbook_seeds) * options.epochs))
             seconds, (ablate_accs, strategy) = timed(lambda: ablate_runs(options.seeds, options.epochs, options.train_size, options.test_size,
-                                                                         device, options.precision, options.strategy))
+                                                                         device, options.precision))
             ablate_times.append(seconds / (len(options.seeds) * options.epochs))
             print(f"repeat {repeat + 1}/{options.repeats}: textbook {textbook_times[-1]:.2f} s/epoch, "
                   f"ablate ({strategy}) {ablate_times[-1]:.2f} s/epoch", flush=True)
@@ -131,7 +131,7 @@ def compare_loops(options: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def run_study(sweep: str, options: argparse.Namespace, strategy: str, workdir: Path) -> tuple[float, dict[str, list[float]], set[str]]:
+def run_study(sweep: str, options: argparse.Namespace, workdir: Path) -> tuple[float, dict[str, list[float]], set[str]]:
     """`python -m ablate run +sweep=NAME ...` in `workdir`: wall seconds, test accuracies per variant, strategies recorded."""
     command = [sys.executable, "-m", "ablate", "run", f"+sweep={sweep}", f"study=bench-{sweep}",
                f"seeds=[{','.join(map(str, options.seeds))}]", f"train.epochs={options.epochs}",
@@ -157,36 +157,21 @@ def describe(values: Sequence[float]) -> str:
 
 
 def time_study(options: argparse.Namespace) -> dict[str, Any]:
-    """A whole study end to end through the CLI; with --reference-strategy, that strategy's study too, variant by variant."""
+    """A whole study end to end through the CLI, start-up included: wall time and each variant's accuracies."""
     with tempfile.TemporaryDirectory(prefix="ablate-bench-study-") as root:
-        seconds, accuracies, strategies = run_study(options.study, options, options.strategy, Path(root) / "fast")
-        reference = (run_study(options.study, options, options.reference_strategy, Path(root) / "reference")
-                     if options.reference_strategy else None)
+        seconds, accuracies, strategies = run_study(options.study, options, Path(root))
     runs = sum(len(v) for v in accuracies.values())
     print(f"{options.study}: {len(accuracies)} variants, {runs} runs, {seconds:.1f} s wall "
           f"({seconds / (runs * options.epochs):.2f} s per run-epoch, start-up included), strategy {', '.join(sorted(strategies))}")
-    summary: dict[str, Any] = {
+    for variant, values in accuracies.items():
+        print(f"  {variant:22s} {describe(values)}")
+    return {
         "mode": "study", "study": options.study, "device": options.device, "precision": options.precision, "epochs": options.epochs,
         "seeds": list(options.seeds), "train_size": options.train_size or 60_000, "strategy": ",".join(sorted(strategies)),
         "variants": len(accuracies), "runs": runs, "study_wall_s": round(seconds, 2),
         "s_per_run_epoch": round(seconds / (runs * options.epochs), 3),
         "mean_acc": {variant: round(statistics.mean(values), 5) for variant, values in accuracies.items()},
     }
-    if reference is not None:
-        ref_seconds, ref_accuracies, ref_strategies = reference
-        within = {}
-        for variant, values in accuracies.items():
-            theirs = ref_accuracies[variant]
-            spread = statistics.stdev(theirs) if len(theirs) > 1 else 0.0
-            within[variant] = abs(statistics.mean(values) - statistics.mean(theirs)) <= spread
-            print(f"  {variant:22s} {describe(values)}   {options.reference_strategy}: {describe(theirs)}"
-                  f"   {'within' if within[variant] else 'NOT within'} one std")
-        summary.update(reference_strategy=",".join(sorted(ref_strategies)), reference_wall_s=round(ref_seconds, 2),
-                       within_one_std=within, all_within_one_std=all(within.values()))
-    else:
-        for variant, values in accuracies.items():
-            print(f"  {variant:22s} {describe(values)}")
-    return summary
 
 
 def parse(arguments: Sequence[str]) -> argparse.Namespace:
@@ -200,9 +185,7 @@ def parse(arguments: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=1, help="time each loop this many times, alternating; medians are reported")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="device of both loops (default auto)")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"], help="ablate's precision (default fp32, as the textbook loop)")
-    parser.add_argument("--strategy", default="auto", help="ablate's train.strategy (default auto)")
     parser.add_argument("--study", default=None, help="time this sweep (e.g. all) end to end through the CLI instead")
-    parser.add_argument("--reference-strategy", default=None, help="with --study: also run the study with this strategy and compare accuracies")
     return parser.parse_args(arguments)
 
 
