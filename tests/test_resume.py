@@ -34,7 +34,13 @@ def finished(root: Path) -> dict[str, dict]:
 def start(root: Path, *args: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen([sys.executable, "-m", "ablate", "run", *args], cwd=root, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=as_from_a_terminal)
+
+
+def as_from_a_terminal() -> None:
+    """Start the child as a shell would: Ctrl-C neither ignored nor blocked (a test runner's threads may block it)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def wait_for_first_run(root: Path, process: subprocess.Popen, timeout: float = 120) -> None:
