@@ -7,7 +7,6 @@ nothing of training); Hydra calls it once per variant through ablate/cli.py.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
@@ -16,12 +15,11 @@ from omegaconf import OmegaConf
 from ablate import provenance, results
 from ablate.config import AblateConfig, validate
 from ablate.data import load_dataset
-from ablate.engine import SeedResult, resolve_device, resolve_precision, train_seeds
+from ablate.engine import SeedResult, numerics, resolve_device, resolve_precision, train_seeds
 from ablate.model import build_model, parameter_count, plan_layers, receptive_field
 from ablate.variants import parse_variant
 
 log = logging.getLogger("ablate")
-STRATEGY = "eager"
 
 
 @dataclass
@@ -55,23 +53,23 @@ def run_variant(cfg: AblateConfig, variant: str) -> VariantSummary:
         "study": cfg.study, "variant": variant, "factor": factor, "value": value,
         "params": parameter_count(build_model(cfg.model, data.input_shape, data.num_classes)),
         "receptive_field": receptive_field(layers),
-        "device": str(device), "precision": precision, "strategy": STRATEGY,
-        "config_hash": provenance.settings_hash(cfg.model, cfg.data, cfg.train, precision, STRATEGY),
+        "device": str(device), "precision": precision, **numerics(device),
         "dataset": data.name, "train_samples": len(data.train_y), "test_samples": len(data.test_y),
         "epochs": cfg.train.epochs, "planned_seeds": list(cfg.seeds), "versions": provenance.versions(), "git_commit": provenance.git_commit(),
     }
-    clock = [time.perf_counter()]
 
     def store(result: SeedResult) -> None:
-        now = time.perf_counter()
-        wall, clock[0] = now - clock[0], now
         seed_cfg = replace(cfg, seeds=[result.seed], variant=variant)
         metrics = {**common, **result.metrics, "seed": result.seed, "status": result.status, "error": result.error,
-                   "wall_seconds": round(wall, 3),
+                   "strategy": result.strategy, "strategy_note": result.note,
+                   "config_hash": provenance.settings_hash(cfg.model, cfg.data, cfg.train, precision, result.strategy),
+                   "wall_seconds": round(result.wall_seconds, 3),
                    "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         results.write_run(folders[result.seed], OmegaConf.to_yaml(OmegaConf.structured(seed_cfg)), result.history, metrics)
         if result.status != "ok":
             log.warning(f"{cfg.study}/{variant} seed {result.seed}: {result.status}: {result.error.splitlines()[0]}")
+        if result.note:
+            log.warning(f"{cfg.study}/{variant} seed {result.seed}: {result.note}")
 
     outcomes = train_seeds(cfg.model, cfg.train, data, pending, device, precision, label=f"{cfg.study}/{variant}", on_result=store)
     failed = sum(r.status != "ok" for r in outcomes)

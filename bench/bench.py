@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from scipy import stats
@@ -31,7 +32,7 @@ from torch.utils.data import DataLoader, Subset
 from torchvision import datasets, transforms
 
 from ablate import results
-from ablate.config import DataConfig, ModelConfig, TrainConfig
+from ablate.config import STRATEGIES, DataConfig, ModelConfig, TrainConfig
 from ablate.data import MNIST_MEAN, MNIST_STD, load_dataset, subset_indices, write_mnist_idx
 from ablate.engine import resolve_device, train_seeds
 from ablate.model import build_model
@@ -75,12 +76,12 @@ def ablate_runs(seeds: Sequence[int], epochs: int, train_size: int | None, test_
                 precision: str, strategy: str) -> tuple[list[float], str]:
     """ablate's engine on the same model, data and hyperparameters: per-seed test accuracies and the strategy it used."""
     data = load_dataset(DataConfig(name="mnist", train_size=train_size, test_size=test_size))
-    train = TrainConfig(epochs=epochs, batch_size=BATCH, lr=LR, optimizer="adam")
+    train = TrainConfig(epochs=epochs, batch_size=BATCH, lr=LR, optimizer="adam", strategy=strategy)
     outcomes = train_seeds(ModelConfig(), train, data, list(seeds), device, precision, progress=False)
     failed = [f"seed {r.seed}: {r.error}" for r in outcomes if r.status != "ok"]
     if failed:
         raise RuntimeError("ablate's engine failed: " + "; ".join(failed))
-    return [r.metrics["test_acc"] for r in outcomes], "eager"
+    return [r.metrics["test_acc"] for r in outcomes], outcomes[0].strategy
 
 
 def timed(work: Callable[[], Any]) -> tuple[float, Any]:
@@ -131,14 +132,20 @@ def compare_loops(options: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def run_study(sweep: str, options: argparse.Namespace, strategy: str, workdir: Path) -> tuple[float, dict[str, list[float]], set[str]]:
-    """`python -m ablate run +sweep=NAME ...` in `workdir`: wall seconds, test accuracies per variant, strategies recorded."""
+def recorded(runs: pd.DataFrame, column: str) -> str:
+    """The distinct values the runs recorded in one metrics.json field, comma-separated."""
+    return ",".join(sorted(set(runs[column].astype(str))))
+
+
+def run_study(sweep: str, options: argparse.Namespace, strategy: str, workdir: Path) -> tuple[float, dict[str, list[float]], pd.DataFrame]:
+    """`python -m ablate run +sweep=NAME ...` in `workdir`: wall seconds, test accuracies per variant, and the runs."""
     command = [sys.executable, "-m", "ablate", "run", f"+sweep={sweep}", f"study=bench-{sweep}",
-               f"seeds=[{','.join(map(str, options.seeds))}]", f"train.epochs={options.epochs}",
+               f"seeds=[{','.join(map(str, options.seeds))}]", f"train.epochs={options.epochs}", f"train.strategy={strategy}",
                f"device={options.device}", f"precision={options.precision}", f"runs_dir={workdir / 'runs'}"]
     command += [f"data.train_size={options.train_size}"] if options.train_size else []
     command += [f"data.test_size={options.test_size}"] if options.test_size else []
     print(" ".join(command), flush=True)
+    workdir.mkdir(parents=True, exist_ok=True)
     seconds, finished = timed(lambda: subprocess.run(command, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
     if finished.returncode != 0:
         raise RuntimeError(f"the study failed ({finished.returncode}): {finished.stderr[-2000:]}")
@@ -147,7 +154,7 @@ def run_study(sweep: str, options: argparse.Namespace, strategy: str, workdir: P
     if len(bad):
         raise RuntimeError(f"{len(bad)} run(s) did not finish ok: {bad[['variant', 'seed', 'status']].to_dict('records')}")
     accuracies = {variant: group.sort_values("seed")["test_acc"].tolist() for variant, group in runs.groupby("variant", sort=False)}
-    return seconds, accuracies, set(runs["strategy"])
+    return seconds, accuracies, runs
 
 
 def describe(values: Sequence[float]) -> str:
@@ -159,21 +166,20 @@ def describe(values: Sequence[float]) -> str:
 def time_study(options: argparse.Namespace) -> dict[str, Any]:
     """A whole study end to end through the CLI; with --reference-strategy, that strategy's study too, variant by variant."""
     with tempfile.TemporaryDirectory(prefix="ablate-bench-study-") as root:
-        seconds, accuracies, strategies = run_study(options.study, options, options.strategy, Path(root) / "fast")
+        seconds, accuracies, runs = run_study(options.study, options, options.strategy, Path(root) / "fast")
         reference = (run_study(options.study, options, options.reference_strategy, Path(root) / "reference")
                      if options.reference_strategy else None)
-    runs = sum(len(v) for v in accuracies.values())
-    print(f"{options.study}: {len(accuracies)} variants, {runs} runs, {seconds:.1f} s wall "
-          f"({seconds / (runs * options.epochs):.2f} s per run-epoch, start-up included), strategy {', '.join(sorted(strategies))}")
+    print(f"{options.study}: {len(accuracies)} variants, {len(runs)} runs, {seconds:.1f} s wall "
+          f"({seconds / (len(runs) * options.epochs):.2f} s per run-epoch, start-up included), strategy {recorded(runs, 'strategy')}")
     summary: dict[str, Any] = {
-        "mode": "study", "study": options.study, "device": options.device, "precision": options.precision, "epochs": options.epochs,
-        "seeds": list(options.seeds), "train_size": options.train_size or 60_000, "strategy": ",".join(sorted(strategies)),
-        "variants": len(accuracies), "runs": runs, "study_wall_s": round(seconds, 2),
-        "s_per_run_epoch": round(seconds / (runs * options.epochs), 3),
+        "mode": "study", "study": options.study, "device": recorded(runs, "device"), "precision": recorded(runs, "precision"),
+        "epochs": options.epochs, "seeds": list(options.seeds), "train_size": options.train_size or 60_000,
+        "strategy": recorded(runs, "strategy"), "variants": len(accuracies), "runs": len(runs), "study_wall_s": round(seconds, 2),
+        "s_per_run_epoch": round(seconds / (len(runs) * options.epochs), 3),
         "mean_acc": {variant: round(statistics.mean(values), 5) for variant, values in accuracies.items()},
     }
     if reference is not None:
-        ref_seconds, ref_accuracies, ref_strategies = reference
+        ref_seconds, ref_accuracies, ref_runs = reference
         within = {}
         for variant, values in accuracies.items():
             theirs = ref_accuracies[variant]
@@ -181,7 +187,7 @@ def time_study(options: argparse.Namespace) -> dict[str, Any]:
             within[variant] = abs(statistics.mean(values) - statistics.mean(theirs)) <= spread
             print(f"  {variant:22s} {describe(values)}   {options.reference_strategy}: {describe(theirs)}"
                   f"   {'within' if within[variant] else 'NOT within'} one std")
-        summary.update(reference_strategy=",".join(sorted(ref_strategies)), reference_wall_s=round(ref_seconds, 2),
+        summary.update(reference_strategy=recorded(ref_runs, "strategy"), reference_wall_s=round(ref_seconds, 2),
                        within_one_std=within, all_within_one_std=all(within.values()))
     else:
         for variant, values in accuracies.items():
@@ -200,9 +206,9 @@ def parse(arguments: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=1, help="time each loop this many times, alternating; medians are reported")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="device of both loops (default auto)")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"], help="ablate's precision (default fp32, as the textbook loop)")
-    parser.add_argument("--strategy", default="auto", help="ablate's train.strategy (default auto)")
+    parser.add_argument("--strategy", default="auto", choices=STRATEGIES, help="ablate's train.strategy (default auto)")
     parser.add_argument("--study", default=None, help="time this sweep (e.g. all) end to end through the CLI instead")
-    parser.add_argument("--reference-strategy", default=None, help="with --study: also run the study with this strategy and compare accuracies")
+    parser.add_argument("--reference-strategy", default=None, choices=STRATEGIES, help="with --study: also run the study with this strategy and compare accuracies")
     return parser.parse_args(arguments)
 
 
