@@ -8,12 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from ablate.config import AblateConfig, DataConfig, ModelConfig, TrainConfig
+from ablate.config import AblateConfig, ConfigError, DataConfig, ModelConfig, TrainConfig
 from ablate.data import Dataset, load_dataset
 from ablate.engine import SeedResult, VectorizedTrainer, plan_groups, seed_groups, train_seed, train_seeds, train_vectorized
+from ablate.preflight import check_study
 from ablate.runner import run_variant
 
 CPU = torch.device("cpu")
+requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU; none is visible")
 SEEDS = [0, 1, 2]
 # fp32 on the CPU: vmap turns K convolutions into one grouped convolution, so sums run in another order. Without
 # BatchNorm the 8 per-step losses agree to a few ulps (measured <= 5e-7). BatchNorm divides by each channel's batch
@@ -58,6 +60,38 @@ def test_vectorized_sgd_with_momentum_and_weight_decay_matches_plain_sgd() -> No
     for i, seed in enumerate(SEEDS):
         alone, _ = losses_of(lambda hook: train_seed(ModelConfig(batchnorm=True), train, data, seed, CPU, "fp32", hook))
         torch.testing.assert_close(together[:, i], alone[:, 0], **WITH_BATCHNORM)
+
+
+def test_bf16_autocast_applies_under_the_vectorized_path() -> None:
+    data, train = tiny(), TrainConfig(epochs=1, batch_size=32)
+    fp32, _ = losses_of(lambda hook: train_vectorized(ModelConfig(), train, data, SEEDS, CPU, "fp32", hook))
+    bf16, _ = losses_of(lambda hook: train_vectorized(ModelConfig(), train, data, SEEDS, CPU, "bf16", hook))
+    assert not torch.allclose(bf16, fp32, rtol=0, atol=1e-4)  # autocast took effect
+    for i, seed in enumerate(SEEDS):  # and computes what the plain loop computes in bf16, to bf16's precision
+        alone, _ = losses_of(lambda hook: train_seed(ModelConfig(), train, data, seed, CPU, "bf16", hook))
+        torch.testing.assert_close(bf16[:, i], alone[:, 0], rtol=0.05, atol=0.05)
+
+
+@pytest.mark.gpu
+@requires_cuda
+@pytest.mark.parametrize("model", [ModelConfig(), ModelConfig(batchnorm=True)], ids=["baseline", "batchnorm"])
+def test_on_cuda_vectorized_seeds_match_seeds_trained_alone(model: ModelConfig) -> None:
+    cuda, data, train = torch.device("cuda"), tiny(), TrainConfig(epochs=1, batch_size=32)
+    torch.backends.cudnn.allow_tf32 = False  # TF32 (cuDNN's default) rounds to 10 bits: compare fp32 with fp32
+    try:
+        together, _ = losses_of(lambda hook: train_vectorized(model, train, data, SEEDS, cuda, "fp32", hook))
+        for i, seed in enumerate(SEEDS):
+            alone, _ = losses_of(lambda hook: train_seed(model, train, data, seed, cuda, "fp32", hook))
+            torch.testing.assert_close(together[:, i].cpu(), alone[:, 0].cpu(), rtol=1e-3, atol=1e-3)
+    finally:
+        torch.backends.cudnn.allow_tf32 = True
+
+
+@pytest.mark.gpu
+@requires_cuda
+def test_vectorized_with_fp16_is_refused() -> None:
+    with pytest.raises(ConfigError, match="train.strategy=vectorized is not allowed with precision=fp16"):
+        check_study(["device=cuda", "precision=fp16", "train.strategy=vectorized"])
 
 
 @pytest.mark.parametrize("strategy", ["eager", "vectorized"])
