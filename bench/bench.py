@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -91,6 +92,16 @@ def timed(work: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - started, value
 
 
+def cpu_timed(work: Callable[[], Any]) -> tuple[float, float, Any]:
+    """Wall and CPU seconds of `work()` (this process, all threads) and its value.
+
+    With one thread, CPU seconds barely change when other processes share the cores; wall seconds do.
+    """
+    started = time.process_time()
+    seconds, value = timed(work)
+    return seconds, time.process_time() - started, value
+
+
 def welch_p(first: Sequence[float], second: Sequence[float]) -> float | None:
     """Welch's t-test p-value of two samples of accuracies, or None when either has fewer than two or no spread."""
     if min(len(first), len(second)) < 2 or statistics.pstdev([*first, *second]) == 0:
@@ -102,19 +113,21 @@ def compare_loops(options: argparse.Namespace) -> dict[str, Any]:
     """Time the textbook loop and ablate's engine `repeats` times each, alternating; medians of seconds per run-epoch."""
     device = resolve_device(options.device)
     textbook_seeds = options.seeds[: options.textbook_runs or len(options.seeds)]
-    textbook_times, ablate_times = [], []
+    textbook_times, ablate_times, textbook_cpu, ablate_cpu = [], [], [], []
     with tempfile.TemporaryDirectory(prefix="ablate-bench-") as root:
         write_mnist_idx(Path(root))
         load_dataset(DataConfig(name="mnist", train_size=options.train_size, test_size=options.test_size))  # start-up, not timed
         for repeat in range(options.repeats):
-            seconds, textbook_accs = timed(lambda: [textbook_run(Path(root), s, options.epochs, options.train_size, options.test_size, device)
-                                                    for s in textbook_seeds])
+            seconds, cpu, textbook_accs = cpu_timed(lambda: [textbook_run(Path(root), s, options.epochs, options.train_size,
+                                                                          options.test_size, device) for s in textbook_seeds])
             textbook_times.append(seconds / (len(textbook_seeds) * options.epochs))
-            seconds, (ablate_accs, strategy) = timed(lambda: ablate_runs(options.seeds, options.epochs, options.train_size, options.test_size,
-                                                                         device, options.precision, options.strategy))
+            textbook_cpu.append(cpu / (len(textbook_seeds) * options.epochs))
+            seconds, cpu, (ablate_accs, strategy) = cpu_timed(lambda: ablate_runs(options.seeds, options.epochs, options.train_size,
+                                                                                  options.test_size, device, options.precision, options.strategy))
             ablate_times.append(seconds / (len(options.seeds) * options.epochs))
-            print(f"repeat {repeat + 1}/{options.repeats}: textbook {textbook_times[-1]:.2f} s/epoch, "
-                  f"ablate ({strategy}) {ablate_times[-1]:.2f} s/epoch", flush=True)
+            ablate_cpu.append(cpu / (len(options.seeds) * options.epochs))
+            print(f"repeat {repeat + 1}/{options.repeats}: textbook {textbook_times[-1]:.2f} s/epoch ({textbook_cpu[-1]:.2f} CPU s), "
+                  f"ablate ({strategy}) {ablate_times[-1]:.2f} s/epoch ({ablate_cpu[-1]:.2f} CPU s)", flush=True)
     textbook_s, ablate_s = statistics.median(textbook_times), statistics.median(ablate_times)
     p = welch_p(textbook_accs, ablate_accs)
     print(f"textbook loop: {textbook_s:.2f} s per run-epoch, test accuracy {statistics.mean(textbook_accs):.4f} ({len(textbook_accs)} runs)")
@@ -129,6 +142,7 @@ def compare_loops(options: argparse.Namespace) -> dict[str, Any]:
         "textbook_acc": round(statistics.mean(textbook_accs), 5), "ablate_acc": round(statistics.mean(ablate_accs), 5),
         "textbook_accs": textbook_accs, "ablate_accs": ablate_accs, "welch_p": p,
         "textbook_s_per_epoch_all": [round(t, 3) for t in textbook_times], "ablate_s_per_epoch_all": [round(t, 3) for t in ablate_times],
+        "textbook_cpu_s_per_epoch": round(statistics.median(textbook_cpu), 3), "ablate_cpu_s_per_epoch": round(statistics.median(ablate_cpu), 3),
     }
 
 
@@ -146,7 +160,8 @@ def run_study(sweep: str, options: argparse.Namespace, strategy: str, workdir: P
     command += [f"data.test_size={options.test_size}"] if options.test_size else []
     print(" ".join(command), flush=True)
     workdir.mkdir(parents=True, exist_ok=True)
-    seconds, finished = timed(lambda: subprocess.run(command, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+    env = {**os.environ, **({"OMP_NUM_THREADS": str(options.threads)} if options.threads else {})}
+    seconds, finished = timed(lambda: subprocess.run(command, cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
     if finished.returncode != 0:
         raise RuntimeError(f"the study failed ({finished.returncode}): {finished.stderr[-2000:]}")
     runs = results.load_runs(workdir / "runs" / f"bench-{sweep}")
@@ -204,6 +219,8 @@ def parse(arguments: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds ablate trains (default: 0)")
     parser.add_argument("--textbook-runs", type=int, default=None, help="how many of those seeds the textbook loop trains (default: all)")
     parser.add_argument("--repeats", type=int, default=1, help="time each loop this many times, alternating; medians are reported")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads of both loops, or of the study (default: torch's, one per core)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="device of both loops (default auto)")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"], help="ablate's precision (default fp32, as the textbook loop)")
     parser.add_argument("--strategy", default="auto", choices=STRATEGIES, help="ablate's train.strategy (default auto)")
@@ -215,6 +232,8 @@ def parse(arguments: Sequence[str]) -> argparse.Namespace:
 def main(arguments: Sequence[str] | None = None) -> None:
     """Run the benchmark the options ask for and print its JSON summary as the last line."""
     options = parse(sys.argv[1:] if arguments is None else arguments)
+    if options.threads:
+        torch.set_num_threads(options.threads)
     summary = time_study(options) if options.study else compare_loops(options)
     summary["torch"] = torch.__version__
     print(json.dumps(summary))
