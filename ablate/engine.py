@@ -305,6 +305,8 @@ def plan_groups(seeds: list[int], per_seed_bytes: int, available_bytes: Optional
 
     Group sizes differ by at most one, larger first (36 seeds where 16 fit: 12, 12, 12, not 16, 16, 4).
     """
+    if not seeds:
+        return []
     size = len(seeds) if limit is None else min(len(seeds), limit)
     if available_bytes is not None:
         size = min(size, available_bytes // per_seed_bytes)

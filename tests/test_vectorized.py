@@ -122,6 +122,7 @@ def test_groups_split_by_memory_and_limit_evenly_keeping_every_seed_once() -> No
     assert [len(g) for g in plan_groups(seeds, 100, 1650, 5)] == [5] * 4 + [4] * 4
     assert plan_groups([3, 4], 100, 50, None) == [[3], [4]]  # not even one fits: one at a time (OOM is reported per seed)
     assert plan_groups([7], 100, 10**9, None) == [[7]]
+    assert plan_groups([], 100, 1650, 4) == []
 
 
 def test_cpu_groups_follow_seeds_per_group() -> None:
