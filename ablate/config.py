@@ -19,6 +19,7 @@ OPTIMIZERS = ("adam", "sgd")
 DATASETS = ("mnist", "fashion_mnist", "kmnist", "cifar10", "folder", "synthetic")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+STRATEGIES = ("auto", "eager", "vectorized")
 
 # The model keys a sweep varies, in the order reports list them.
 FACTORS = ("depth", "width", "kernel_size", "dilation", "pool", "batchnorm", "head")
@@ -69,6 +70,10 @@ class TrainConfig:
     optimizer: str = "adam"
     momentum: float = 0.9
     weight_decay: float = 0.0
+    # How the engine executes the same training: eager (one seed at a time), vectorized (a variant's seeds as one
+    # stacked model), or auto (what measured faster on the device). Recorded in every run; a study uses one.
+    strategy: str = "auto"
+    seeds_per_group: Optional[int] = None  # vectorized: at most this many seeds at once (null: all, or what fits on a GPU)
 
 
 @dataclass
@@ -131,6 +136,9 @@ def validate(cfg: AblateConfig) -> None:
     if not t.lr > 0:
         raise ConfigError(f"train.lr={t.lr!r} is not allowed; it must be a number > 0")
     _choice("train.optimizer", t.optimizer, OPTIMIZERS)
+    _choice("train.strategy", t.strategy, STRATEGIES)
+    if t.seeds_per_group is not None:
+        _at_least("train.seeds_per_group", t.seeds_per_group, 1, what="null (as many as fit) or an integer")
 
     if not cfg.seeds:
         raise ConfigError("seeds=[] is not allowed; give at least one seed, e.g. seeds=[0,1,2]")
@@ -143,6 +151,11 @@ def validate(cfg: AblateConfig) -> None:
     _choice("precision", cfg.precision, PRECISIONS)
     if cfg.precision == "fp16" and not _uses_cuda(cfg.device):
         raise ConfigError("precision=fp16 needs a CUDA GPU; on the CPU use precision=fp32 or precision=bf16")
+    if cfg.precision == "fp16" and t.strategy == "vectorized":
+        raise ConfigError(
+            "train.strategy=vectorized is not allowed with precision=fp16: one loss scale would be shared by all seeds; "
+            "use precision=bf16 or train.strategy=eager"
+        )
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.=+-]*", cfg.study):
         raise ConfigError(
             f"study={cfg.study!r} is not allowed; use letters, digits and . _ = + - (it names a folder under runs_dir)"

@@ -2,17 +2,20 @@
 
 The engine knows nothing of Hydra or files: it takes config objects and tensors. Each seed fixes the
 initial weights and the order of the training batches, so the same seed gives the same numbers on the
-same device. The training set stays on the device and batches are index gathers (no DataLoader).
+same device with the same strategy. The training set stays on the device and batches are index gathers
+(no DataLoader). Two strategies compute the same training: `eager` trains one seed at a time;
+`vectorized` trains a group of seeds as one stacked model (torch.func.vmap over stacked parameters).
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Optional
+from typing import Callable, Iterable, Optional, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -21,16 +24,28 @@ from tqdm.auto import tqdm
 
 from ablate.config import ModelConfig, TrainConfig
 from ablate.data import Dataset
-from ablate.model import build_model
+from ablate.model import build_model, parameter_count, plan_layers
 
 EVAL_BATCH = 256  # test images per forward; on the CPU 256 ran 2.5x faster than 1000 (cache-sized maps)
 PRECISION_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+# What `train.strategy=auto` resolves to per device type: what measured faster there. On the 2-core CPU, vectorized
+# ran 1.3 to 1.7x slower per seed-step than eager (3 or 5 seeds; under vmap there is no channels_last); on an H100
+# (shared/gpu/README.md) vmap without a CUDA graph was slower than eager, and ablate has no CUDA graph path yet.
+AUTO_STRATEGY = {"cpu": "eager", "cuda": "eager"}
+# Share of the free GPU memory a group of seeds may plan to use; the rest is headroom for the allocator and cuDNN.
+MEMORY_SHARE = 0.7
+
+StepHook = Callable[[int, torch.Tensor], None]
+"""Called after every training step with the epoch and the step's per-seed losses (detached, still on the device)."""
 
 
 @dataclass
 class SeedResult:
     """What one seed's training produced: status ok | failed | diverged, final metrics, one row per epoch and,
-    when it ended ok, the final weights (state_dict on the CPU)."""
+    when it ended ok, the final weights (its own state_dict on the CPU, loadable into `build_model`'s network).
+
+    `strategy` is how it was trained (eager | vectorized); `note` says why it differs from what was asked, if it does.
+    """
 
     seed: int
     status: str
@@ -38,6 +53,9 @@ class SeedResult:
     history: list[dict[str, float]] = field(default_factory=list)
     error: Optional[str] = None
     state_dict: Optional[dict[str, torch.Tensor]] = None
+    strategy: str = "eager"
+    note: Optional[str] = None
+    wall_seconds: float = 0.0
 
 
 def resolve_device(name: str) -> torch.device:
@@ -54,8 +72,18 @@ def resolve_precision(name: str, device: torch.device) -> str:
     return name
 
 
-def make_optimizer(params: Iterator[nn.Parameter], cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
-    """Adam or SGD (with momentum) as the train config says; torch's fused kernels on the CPU (measured faster there)."""
+def resolve_strategy(name: str, device: torch.device, precision: str) -> str:
+    """`auto` is the strategy measured faster on this kind of device; fp16 always trains eagerly (per-seed loss scaling)."""
+    if name == "auto":
+        return "eager" if precision == "fp16" else AUTO_STRATEGY.get(device.type, "eager")
+    return name
+
+
+def make_optimizer(params: Iterable[torch.Tensor], cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
+    """Adam or SGD (with momentum) as the train config says; torch's fused kernels on the CPU (measured faster there).
+
+    Both are elementwise, so on stacked parameters (one slice per seed) they equal one optimizer per seed.
+    """
     fused = True if device.type == "cpu" else None  # None: torch's own default on CUDA (not measured here)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, fused=fused)
@@ -67,6 +95,11 @@ def memory_layout(device: torch.device) -> torch.memory_format:
     return torch.channels_last if device.type == "cpu" else torch.preserve_format
 
 
+def _cpu_copy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A state_dict's tensors detached and copied to the CPU, sharing no storage with the training tensors."""
+    return {name: tensor.detach().to("cpu", copy=True) for name, tensor in state.items()}
+
+
 def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
     dtype = PRECISION_DTYPES[precision]
     if dtype is None:
@@ -74,84 +107,257 @@ def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContex
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+def init_model(model_cfg: ModelConfig, data: Dataset, seed: int, device: torch.device) -> nn.Module:
+    """A freshly initialised network for `seed`: the global RNG is seeded, then the model is built (every strategy)."""
+    torch.manual_seed(seed)
+    return build_model(model_cfg, data.input_shape, data.num_classes).to(device)
+
+
+def _per_seed_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, reduction: str) -> torch.Tensor:
+    """Cross-entropy of logits (K, B, classes) against labels (K, B) or (B,), reduced over B for each of the K seeds."""
+    labels = labels.expand(logits.shape[:2])
+    losses = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), reduction="none").view(labels.shape)
+    return losses.mean(1) if reduction == "mean" else losses.sum(1)
+
+
+class Trainer(Protocol):
+    """K seeds' models and optimizers behind one step: inputs (K, B, C, H, W) and labels (K, B), one batch per seed."""
+
+    strategy: str
+
+    def train(self, mode: bool) -> None:
+        """Training (True) or evaluation (False) mode, as nn.Module.train."""
+
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimizer step per seed; returns the per-seed mean losses (K,) and logits (K, B, classes), detached."""
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (K, B, classes) of every seed's model on the same inputs (B, C, H, W)."""
+
+    def state_dicts(self) -> list[dict[str, torch.Tensor]]:
+        """Each seed's weights and buffers as a plain nn.Module state_dict, copied to the CPU."""
+
+
+class EagerTrainer:
+    """One seed's nn.Module and optimizer: the plain PyTorch loop (K = 1), in the device's fast memory layout."""
+
+    strategy = "eager"
+
+    def __init__(self, model: nn.Module, train_cfg: TrainConfig, device: torch.device, precision: str) -> None:
+        self.device, self.precision, self.layout = device, precision, memory_layout(device)
+        self.model = model.to(memory_format=self.layout)
+        self.optimizer = make_optimizer(self.model.parameters(), train_cfg, device)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+
+    def train(self, mode: bool) -> None:
+        """Training or evaluation mode of the model."""
+        self.model.train(mode)
+
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Forward, cross-entropy, backward and optimizer step on the one seed's batch."""
+        with _autocast(self.device, self.precision):
+            logits = self.model(x[0].contiguous(memory_format=self.layout))
+            loss = F.cross_entropy(logits.float(), y[0])
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return loss.detach().unsqueeze(0), logits.detach().unsqueeze(0)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The model's logits, with a leading seed axis of 1."""
+        with _autocast(self.device, self.precision):
+            return self.model(x.contiguous(memory_format=self.layout)).unsqueeze(0)
+
+    def state_dicts(self) -> list[dict[str, torch.Tensor]]:
+        """The one model's state_dict, copied to the CPU."""
+        return [_cpu_copy(self.model.state_dict())]
+
+
+class VectorizedTrainer:
+    """K seeds' models as one: parameters and buffers stacked along a new first axis, the forward vmapped over it.
+
+    Each seed keeps its own weights, BatchNorm statistics and batches; the per-seed losses are summed before
+    backward, so each slice of a stacked gradient is exactly its own seed's gradient.
+    """
+
+    strategy = "vectorized"
+
+    def __init__(self, models: list[nn.Module], train_cfg: TrainConfig, device: torch.device, precision: str) -> None:
+        self.device, self.precision = device, precision
+        self.params, self.buffers = torch.func.stack_module_state(models)
+        self.seeds = len(models)
+        self.base = copy.deepcopy(models[0]).to("meta")
+        self.optimizer = make_optimizer(self.params.values(), train_cfg, device)
+        self._per_seed = torch.vmap(self._forward, in_dims=(0, 0, 0))
+
+    def _forward(self, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        return torch.func.functional_call(self.base, (params, buffers), (x,))
+
+    def train(self, mode: bool) -> None:
+        """Training or evaluation mode of the shared module structure (BatchNorm's behaviour)."""
+        self.base.train(mode)
+
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every seed's forward on its own batch in one vmapped call, one backward, one optimizer step."""
+        with _autocast(self.device, self.precision):
+            logits = self._per_seed(self.params, self.buffers, x)
+            losses = _per_seed_cross_entropy(logits, y, "mean")
+        self.optimizer.zero_grad(set_to_none=True)
+        losses.sum().backward()
+        self.optimizer.step()
+        return losses.detach(), logits.detach()
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Every seed's logits on the same inputs, one seed after another.
+
+        Not vmapped: on the CPU, 3 seeds on the 10k test images took 15 s vmapped and 5.7 s one after another.
+        """
+        with _autocast(self.device, self.precision):
+            return torch.stack([self._forward(*self._seed(k), x) for k in range(self.seeds)])
+
+    def state_dicts(self) -> list[dict[str, torch.Tensor]]:
+        """Each seed's slice of every stacked parameter and buffer, under the names (and in the order) of one
+        module's state_dict; copied, so a seed's model.pt holds its own weights, not the whole stack's storage."""
+        names, stacked = self.base.state_dict().keys(), {**self.params, **self.buffers}  # the meta module: names only
+        return [_cpu_copy({name: stacked[name][k] for name in names}) for k in range(self.seeds)]
+
+    def _seed(self, k: int) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Seed k's parameters and buffers: views into the stacked tensors."""
+        return {name: p[k] for name, p in self.params.items()}, {name: b[k] for name, b in self.buffers.items()}
+
+
 @torch.no_grad()
-def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, device: torch.device, precision: str) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of `model` on a whole split, in eval mode."""
-    model.eval()
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), device=device, dtype=torch.long)
+def evaluate(trainer: Trainer, images: torch.Tensor, labels: torch.Tensor) -> tuple[list[float], list[float]]:
+    """Mean cross-entropy and accuracy of each seed's model on a whole split, in eval mode."""
+    trainer.train(False)
+    loss_sum: torch.Tensor | float = 0.0
+    correct: torch.Tensor | int = 0
     for start in range(0, len(labels), EVAL_BATCH):
         x, y = images[start : start + EVAL_BATCH], labels[start : start + EVAL_BATCH]
-        with _autocast(device, precision):
-            logits = model(x.contiguous(memory_format=memory_layout(device)))
-        loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
-        correct += (logits.argmax(1) == y).sum()
-    return loss_sum.item() / len(labels), correct.item() / len(labels)
+        logits = trainer.logits(x)
+        loss_sum = loss_sum + _per_seed_cross_entropy(logits, y, "sum")
+        correct = correct + (logits.argmax(-1) == y).sum(1)
+    return (loss_sum / len(labels)).tolist(), (correct / len(labels)).tolist()
 
 
-class Diverged(RuntimeError):
-    """Training loss became NaN or infinite."""
+def _final_metrics(history: list[dict[str, float]]) -> dict[str, float]:
+    last = history[-1]
+    return {"test_acc": last["test_acc"], "test_loss": last["test_loss"], "train_loss": last["train_loss"],
+            "train_acc": last["train_acc"], "train_seconds": sum(row["seconds"] for row in history)}
 
 
-def train_seed(
-    model_cfg: ModelConfig,
-    train_cfg: TrainConfig,
-    data: Dataset,
-    seed: int,
-    device: torch.device,
-    precision: str,
-    on_step: Callable[[int, torch.Tensor], None] = lambda epoch, loss: None,
-) -> SeedResult:
-    """Train one freshly initialised model for `train_cfg.epochs` epochs; curves and final metrics in a SeedResult."""
-    torch.manual_seed(seed)
-    layout = memory_layout(device)
-    model = build_model(model_cfg, data.input_shape, data.num_classes).to(device, memory_format=layout)
-    optimizer = make_optimizer(model.parameters(), train_cfg, device)
-    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
-    order = torch.Generator().manual_seed(seed)
+def train_group(trainer: Trainer, seeds: list[int], train_cfg: TrainConfig, data: Dataset, device: torch.device,
+                on_step: StepHook = lambda epoch, losses: None) -> list[SeedResult]:
+    """Train the K seeds a trainer holds for `train_cfg.epochs` epochs, each on its own batch order; one result per seed,
+    with its own final weights when it ended ok.
+
+    A seed whose epoch loss is not finite is marked diverged and its curve ends there; the others go on.
+    Per-epoch `seconds` are the group's time divided by K, the cost of one seed when trained this way.
+    """
+    started_all = time.perf_counter()
+    orders = [torch.Generator().manual_seed(seed) for seed in seeds]
     train_x, train_y = data.train_x.to(device), data.train_y.to(device)
     test_x, test_y = data.test_x.to(device), data.test_y.to(device)
-    n, batch = len(train_y), train_cfg.batch_size
-    history: list[dict[str, float]] = []
-    result = SeedResult(seed=seed, status="ok", history=history)
+    n, batch, k = len(train_y), train_cfg.batch_size, len(seeds)
+    results = [SeedResult(seed=seed, status="ok", strategy=trainer.strategy) for seed in seeds]
     for epoch in range(1, train_cfg.epochs + 1):
-        model.train()
+        trainer.train(True)
         started = time.perf_counter()
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device, dtype=torch.long)
-        permutation = torch.randperm(n, generator=order).to(device)
+        loss_sum = torch.zeros(k, device=device)
+        correct = torch.zeros(k, device=device, dtype=torch.long)
+        permutations = torch.stack([torch.randperm(n, generator=order) for order in orders]).to(device)
         for start in range(0, n, batch):
-            index = permutation[start : start + batch]
-            x, y = train_x[index].contiguous(memory_format=layout), train_y[index]
-            with _autocast(device, precision):
-                logits = model(x)
-                loss = F.cross_entropy(logits.float(), y)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            loss_sum += loss.detach() * len(y)
-            correct += (logits.argmax(1) == y).sum()
-            on_step(epoch, loss.detach())
-        train_loss = loss_sum.item() / n
-        seconds = time.perf_counter() - started
-        if not math.isfinite(train_loss):
-            result.status, result.error = "diverged", f"training loss became {train_loss} in epoch {epoch}"
-            result.metrics = {"diverged_epoch": epoch}
-            return result
-        test_loss, test_acc = evaluate(model, test_x, test_y, device, precision)
-        history.append(
-            {"epoch": epoch, "train_loss": train_loss, "train_acc": correct.item() / n,
-             "test_loss": test_loss, "test_acc": test_acc, "seconds": seconds}
-        )
-    last = history[-1]
-    result.metrics = {
-        "test_acc": last["test_acc"], "test_loss": last["test_loss"],
-        "train_loss": last["train_loss"], "train_acc": last["train_acc"],
-        "train_seconds": sum(row["seconds"] for row in history),
-    }
-    result.state_dict = {name: tensor.cpu() for name, tensor in model.state_dict().items()}
-    return result
+            index = permutations[:, start : start + batch]
+            y = train_y[index]
+            losses, logits = trainer.step(train_x[index], y)
+            loss_sum += losses * y.shape[1]
+            correct += (logits.argmax(-1) == y).sum(1)
+            on_step(epoch, losses)
+        train_losses, train_accs = (loss_sum / n).tolist(), (correct / n).tolist()
+        seconds = (time.perf_counter() - started) / k
+        test_losses, test_accs = evaluate(trainer, test_x, test_y)
+        for i, result in enumerate(results):
+            if result.status != "ok":
+                continue
+            if not math.isfinite(train_losses[i]):
+                result.status, result.error = "diverged", f"training loss became {train_losses[i]} in epoch {epoch}"
+                result.metrics = {"diverged_epoch": epoch}
+                continue
+            result.history.append({"epoch": epoch, "train_loss": train_losses[i], "train_acc": train_accs[i],
+                                   "test_loss": test_losses[i], "test_acc": test_accs[i], "seconds": seconds})
+        if all(result.status != "ok" for result in results):
+            break
+    for result, state in zip(results, trainer.state_dicts()):
+        if result.status == "ok":
+            result.metrics, result.state_dict = _final_metrics(result.history), state
+        result.wall_seconds = (time.perf_counter() - started_all) / k
+    return results
+
+
+def train_seed(model_cfg: ModelConfig, train_cfg: TrainConfig, data: Dataset, seed: int, device: torch.device,
+               precision: str, on_step: StepHook = lambda epoch, losses: None) -> SeedResult:
+    """Train one freshly initialised model for `train_cfg.epochs` epochs, the plain way; curves and metrics in a SeedResult."""
+    trainer = EagerTrainer(init_model(model_cfg, data, seed, device), train_cfg, device, precision)
+    return train_group(trainer, [seed], train_cfg, data, device, on_step)[0]
+
+
+def train_vectorized(model_cfg: ModelConfig, train_cfg: TrainConfig, data: Dataset, seeds: list[int], device: torch.device,
+                     precision: str, on_step: StepHook = lambda epoch, losses: None) -> list[SeedResult]:
+    """Train `seeds` together as one stacked model; each seed has the init and batch order `train_seed` would give it."""
+    models = [init_model(model_cfg, data, seed, device) for seed in seeds]
+    trainer = VectorizedTrainer(models, train_cfg, device, precision)
+    return train_group(trainer, seeds, train_cfg, data, device, on_step)
+
+
+def seed_bytes(model_cfg: ModelConfig, data: Dataset, train_cfg: TrainConfig) -> int:
+    """Rough upper estimate of one seed's memory when trained vectorised, in bytes (fp32).
+
+    Weights, gradients and two optimizer moments (4 copies), plus each layer's output kept for backward, its
+    gradient and a workspace (3 copies) for a training batch, or the two largest maps of an evaluation batch.
+    """
+    layers = plan_layers(model_cfg, data.input_shape, data.num_classes)
+    sizes = sorted(math.prod(layer.out_shape) for layer in layers)
+    params = parameter_count(build_model(model_cfg, data.input_shape, data.num_classes))
+    activations = max(3 * sum(sizes) * train_cfg.batch_size, sum(sizes[-2:]) * EVAL_BATCH)
+    return 4 * (4 * params + activations)
+
+
+def plan_groups(seeds: list[int], per_seed_bytes: int, available_bytes: Optional[int], limit: Optional[int]) -> list[list[int]]:
+    """Split seeds into the fewest groups that fit `available_bytes` (None: no memory bound) and hold at most `limit`.
+
+    Group sizes differ by at most one, larger first (36 seeds where 16 fit: 12, 12, 12, not 16, 16, 4).
+    """
+    if not seeds:
+        return []
+    size = len(seeds) if limit is None else min(len(seeds), limit)
+    if available_bytes is not None:
+        size = min(size, available_bytes // per_seed_bytes)
+    count = math.ceil(len(seeds) / max(size, 1))
+    base, extra = divmod(len(seeds), count)
+    sizes = [base + 1] * extra + [base] * (count - extra)
+    return [seeds[sum(sizes[:i]) : sum(sizes[: i + 1])] for i in range(count)]
+
+
+def seed_groups(model_cfg: ModelConfig, train_cfg: TrainConfig, data: Dataset, seeds: list[int], device: torch.device) -> list[list[int]]:
+    """The groups of seeds to train together: bounded by `train.seeds_per_group` and, on CUDA, by free GPU memory."""
+    available = None
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        available = int(free * MEMORY_SHARE)
+    return plan_groups(seeds, seed_bytes(model_cfg, data, train_cfg), available, train_cfg.seeds_per_group)
+
+
+def numerics(device: torch.device) -> dict[str, bool]:
+    """Settings that change a device's float results beyond the strategy: TF32 use on CUDA (none on the CPU)."""
+    if device.type != "cuda":
+        return {}
+    return {"cudnn_tf32": torch.backends.cudnn.allow_tf32, "matmul_tf32": torch.backends.cuda.matmul.allow_tf32}
+
+
+def _failed(seed: int, error: Exception, seconds: float) -> SeedResult:
+    return SeedResult(seed=seed, status="failed", error=f"{type(error).__name__}: {error}\n{traceback.format_exc(limit=-3)}",
+                      wall_seconds=seconds)
 
 
 def train_seeds(
@@ -165,23 +371,47 @@ def train_seeds(
     on_result: Callable[[SeedResult], None] = lambda result: None,
     progress: bool = True,
 ) -> list[SeedResult]:
-    """Train each seed in turn; `on_result` gets each result as soon as that seed ends, failed ones included.
+    """Train every seed with the configured strategy; `on_result` gets each result as soon as its seed (or group) ends.
 
     An exception in one seed (a shape error, CUDA out of memory) becomes a `failed` result; the others go on.
+    If a vectorised group fails, its seeds are trained again one at a time, and their results say so.
     """
+    strategy = resolve_strategy(train_cfg.strategy, device, precision)
+    data = Dataset(data.name, data.train_x.to(device), data.train_y.to(device), data.test_x.to(device), data.test_y.to(device), data.num_classes)
     steps = math.ceil(len(data.train_y) / train_cfg.batch_size)
     bar = tqdm(total=len(seeds) * train_cfg.epochs * steps, desc=label, unit="step", disable=not progress, dynamic_ncols=True, mininterval=1.0)
-    results = []
-    with bar:
-        for seed in seeds:
-            def show(epoch: int, loss: torch.Tensor, seed: int = seed) -> None:
-                if bar.update(1):  # True only when the bar redraws (at most once a second): the one host sync
-                    bar.set_postfix_str(f"seed {seed}, epoch {epoch}/{train_cfg.epochs}, loss {loss.item():.4f}", refresh=False)
 
+    def hook(group: list[int]) -> StepHook:
+        def show(epoch: int, losses: torch.Tensor) -> None:
+            if bar.update(len(losses)):  # True only when the bar redraws (at most once a second): the one host sync
+                bar.set_postfix_str(f"seeds {group}, epoch {epoch}/{train_cfg.epochs}, loss {losses.mean().item():.4f}", refresh=False)
+        return show
+
+    def one_at_a_time(group: list[int], note: Optional[str]) -> list[SeedResult]:
+        outcomes = []
+        for seed in group:
+            started = time.perf_counter()
             try:
-                result = train_seed(model_cfg, train_cfg, data, seed, device, precision, on_step=show)
+                outcome = train_seed(model_cfg, train_cfg, data, seed, device, precision, hook([seed]))
             except Exception as error:  # noqa: BLE001 - one failed seed must not stop the study
-                result = SeedResult(seed=seed, status="failed", error=f"{type(error).__name__}: {error}\n{traceback.format_exc(limit=-3)}")
-            on_result(result)
-            results.append(result)
+                outcome = _failed(seed, error, time.perf_counter() - started)
+            outcome.note = note
+            outcomes.append(outcome)
+        return outcomes
+
+    results: list[SeedResult] = []
+    with bar:
+        groups = seed_groups(model_cfg, train_cfg, data, seeds, device) if strategy == "vectorized" else [[seed] for seed in seeds]
+        for group in groups:
+            if strategy == "eager":
+                outcomes = one_at_a_time(group, None)
+            else:
+                try:
+                    outcomes = train_vectorized(model_cfg, train_cfg, data, group, device, precision, hook(group))
+                except Exception as error:  # noqa: BLE001 - fall back to one seed at a time
+                    bar.n = len(results) * train_cfg.epochs * steps  # undo the failed group's progress
+                    outcomes = one_at_a_time(group, f"vectorized training failed ({type(error).__name__}: {error}); trained one seed at a time")
+            for outcome in outcomes:
+                on_result(outcome)
+                results.append(outcome)
     return results

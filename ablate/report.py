@@ -20,9 +20,9 @@ from ablate.variants import BASELINE
 
 FORMATS = ("md", "csv", "tex")
 VALUE_ORDER = {"model.pool": POOLS, "model.head": HEADS, "model.batchnorm": ("false", "true")}
-# Keys that may differ between runs of one study without changing what is measured.
-NOT_SETTINGS = {"cfg.seeds", "cfg.variant", "cfg.study", "cfg.runs_dir", "cfg.device", "cfg.precision"}
-RESOLVED_SETTINGS = ["device", "precision", "strategy"]
+# Settings a run may request as `auto`, each with the metrics.json field that holds what it resolved to: runs are
+# compared on the resolved value (train.strategy=auto and =eager pool on the CPU; eager and vectorized never do).
+RESOLVED_SETTINGS = {"device": "device", "precision": "precision", "train.strategy": "strategy"}
 
 
 class ReportError(ValueError):
@@ -45,7 +45,8 @@ def _order_key(variant: str, factor: str, value: str) -> tuple:
 
 def check_poolable(runs: pd.DataFrame, study: str) -> None:
     """Refuse a study whose runs differ in any setting other than their variant's own factor (and the seed)."""
-    settings = [c for c in runs.columns if c.startswith("cfg.") and c not in NOT_SETTINGS] + RESOLVED_SETTINGS
+    ignored = {f"cfg.{key}" for key in (*results.NOT_SETTINGS, *RESOLVED_SETTINGS)}
+    settings = [c for c in runs.columns if c.startswith("cfg.") and c not in ignored] + list(RESOLVED_SETTINGS.values())
     baseline = runs[runs["variant"] == BASELINE]
     reference = (baseline if len(baseline) else runs).iloc[0]
     for _, run in runs.iterrows():

@@ -26,6 +26,10 @@ from ablate.config import AblateConfig
 BASELINE = "baseline"
 METRICS_FILE, HISTORY_FILE, CONFIG_FILE, MODEL_FILE = "metrics.json", "history.csv", "config.yaml", "model.pt"
 LOCK_FILE = ".lock"
+# Config keys (dotted) that name, place or schedule a run rather than decide its numbers: they stay out of a run's
+# config hash and may differ between the runs of one study. train.seeds_per_group only caps how many seeds train
+# together, which on CUDA free memory decides as well; a seed's numbers move by float summation order at most.
+NOT_SETTINGS = ("seeds", "variant", "study", "runs_dir", "train.seeds_per_group")
 
 
 def run_dir(runs_dir: str | Path, study: str, variant: str, seed: int) -> Path:

@@ -9,9 +9,8 @@ mistaken for finished runs.
 from __future__ import annotations
 
 import logging
-import time
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -20,14 +19,11 @@ from omegaconf import OmegaConf
 from ablate import provenance, results
 from ablate.config import AblateConfig, validate
 from ablate.data import load_dataset
-from ablate.engine import SeedResult, resolve_device, resolve_precision, train_seeds
+from ablate.engine import SeedResult, numerics, resolve_device, resolve_precision, resolve_strategy, train_seeds
 from ablate.model import build_model, parameter_count, plan_layers, receptive_field
 from ablate.variants import parse_variant
 
 log = logging.getLogger("ablate")
-STRATEGY = "eager"
-# Keys that name or place a run rather than decide its numbers.
-NOT_SETTINGS = ("seeds", "variant", "study", "runs_dir")
 
 
 @dataclass
@@ -42,9 +38,18 @@ class VariantSummary:
 
 
 def config_hash(cfg: AblateConfig) -> str:
-    """Hash of every setting that decides a run's numbers: model, data, train, resolved precision, strategy."""
-    precision = resolve_precision(cfg.precision, resolve_device(cfg.device))
-    return provenance.settings_hash(cfg.model, cfg.data, cfg.train, precision, STRATEGY)
+    """Hash of every setting that decides a run's numbers: model, data, train, resolved precision and strategy.
+
+    The strategy enters resolved (auto is eager on the CPU), so auto and eager name the same runs there while
+    eager and vectorized never do; results.NOT_SETTINGS stay out. Runs trained before train.strategy existed
+    (all eager) keep their hash.
+    """
+    device = resolve_device(cfg.device)
+    precision = resolve_precision(cfg.precision, device)
+    strategy = resolve_strategy(cfg.train.strategy, device, precision)
+    train = {key: value for key, value in asdict(cfg.train).items()
+             if key != "strategy" and f"train.{key}" not in results.NOT_SETTINGS}
+    return provenance.settings_hash(cfg.model, cfg.data, train, precision, strategy)
 
 
 def seed_folders(cfg: AblateConfig, variant: str) -> dict[int, Path]:
@@ -54,7 +59,7 @@ def seed_folders(cfg: AblateConfig, variant: str) -> dict[int, Path]:
 
 def stale_runs(cfg: AblateConfig, variant: str) -> list[str]:
     """Finished runs of this variant trained with other settings, each described by what differs."""
-    current = {k: v for k, v in _flat(cfg).items() if k.split(".")[0] not in NOT_SETTINGS}
+    current = {k: v for k, v in _flat(cfg).items() if k not in results.NOT_SETTINGS}
     expected, stale = config_hash(cfg), []
     for folder in seed_folders(cfg, variant).values():
         record = results.read_metrics(folder)
@@ -104,24 +109,24 @@ def _train_and_store(cfg: AblateConfig, variant: str, seeds: list[int], folders:
         "study": cfg.study, "variant": variant, "factor": factor, "value": value,
         "params": parameter_count(build_model(cfg.model, data.input_shape, data.num_classes)),
         "receptive_field": receptive_field(layers),
-        "device": str(device), "precision": precision, "strategy": STRATEGY, "config_hash": config_hash(cfg),
+        "device": str(device), "precision": precision, **numerics(device), "config_hash": config_hash(cfg),
         "dataset": data.name, "train_samples": len(data.train_y), "test_samples": len(data.test_y),
         "epochs": cfg.train.epochs, "planned_seeds": list(cfg.seeds), "versions": provenance.versions(),
         "git_commit": provenance.git_commit(),
     }
-    clock = [time.perf_counter()]
 
     def store(result: SeedResult) -> None:
-        now = time.perf_counter()
-        wall, clock[0] = now - clock[0], now
         seed_cfg = replace(cfg, seeds=[result.seed], variant=variant)
         metrics = {**common, **result.metrics, "seed": result.seed, "status": result.status, "error": result.error,
-                   "wall_seconds": round(wall, 3), "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+                   "strategy": result.strategy, "strategy_note": result.note, "wall_seconds": round(result.wall_seconds, 3),
+                   "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         config_yaml = OmegaConf.to_yaml(OmegaConf.structured(seed_cfg))
         results.write_run(folders[result.seed], config_yaml, result.history, metrics, result.state_dict)
         locks[result.seed].release()
         if result.status != "ok":
             log.warning(f"{cfg.study}/{variant} seed {result.seed}: {result.status}: {result.error.splitlines()[0]}")
+        if result.note:
+            log.warning(f"{cfg.study}/{variant} seed {result.seed}: {result.note}")
 
     return train_seeds(cfg.model, cfg.train, data, seeds, device, precision, label=f"{cfg.study}/{variant}", on_result=store)
 

@@ -25,6 +25,8 @@ BAD_VALUES = [
     ("model.dept=3", "model.dept", "depth, width, kernel_size"),
     ("train.epochs=0", "train.epochs", ">= 1"),
     ("train.optimizer=rmsprop", "train.optimizer", "adam, sgd"),
+    ("train.strategy=fast", "train.strategy", "auto, eager, vectorized"),
+    ("train.seeds_per_group=0", "train.seeds_per_group", ">= 1"),
     ("seeds=[]", "seeds", "at least one seed"),
     ("seeds=[1,1]", "seeds", "only once"),
     ("data.name=imagenet", "data.name", "fashion_mnist, kmnist, cifar10, folder"),

@@ -6,7 +6,7 @@ import torch
 
 from ablate.config import DataConfig, ModelConfig, TrainConfig
 from ablate.data import Dataset, load_dataset
-from ablate.engine import evaluate, train_seed, train_seeds
+from ablate.engine import EagerTrainer, evaluate, train_seed, train_seeds
 from ablate.model import build_model
 
 CPU = torch.device("cpu")
@@ -40,7 +40,7 @@ def test_the_returned_weights_are_the_trained_ones() -> None:
     result = train_seed(cfg, TrainConfig(epochs=1), data, 0, CPU, "fp32")
     model = build_model(cfg, data.input_shape, data.num_classes)
     model.load_state_dict(result.state_dict)  # strict: every parameter and BatchNorm statistic is there
-    test_loss, test_acc = evaluate(model, data.test_x, data.test_y, CPU, "fp32")
+    (test_loss,), (test_acc,) = evaluate(EagerTrainer(model, TrainConfig(), CPU, "fp32"), data.test_x, data.test_y)
     assert (test_loss, test_acc) == (result.metrics["test_loss"], result.metrics["test_acc"])
 
 

@@ -1,0 +1,146 @@
+"""Seeds trained together (vectorized) compute what each seed trained alone computes; groups split by memory."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from ablate.config import AblateConfig, ConfigError, DataConfig, ModelConfig, TrainConfig
+from ablate.data import Dataset, load_dataset
+from ablate.engine import SeedResult, VectorizedTrainer, plan_groups, seed_groups, train_seed, train_seeds, train_vectorized
+from ablate.preflight import check_study
+from ablate.runner import run_variant
+
+CPU = torch.device("cpu")
+requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU; none is visible")
+SEEDS = [0, 1, 2]
+# fp32 on the CPU: vmap turns K convolutions into one grouped convolution, so sums run in another order. Without
+# BatchNorm the 8 per-step losses agree to a few ulps (measured <= 5e-7). BatchNorm divides by each channel's batch
+# std, which magnifies those differences (measured <= 5e-5 on the losses, 2e-4 on the test loss after an epoch).
+# A wrong init or batch order moves the very first loss by ~1e-2, shared BatchNorm statistics the test loss by more.
+TIGHT = {"rtol": 1e-5, "atol": 1e-6}
+WITH_BATCHNORM = {"rtol": 1e-4, "atol": 1e-4}
+
+
+def tiny() -> Dataset:
+    return load_dataset(DataConfig(name="synthetic", train_size=256, test_size=128, image_size=16))
+
+
+def losses_of(run) -> tuple[torch.Tensor, list[SeedResult]]:  # noqa: ANN001 - a training call taking an on_step hook
+    steps: list[torch.Tensor] = []
+    outcome = run(lambda epoch, losses: steps.append(losses.clone()))
+    return torch.stack(steps), outcome if isinstance(outcome, list) else [outcome]
+
+
+@pytest.mark.parametrize("model", [
+    ModelConfig(), ModelConfig(batchnorm=True), ModelConfig(pool="avg"), ModelConfig(pool="strided"),
+    ModelConfig(head="gap"), ModelConfig(head="gap", batchnorm=True, pool="strided"),
+], ids=["baseline", "batchnorm", "avg", "strided", "gap", "gap-bn-strided"])
+def test_vectorized_seeds_match_seeds_trained_alone_step_by_step(model: ModelConfig) -> None:
+    data, train = tiny(), TrainConfig(epochs=1, batch_size=32)
+    tolerance = WITH_BATCHNORM if model.batchnorm else TIGHT
+    together, results = losses_of(lambda hook: train_vectorized(model, train, data, SEEDS, CPU, "fp32", hook))
+    assert together.shape == (256 // 32, len(SEEDS))
+    for i, seed in enumerate(SEEDS):
+        alone, (plain,) = losses_of(lambda hook: train_seed(model, train, data, seed, CPU, "fp32", hook))
+        torch.testing.assert_close(together[:, i], alone[:, 0], **tolerance)
+        assert results[i].seed == seed and results[i].strategy == "vectorized" and plain.strategy == "eager"
+        (mine,), (theirs,) = results[i].history, plain.history  # the test loss uses BatchNorm's running statistics
+        assert mine["test_loss"] == pytest.approx(theirs["test_loss"], rel=10 * tolerance["rtol"])
+        assert (mine["train_acc"], mine["test_acc"]) == (theirs["train_acc"], theirs["test_acc"])
+    assert not torch.allclose(together[:, 0], together[:, 1])  # different seeds: different inits and batches
+
+
+def test_vectorized_sgd_with_momentum_and_weight_decay_matches_plain_sgd() -> None:
+    data, train = tiny(), TrainConfig(epochs=1, batch_size=32, optimizer="sgd", lr=0.05, weight_decay=1e-3)
+    together, _ = losses_of(lambda hook: train_vectorized(ModelConfig(batchnorm=True), train, data, SEEDS, CPU, "fp32", hook))
+    for i, seed in enumerate(SEEDS):
+        alone, _ = losses_of(lambda hook: train_seed(ModelConfig(batchnorm=True), train, data, seed, CPU, "fp32", hook))
+        torch.testing.assert_close(together[:, i], alone[:, 0], **WITH_BATCHNORM)
+
+
+def test_bf16_autocast_applies_under_the_vectorized_path() -> None:
+    data, train = tiny(), TrainConfig(epochs=1, batch_size=32)
+    fp32, _ = losses_of(lambda hook: train_vectorized(ModelConfig(), train, data, SEEDS, CPU, "fp32", hook))
+    bf16, _ = losses_of(lambda hook: train_vectorized(ModelConfig(), train, data, SEEDS, CPU, "bf16", hook))
+    assert not torch.allclose(bf16, fp32, rtol=0, atol=1e-4)  # autocast took effect
+    for i, seed in enumerate(SEEDS):  # and computes what the plain loop computes in bf16, to bf16's precision
+        alone, _ = losses_of(lambda hook: train_seed(ModelConfig(), train, data, seed, CPU, "bf16", hook))
+        torch.testing.assert_close(bf16[:, i], alone[:, 0], rtol=0.05, atol=0.05)
+
+
+@pytest.mark.gpu
+@requires_cuda
+@pytest.mark.parametrize("model", [ModelConfig(), ModelConfig(batchnorm=True)], ids=["baseline", "batchnorm"])
+def test_on_cuda_vectorized_seeds_match_seeds_trained_alone(model: ModelConfig) -> None:
+    cuda, data, train = torch.device("cuda"), tiny(), TrainConfig(epochs=1, batch_size=32)
+    torch.backends.cudnn.allow_tf32 = False  # TF32 (cuDNN's default) rounds to 10 bits: compare fp32 with fp32
+    try:
+        together, _ = losses_of(lambda hook: train_vectorized(model, train, data, SEEDS, cuda, "fp32", hook))
+        for i, seed in enumerate(SEEDS):
+            alone, _ = losses_of(lambda hook: train_seed(model, train, data, seed, cuda, "fp32", hook))
+            torch.testing.assert_close(together[:, i].cpu(), alone[:, 0].cpu(), rtol=1e-3, atol=1e-3)
+    finally:
+        torch.backends.cudnn.allow_tf32 = True
+
+
+@pytest.mark.gpu
+@requires_cuda
+def test_vectorized_with_fp16_is_refused() -> None:
+    with pytest.raises(ConfigError, match="train.strategy=vectorized is not allowed with precision=fp16"):
+        check_study(["device=cuda", "precision=fp16", "train.strategy=vectorized"])
+
+
+@pytest.mark.parametrize("strategy", ["eager", "vectorized"])
+def test_a_diverging_group_is_marked_diverged_with_its_epoch(strategy: str) -> None:
+    data = load_dataset(DataConfig(name="synthetic", train_size=64, test_size=32, image_size=12))
+    train = TrainConfig(epochs=4, lr=1e12, optimizer="sgd", strategy=strategy)
+    for result in train_seeds(ModelConfig(), train, data, [0, 1], CPU, "fp32", progress=False):
+        assert result.status == "diverged" and result.strategy == strategy and "training loss became" in result.error
+        assert len(result.history) == result.metrics["diverged_epoch"] - 1
+
+
+def test_a_failing_vectorized_group_falls_back_to_one_seed_at_a_time_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(self, x, y):  # noqa: ANN001, ANN202
+        raise RuntimeError("vmap cannot batch this")
+
+    monkeypatch.setattr(VectorizedTrainer, "step", broken)
+    outcomes = train_seeds(ModelConfig(), TrainConfig(epochs=1, strategy="vectorized"), tiny(), [0, 1], CPU, "fp32", progress=False)
+    assert [(r.seed, r.status, r.strategy) for r in outcomes] == [(0, "ok", "eager"), (1, "ok", "eager")]
+    assert all("vectorized training failed (RuntimeError: vmap cannot batch this)" in r.note for r in outcomes)
+
+
+def test_groups_split_by_memory_and_limit_evenly_keeping_every_seed_once() -> None:
+    seeds = list(range(36))
+    groups = plan_groups(seeds, per_seed_bytes=100, available_bytes=1650, limit=None)  # 16 fit
+    assert [len(g) for g in groups] == [12, 12, 12] and sum(groups, []) == seeds
+    assert plan_groups(seeds, 100, None, None) == [seeds]
+    assert [len(g) for g in plan_groups(seeds, 100, None, 10)] == [9, 9, 9, 9]
+    assert [len(g) for g in plan_groups(seeds, 100, 1650, 5)] == [5] * 4 + [4] * 4
+    assert plan_groups([3, 4], 100, 50, None) == [[3], [4]]  # not even one fits: one at a time (OOM is reported per seed)
+    assert plan_groups([7], 100, 10**9, None) == [[7]]
+    assert plan_groups([], 100, 1650, 4) == []
+
+
+def test_cpu_groups_follow_seeds_per_group() -> None:
+    data = tiny()
+    assert seed_groups(ModelConfig(), TrainConfig(), data, [0, 1, 2, 3, 4], CPU) == [[0, 1, 2, 3, 4]]
+    assert seed_groups(ModelConfig(), TrainConfig(seeds_per_group=2), data, [0, 1, 2, 3, 4], CPU) == [[0, 1], [2, 3], [4]]
+
+
+def test_every_run_records_the_strategy_it_used_and_it_changes_the_config_hash(tmp_path: Path) -> None:
+    data = DataConfig(name="synthetic", train_size=128, test_size=64, image_size=12)
+    records = {}
+    for strategy in ("eager", "vectorized"):
+        cfg = AblateConfig(data=data, train=TrainConfig(epochs=1, strategy=strategy), seeds=[0, 1], device="cpu",
+                           runs_dir=str(tmp_path / strategy), study="s")
+        run_variant(cfg, "baseline")
+        records[strategy] = [json.loads((tmp_path / strategy / "s" / "baseline" / f"seed={s}" / "metrics.json").read_text()) for s in (0, 1)]
+    for strategy, runs in records.items():
+        assert [r["strategy"] for r in runs] == [strategy, strategy] and all(r["status"] == "ok" for r in runs)
+        assert runs[0]["config_hash"] == runs[1]["config_hash"] and runs[0]["strategy_note"] is None
+    assert records["eager"][0]["config_hash"] != records["vectorized"][0]["config_hash"]
+    assert records["eager"][0]["test_acc"] == pytest.approx(records["vectorized"][0]["test_acc"], abs=0.02)
