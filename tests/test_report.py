@@ -25,12 +25,12 @@ SEEDS = [0, 1, 2, 3, 4]
 
 
 def write(runs: Path, variant: str, seed: int, acc: float | None, model: ModelConfig, status: str = "ok",
-          train: TrainConfig | None = None, study: str = "known") -> None:
+          train: TrainConfig | None = None, study: str = "known", strategy: str = "eager") -> None:
     """One run through the project's own results store, as the runner writes it."""
     factor, _, value = variant.partition("=") if variant != "baseline" else ("", "", "")
     cfg = AblateConfig(model=model, train=train or TrainConfig(epochs=2), seeds=[seed], study=study, variant=variant)
     metrics = {"study": study, "variant": variant, "factor": factor, "value": value, "seed": seed, "status": status,
-               "params": 1000, "receptive_field": 10, "device": "cpu", "precision": "fp32", "strategy": "eager",
+               "params": 1000, "receptive_field": 10, "device": "cpu", "precision": "fp32", "strategy": strategy,
                "train_seconds": 1.0, "planned_seeds": SEEDS, "error": None if status == "ok" else "loss became nan"}
     history = []
     if acc is not None:
@@ -112,6 +112,16 @@ def test_a_single_seed_gets_mean_and_n_but_no_std_ci_or_test_and_never_nan(known
 def test_runs_that_differ_in_more_than_their_factor_are_refused(known_study: Path, tmp_path: Path) -> None:
     write(known_study, "model.width=64", 5, 0.99, ModelConfig(width=64), train=TrainConfig(epochs=3))
     with pytest.raises(ReportError, match="differ in train.epochs"):
+        write_reports([str(known_study)], str(tmp_path / "reports"))
+
+
+def test_runs_pool_on_the_strategy_they_trained_with_and_a_study_never_mixes_strategies(known_study: Path, tmp_path: Path) -> None:
+    eager = TrainConfig(epochs=2, strategy="eager", seeds_per_group=2)  # the others asked for auto, which is eager here
+    write(known_study, "model.width=64", 5, 0.99, ModelConfig(width=64), train=eager)
+    write_reports([str(known_study)], str(tmp_path / "reports"))
+    write(known_study, "model.width=64", 6, 0.99, ModelConfig(width=64), train=TrainConfig(epochs=2, strategy="vectorized"),
+          strategy="vectorized")
+    with pytest.raises(ReportError, match="differ in strategy"):
         write_reports([str(known_study)], str(tmp_path / "reports"))
 
 

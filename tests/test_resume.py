@@ -15,7 +15,7 @@ import pytest
 from ablate import engine, results
 from ablate.config import AblateConfig, DataConfig, TrainConfig
 from ablate.preflight import check_study, one_line
-from ablate.runner import run_variant
+from ablate.runner import config_hash, run_variant
 from conftest import TINY, run_ablate
 
 STUDY = ["+sweep=batchnorm", "seeds=[0,1,2]", *TINY, "data.train_size=512", "train.epochs=3"]
@@ -126,6 +126,21 @@ def test_changed_settings_are_refused_not_mixed_with_finished_runs(tmp_path: Pat
     assert "train.epochs: 1 -> 2" in changed.stderr and "study=NAME" in changed.stderr
     assert finished(tmp_path) == before
     assert run_ablate("run", "seeds=[0]", *TINY, "train.epochs=2", "study=longer", cwd=tmp_path).returncode == 0
+
+
+def test_auto_is_eager_on_the_cpu_so_either_resumes_the_study_but_vectorized_is_refused(tmp_path: Path) -> None:
+    assert run_ablate("run", "seeds=[0]", *TINY, cwd=tmp_path).returncode == 0  # train.strategy=auto
+    again = run_ablate("run", "seeds=[0,1]", *TINY, "train.strategy=eager", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "1 finished run(s) skipped, 1 to train" in again.stdout + again.stderr and len(finished(tmp_path)) == 2
+    vectorized = run_ablate("run", "seeds=[0,1]", *TINY, "train.strategy=vectorized", cwd=tmp_path)
+    assert vectorized.returncode == 2 and "train.strategy: auto -> vectorized" in vectorized.stderr
+
+
+def test_runs_trained_before_train_strategy_existed_keep_their_config_hash() -> None:
+    assert config_hash(AblateConfig(device="cpu")) == "7f8f3d7f4b93"  # main at fe4f29b, where every run was eager
+    assert config_hash(AblateConfig(device="cpu", train=TrainConfig(strategy="eager", seeds_per_group=3))) == "7f8f3d7f4b93"
+    assert config_hash(AblateConfig(device="cpu", train=TrainConfig(strategy="vectorized"))) != "7f8f3d7f4b93"
 
 
 def test_a_run_locked_by_another_process_is_never_trained_twice(tmp_path: Path) -> None:

@@ -8,9 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from ablate import results
 from ablate.config import AblateConfig, ConfigError, DataConfig, ModelConfig, TrainConfig
 from ablate.data import Dataset, load_dataset
-from ablate.engine import SeedResult, VectorizedTrainer, plan_groups, seed_groups, train_seed, train_seeds, train_vectorized
+from ablate.engine import (EagerTrainer, SeedResult, VectorizedTrainer, evaluate, plan_groups, seed_groups, train_seed,
+                           train_seeds, train_vectorized)
+from ablate.model import build_model
 from ablate.preflight import check_study
 from ablate.runner import run_variant
 
@@ -144,3 +147,23 @@ def test_every_run_records_the_strategy_it_used_and_it_changes_the_config_hash(t
         assert runs[0]["config_hash"] == runs[1]["config_hash"] and runs[0]["strategy_note"] is None
     assert records["eager"][0]["config_hash"] != records["vectorized"][0]["config_hash"]
     assert records["eager"][0]["test_acc"] == pytest.approx(records["vectorized"][0]["test_acc"], abs=0.02)
+
+
+def test_each_vectorized_seeds_model_pt_reproduces_its_own_test_accuracy_in_a_fresh_model(tmp_path: Path) -> None:
+    data_cfg = DataConfig(name="mnist", train_size=500, test_size=300)
+    cfg = AblateConfig(model=ModelConfig(batchnorm=True), data=data_cfg, train=TrainConfig(epochs=1, strategy="vectorized"),
+                       seeds=SEEDS, device="cpu", runs_dir=str(tmp_path), study="s")
+    run_variant(cfg, "baseline")
+    data, losses = load_dataset(data_cfg), []
+    for seed in SEEDS:
+        run = results.run_dir(tmp_path, "s", "baseline", seed)
+        record = results.read_metrics(run)
+        config, state = results.load_trained(run)
+        assert all(t.untyped_storage().nbytes() == t.nbytes for t in state.values())  # its own weights, not the stack
+        model = build_model(config.model, data.input_shape, data.num_classes)
+        model.load_state_dict(state)  # strict: every parameter and BatchNorm statistic of one plain network
+        (loss,), (acc,) = evaluate(EagerTrainer(model, config.train, CPU, "fp32"), data.test_x, data.test_y)
+        assert record["strategy"] == "vectorized" and record["test_acc"] > 0.4  # chance is 0.1
+        assert acc == record["test_acc"] and loss == pytest.approx(record["test_loss"], rel=1e-5)
+        losses.append(loss)
+    assert len({round(loss, 4) for loss in losses}) == len(SEEDS)  # three seeds, three different networks
