@@ -12,16 +12,17 @@ import math
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Optional
+from typing import Any, Callable, Iterable, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from ablate import transfer
 from ablate.config import ModelConfig, TrainConfig
 from ablate.data import Dataset
-from ablate.model import build_model
+from ablate.model import build_model, model_parts
 
 EVAL_BATCH = 256  # test images per forward; on the CPU 256 ran 2.5x faster than 1000 (cache-sized maps)
 PRECISION_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -54,8 +55,9 @@ def resolve_precision(name: str, device: torch.device) -> str:
     return name
 
 
-def make_optimizer(params: Iterator[nn.Parameter], cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
-    """Adam or SGD (with momentum) as the train config says; torch's fused kernels on the CPU (measured faster there)."""
+def make_optimizer(params: Iterable[dict[str, Any]], cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
+    """Adam or SGD (with momentum) over the given parameter groups, as the train config says; torch's fused kernels
+    on the CPU (measured faster there)."""
     fused = True if device.type == "cpu" else None  # None: torch's own default on CUDA (not measured here)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, fused=fused)
@@ -101,12 +103,21 @@ def train_seed(
     device: torch.device,
     precision: str,
     on_step: Callable[[int, torch.Tensor], None] = lambda epoch, loss: None,
+    weights: Optional[dict[str, torch.Tensor]] = None,
 ) -> SeedResult:
-    """Train one freshly initialised model for `train_cfg.epochs` epochs; curves and final metrics in a SeedResult."""
+    """Train one model for `train_cfg.epochs` epochs: freshly initialised from the seed, its backbone from `weights`
+    when model.transfer says so; curves and final metrics in a SeedResult."""
     torch.manual_seed(seed)
     layout = memory_layout(device)
-    model = build_model(model_cfg, data.input_shape, data.num_classes).to(device, memory_format=layout)
-    optimizer = make_optimizer(model.parameters(), train_cfg, device)
+    model = build_model(model_cfg, data.input_shape, data.num_classes)
+    parts = model_parts(model, model_cfg, data.input_shape, data.num_classes)
+    if model_cfg.transfer != "scratch":
+        if weights is None:
+            raise ValueError(f"model.transfer={model_cfg.transfer} starts from pretrained weights, and none were given")
+        transfer.load_backbone(model, parts, weights, model_cfg.weights or "")
+    transfer.set_trainable(parts, model_cfg.transfer)
+    model.to(device, memory_format=layout)
+    optimizer = make_optimizer(transfer.parameter_groups(parts, model_cfg, train_cfg), train_cfg, device)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     order = torch.Generator().manual_seed(seed)
     train_x, train_y = data.train_x.to(device), data.train_y.to(device)
@@ -115,7 +126,7 @@ def train_seed(
     history: list[dict[str, float]] = []
     result = SeedResult(seed=seed, status="ok", history=history)
     for epoch in range(1, train_cfg.epochs + 1):
-        model.train()
+        transfer.train_mode(model)
         started = time.perf_counter()
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
@@ -164,8 +175,10 @@ def train_seeds(
     label: str = "",
     on_result: Callable[[SeedResult], None] = lambda result: None,
     progress: bool = True,
+    weights_for: Callable[[int], Optional[dict[str, torch.Tensor]]] = lambda seed: None,
 ) -> list[SeedResult]:
-    """Train each seed in turn; `on_result` gets each result as soon as that seed ends, failed ones included.
+    """Train each seed in turn, starting from `weights_for(seed)` (None: no pretrained weights); `on_result` gets
+    each result as soon as that seed ends, failed ones included.
 
     An exception in one seed (a shape error, CUDA out of memory) becomes a `failed` result; the others go on.
     """
@@ -179,7 +192,7 @@ def train_seeds(
                     bar.set_postfix_str(f"seed {seed}, epoch {epoch}/{train_cfg.epochs}, loss {loss.item():.4f}", refresh=False)
 
             try:
-                result = train_seed(model_cfg, train_cfg, data, seed, device, precision, on_step=show)
+                result = train_seed(model_cfg, train_cfg, data, seed, device, precision, on_step=show, weights=weights_for(seed))
             except Exception as error:  # noqa: BLE001 - one failed seed must not stop the study
                 result = SeedResult(seed=seed, status="failed", error=f"{type(error).__name__}: {error}\n{traceback.format_exc(limit=-3)}")
             on_result(result)

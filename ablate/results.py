@@ -30,7 +30,12 @@ LOCK_FILE = ".lock"
 
 def run_dir(runs_dir: str | Path, study: str, variant: str, seed: int) -> Path:
     """Folder of one run; the names come from the study, the variant's override and the seed, never a timestamp."""
-    return Path(runs_dir) / study / variant / f"seed={seed}"
+    return seed_folder(Path(runs_dir) / study / variant, seed)
+
+
+def seed_folder(variant_dir: str | Path, seed: int) -> Path:
+    """The run of `seed` inside a variant's folder."""
+    return Path(variant_dir) / f"seed={seed}"
 
 
 def read_metrics(path: Path) -> Optional[dict[str, Any]]:
@@ -53,7 +58,7 @@ def read_config(path: Path) -> dict[str, Any]:
 
 
 class RunLock:
-    """An exclusive, non-blocking lock on one run folder, so two processes never train the same run.
+    """An exclusive lock on one run folder, so two processes never train the same run.
 
     The operating system drops it when the holder dies, even by SIGKILL, so a crash never leaves a run locked.
     """
@@ -62,12 +67,12 @@ class RunLock:
         self.path = path / LOCK_FILE
         self.handle: Optional[IO[str]] = None
 
-    def acquire(self) -> bool:
-        """Take the lock if nobody holds it; True on success."""
+    def acquire(self, wait: bool = False) -> bool:
+        """Take the lock if nobody holds it, or with `wait` once its holder lets go; True on success."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         handle = self.path.open("a+")
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
             handle.close()
             return False
