@@ -44,9 +44,11 @@ class VariantSummary:
 
 
 def config_hash(cfg: AblateConfig) -> str:
-    """Hash of every setting that decides a run's numbers: model, data, train, resolved precision, strategy."""
+    """Hash of every setting that decides a run's numbers: model, data, train, resolved precision, strategy, and the
+    pretraining task when the run starts from it."""
     precision = resolve_precision(cfg.precision, resolve_device(cfg.device))
-    return provenance.settings_hash(cfg.model, cfg.data, cfg.train, precision, STRATEGY)
+    source = [cfg.pretrain] if needs_source(cfg) else []
+    return provenance.settings_hash(cfg.model, cfg.data, cfg.train, precision, STRATEGY, *source)
 
 
 def seed_folders(cfg: AblateConfig, variant: str) -> dict[int, Path]:

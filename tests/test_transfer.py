@@ -187,6 +187,8 @@ def test_offline_transfer_sweep_pretrains_then_transfers_and_reports(workdir: Pa
     again = run_ablate("run", *study, cwd=workdir)  # resume: pretraining and transfer runs are all found finished
     assert again.returncode == 0 and "10 ok" in again.stdout
     assert sorted(p.stat().st_mtime_ns for p in runs.glob("*/*/seed=*/metrics.json")) == stamps
+    changed = run_ablate("run", *study, "pretrain.epochs=3", "--dry-run", cwd=workdir)  # another source task: refused
+    assert changed.returncode == 2 and "pretrain.epochs: 2 -> 3" in changed.stderr
     report = run_ablate("report", "runs/transfer", cwd=workdir)
     assert report.returncode == 0, report.stderr
     summary = pd.read_csv(workdir / "reports/transfer/summary.csv")
