@@ -20,9 +20,13 @@ DATASETS = ("mnist", "fashion_mnist", "kmnist", "cifar10", "folder", "synthetic"
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 STRATEGIES = ("auto", "eager", "vectorized")
+ARCHS = ("cnn", "resnet18")
+TRANSFERS = ("scratch", "frozen", "partial", "finetune")
 
 # The model keys a sweep varies, in the order reports list them.
-FACTORS = ("depth", "width", "kernel_size", "dilation", "pool", "batchnorm", "head")
+FACTORS = ("depth", "width", "kernel_size", "dilation", "pool", "batchnorm", "head", "transfer")
+# The model keys that shape ablate's own CNN; model.arch=resnet18 is torchvision's network and ignores them.
+CNN_KEYS = ("depth", "width", "kernel_size", "dilation", "pool", "batchnorm", "head", "hidden", "min_map_size", "max_width")
 
 
 class ConfigError(ValueError):
@@ -43,6 +47,9 @@ class ModelConfig:
     hidden: int = 128
     min_map_size: int = 4
     max_width: int = 256
+    arch: str = "cnn"
+    transfer: str = "scratch"
+    weights: Optional[str] = None
 
 
 @dataclass
@@ -58,6 +65,7 @@ class DataConfig:
     image_size: int = 28
     channels: int = 1
     num_classes: int = 10
+    classes: Optional[list[int]] = None
 
 
 @dataclass
@@ -74,6 +82,17 @@ class TrainConfig:
     # stacked model), or auto (what measured faster on the device). Recorded in every run; a study uses one.
     strategy: str = "auto"
     seeds_per_group: Optional[int] = None  # vectorized: at most this many seeds at once (null: all, or what fits on a GPU)
+    finetune_lr_decay: float = 0.5
+
+
+@dataclass
+class PretrainConfig:
+    """The source task of `model.weights=pretrain`: the same network trained first on other classes of the same
+    dataset (study `<study>.source`, seed for seed), the way Yosinski et al. (2014) split ImageNet."""
+
+    classes: Optional[list[int]] = None
+    train_size: Optional[int] = None
+    epochs: int = 2
 
 
 @dataclass
@@ -83,6 +102,7 @@ class AblateConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     device: str = "auto"
     precision: str = "auto"
@@ -122,6 +142,7 @@ def validate(cfg: AblateConfig) -> None:
     _at_least("model.hidden", m.hidden, 1)
     _at_least("model.min_map_size", m.min_map_size, 1)
     _at_least("model.max_width", m.max_width, m.width, what=f"an integer no smaller than model.width")
+    _validate_transfer(cfg)
 
     _choice("data.name", d.name, DATASETS)
     for key, size in (("data.train_size", d.train_size), ("data.test_size", d.test_size)):
@@ -130,6 +151,7 @@ def validate(cfg: AblateConfig) -> None:
     _at_least("data.image_size", d.image_size, 1)
     _at_least("data.channels", d.channels, 1)
     _at_least("data.num_classes", d.num_classes, 2)
+    _check_classes("data.classes", d.classes)
 
     _at_least("train.epochs", t.epochs, 1)
     _at_least("train.batch_size", t.batch_size, 1)
@@ -159,6 +181,47 @@ def validate(cfg: AblateConfig) -> None:
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.=+-]*", cfg.study):
         raise ConfigError(
             f"study={cfg.study!r} is not allowed; use letters, digits and . _ = + - (it names a folder under runs_dir)"
+        )
+
+
+def _check_classes(key: str, classes: Optional[list[int]]) -> None:
+    if classes is None:
+        return
+    if len(classes) < 2 or len(set(classes)) != len(classes) or min(classes) < 0:
+        raise ConfigError(f"{key}={list(classes)} is not allowed; give null (every class) or two or more distinct labels >= 0, e.g. [5,6,7,8,9]")
+
+
+def _validate_transfer(cfg: AblateConfig) -> None:
+    """model.arch, model.transfer and model.weights fit together; the pretraining task is sound when it is used."""
+    m = cfg.model
+    _choice("model.arch", m.arch, ARCHS)
+    _choice("model.transfer", m.transfer, TRANSFERS)
+    if m.arch != "cnn":
+        changed = [key for key in CNN_KEYS if getattr(m, key) != getattr(ModelConfig(), key)]
+        if changed:
+            raise ConfigError(
+                f"model.{changed[0]}={getattr(m, changed[0])!r} shapes ablate's own CNN only; with model.arch={m.arch} leave it "
+                f"at its default ({getattr(ModelConfig(), changed[0])!r}) or use model.arch=cnn"
+            )
+    if cfg.train.strategy == "vectorized" and (m.arch != "cnn" or m.transfer != "scratch"):
+        raise ConfigError(
+            f"train.strategy=vectorized trains ablate's own CNN from scratch only, not model.arch={m.arch} "
+            f"model.transfer={m.transfer}; use train.strategy=eager or auto"
+        )
+    if m.transfer != "scratch" and not m.weights:
+        raise ConfigError(
+            f"model.transfer={m.transfer} needs model.weights: pretrain (train the source task first), a torchvision "
+            "weights name such as DEFAULT, a .pt state_dict file, or an ablate run folder"
+        )
+    if m.weights == "pretrain" and m.transfer != "scratch":
+        _check_classes("pretrain.classes", cfg.pretrain.classes)
+        if cfg.pretrain.train_size is not None:
+            _at_least("pretrain.train_size", cfg.pretrain.train_size, 1, what="null (every image of its classes) or an integer")
+        _at_least("pretrain.epochs", cfg.pretrain.epochs, 1)
+    if not 0 < cfg.train.finetune_lr_decay <= 1:
+        raise ConfigError(
+            f"train.finetune_lr_decay={cfg.train.finetune_lr_decay!r} is not allowed; it must be in (0, 1]: each stage below "
+            "the head trains at train.lr times this, once more per stage"
         )
 
 

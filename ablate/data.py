@@ -14,7 +14,7 @@ import pickle
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -150,8 +150,10 @@ def load_synthetic(cfg: DataConfig) -> Dataset:
     shape, _ = _synthetic_spec(cfg)
     patterns = torch.randn((cfg.num_classes, *shape), generator=generator)
 
+    drawn = torch.tensor(cfg.classes if cfg.classes is not None else range(cfg.num_classes))  # so data.classes keeps every image
+
     def split(size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        labels = torch.randint(cfg.num_classes, (size,), generator=generator)
+        labels = drawn[torch.randint(len(drawn), (size,), generator=generator)]
         return patterns[labels] + torch.randn((size, *shape), generator=generator), labels
 
     train_x, train_y = split(cfg.train_size or 2000)
@@ -266,11 +268,32 @@ def _subset(images: torch.Tensor, labels: torch.Tensor, size: int | None, seed: 
     return images[keep], labels[keep]
 
 
+def select_classes(data: Dataset, classes: Sequence[int] | None) -> Dataset:
+    """Only the images of `classes` (data.classes), relabelled 0..k-1 in the order given: a task split by class,
+    such as digits 5-9 after pretraining on 0-4."""
+    if classes is None:
+        return data
+    relabel = torch.full((data.num_classes,), -1, dtype=torch.int64)
+    relabel[torch.tensor(list(classes))] = torch.arange(len(classes))
+
+    def split(images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        keep = relabel[labels] >= 0
+        return images[keep], relabel[labels[keep]]
+
+    (train_x, train_y), (test_x, test_y) = split(data.train_x, data.train_y), split(data.test_x, data.test_y)
+    return Dataset(data.name, train_x, train_y, test_x, test_y, len(classes))
+
+
 @functools.lru_cache(maxsize=2)
 def _load_cached(cfg_key: tuple) -> Dataset:
     cfg = DataConfig(*cfg_key)
+    available = SPECS[cfg.name](cfg)[1]
+    unknown = [c for c in cfg.classes or () if not 0 <= c < available]
+    if unknown:
+        raise DataError(f"data.classes={list(cfg.classes)}: {cfg.name} has classes 0..{available - 1}, not {unknown}")
     data = LOADERS[cfg.name](cfg)
     _check(data)
+    data = select_classes(data, cfg.classes)
     data.train_x, data.train_y = _subset(data.train_x, data.train_y, cfg.train_size, cfg.subset_seed, "data.train_size")
     data.test_x, data.test_y = _subset(data.test_x, data.test_y, cfg.test_size, cfg.subset_seed, "data.test_size")
     return data
@@ -284,7 +307,8 @@ def _check_name(cfg: DataConfig) -> None:
 def input_spec(cfg: DataConfig) -> Spec:
     """((C, H, W) of one image, number of classes) of the dataset `cfg` names, without loading it."""
     _check_name(cfg)
-    return SPECS[cfg.name](cfg)
+    shape, classes = SPECS[cfg.name](cfg)
+    return shape, len(cfg.classes) if cfg.classes is not None else classes
 
 
 def load_dataset(cfg: DataConfig) -> Dataset:
@@ -293,4 +317,5 @@ def load_dataset(cfg: DataConfig) -> Dataset:
     The run command calls it once before any training, so a missing or damaged file stops nothing half-way.
     """
     _check_name(cfg)
-    return _load_cached(tuple(getattr(cfg, f) for f in DataConfig.__dataclass_fields__))
+    key = tuple(tuple(v) if isinstance(v, list) else v for v in (getattr(cfg, f) for f in DataConfig.__dataclass_fields__))
+    return _load_cached(key)

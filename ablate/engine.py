@@ -15,16 +15,17 @@ import math
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Optional, Protocol
+from typing import Any, Callable, Iterable, Optional, Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from ablate import transfer
 from ablate.config import ModelConfig, TrainConfig
 from ablate.data import Dataset
-from ablate.model import build_model, parameter_count, plan_layers
+from ablate.model import build_model, model_parts, parameter_count, plan_layers
 
 EVAL_BATCH = 256  # test images per forward; on the CPU 256 ran 2.5x faster than 1000 (cache-sized maps)
 PRECISION_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -79,8 +80,9 @@ def resolve_strategy(name: str, device: torch.device, precision: str) -> str:
     return name
 
 
-def make_optimizer(params: Iterable[torch.Tensor], cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
-    """Adam or SGD (with momentum) as the train config says; torch's fused kernels on the CPU (measured faster there).
+def make_optimizer(params: Iterable[torch.Tensor] | Iterable[dict[str, Any]], cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
+    """Adam or SGD (with momentum) over parameters or parameter groups (each with its own lr), as the train config
+    says; torch's fused kernels on the CPU (measured faster there).
 
     Both are elementwise, so on stacked parameters (one slice per seed) they equal one optimizer per seed.
     """
@@ -107,10 +109,19 @@ def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContex
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def init_model(model_cfg: ModelConfig, data: Dataset, seed: int, device: torch.device) -> nn.Module:
-    """A freshly initialised network for `seed`: the global RNG is seeded, then the model is built (every strategy)."""
+def init_model(model_cfg: ModelConfig, train_cfg: TrainConfig, data: Dataset, seed: int, device: torch.device,
+               weights: Optional[dict[str, torch.Tensor]] = None) -> tuple[nn.Module, list[dict[str, Any]]]:
+    """The network for `seed` and its optimizer's parameter groups: the global RNG is seeded, then the model is built
+    (every strategy); under model.transfer its backbone comes from `weights` and only what the strategy trains trains."""
     torch.manual_seed(seed)
-    return build_model(model_cfg, data.input_shape, data.num_classes).to(device)
+    model = build_model(model_cfg, data.input_shape, data.num_classes)
+    parts = model_parts(model, model_cfg, data.input_shape, data.num_classes)
+    if model_cfg.transfer != "scratch":
+        if weights is None:
+            raise ValueError(f"model.transfer={model_cfg.transfer} starts from pretrained weights, and none were given")
+        transfer.load_backbone(model, parts, weights, model_cfg.weights or "")
+    transfer.set_trainable(parts, model_cfg.transfer)
+    return model.to(device), transfer.parameter_groups(parts, model_cfg, train_cfg)
 
 
 def _per_seed_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, reduction: str) -> torch.Tensor:
@@ -143,15 +154,19 @@ class EagerTrainer:
 
     strategy = "eager"
 
-    def __init__(self, model: nn.Module, train_cfg: TrainConfig, device: torch.device, precision: str) -> None:
+    def __init__(self, model: nn.Module, train_cfg: TrainConfig, device: torch.device, precision: str,
+                 groups: Optional[list[dict[str, Any]]] = None) -> None:
         self.device, self.precision, self.layout = device, precision, memory_layout(device)
         self.model = model.to(memory_format=self.layout)
-        self.optimizer = make_optimizer(self.model.parameters(), train_cfg, device)
+        self.optimizer = make_optimizer(self.model.parameters() if groups is None else groups, train_cfg, device)
         self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
 
     def train(self, mode: bool) -> None:
-        """Training or evaluation mode of the model."""
-        self.model.train(mode)
+        """Training mode (frozen BatchNorm layers excepted, see transfer.train_mode) or evaluation mode of the model."""
+        if mode:
+            transfer.train_mode(self.model)
+        else:
+            self.model.eval()
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Forward, cross-entropy, backward and optimizer step on the one seed's batch."""
@@ -296,16 +311,19 @@ def train_group(trainer: Trainer, seeds: list[int], train_cfg: TrainConfig, data
 
 
 def train_seed(model_cfg: ModelConfig, train_cfg: TrainConfig, data: Dataset, seed: int, device: torch.device,
-               precision: str, on_step: StepHook = lambda epoch, losses: None) -> SeedResult:
-    """Train one freshly initialised model for `train_cfg.epochs` epochs, the plain way; curves and metrics in a SeedResult."""
-    trainer = EagerTrainer(init_model(model_cfg, data, seed, device), train_cfg, device, precision)
+               precision: str, on_step: StepHook = lambda epoch, losses: None,
+               weights: Optional[dict[str, torch.Tensor]] = None) -> SeedResult:
+    """Train one model for `train_cfg.epochs` epochs, the plain way: freshly initialised from the seed, its backbone
+    from `weights` when model.transfer says so; curves and metrics in a SeedResult."""
+    model, groups = init_model(model_cfg, train_cfg, data, seed, device, weights)
+    trainer = EagerTrainer(model, train_cfg, device, precision, groups)
     return train_group(trainer, [seed], train_cfg, data, device, on_step)[0]
 
 
 def train_vectorized(model_cfg: ModelConfig, train_cfg: TrainConfig, data: Dataset, seeds: list[int], device: torch.device,
                      precision: str, on_step: StepHook = lambda epoch, losses: None) -> list[SeedResult]:
     """Train `seeds` together as one stacked model; each seed has the init and batch order `train_seed` would give it."""
-    models = [init_model(model_cfg, data, seed, device) for seed in seeds]
+    models = [init_model(model_cfg, train_cfg, data, seed, device)[0] for seed in seeds]
     trainer = VectorizedTrainer(models, train_cfg, device, precision)
     return train_group(trainer, seeds, train_cfg, data, device, on_step)
 
@@ -370,8 +388,10 @@ def train_seeds(
     label: str = "",
     on_result: Callable[[SeedResult], None] = lambda result: None,
     progress: bool = True,
+    weights_for: Callable[[int], Optional[dict[str, torch.Tensor]]] = lambda seed: None,
 ) -> list[SeedResult]:
-    """Train every seed with the configured strategy; `on_result` gets each result as soon as its seed (or group) ends.
+    """Train every seed with the configured strategy, each starting from `weights_for(seed)` under model.transfer;
+    `on_result` gets each result as soon as its seed (or group) ends.
 
     An exception in one seed (a shape error, CUDA out of memory) becomes a `failed` result; the others go on.
     If a vectorised group fails, its seeds are trained again one at a time, and their results say so.
@@ -392,7 +412,7 @@ def train_seeds(
         for seed in group:
             started = time.perf_counter()
             try:
-                outcome = train_seed(model_cfg, train_cfg, data, seed, device, precision, hook([seed]))
+                outcome = train_seed(model_cfg, train_cfg, data, seed, device, precision, hook([seed]), weights_for(seed))
             except Exception as error:  # noqa: BLE001 - one failed seed must not stop the study
                 outcome = _failed(seed, error, time.perf_counter() - started)
             outcome.note = note

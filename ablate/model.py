@@ -1,6 +1,7 @@
 """Builds every variant of the CNN from a ModelConfig, and answers questions about its shape.
 
-The builder follows one rule, the seed SimpleCNN's: a conv block (conv, optional BatchNorm, ReLU), then
+`model.arch=resnet18` is torchvision's network instead (for transfer learning). ablate's own CNN follows one
+rule, the seed SimpleCNN's: a conv block (conv, optional BatchNorm, ReLU), then
 downsampling by 2 as long as the map stays at least `min_map_size` wide; the width doubles after each
 downsampling, up to `max_width`. The layer plan is computed once (`plan_layers`) and reused for the
 modules, the receptive field and the layer table, so those can never disagree.
@@ -12,9 +13,10 @@ import math
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from torch import nn
+from torch import Tensor, nn
+from torchvision.models.resnet import BasicBlock, ResNet
 
-from ablate.config import ModelConfig
+from ablate.config import ConfigError, ModelConfig
 
 Shape = tuple[int, ...]
 
@@ -79,7 +81,9 @@ def output_size(size: int, kernel: int, stride: int, padding: int, dilation: int
 
 
 def plan_layers(cfg: ModelConfig, input_shape: Shape, num_classes: int) -> list[Layer]:
-    """The ordered layers that `cfg` yields on inputs of shape (C, H, W)."""
+    """The ordered layers that `cfg` yields on inputs of shape (C, H, W); ablate's own CNN only."""
+    if cfg.arch != "cnn":
+        raise ConfigError(f"model.arch={cfg.arch}: layer tables, receptive fields and ablate viz cover ablate's own CNN (model.arch=cnn) only")
     c, h, w = input_shape
     width = cfg.width
     layers: list[Layer] = []
@@ -133,14 +137,62 @@ def _module(layer: Layer) -> nn.Module:
     raise ValueError(f"unknown layer kind {layer.kind!r}")
 
 
-def build_model(cfg: ModelConfig, input_shape: Shape, num_classes: int) -> nn.Sequential:
-    """The network for `cfg`: an nn.Sequential whose module names are the plan's layer names."""
+SMALL_IMAGE = 64  # resnet18 drops its stem's max-pool below this image side, so 28x28 reaches layer4 as 2x2, not 1x1
+
+
+class ResNet18(ResNet):
+    """torchvision's resnet18, the same modules and state_dict keys (so its weights load unchanged), taking the data's
+    images: grey ones are repeated to the 3 channels its stem expects (the same as summing the stem's kernels over
+    colour), and images under SMALL_IMAGE px skip the stem's max-pool, which has no weights."""
+
+    def __init__(self, input_shape: Shape, num_classes: int) -> None:
+        super().__init__(BasicBlock, [2, 2, 2, 2], num_classes=num_classes)
+        if min(input_shape[1:]) < SMALL_IMAGE:
+            self.maxpool = nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return super().forward(x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x)
+
+
+def build_model(cfg: ModelConfig, input_shape: Shape, num_classes: int) -> nn.Module:
+    """The network for `cfg`: ablate's CNN as an nn.Sequential whose module names are the plan's layer names, or
+    torchvision's resnet18 (`model.arch=resnet18`)."""
+    if cfg.arch == "resnet18":
+        if input_shape[0] not in (1, 3):
+            raise ValueError(f"model.arch=resnet18 takes grey or RGB images, not {input_shape[0]} channels")
+        return ResNet18(input_shape, num_classes)
     return nn.Sequential(OrderedDict((layer.name, _module(layer)) for layer in plan_layers(cfg, input_shape, num_classes)))
 
 
-def parameter_count(model: nn.Module) -> int:
-    """Number of trainable and frozen parameters (BatchNorm running statistics are buffers, not counted)."""
-    return sum(p.numel() for p in model.parameters())
+@dataclass
+class Parts:
+    """A network cut for transfer learning: the backbone's stages, input side first, and the classifier head."""
+
+    stages: list[list[nn.Module]]
+    head: list[nn.Module]
+
+
+def model_parts(model: nn.Module, cfg: ModelConfig, input_shape: Shape, num_classes: int) -> Parts:
+    """Stages and head of a network from `build_model`: for the CNN, one stage per conv block (conv, BatchNorm,
+    strided downsampling) and the plan's head layers; for resnet18, the stem, layer1..layer4, and fc."""
+    if cfg.arch == "resnet18":
+        return Parts([[model.conv1, model.bn1], [model.layer1], [model.layer2], [model.layer3], [model.layer4]], [model.fc])
+    parts = Parts([], [])
+    for layer in plan_layers(cfg, input_shape, num_classes):
+        module = model.get_submodule(layer.name)
+        if layer.head:
+            parts.head.append(module)
+        elif layer.kind == "conv":
+            parts.stages.append([module])
+        else:
+            parts.stages[-1].append(module)
+    return parts
+
+
+def parameter_count(model: nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameters, all of them or only those that train (BatchNorm running statistics are buffers, not
+    counted)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
 def receptive_fields(layers: list[Layer]) -> list[int]:

@@ -102,22 +102,23 @@ def curves_chart(histories: pd.DataFrame, order: list[str], study: str, path: Pa
 
 
 def cost_chart(summary: pd.DataFrame, study: str, metric: str, path: Path) -> None:
-    """Mean metric (±1 std) against parameter count on a log axis: what each change costs and buys."""
+    """Mean metric (±1 std) against the number of trainable parameters on a log axis: what each change costs and
+    buys (every parameter trains, except under transfer learning's frozen parts)."""
     scale, label = metric_scale(metric)
     shown = summary[summary["n"] > 0]
     colours = variant_colours(list(summary["variant"]))
     figure, axes = plt.subplots(figsize=(7.5, 5.0))
     for row in shown.itertuples():
-        axes.errorbar(row.params, row.mean * scale, yerr=(row.std or 0) * scale, fmt="o", color=colours[row.variant],
+        axes.errorbar(row.trainable_params, row.mean * scale, yerr=(row.std or 0) * scale, fmt="o", color=colours[row.variant],
                       markersize=8, capsize=4, markeredgecolor="black", zorder=3)
-        axes.annotate(row.variant, (row.params, row.mean * scale), xytext=(7, 5), textcoords="offset points", fontsize=8)
+        axes.annotate(row.variant, (row.trainable_params, row.mean * scale), xytext=(7, 5), textcoords="offset points", fontsize=8)
     axes.set_xscale("log")
-    axes.set_xlim(shown["params"].min() / 1.4, shown["params"].max() * 1.6)
+    axes.set_xlim(shown["trainable_params"].min() / 1.4, shown["trainable_params"].max() * 1.6)
     thousands = matplotlib.ticker.FuncFormatter(lambda value, _: f"{value / 1e3:,.0f}k" if value < 1e6 else f"{value / 1e6:,.1f}M")
     axes.xaxis.set_major_formatter(thousands)
     axes.xaxis.set_minor_formatter(thousands)
     axes.tick_params(axis="x", which="minor", labelsize=8)
-    axes.set_xlabel("parameters (log scale)")
+    axes.set_xlabel("trainable parameters (log scale)")
     axes.set_ylabel(f"{label}: mean ± 1 std")
     axes.set_title(f"Study '{study}': {label} against model size (grey = baseline)", fontsize=11)
     axes.grid(True, which="both", alpha=0.3)

@@ -19,9 +19,10 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 
 from ablate import results
 from ablate.config import AblateConfig, ConfigError, register_schema, validate
-from ablate.data import load_dataset
-from ablate.runner import stale_runs
-from ablate.variants import Variant, plan_variants, variant_from_overrides
+from ablate.data import input_spec, load_dataset
+from ablate.runner import needs_source, source_config, stale_runs
+from ablate.transfer import check_weights
+from ablate.variants import BASELINE, Variant, plan_variants, variant_from_overrides
 from hydra_plugins.ablate_sweeper.ablate_sweeper import check_arguments, register as register_sweeper
 
 CONFIG_MODULE, CONFIG_NAME = "ablate.conf", "config"
@@ -47,6 +48,15 @@ def sweep_factors(composed: DictConfig) -> dict[str, list]:
     return OmegaConf.to_container(factors) if factors is not None else {}
 
 
+def _refuse_stale(config: AblateConfig, variant: str) -> None:
+    stale = stale_runs(config, variant)
+    if stale:
+        raise ConfigError(
+            f"study={config.study!r} already holds runs trained with other settings, e.g. {stale[0]}; "
+            f"they will not be mixed: choose a new study name (study=NAME) or move the old runs away"
+        )
+
+
 def check_study(overrides: Sequence[str]) -> list[tuple[Variant, AblateConfig]]:
     """Every variant the command line would train with its config, each checked; raises on the first bad one."""
     check_arguments(overrides, {})  # sweep syntax first: Hydra's own message for it is about --multirun
@@ -64,19 +74,29 @@ def check_study(overrides: Sequence[str]) -> list[tuple[Variant, AblateConfig]]:
             OmegaConf.update(variant_cfg, variant.key, variant.value)
         config: AblateConfig = OmegaConf.to_object(variant_cfg)  # type: ignore[assignment]
         validate(config)
-        stale = stale_runs(config, variant.name)
-        if stale:
-            raise ConfigError(
-                f"study={config.study!r} already holds runs trained with other settings, e.g. {stale[0]}; "
-                f"they will not be mixed: choose a new study name (study=NAME) or move the old runs away"
-            )
+        _refuse_stale(config, variant.name)
         checked.append((variant, config))
-    load_dataset(checked[0][1].data)  # files, checksums, shapes and subset sizes, before any training
+    checked += _sources(checked)
+    for config in {c.model.weights: c for _, c in checked if c.model.transfer != "scratch" and not needs_source(c)}.values():
+        check_weights(config.model, config.seeds, *input_spec(config.data))
+    for data in {repr(c.data): c.data for _, c in checked}.values():
+        load_dataset(data)  # files, checksums, shapes, classes and subset sizes, before any training
     try:
         results.check_writable(checked[0][1].runs_dir)
     except OSError as error:
         raise ConfigError(f"runs_dir={checked[0][1].runs_dir!r}: cannot write there ({error.strerror or error})") from None
     return checked
+
+
+def _sources(checked: list[tuple[Variant, AblateConfig]]) -> list[tuple[Variant, AblateConfig]]:
+    """The pretraining runs that model.weights=pretrain variants need, checked like variants (study <study>.source)."""
+    needing = [config for _, config in checked if needs_source(config)]
+    if not needing:
+        return []
+    source = source_config(needing[0])
+    validate(source)
+    _refuse_stale(source, BASELINE)
+    return [(Variant(BASELINE), source)]
 
 
 TYPE_WORDS = {int: "an integer", float: "a number", bool: "true or false", str: "text"}

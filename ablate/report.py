@@ -14,12 +14,12 @@ from typing import Optional, Sequence
 import pandas as pd
 
 from ablate import plots, results
-from ablate.config import FACTORS, HEADS, POOLS
+from ablate.config import FACTORS, HEADS, POOLS, TRANSFERS
 from ablate.stats import adjust_holm, compare, describe
 from ablate.variants import BASELINE
 
 FORMATS = ("md", "csv", "tex")
-VALUE_ORDER = {"model.pool": POOLS, "model.head": HEADS, "model.batchnorm": ("false", "true")}
+VALUE_ORDER = {"model.pool": POOLS, "model.head": HEADS, "model.batchnorm": ("false", "true"), "model.transfer": TRANSFERS}
 # Settings a run may request as `auto`, each with the metrics.json field that holds what it resolved to: runs are
 # compared on the resolved value (train.strategy=auto and =eager pool on the CPU; eager and vectorized never do).
 RESOLVED_SETTINGS = {"device": "device", "precision": "precision", "train.strategy": "strategy"}
@@ -82,6 +82,13 @@ def _secondary(runs: pd.DataFrame, metric: str) -> dict[str, Optional[float]]:
     return columns
 
 
+def _first(group: pd.DataFrame, column: str) -> Optional[int]:
+    """A per-variant integer recorded by every run (parameter counts, receptive field); None where not recorded
+    (no run, a run from before the column existed, or resnet18's receptive field)."""
+    value = group[column].iloc[0] if column in group and len(group) else None
+    return None if value is None or pd.isna(value) else int(value)
+
+
 def summarize(runs: pd.DataFrame, variants: Sequence[str], metric: str = "test_acc") -> pd.DataFrame:
     """One row per variant, baseline first: n, mean, std, CI, difference to the baseline with Welch and paired tests."""
     if metric not in runs.columns or not pd.api.types.is_numeric_dtype(runs[metric]):
@@ -103,8 +110,9 @@ def summarize(runs: pd.DataFrame, variants: Sequence[str], metric: str = "test_a
             "value": group["value"].iloc[0] if len(group) else "",
             **{k: v for k, v in asdict(comparison).items() if k != "notes"},
             **_secondary(mine, metric),
-            "params": int(group["params"].iloc[0]) if len(group) else None,
-            "receptive_field": int(group["receptive_field"].iloc[0]) if len(group) else None,
+            "params": _first(group, "params"),
+            "trainable_params": _first(group, "trainable_params") or _first(group, "params"),
+            "receptive_field": _first(group, "receptive_field"),
             "train_seconds": mine["train_seconds"].mean() if len(mine) else None,
             "problems": _problems(group, planned),
             "notes": "; ".join(comparison.notes),
@@ -146,13 +154,15 @@ def display_table(summary: pd.DataFrame, metric: str, compact: bool = False) -> 
         "p paired (n)": [f"{_p(p)} ({n})" if not pd.isna(p) else "–" for p, n in zip(summary["p_paired"], summary["n_paired"])],
         "verdict": summary["verdict"],
     })
-    params = [f"{int(p):,}" if not pd.isna(p) else "–" for p in summary["params"]]
+    counts = {"params": [f"{int(p):,}" if not pd.isna(p) else "–" for p in summary["params"]]}
+    if not summary["trainable_params"].equals(summary["params"]):  # transfer learning: not everything trains
+        counts["trainable"] = [f"{int(p):,}" if not pd.isna(p) else "–" for p in summary["trainable_params"]]
     if compact:
-        return table.drop(columns=["95% CI", "p Welch", "p paired (n)"]).assign(params=params)
+        return table.drop(columns=["95% CI", "p Welch", "p paired (n)"]).assign(**counts)
     for m in ("test_loss", "train_loss"):
         if f"{m}_mean" in summary:
             table[m] = [mean_std(a, b, 1.0, 4) for a, b in zip(summary[f"{m}_mean"], summary[f"{m}_std"])]
-    table["params"] = params
+    table = table.assign(**counts)
     table["RF"] = [str(int(r)) if not pd.isna(r) else "–" for r in summary["receptive_field"]]
     table["train s"] = [_number(t, 1.0, 1) for t in summary["train_seconds"]]
     table["failed / missing"] = summary["problems"]

@@ -18,8 +18,7 @@ from typing import IO, Any, Iterable, Optional
 
 import pandas as pd
 import torch
-import yaml
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from ablate.config import AblateConfig
 
@@ -34,7 +33,12 @@ NOT_SETTINGS = ("seeds", "variant", "study", "runs_dir", "train.seeds_per_group"
 
 def run_dir(runs_dir: str | Path, study: str, variant: str, seed: int) -> Path:
     """Folder of one run; the names come from the study, the variant's override and the seed, never a timestamp."""
-    return Path(runs_dir) / study / variant / f"seed={seed}"
+    return seed_folder(Path(runs_dir) / study / variant, seed)
+
+
+def seed_folder(variant_dir: str | Path, seed: int) -> Path:
+    """The run of `seed` inside a variant's folder."""
+    return Path(variant_dir) / f"seed={seed}"
 
 
 def read_metrics(path: Path) -> Optional[dict[str, Any]]:
@@ -52,12 +56,18 @@ def is_finished(path: Path) -> bool:
 
 
 def read_config(path: Path) -> dict[str, Any]:
-    """A run's config.yaml, flattened to dotted keys (`model.depth`)."""
-    return flatten_config(yaml.safe_load((path / CONFIG_FILE).read_text()) or {}, "")
+    """A run's config.yaml read through the schema (keys added since it was written get their defaults), flattened
+    to dotted keys (`model.depth`)."""
+    return flatten_config(OmegaConf.to_container(_stored_config(path)), "")
+
+
+def _stored_config(path: Path) -> DictConfig:
+    """A run's config.yaml merged onto the schema, so keys added since it was written have their defaults."""
+    return OmegaConf.merge(OmegaConf.structured(AblateConfig), OmegaConf.load(path / CONFIG_FILE))
 
 
 class RunLock:
-    """An exclusive, non-blocking lock on one run folder, so two processes never train the same run.
+    """An exclusive lock on one run folder, so two processes never train the same run.
 
     The operating system drops it when the holder dies, even by SIGKILL, so a crash never leaves a run locked.
     """
@@ -66,12 +76,12 @@ class RunLock:
         self.path = path / LOCK_FILE
         self.handle: Optional[IO[str]] = None
 
-    def acquire(self) -> bool:
-        """Take the lock if nobody holds it; True on success."""
+    def acquire(self, wait: bool = False) -> bool:
+        """Take the lock if nobody holds it, or with `wait` once its holder lets go; True on success."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         handle = self.path.open("a+")
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
             handle.close()
             return False
@@ -199,5 +209,5 @@ def load_trained(run_path: str | Path) -> tuple[AblateConfig, dict[str, torch.Te
             f"{path} has no {MODEL_FILE}: the run failed or diverged, or was trained before ablate saved weights; "
             "delete its folder and run it again"
         )
-    config = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(AblateConfig), OmegaConf.load(path / CONFIG_FILE)))
+    config = OmegaConf.to_object(_stored_config(path))
     return config, torch.load(path / MODEL_FILE, map_location="cpu", weights_only=True)  # type: ignore[return-value]

@@ -13,15 +13,17 @@ from collections import Counter
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable, Optional
 
 from omegaconf import OmegaConf
+from torch import Tensor
 
-from ablate import provenance, results
-from ablate.config import AblateConfig, validate
+from ablate import provenance, results, transfer
+from ablate.config import AblateConfig, DataConfig, ModelConfig, TrainConfig, validate
 from ablate.data import load_dataset
 from ablate.engine import SeedResult, numerics, resolve_device, resolve_precision, resolve_strategy, train_seeds
-from ablate.model import build_model, parameter_count, plan_layers, receptive_field
-from ablate.variants import parse_variant
+from ablate.model import build_model, model_parts, parameter_count, plan_layers, receptive_field
+from ablate.variants import BASELINE, parse_variant
 
 log = logging.getLogger("ablate")
 
@@ -37,19 +39,30 @@ class VariantSummary:
     failed: int
 
 
+# Keys that entered the schema after runs were first stored: hashed only when they differ from their default.
+ADDED_LATER = ("model.arch", "model.transfer", "model.weights", "data.classes", "train.finetune_lr_decay")
+
+
 def config_hash(cfg: AblateConfig) -> str:
-    """Hash of every setting that decides a run's numbers: model, data, train, resolved precision and strategy.
+    """Hash of every setting that decides a run's numbers: model, data, train, resolved precision and strategy, and
+    the pretraining task when the run starts from it.
 
     The strategy enters resolved (auto is eager on the CPU), so auto and eager name the same runs there while
-    eager and vectorized never do; results.NOT_SETTINGS stay out. Runs trained before train.strategy existed
-    (all eager) keep their hash.
+    eager and vectorized never do; results.NOT_SETTINGS stay out. Keys added later (train.strategy, the transfer
+    keys) enter only when they are set, so runs trained before they existed keep their hash.
     """
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
     strategy = resolve_strategy(cfg.train.strategy, device, precision)
-    train = {key: value for key, value in asdict(cfg.train).items()
-             if key != "strategy" and f"train.{key}" not in results.NOT_SETTINGS}
-    return provenance.settings_hash(cfg.model, cfg.data, train, precision, strategy)
+    sections = {"model": asdict(cfg.model), "data": asdict(cfg.data), "train": asdict(cfg.train)}
+    defaults = {"model": asdict(ModelConfig()), "data": asdict(DataConfig()), "train": asdict(TrainConfig())}
+    for section, values in sections.items():
+        for key in list(values):
+            name = f"{section}.{key}"
+            if name in results.NOT_SETTINGS or name == "train.strategy" or (name in ADDED_LATER and values[key] == defaults[section][key]):
+                del values[key]
+    source = [cfg.pretrain] if needs_source(cfg) else []
+    return provenance.settings_hash(sections["model"], sections["data"], sections["train"], precision, strategy, *source)
 
 
 def seed_folders(cfg: AblateConfig, variant: str) -> dict[int, Path]:
@@ -98,17 +111,56 @@ def run_variant(cfg: AblateConfig, variant: str) -> VariantSummary:
     return VariantSummary(cfg.study, variant, len(mine), skipped, sum(r.status != "ok" for r in outcomes))
 
 
+def needs_source(cfg: AblateConfig) -> bool:
+    """Whether this variant starts from a backbone that ablate pretrains itself (model.weights=pretrain)."""
+    return cfg.model.transfer != "scratch" and cfg.model.weights == "pretrain"
+
+
+def source_config(cfg: AblateConfig) -> AblateConfig:
+    """The pretraining run behind model.weights=pretrain: the same network from scratch on the pretrain.* task,
+    stored as study `<study>.source`, variant baseline, one run per seed of the study."""
+    return replace(
+        cfg, study=f"{cfg.study}.source", variant=BASELINE,
+        model=replace(cfg.model, transfer="scratch", weights=None),
+        data=replace(cfg.data, classes=cfg.pretrain.classes, train_size=cfg.pretrain.train_size),
+        train=replace(cfg.train, epochs=cfg.pretrain.epochs),
+    )
+
+
+def pretrain(cfg: AblateConfig, seeds: list[int]) -> Path:
+    """Train the source runs of `seeds` unless they are finished (waiting for any other process training them);
+    returns the source's variant folder, which holds one run per seed."""
+    source = replace(source_config(cfg), seeds=seeds)
+    folders = seed_folders(source, BASELINE)
+    while not all(results.is_finished(folder) for folder in folders.values()):
+        run_variant(source, BASELINE)
+        for folder in folders.values():  # a seed another process was training: wait until it lets go
+            lock = results.RunLock(folder)
+            lock.acquire(wait=True)
+            lock.release()
+    return folders[seeds[0]].parent
+
+
+def _weights_for(cfg: AblateConfig, seeds: list[int]) -> Callable[[int], Optional[dict[str, Tensor]]]:
+    """Where each seed's pretrained backbone comes from (nothing for model.transfer=scratch)."""
+    if cfg.model.transfer == "scratch":
+        return lambda seed: None
+    spec = str(pretrain(cfg, seeds)) if needs_source(cfg) else cfg.model.weights
+    return lambda seed: transfer.load_weights(spec, seed, cfg.model.arch)
+
+
 def _train_and_store(cfg: AblateConfig, variant: str, seeds: list[int], folders: dict[int, Path],
                      locks: dict[int, results.RunLock]) -> list[SeedResult]:
     data = load_dataset(cfg.data)
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
-    layers = plan_layers(cfg.model, data.input_shape, data.num_classes)
     factor, value = parse_variant(variant)
+    model = build_model(cfg.model, data.input_shape, data.num_classes)
+    transfer.set_trainable(model_parts(model, cfg.model, data.input_shape, data.num_classes), cfg.model.transfer)
     common = {
         "study": cfg.study, "variant": variant, "factor": factor, "value": value,
-        "params": parameter_count(build_model(cfg.model, data.input_shape, data.num_classes)),
-        "receptive_field": receptive_field(layers),
+        "params": parameter_count(model), "trainable_params": parameter_count(model, trainable_only=True),
+        "receptive_field": receptive_field(plan_layers(cfg.model, data.input_shape, data.num_classes)) if cfg.model.arch == "cnn" else None,
         "device": str(device), "precision": precision, **numerics(device), "config_hash": config_hash(cfg),
         "dataset": data.name, "train_samples": len(data.train_y), "test_samples": len(data.test_y),
         "epochs": cfg.train.epochs, "planned_seeds": list(cfg.seeds), "versions": provenance.versions(),
@@ -128,7 +180,9 @@ def _train_and_store(cfg: AblateConfig, variant: str, seeds: list[int], folders:
         if result.note:
             log.warning(f"{cfg.study}/{variant} seed {result.seed}: {result.note}")
 
-    return train_seeds(cfg.model, cfg.train, data, seeds, device, precision, label=f"{cfg.study}/{variant}", on_result=store)
+    weights_for = _weights_for(cfg, seeds)
+    return train_seeds(cfg.model, cfg.train, data, seeds, device, precision, label=f"{cfg.study}/{variant}", on_result=store,
+                       weights_for=weights_for)
 
 
 def study_status(planned: list[tuple[str, AblateConfig]]) -> dict[str, list[str]]:

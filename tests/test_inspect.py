@@ -13,6 +13,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ablate.cli import main
 from ablate.config import AblateConfig, DataConfig, ModelConfig
+from ablate.data import input_spec
 from ablate.inspect import describe
 from ablate.model import build_model, parameter_count, plan_layers
 from ablate.preflight import check_study
@@ -45,7 +46,7 @@ def test_baseline_table_is_the_seeds_table() -> None:
 def test_parameters_and_flops_of_every_variant_equal_what_torch_counts(sweep: str) -> None:
     for variant, config in check_study([f"+sweep={sweep}"]):
         report = describe(variant.name, config)
-        model = build_model(config.model, MNIST, 10)
+        model = build_model(config.model, *input_spec(config.data))
         assert {r["layer"]: r["params"] for r in report["layers"]} == {
             name: sum(p.numel() for p in module.parameters()) for name, module in model.named_children()}
         assert report["total_params"] == parameter_count(model)

@@ -98,9 +98,9 @@ def test_every_planned_shape_is_the_shape_torch_computes(sweep: str) -> None:
 def test_every_sweep_composes_and_each_variant_builds_and_runs_forward(sweep: str, tmp_path: Path) -> None:
     planned = check_study([f"+sweep={sweep}", f"runs_dir={tmp_path}"])
     assert planned[0][0].name == "baseline"
-    assert len({variant.name for variant, _ in planned}) == len(planned)
+    assert len({(config.study, variant.name) for variant, config in planned}) == len(planned)
     for variant, config in planned:
-        assert config.study == sweep
+        assert config.study in (sweep, f"{sweep}.source")  # a transfer sweep pretrains in <study>.source
         if variant.key is not None:
             assert str(variant.value).lower() == str(eval(f"config.{variant.key}")).lower()  # noqa: S307
         out = build_model(config.model, MNIST, 10)(torch.randn(2, *MNIST))

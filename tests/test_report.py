@@ -125,6 +125,19 @@ def test_runs_pool_on_the_strategy_they_trained_with_and_a_study_never_mixes_str
         write_reports([str(known_study)], str(tmp_path / "reports"))
 
 
+def test_a_run_written_before_the_transfer_keys_existed_pools_with_new_ones(known_study: Path, tmp_path: Path) -> None:
+    config = known_study / "known/model.width=64/seed=0/config.yaml"
+    old = OmegaConf.load(config)
+    for section, keys in {"model": ("arch", "transfer", "weights"), "data": ("classes",), "train": ("finetune_lr_decay",)}.items():
+        for key in keys:
+            del old[section][key]
+    del old["pretrain"]
+    config.write_text(OmegaConf.to_yaml(old))
+    assert "arch" not in config.read_text()
+    write_reports([str(known_study)], str(tmp_path / "reports"))
+    assert pd.read_csv(tmp_path / "reports/known/summary.csv").set_index("variant").loc["model.width=64", "n"] == 5
+
+
 def test_metric_and_format_options(known_study: Path, tmp_path: Path) -> None:
     out = tmp_path / "reports"
     result = run_ablate("report", str(known_study), "--out", str(out), "--metric", "test_loss", "--format", "csv", cwd=tmp_path)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from ablate import engine, results
-from ablate.config import AblateConfig, DataConfig, TrainConfig
+from ablate.config import AblateConfig, DataConfig, ModelConfig, TrainConfig
 from ablate.preflight import check_study, one_line
 from ablate.runner import config_hash, run_variant
 from conftest import TINY, run_ablate
@@ -137,10 +137,12 @@ def test_auto_is_eager_on_the_cpu_so_either_resumes_the_study_but_vectorized_is_
     assert vectorized.returncode == 2 and "train.strategy: auto -> vectorized" in vectorized.stderr
 
 
-def test_runs_trained_before_train_strategy_existed_keep_their_config_hash() -> None:
+def test_runs_trained_before_the_strategy_and_transfer_keys_existed_keep_their_config_hash() -> None:
     assert config_hash(AblateConfig(device="cpu")) == "7f8f3d7f4b93"  # main at fe4f29b, where every run was eager
     assert config_hash(AblateConfig(device="cpu", train=TrainConfig(strategy="eager", seeds_per_group=3))) == "7f8f3d7f4b93"
     assert config_hash(AblateConfig(device="cpu", train=TrainConfig(strategy="vectorized"))) != "7f8f3d7f4b93"
+    assert config_hash(AblateConfig(device="cpu", model=ModelConfig(transfer="frozen", weights="w.pt"))) != "7f8f3d7f4b93"
+    assert config_hash(AblateConfig(device="cpu", data=DataConfig(classes=[5, 6]))) != "7f8f3d7f4b93"
 
 
 def test_a_run_locked_by_another_process_is_never_trained_twice(tmp_path: Path) -> None:
