@@ -66,6 +66,9 @@ def _hydra_main(run_variant: Callable[[Any, str], object]) -> Callable[[], objec
 
     @hydra.main(config_path="pkg://" + preflight.CONFIG_MODULE, config_name=preflight.CONFIG_NAME, version_base="1.3")
     def train(cfg: DictConfig) -> object:
+        # A launcher may start the job in another folder (a Ray worker starts where `ray start` ran): go where
+        # `ablate run` was typed, so relative paths (runs_dir, data.root) mean the same in every job.
+        os.chdir(HydraConfig.get().runtime.cwd)
         config = OmegaConf.to_object(cfg)
         return run_variant(config, config.variant or variant_from_overrides(HydraConfig.get().overrides.task))
 

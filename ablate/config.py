@@ -12,6 +12,7 @@ from typing import Any, Optional
 
 import torch
 from hydra.core.config_store import ConfigStore
+from omegaconf import OmegaConf
 
 POOLS = ("max", "avg", "strided")
 HEADS = ("flatten", "gap")
@@ -111,9 +112,20 @@ class AblateConfig:
     variant: Optional[str] = None
 
 
+def gpus_per_job(device: str) -> int:
+    """GPUs one job (a variant) needs: 1 when `device` trains on CUDA (cuda, or auto with a GPU visible here), else 0.
+
+    A launcher preset asks its scheduler for this many (the Ray preset's num_gpus), so a job holds a GPU of its
+    own only when it will use one, and a CPU study does not wait for GPUs it never touches.
+    """
+    return int(_uses_cuda(device))
+
+
 def register_schema() -> None:
-    """Make the schema available to conf/config.yaml's defaults list as `base_config`."""
+    """Make the schema available to conf/config.yaml's defaults list as `base_config`, and the resolver
+    `${ablate.gpus_per_job:${device}}` (see `gpus_per_job`) to the launcher presets under conf/hydra/launcher/."""
     ConfigStore.instance().store(name="base_config", node=AblateConfig)
+    OmegaConf.register_new_resolver("ablate.gpus_per_job", gpus_per_job, replace=True)
 
 
 def _choice(key: str, value: Any, allowed: tuple[str, ...]) -> None:

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
+from typing import Iterator
 
 import pytest
+import torch
 
 from ablate import results
+from ablate.preflight import compose_config
 from conftest import TINY, run_ablate
 
 STUDY = ["+sweep=head", "seeds=[0,1]", *TINY]
@@ -22,21 +33,81 @@ def numbers(root: Path) -> dict[str, tuple]:
 
 
 def same_numbers(mine: dict[str, tuple], theirs: dict[str, tuple]) -> bool:
-    """Same runs, same status and accuracy; losses equal up to float summation order (joblib runs its workers
-    with fewer threads, which reorders oneDNN's sums: the 7th significant digit of a loss may differ)."""
+    """Same runs, same status and accuracy; losses equal up to float summation order (joblib and Ray run their
+    workers with fewer threads, which reorders oneDNN's sums: the 7th significant digit of a loss may differ)."""
     return mine.keys() == theirs.keys() and all(
         mine[k][:2] == theirs[k][:2] and mine[k][2:] == pytest.approx(theirs[k][2:], rel=1e-6) for k in mine)
 
 
-@pytest.mark.parametrize("launcher", ["parallel", "slurm_local"])
-def test_a_launcher_gives_the_same_runs_and_numbers_as_the_basic_launcher(tmp_path: Path, launcher: str) -> None:
-    basic, other = tmp_path / "basic", tmp_path / launcher
-    basic.mkdir(), other.mkdir()
-    assert run_ablate("run", *STUDY, cwd=basic).returncode == 0
-    result = run_ablate("run", *STUDY, f"hydra/launcher={launcher}", cwd=other)
+# Ray on this machine only: no usage report, no auth token written to ~/.ray, loopback addresses
+# (Ray swaps 127.0.0.1 for the machine's address unless its single-machine mode is on).
+RAY_OFFLINE = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def ray_head(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A running Ray instance, as on a cluster: `ray start --head` in a folder of its own, so its workers start
+    there and not where `ablate run` is typed; yields its address, then ends its processes (and only them)."""
+    for name, value in RAY_OFFLINE.items():
+        monkeypatch.setenv(name, value)
+    folder = Path(tempfile.mkdtemp(prefix="ray-"))  # short: Ray's socket paths under it must stay below 108 bytes
+    port = free_port()
+    start = subprocess.Popen(
+        [str(Path(sys.executable).parent / "ray"), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
+         f"--dashboard-agent-listen-port={free_port()}", "--num-cpus=2", "--include-dashboard=false",
+         "--disable-usage-stats", f"--temp-dir={folder}"],
+        cwd=folder, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output = start.communicate(timeout=120)[0]
+    try:
+        assert start.returncode == 0, output
+        yield f"127.0.0.1:{port}"
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # Ray's processes keep the process group `ray start` made
+            os.killpg(start.pid, signal.SIGKILL)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def launcher_overrides(launcher: str, request: pytest.FixtureRequest) -> list[str]:
+    """The overrides that choose a launcher preset; Ray's joins the running instance of `ray_head` by its address,
+    the path where ray.init must get no object_store_memory (hydra issue #2893)."""
+    if launcher == "ray_tasks":
+        return ["hydra/launcher=ray_tasks", f"hydra.launcher.ray.init.address={request.getfixturevalue('ray_head')}"]
+    return [f"hydra/launcher={launcher}"]
+
+
+@pytest.fixture(scope="module")
+def basic_numbers(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple]:
+    """The study's runs and numbers through Hydra's basic launcher: the reference, trained once for every launcher."""
+    folder = tmp_path_factory.mktemp("basic")
+    assert run_ablate("run", *STUDY, cwd=folder).returncode == 0
+    return numbers(folder)
+
+
+@pytest.mark.parametrize("launcher", ["parallel", "slurm_local", "ray_tasks"])
+def test_a_launcher_gives_the_same_runs_and_numbers_as_the_basic_launcher(
+        tmp_path: Path, launcher: str, basic_numbers: dict[str, tuple], request: pytest.FixtureRequest) -> None:
+    other = tmp_path / launcher
+    other.mkdir()
+    chosen = launcher_overrides(launcher, request)
+    result = run_ablate("run", *STUDY, *chosen, cwd=other)
     assert result.returncode == 0, result.stderr
-    assert len(numbers(basic)) == 4 and same_numbers(numbers(other), numbers(basic))
+    assert len(basic_numbers) == 4 and same_numbers(numbers(other), basic_numbers)
     stamps = sorted(p.stat().st_mtime_ns for p in other.glob("runs/head/*/seed=*/metrics.json"))
-    again = run_ablate("run", *STUDY, f"hydra/launcher={launcher}", cwd=other)  # resume: nothing is trained again
+    again = run_ablate("run", *STUDY, *chosen, cwd=other)  # resume: nothing is trained again
     assert again.returncode == 0 and "4 ok" in again.stdout
     assert sorted(p.stat().st_mtime_ns for p in other.glob("runs/head/*/seed=*/metrics.json")) == stamps
+
+
+@pytest.mark.parametrize(("device", "cuda_visible", "gpus"), [("cpu", True, 0), ("auto", False, 0), ("auto", True, 1), ("cuda", True, 1)])
+def test_the_ray_preset_gives_a_job_a_gpu_only_when_it_trains_on_cuda(
+        monkeypatch: pytest.MonkeyPatch, device: str, cuda_visible: bool, gpus: int) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda_visible)
+    composed = compose_config(["+sweep=head", "hydra/launcher=ray_tasks", f"device={device}"])
+    assert composed.hydra.launcher.ray.remote.num_gpus == gpus
