@@ -14,7 +14,6 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from torch import Tensor, nn
-from torchvision.models.resnet import BasicBlock, ResNet
 
 from ablate.config import ConfigError, ModelConfig
 
@@ -140,27 +139,32 @@ def _module(layer: Layer) -> nn.Module:
 SMALL_IMAGE = 64  # resnet18 drops its stem's max-pool below this image side, so 28x28 reaches layer4 as 2x2, not 1x1
 
 
-class ResNet18(ResNet):
+def _grey_to_rgb(module: nn.Module, inputs: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+    """Forward pre-hook: grey images repeated to the 3 channels resnet18's stem expects (the same as summing the
+    stem's kernels over colour, so pretrained stems stay as they are)."""
+    x = inputs[0]
+    return (x.expand(-1, 3, -1, -1), *inputs[1:]) if x.shape[1] == 1 else inputs
+
+
+def _resnet18(input_shape: Shape, num_classes: int) -> nn.Module:
     """torchvision's resnet18, the same modules and state_dict keys (so its weights load unchanged), taking the data's
-    images: grey ones are repeated to the 3 channels its stem expects (the same as summing the stem's kernels over
-    colour), and images under SMALL_IMAGE px skip the stem's max-pool, which has no weights."""
+    images: grey ones go through `_grey_to_rgb`, and images under SMALL_IMAGE px skip the stem's max-pool (no weights)."""
+    from torchvision.models import resnet18  # imported here: torchvision adds seconds to every command's start
 
-    def __init__(self, input_shape: Shape, num_classes: int) -> None:
-        super().__init__(BasicBlock, [2, 2, 2, 2], num_classes=num_classes)
-        if min(input_shape[1:]) < SMALL_IMAGE:
-            self.maxpool = nn.Identity()
-
-    def forward(self, x: Tensor) -> Tensor:
-        return super().forward(x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x)
+    if input_shape[0] not in (1, 3):
+        raise ValueError(f"model.arch=resnet18 takes grey or RGB images, not {input_shape[0]} channels")
+    model = resnet18(num_classes=num_classes)
+    if min(input_shape[1:]) < SMALL_IMAGE:
+        model.maxpool = nn.Identity()
+    model.register_forward_pre_hook(_grey_to_rgb)
+    return model
 
 
 def build_model(cfg: ModelConfig, input_shape: Shape, num_classes: int) -> nn.Module:
     """The network for `cfg`: ablate's CNN as an nn.Sequential whose module names are the plan's layer names, or
     torchvision's resnet18 (`model.arch=resnet18`)."""
     if cfg.arch == "resnet18":
-        if input_shape[0] not in (1, 3):
-            raise ValueError(f"model.arch=resnet18 takes grey or RGB images, not {input_shape[0]} channels")
-        return ResNet18(input_shape, num_classes)
+        return _resnet18(input_shape, num_classes)
     return nn.Sequential(OrderedDict((layer.name, _module(layer)) for layer in plan_layers(cfg, input_shape, num_classes)))
 
 
