@@ -87,8 +87,10 @@ def read_mnist_pickle(path: Path, expected_sha256: str = MNIST_SHA256) -> tuple[
     return train_x, train_y, valid_x, valid_y, test_x, test_y
 
 
+@functools.lru_cache(maxsize=1)  # 2-3 s to check, unzip and unpickle; 55 MB to keep for the next subset or class split
 def mnist_bytes() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Embedded MNIST as the original files hold it: uint8 images (N, 28, 28) and uint8 labels, 60k train, 10k test.
+    Read once per process (cached): callers copy before changing them.
 
     The pickle stores uint8 / 256 in float32, so rounding x * 256 gives back the original bytes exactly.
     """
