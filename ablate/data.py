@@ -87,14 +87,16 @@ def read_mnist_pickle(path: Path, expected_sha256: str = MNIST_SHA256) -> tuple[
     return train_x, train_y, valid_x, valid_y, test_x, test_y
 
 
-@functools.lru_cache(maxsize=1)  # 2-3 s to check, unzip and unpickle; 55 MB to keep for the next subset or class split
 def mnist_bytes() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Embedded MNIST as the original files hold it: uint8 images (N, 28, 28) and uint8 labels, 60k train, 10k test.
-    Read once per process (cached): callers copy before changing them.
+    Read once per process and file (cached): callers copy before changing them."""
+    return _mnist_bytes_of(embedded_mnist_file())
 
-    The pickle stores uint8 / 256 in float32, so rounding x * 256 gives back the original bytes exactly.
-    """
-    train_x, train_y, valid_x, valid_y, test_x, test_y = read_mnist_pickle(embedded_mnist_file())
+
+@functools.lru_cache(maxsize=1)  # 2-3 s to check, unzip and unpickle; 55 MB to keep for the next subset or class split
+def _mnist_bytes_of(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The pickle stores uint8 / 256 in float32, so rounding x * 256 gives back the original bytes exactly."""
+    train_x, train_y, valid_x, valid_y, test_x, test_y = read_mnist_pickle(path)
     for name, images in (("train", train_x), ("valid", valid_x), ("test", test_x)):
         if images.ndim != 2 or images.shape[1] != 784 or images.min() < 0 or images.max() >= 1:
             raise DataError(f"MNIST {name} images have shape {images.shape} and range [{images.min()}, {images.max()}]; expected (N, 784) in [0, 1)")
