@@ -108,10 +108,12 @@ def cost_chart(summary: pd.DataFrame, study: str, metric: str, path: Path) -> No
     shown = summary[summary["n"] > 0]
     colours = variant_colours(list(summary["variant"]))
     figure, axes = plt.subplots(figsize=(7.5, 5.0))
+    stacked: dict[float, int] = {}  # labels of variants with equal parameter counts go one under the other
     for row in shown.itertuples():
+        below = stacked[row.trainable_params] = stacked.get(row.trainable_params, -1) + 1
         axes.errorbar(row.trainable_params, row.mean * scale, yerr=(row.std or 0) * scale, fmt="o", color=colours[row.variant],
                       markersize=8, capsize=4, markeredgecolor="black", zorder=3)
-        axes.annotate(row.variant, (row.trainable_params, row.mean * scale), xytext=(7, 5), textcoords="offset points", fontsize=8)
+        axes.annotate(row.variant, (row.trainable_params, row.mean * scale), xytext=(7, 5 - 11 * below), textcoords="offset points", fontsize=8)
     axes.set_xscale("log")
     axes.set_xlim(shown["trainable_params"].min() / 1.4, shown["trainable_params"].max() * 1.6)
     thousands = matplotlib.ticker.FuncFormatter(lambda value, _: f"{value / 1e3:,.0f}k" if value < 1e6 else f"{value / 1e6:,.1f}M")
@@ -120,6 +122,6 @@ def cost_chart(summary: pd.DataFrame, study: str, metric: str, path: Path) -> No
     axes.tick_params(axis="x", which="minor", labelsize=8)
     axes.set_xlabel("trainable parameters (log scale)")
     axes.set_ylabel(f"{label}: mean ± 1 std")
-    axes.set_title(f"Study '{study}': {label} against model size (grey = baseline)", fontsize=11)
+    axes.set_title(f"Study '{study}': {label} against trainable parameters (grey = baseline)", fontsize=11)
     axes.grid(True, which="both", alpha=0.3)
     _save(figure, path)

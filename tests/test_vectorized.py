@@ -53,7 +53,10 @@ def test_vectorized_seeds_match_seeds_trained_alone_step_by_step(model: ModelCon
         assert results[i].seed == seed and results[i].strategy == "vectorized" and plain.strategy == "eager"
         (mine,), (theirs,) = results[i].history, plain.history  # the test loss uses BatchNorm's running statistics
         assert mine["test_loss"] == pytest.approx(theirs["test_loss"], rel=10 * tolerance["rtol"])
-        assert (mine["train_acc"], mine["test_acc"]) == (theirs["train_acc"], theirs["test_acc"])
+        # Accuracies count argmaxes: a loss difference at the tolerance can flip one near-tied image (seen with one
+        # CPU thread, batchnorm case: 77 vs 78 of 128 test images), never more.
+        assert mine["train_acc"] == pytest.approx(theirs["train_acc"], abs=1 / 256)
+        assert mine["test_acc"] == pytest.approx(theirs["test_acc"], abs=1 / 128)
     assert not torch.allclose(together[:, 0], together[:, 1])  # different seeds: different inits and batches
 
 
