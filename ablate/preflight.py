@@ -21,7 +21,7 @@ from ablate import results
 from ablate.config import AblateConfig, ConfigError, register_schema, validate
 from ablate.data import input_spec, load_dataset
 from ablate.runner import needs_source, source_config, stale_runs
-from ablate.transfer import check_weights
+from ablate.weights import check_weights
 from ablate.variants import BASELINE, Variant, plan_variants, variant_from_overrides
 from hydra_plugins.ablate_sweeper.ablate_sweeper import check_arguments, register as register_sweeper
 
@@ -76,6 +76,8 @@ def check_study(overrides: Sequence[str]) -> list[tuple[Variant, AblateConfig]]:
         validate(config)
         _refuse_stale(config, variant.name)
         checked.append((variant, config))
+    if "model.transfer" not in factors:
+        _refuse_unused_weights(checked[0][1])
     checked += _sources(checked)
     for config in {c.model.weights: c for _, c in checked if c.model.transfer != "scratch" and not needs_source(c)}.values():
         check_weights(config.model, config.seeds, *input_spec(config.data))
@@ -86,6 +88,16 @@ def check_study(overrides: Sequence[str]) -> list[tuple[Variant, AblateConfig]]:
     except OSError as error:
         raise ConfigError(f"runs_dir={checked[0][1].runs_dir!r}: cannot write there ({error.strerror or error})") from None
     return checked
+
+
+def _refuse_unused_weights(config: AblateConfig) -> None:
+    """model.weights without a transfer strategy would be silently ignored; say so instead (a transfer sweep's
+    scratch baseline is the one place where it is meant)."""
+    if config.model.weights and config.model.transfer == "scratch":
+        raise ConfigError(
+            f"model.weights={config.model.weights} is not used with model.transfer=scratch (random init); "
+            "choose model.transfer=frozen, partial or finetune, or drop model.weights"
+        )
 
 
 def _sources(checked: list[tuple[Variant, AblateConfig]]) -> list[tuple[Variant, AblateConfig]]:

@@ -18,7 +18,7 @@ from typing import Callable, Optional
 from omegaconf import OmegaConf
 from torch import Tensor
 
-from ablate import provenance, results, transfer
+from ablate import provenance, results, transfer, weights
 from ablate.config import AblateConfig, DataConfig, ModelConfig, TrainConfig, validate
 from ablate.data import load_dataset
 from ablate.engine import SeedResult, numerics, resolve_device, resolve_precision, resolve_strategy, train_seeds
@@ -146,7 +146,7 @@ def _weights_for(cfg: AblateConfig, seeds: list[int]) -> Callable[[int], Optiona
     if cfg.model.transfer == "scratch":
         return lambda seed: None
     spec = str(pretrain(cfg, seeds)) if needs_source(cfg) else cfg.model.weights
-    return lambda seed: transfer.load_weights(spec, seed, cfg.model.arch)
+    return lambda seed: weights.load_weights(spec, seed, cfg.model.arch)
 
 
 def _train_and_store(cfg: AblateConfig, variant: str, seeds: list[int], folders: dict[int, Path],

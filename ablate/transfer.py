@@ -9,23 +9,18 @@ finetune  everything trains; the head at train.lr, each backbone stage below it 
           train.finetune_lr_decay^k (k = 1 for the stage just below the head), a discriminative schedule
 
 The head is always new: its weights keep their seeded random init, so a pretrained model with another number
-of classes transfers too.
+of classes transfers too. Where the pretrained weights come from is ablate/weights.py's concern; this module
+never touches files, so the engine can use it.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
-from ablate import results
 from ablate.config import ConfigError, ModelConfig, TrainConfig
-from ablate.model import Parts, build_model, model_parts
-
-TORCHVISION_WEIGHTS = "ResNet18_Weights"
-
+from ablate.model import Parts
 
 def _trainable_stages(parts: Parts, strategy: str) -> list[list[nn.Module]]:
     return {"scratch": parts.stages, "finetune": parts.stages, "partial": parts.stages[-1:], "frozen": []}[strategy]
@@ -87,59 +82,3 @@ def load_backbone(model: nn.Module, parts: Parts, state: dict[str, Tensor], sour
             )
         own[key] = state[key]
     model.load_state_dict(own)
-
-
-def _torchvision_weights(name: str) -> dict[str, Tensor]:
-    """resnet18 weights by torchvision's name, from the torch hub cache or downloaded there when the network allows."""
-    from torchvision.models import get_weight
-
-    try:
-        weights = get_weight(f"{TORCHVISION_WEIGHTS}.{name}")
-    except (KeyError, ValueError, AttributeError):
-        from torchvision.models import ResNet18_Weights
-
-        names = ", ".join(["DEFAULT", *(w.name for w in ResNet18_Weights)])
-        raise ConfigError(
-            f"model.weights={name}: no such file or folder, and not a torchvision resnet18 weights name ({names})"
-        ) from None
-    try:
-        return weights.get_state_dict(progress=False)
-    except OSError as error:  # URLError included: no network and nothing in the cache
-        cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
-        raise ConfigError(
-            f"model.weights={name}: cannot load {weights.url} ({error}); put the file at {cached} or give a local state_dict file"
-        ) from None
-
-
-def load_weights(spec: str, seed: int, arch: str) -> dict[str, Tensor]:
-    """The state_dict named by model.weights: a .pt/.pth file, an ablate run folder, an ablate variant folder (its
-    run of the same seed), or a torchvision weights name such as DEFAULT (model.arch=resnet18)."""
-    path = Path(spec)
-    if path.is_dir():
-        run = path if results.is_finished(path) else results.seed_folder(path, seed)
-        try:
-            return results.load_trained(run)[1]
-        except FileNotFoundError as error:
-            raise ConfigError(f"model.weights={spec}: {error}") from None
-    if path.is_file():
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
-            raise ConfigError(f"model.weights={spec}: not a state_dict (a dict of tensors saved with torch.save)")
-        return state
-    if arch == "resnet18" and "/" not in spec and not path.suffix:
-        return _torchvision_weights(spec)
-    raise ConfigError(
-        f"model.weights={spec}: no such file or folder; give a .pt state_dict, an ablate run folder, 'pretrain', or "
-        "with model.arch=resnet18 a torchvision weights name such as DEFAULT"
-    )
-
-
-def check_weights(model_cfg: ModelConfig, seeds: list[int], input_shape: tuple[int, int, int], num_classes: int) -> None:
-    """Load model.weights for every seed that may read a different file, and fit it to the network, before any
-    training; raises ConfigError naming the file and the first tensor that does not fit."""
-    spec = model_cfg.weights or ""
-    per_seed = Path(spec).is_dir() and not results.is_finished(Path(spec))  # a variant folder: one run per seed
-    model = build_model(model_cfg, input_shape, num_classes)
-    parts = model_parts(model, model_cfg, input_shape, num_classes)
-    for seed in seeds if per_seed else seeds[:1]:
-        load_backbone(model, parts, load_weights(spec, seed, model_cfg.arch), spec)

@@ -16,6 +16,8 @@ from ablate.config import AblateConfig, ConfigError, DataConfig, ModelConfig, Tr
 from ablate.data import Dataset, DataError, load_dataset, select_classes
 from ablate.engine import make_optimizer, train_seed
 from ablate.model import build_model, model_parts, parameter_count
+from ablate.preflight import check_study
+from ablate.weights import check_weights, load_weights
 from conftest import TINY, run_ablate
 
 CPU = torch.device("cpu")
@@ -113,13 +115,13 @@ def test_finetune_learning_rates_reach_training() -> None:
 def test_weights_load_from_a_state_dict_file_and_must_fit_the_network(tmp_path: Path) -> None:
     file = tmp_path / "backbone.pt"
     torch.save(resnet_weights(), file)
-    loaded = transfer.load_weights(str(file), 0, "resnet18")
+    loaded = load_weights(str(file), 0, "resnet18")
     assert all(torch.equal(loaded[k], v) for k, v in resnet_weights().items())
-    transfer.check_weights(ModelConfig(arch="resnet18", transfer="frozen", weights=str(file)), [0], GREY, 10)
+    check_weights(ModelConfig(arch="resnet18", transfer="frozen", weights=str(file)), [0], GREY, 10)
     with pytest.raises(ConfigError, match=r"model.weights=.*backbone.pt: has no tensor 'conv1.bias'"):
-        transfer.check_weights(ModelConfig(transfer="frozen", weights=str(file)), [0], GREY, 10)
+        check_weights(ModelConfig(transfer="frozen", weights=str(file)), [0], GREY, 10)
     with pytest.raises(ConfigError, match="model.weights=.*missing.pt: no such file or folder"):
-        transfer.load_weights(str(tmp_path / "missing.pt"), 0, "resnet18")
+        load_weights(str(tmp_path / "missing.pt"), 0, "resnet18")
 
 
 def test_torchvision_weights_by_name_come_from_the_torch_hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -128,10 +130,10 @@ def test_torchvision_weights_by_name_come_from_the_torch_hub_cache(tmp_path: Pat
     checkpoint = tmp_path / "hub" / "checkpoints" / Path(url).name
     checkpoint.parent.mkdir(parents=True)
     torch.save(resnet_weights(3), checkpoint)
-    loaded = transfer.load_weights("DEFAULT", 0, "resnet18")
+    loaded = load_weights("DEFAULT", 0, "resnet18")
     assert torch.equal(loaded["layer1.0.conv1.weight"], resnet_weights(3)["layer1.0.conv1.weight"])
     with pytest.raises(ConfigError, match="not a torchvision resnet18 weights name .*DEFAULT, IMAGENET1K_V1"):
-        transfer.load_weights("IMAGENET9", 0, "resnet18")
+        load_weights("IMAGENET9", 0, "resnet18")
 
 
 def test_data_classes_keep_those_labels_relabelled_in_the_order_given() -> None:
@@ -164,6 +166,11 @@ def test_a_missing_weights_file_stops_the_run_before_training(workdir: Path) -> 
     assert not (workdir / "runs").exists() or not any((workdir / "runs").glob("*/*/seed=*"))
 
 
+def test_weights_without_a_transfer_strategy_are_refused_not_ignored(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="model.weights=w.pt is not used with model.transfer=scratch"):
+        check_study(["model.weights=w.pt", f"runs_dir={tmp_path}", *TINY])
+
+
 def test_offline_transfer_sweep_pretrains_then_transfers_and_reports(workdir: Path) -> None:
     study = ["+sweep=transfer", "seeds=[0,1]", *TINY, "data.train_size=128", "pretrain.train_size=256"]
     first = run_ablate("run", *study, cwd=workdir)
@@ -178,7 +185,7 @@ def test_offline_transfer_sweep_pretrains_then_transfers_and_reports(workdir: Pa
     frozen = json.loads((runs / "transfer/model.transfer=frozen/seed=1/metrics.json").read_text())
     assert frozen["params"] == 150_661 and frozen["trainable_params"] == 64 * 4 * 4 * 128 + 128 + 128 * 5 + 5  # 16x16 input, 5 classes
     # seed 1's frozen backbone is seed 1's pretrained one, loaded from the ablate run, bit for bit
-    pretrained = transfer.load_weights(str(runs / "transfer.source/baseline"), 1, "cnn")
+    pretrained = load_weights(str(runs / "transfer.source/baseline"), 1, "cnn")
     trained = torch.load(runs / "transfer/model.transfer=frozen/seed=1/model.pt", weights_only=True)
     assert all(torch.equal(trained[k], pretrained[k]) for k in ("conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias"))
     assert not torch.equal(trained["fc2.weight"][:5], pretrained["fc2.weight"][:5])
