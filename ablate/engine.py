@@ -29,10 +29,6 @@ from ablate.model import build_model, model_parts, parameter_count, plan_layers
 
 EVAL_BATCH = 256  # test images per forward; on the CPU 256 ran 2.5x faster than 1000 (cache-sized maps)
 PRECISION_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-# What `train.strategy=auto` resolves to per device type: what measured faster there. On the 2-core CPU, vectorized
-# ran 1.3 to 1.7x slower per seed-step than eager (3 or 5 seeds; under vmap there is no channels_last); on an H100
-# (shared/gpu/README.md) vmap without a CUDA graph was slower than eager, and ablate has no CUDA graph path yet.
-AUTO_STRATEGY = {"cpu": "eager", "cuda": "eager"}
 # Share of the free GPU memory a group of seeds may plan to use; the rest is headroom for the allocator and cuDNN.
 MEMORY_SHARE = 0.7
 
@@ -57,27 +53,6 @@ class SeedResult:
     strategy: str = "eager"
     note: Optional[str] = None
     wall_seconds: float = 0.0
-
-
-def resolve_device(name: str) -> torch.device:
-    """`auto` is CUDA when a GPU is visible, else the CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def resolve_precision(name: str, device: torch.device) -> str:
-    """`auto` is bf16 autocast on CUDA and plain fp32 on the CPU (where autocast is slower, not faster)."""
-    if name == "auto":
-        return "bf16" if device.type == "cuda" else "fp32"
-    return name
-
-
-def resolve_strategy(name: str, device: torch.device, precision: str) -> str:
-    """`auto` is the strategy measured faster on this kind of device; fp16 always trains eagerly (per-seed loss scaling)."""
-    if name == "auto":
-        return "eager" if precision == "fp16" else AUTO_STRATEGY.get(device.type, "eager")
-    return name
 
 
 def make_optimizer(params: Iterable[torch.Tensor] | Iterable[dict[str, Any]], cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
@@ -366,16 +341,14 @@ def seed_groups(model_cfg: ModelConfig, train_cfg: TrainConfig, data: Dataset, s
     return plan_groups(seeds, seed_bytes(model_cfg, data, train_cfg), available, train_cfg.seeds_per_group)
 
 
-def numerics(device: torch.device) -> dict[str, bool]:
-    """Settings that change a device's float results beyond the strategy: TF32 use on CUDA (none on the CPU)."""
-    if device.type != "cuda":
-        return {}
-    return {"cudnn_tf32": torch.backends.cudnn.allow_tf32, "matmul_tf32": torch.backends.cuda.matmul.allow_tf32}
-
-
-def _failed(seed: int, error: Exception, seconds: float) -> SeedResult:
+def _failed(seed: int, error: Exception, seconds: float, strategy: str) -> SeedResult:
     return SeedResult(seed=seed, status="failed", error=f"{type(error).__name__}: {error}\n{traceback.format_exc(limit=-3)}",
-                      wall_seconds=seconds)
+                      strategy=strategy, wall_seconds=seconds)
+
+
+def _out_of_memory(error: Exception) -> bool:
+    """Whether an error is the device running out of memory (a smaller group may fit)."""
+    return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error)
 
 
 def train_seeds(
@@ -390,13 +363,17 @@ def train_seeds(
     progress: bool = True,
     weights_for: Callable[[int], Optional[dict[str, torch.Tensor]]] = lambda seed: None,
 ) -> list[SeedResult]:
-    """Train every seed with the configured strategy, each starting from `weights_for(seed)` under model.transfer;
-    `on_result` gets each result as soon as its seed (or group) ends.
+    """Train every seed with `train_cfg.strategy` (eager or vectorized, already resolved: see ablate/resolve.py), each
+    starting from `weights_for(seed)` under model.transfer; `on_result` gets each result as soon as its seed (or
+    group) ends.
 
-    An exception in one seed (a shape error, CUDA out of memory) becomes a `failed` result; the others go on.
-    If a vectorised group fails, its seeds are trained again one at a time, and their results say so.
+    An exception in one seed (a shape error, CUDA out of memory) becomes a `failed` result; the others go on. A
+    vectorized group that runs out of memory is retried in two smaller vectorized groups, so a study never mixes
+    strategies; any other error fails the group's seeds.
     """
-    strategy = resolve_strategy(train_cfg.strategy, device, precision)
+    strategy = train_cfg.strategy
+    if strategy not in ("eager", "vectorized"):
+        raise ValueError(f"train_seeds needs a resolved strategy (eager or vectorized), not {strategy!r}")
     data = Dataset(data.name, data.train_x.to(device), data.train_y.to(device), data.test_x.to(device), data.test_y.to(device), data.num_classes)
     steps = math.ceil(len(data.train_y) / train_cfg.batch_size)
     bar = tqdm(total=len(seeds) * train_cfg.epochs * steps, desc=label, unit="step", disable=not progress, dynamic_ncols=True, mininterval=1.0)
@@ -407,31 +384,28 @@ def train_seeds(
                 bar.set_postfix_str(f"seeds {group}, epoch {epoch}/{train_cfg.epochs}, loss {losses.mean().item():.4f}", refresh=False)
         return show
 
-    def one_at_a_time(group: list[int], note: Optional[str]) -> list[SeedResult]:
-        outcomes = []
-        for seed in group:
-            started = time.perf_counter()
-            try:
-                outcome = train_seed(model_cfg, train_cfg, data, seed, device, precision, hook([seed]), weights_for(seed))
-            except Exception as error:  # noqa: BLE001 - one failed seed must not stop the study
-                outcome = _failed(seed, error, time.perf_counter() - started)
-            outcome.note = note
-            outcomes.append(outcome)
-        return outcomes
+    def attempt(group: list[int], train: Callable[[], list[SeedResult]]) -> list[SeedResult]:
+        started, done_before = time.perf_counter(), bar.n
+        try:
+            return train()
+        except Exception as error:  # noqa: BLE001 - one failed seed or group must not stop the study
+            bar.n = done_before  # undo the failed attempt's progress
+            if strategy == "vectorized" and len(group) > 1 and _out_of_memory(error):
+                half = (len(group) + 1) // 2
+                return vectorized(group[:half]) + vectorized(group[half:])
+            return [_failed(seed, error, (time.perf_counter() - started) / len(group), strategy) for seed in group]
+
+    def vectorized(group: list[int]) -> list[SeedResult]:
+        return attempt(group, lambda: train_vectorized(model_cfg, train_cfg, data, group, device, precision, hook(group)))
+
+    def eager(seed: int) -> list[SeedResult]:
+        return attempt([seed], lambda: [train_seed(model_cfg, train_cfg, data, seed, device, precision, hook([seed]), weights_for(seed))])
 
     results: list[SeedResult] = []
     with bar:
         groups = seed_groups(model_cfg, train_cfg, data, seeds, device) if strategy == "vectorized" else [[seed] for seed in seeds]
         for group in groups:
-            if strategy == "eager":
-                outcomes = one_at_a_time(group, None)
-            else:
-                try:
-                    outcomes = train_vectorized(model_cfg, train_cfg, data, group, device, precision, hook(group))
-                except Exception as error:  # noqa: BLE001 - fall back to one seed at a time
-                    bar.n = len(results) * train_cfg.epochs * steps  # undo the failed group's progress
-                    outcomes = one_at_a_time(group, f"vectorized training failed ({type(error).__name__}: {error}); trained one seed at a time")
-            for outcome in outcomes:
+            for outcome in vectorized(group) if strategy == "vectorized" else eager(group[0]):
                 on_result(outcome)
                 results.append(outcome)
     return results

@@ -17,14 +17,16 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from ablate.metrics import metric  # noqa: E402
 from ablate.variants import BASELINE  # noqa: E402
 
 VERDICT_MARKS = {"better": "▲ better", "worse": "▼ worse", "no clear difference": "n.s."}
 
 
-def metric_scale(metric: str) -> tuple[float, str]:
-    """Accuracies are shown in percent; other metrics as they are."""
-    return (100.0, f"{metric} (%)") if metric.endswith("acc") else (1.0, metric)
+def metric_scale(name: str) -> tuple[float, str]:
+    """The factor a metric is shown multiplied by (100 for accuracies) and its label."""
+    declared = metric(name)
+    return declared.scale, declared.label
 
 
 def variant_colours(variants: list[str]) -> dict[str, tuple]:

@@ -13,54 +13,66 @@ from typing import Optional, Sequence
 
 import pandas as pd
 
-from ablate import plots, results
-from ablate.config import FACTORS, HEADS, POOLS, TRANSFERS
+from ablate import identity, plots, results
+from ablate.config import CHOICES, AblateConfig
+from ablate.metrics import metric as declared_metric
+from ablate.results import flatten_config
 from ablate.stats import adjust_holm, compare, describe
-from ablate.variants import BASELINE
+from ablate.variants import BASELINE, format_value, keys_of
 
 FORMATS = ("md", "csv", "tex")
-VALUE_ORDER = {"model.pool": POOLS, "model.head": HEADS, "model.batchnorm": ("false", "true"), "model.transfer": TRANSFERS}
-# Settings a run may request as `auto`, each with the metrics.json field that holds what it resolved to: runs are
-# compared on the resolved value (train.strategy=auto and =eager pool on the CPU; eager and vectorized never do).
-RESOLVED_SETTINGS = {"device": "device", "precision": "precision", "train.strategy": "strategy"}
+# Factors are listed in the schema's order of keys (model, data, train, ...); variants changing several keys last.
+SCHEMA_ORDER = list(flatten_config(asdict(AblateConfig()), ""))
+SEVERAL_KEYS = "changes several keys at once: not a one-factor comparison"
 
 
 class ReportError(ValueError):
     """A study that cannot be reported honestly as it stands; the message says why and what to do."""
 
 
+def _value_rank(factor: str, value: str) -> float:
+    """Choices in the schema's order, booleans false first, numbers numerically; other text after them."""
+    if factor in CHOICES and value in CHOICES[factor]:
+        return float(CHOICES[factor].index(value))
+    if value in ("false", "true"):
+        return float(value == "true")
+    try:
+        return float(value)
+    except ValueError:
+        return math.inf
+
+
 def _order_key(variant: str, factor: str, value: str) -> tuple:
-    """Baseline first, then factors in FACTORS order, then values numerically or in the schema's order."""
+    """Baseline first, then factors in the schema's order, then values (see `_value_rank`), then by name."""
     if variant == BASELINE:
         return (0, 0, 0.0, "")
-    short = factor.removeprefix("model.")
-    factor_rank = FACTORS.index(short) if short in FACTORS else len(FACTORS)
-    choices = VALUE_ORDER.get(factor, ())
-    try:
-        rank = float(choices.index(value)) if choices else float(value)
-    except ValueError:
-        rank = math.inf
-    return (1, factor_rank, rank, variant)
+    factor_rank = SCHEMA_ORDER.index(factor) if factor in SCHEMA_ORDER else len(SCHEMA_ORDER)
+    return (1, factor_rank, _value_rank(factor, value), variant)
+
+
+def name_factors(runs: pd.DataFrame) -> pd.DataFrame:
+    """Each run's factor and value from its variant's name and the config it was trained with (so one-off runs
+    that change several keys read as such, whatever older records stored)."""
+    def of(row: pd.Series) -> tuple[str, str]:
+        keys = keys_of(row["variant"])
+        return "+".join(keys), ", ".join(format_value(row.get(f"cfg.{key}")) for key in keys)
+
+    named = [of(row) for _, row in runs.iterrows()]
+    return runs.assign(factor=[f for f, _ in named], value=[v for _, v in named])
 
 
 def check_poolable(runs: pd.DataFrame, study: str) -> None:
-    """Refuse a study whose runs differ in any setting other than their variant's own factor (and the seed)."""
-    ignored = {f"cfg.{key}" for key in (*results.NOT_SETTINGS, *RESOLVED_SETTINGS)}
-    settings = [c for c in runs.columns if c.startswith("cfg.") and c not in ignored] + list(RESOLVED_SETTINGS.values())
+    """Refuse a study whose runs' identities differ in anything but their variants' own keys (see ablate/identity.py)."""
     baseline = runs[runs["variant"] == BASELINE]
     reference = (baseline if len(baseline) else runs).iloc[0]
     for _, run in runs.iterrows():
-        for column in settings:
-            if column == f"cfg.{run['factor']}":
-                continue
-            mine, theirs = run.get(column), reference.get(column)
-            if mine != theirs and not (pd.isna(mine) and pd.isna(theirs)):
-                name = column.removeprefix("cfg.")
-                raise ReportError(
-                    f"study {study!r}: runs differ in {name} besides the swept factor "
-                    f"({reference['variant']}/seed={reference['seed']}: {theirs}; {run['variant']}/seed={run['seed']}: {mine}), "
-                    f"so they cannot be pooled. Train the new setting as its own study (study=NAME) or delete the stale runs."
-                )
+        found = identity.conflicts(run["identity"], reference["identity"], {*keys_of(run["variant"]), *keys_of(reference["variant"])})
+        if found:
+            raise ReportError(
+                f"study {study!r}: runs differ in {identity.describe_conflicts(found)} besides the swept factor "
+                f"({reference['variant']}/seed={reference['seed']} -> {run['variant']}/seed={run['seed']}), "
+                f"so they cannot be pooled. Train the new setting as its own study (study=NAME) or delete the stale runs."
+            )
 
 
 def _problems(group: pd.DataFrame, planned: set[int]) -> str:
@@ -91,9 +103,13 @@ def _first(group: pd.DataFrame, column: str) -> Optional[int]:
 
 def summarize(runs: pd.DataFrame, variants: Sequence[str], metric: str = "test_acc") -> pd.DataFrame:
     """One row per variant, baseline first: n, mean, std, CI, difference to the baseline with Welch and paired tests."""
+    try:
+        higher_is_better = declared_metric(metric).higher_is_better
+    except ValueError as error:
+        raise ReportError(str(error)) from None
     if metric not in runs.columns or not pd.api.types.is_numeric_dtype(runs[metric]):
-        numeric = sorted(c for c in runs.columns if pd.api.types.is_numeric_dtype(runs[c]) and not c.startswith("cfg."))
-        raise ReportError(f"--metric {metric!r} is not recorded in metrics.json; choose one of: {', '.join(numeric)}")
+        raise ReportError(f"--metric {metric!r} is not recorded in these runs' metrics.json (it needs data.validation_size "
+                          "for val_*); choose test_acc, test_loss, train_acc, train_loss, train_seconds or wall_seconds")
     planned = {int(s) for seeds in runs["planned_seeds"] for s in seeds} if "planned_seeds" in runs else set()
     ok = runs[runs["status"] == "ok"]
     per_seed = {v: dict(zip(g["seed"], g[metric].astype(float))) for v, g in ok.groupby("variant")}
@@ -104,9 +120,10 @@ def summarize(runs: pd.DataFrame, variants: Sequence[str], metric: str = "test_a
         comparison = describe(list(per_seed.get(variant, {}).values())) if variant == BASELINE else compare(per_seed.get(variant, {}), baseline)
         comparisons.append(comparison)
         mine = ok[ok["variant"] == variant]
+        variant_factor = group["factor"].iloc[0] if len(group) else ""
         rows.append({
             "variant": variant,
-            "factor": group["factor"].iloc[0] if len(group) else "",
+            "factor": variant_factor,
             "value": group["value"].iloc[0] if len(group) else "",
             **{k: v for k, v in asdict(comparison).items() if k != "notes"},
             **_secondary(mine, metric),
@@ -115,9 +132,9 @@ def summarize(runs: pd.DataFrame, variants: Sequence[str], metric: str = "test_a
             "receptive_field": _first(group, "receptive_field"),
             "train_seconds": mine["train_seconds"].mean() if len(mine) else None,
             "problems": _problems(group, planned),
-            "notes": "; ".join(comparison.notes),
+            "notes": "; ".join(comparison.notes + ([SEVERAL_KEYS] if "+" in variant_factor else [])),
         })
-    adjust_holm(comparisons[1:] if variants and variants[0] == BASELINE else comparisons, higher_is_better=not metric.endswith("loss"))
+    adjust_holm(comparisons[1:] if variants and variants[0] == BASELINE else comparisons, higher_is_better=higher_is_better)
     for row, comparison in zip(rows, comparisons):
         row["p_holm"], row["verdict"] = comparison.p_holm, ("baseline" if row["variant"] == BASELINE else comparison.verdict)
     return pd.DataFrame(rows)
@@ -182,6 +199,7 @@ def write_study_report(study_dir: Path, out_root: Path, metric: str = "test_acc"
     runs = results.load_runs(study_dir)
     if runs.empty:
         raise ReportError(f"study {study!r} has no whole metrics.json; re-run its command to train the missing runs")
+    runs = name_factors(runs)
     check_poolable(runs, study)
     order = sorted(results.variant_names(study_dir), key=lambda v: _order_key(v, *_factor_of(runs, v)))
     summary = summarize(runs, order, metric)
@@ -228,6 +246,10 @@ def write_index(out_root: Path, studies: Sequence[str], metric: str) -> Path:
 
 def write_reports(paths: Sequence[str], out_root: str = "reports", metric: str = "test_acc", formats: Sequence[str] = FORMATS) -> list[str]:
     """Report every study under `paths`, print each table; raise ReportError at the end if any study was refused."""
+    try:
+        declared_metric(metric)
+    except ValueError as error:
+        raise ReportError(str(error)) from None
     studies = [s for p in paths for s in _studies(Path(p))]
     root, done, refused = Path(out_root), [], []
     for study_dir in studies:
@@ -242,6 +264,8 @@ def write_reports(paths: Sequence[str], out_root: str = "reports", metric: str =
         problems = summary[summary["problems"] != ""]
         for row in problems.itertuples():
             print(f"  ! {row.variant}: {row.problems}")
+        for row in summary[summary["factor"].str.contains("+", regex=False)].itertuples():
+            print(f"  ! {row.variant}: {SEVERAL_KEYS}")
         print(f"  -> {root / study_dir.name}/: summary.{{{','.join(formats)}}}, accuracy.png, curves.png, cost.png")
     if done and "md" in formats:
         print(f"\nAll studies: {write_index(root, done, metric)}")
