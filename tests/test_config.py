@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from ablate.config import ConfigError
-from ablate.preflight import check_study, one_line
+from ablate.preflight import one_line
+from conftest import checked
 from conftest import TINY, run_ablate
 
 BAD_VALUES = [
@@ -38,24 +39,26 @@ BAD_VALUES = [
 @pytest.mark.parametrize(("override", "key", "allowed"), BAD_VALUES)
 def test_bad_value_is_refused_naming_key_and_allowed_values(override: str, key: str, allowed: str) -> None:
     with pytest.raises(Exception) as caught:
-        check_study([override])
+        checked([override])
     message = one_line(caught.value)
     assert key in message and allowed in message and "\n" not in message
 
 
 def test_cuda_is_refused_where_no_gpu_is_visible(tmp_path: Path) -> None:
     if torch.cuda.is_available():
-        check_study(["device=cuda", f"runs_dir={tmp_path}"])  # accepted where a GPU exists
+        checked(["device=cuda", f"runs_dir={tmp_path}"])  # accepted where a GPU exists
         return
     with pytest.raises(ConfigError, match="device=cuda"):
-        check_study(["device=cuda"])
+        checked(["device=cuda"])
 
 
-def test_a_sweep_refuses_an_override_of_its_own_factor_and_sweep_syntax() -> None:
-    with pytest.raises(Exception, match="model.depth is a factor this sweep varies"):
-        check_study(["+sweep=depth", "model.depth=3"])
-    with pytest.raises(Exception, match="give one value"):
-        check_study(["+sweep=depth", "train.lr=0.1,0.01"])
+def test_a_sweep_refuses_one_value_for_its_own_factor_and_a_glob_as_values() -> None:
+    with pytest.raises(ConfigError, match="model.depth is a factor this study varies; drop model.depth=3, or list it as model.depth=a,b"):
+        checked(["+sweep=depth", "model.depth=3"])
+    with pytest.raises(ConfigError, match="a factor lists its values"):
+        checked(["model.pool=glob(*)"])
+    with pytest.raises(ConfigError, match="model.nosuch: not a key of the config"):
+        checked(["model.nosuch=1,2"])
 
 
 def test_bad_variant_in_a_sweep_is_refused_before_the_baseline_trains(workdir: Path) -> None:

@@ -121,7 +121,7 @@ def test_runs_pool_on_the_strategy_they_trained_with_and_a_study_never_mixes_str
     write_reports([str(known_study)], str(tmp_path / "reports"))
     write(known_study, "model.width=64", 6, 0.99, ModelConfig(width=64), train=TrainConfig(epochs=2, strategy="vectorized"),
           strategy="vectorized")
-    with pytest.raises(ReportError, match="differ in strategy"):
+    with pytest.raises(ReportError, match="differ in train.strategy: eager -> vectorized"):
         write_reports([str(known_study)], str(tmp_path / "reports"))
 
 
