@@ -14,12 +14,15 @@ from typing import Optional, Sequence
 import pandas as pd
 
 from ablate import plots, results
-from ablate.config import FACTORS, HEADS, POOLS, TRANSFERS
+from ablate.config import ACTIVATIONS, AUGMENTS, FACTORS, HEADS, OPTIMIZERS, POOLS, TRANSFERS
 from ablate.stats import adjust_holm, compare, describe
 from ablate.variants import BASELINE
 
 FORMATS = ("md", "csv", "tex")
-VALUE_ORDER = {"model.pool": POOLS, "model.head": HEADS, "model.batchnorm": ("false", "true"), "model.transfer": TRANSFERS}
+VALUE_ORDER = {"model.pool": POOLS, "model.head": HEADS, "model.batchnorm": ("false", "true"), "model.transfer": TRANSFERS,
+               "model.activation": ACTIVATIONS,
+               "train.augment": AUGMENTS,
+               "train.optimizer": OPTIMIZERS}
 # Settings a run may request as `auto`, each with the metrics.json field that holds what it resolved to: runs are
 # compared on the resolved value (train.strategy=auto and =eager pool on the CPU; eager and vectorized never do).
 RESOLVED_SETTINGS = {"device": "device", "precision": "precision", "train.strategy": "strategy"}

@@ -40,7 +40,8 @@ class VariantSummary:
 
 
 # Keys that entered the schema after runs were first stored: hashed only when they differ from their default.
-ADDED_LATER = ("model.arch", "model.transfer", "model.weights", "data.classes", "train.finetune_lr_decay")
+ADDED_LATER = ("model.arch", "model.transfer", "model.weights", "data.classes", "train.finetune_lr_decay",
+               "model.dropout", "model.activation", "train.augment", "train.augment_pixels")
 
 
 def config_hash(cfg: AblateConfig) -> str:
