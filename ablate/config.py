@@ -15,7 +15,9 @@ from hydra.core.config_store import ConfigStore
 
 POOLS = ("max", "avg", "strided")
 HEADS = ("flatten", "gap")
-OPTIMIZERS = ("adam", "sgd")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+ACTIVATIONS = ("relu", "gelu", "silu")
+AUGMENTS = ("none", "shift")
 DATASETS = ("mnist", "fashion_mnist", "kmnist", "cifar10", "folder", "synthetic")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -24,12 +26,13 @@ ARCHS = ("cnn", "resnet18")
 TRANSFERS = ("scratch", "frozen", "partial", "finetune")
 
 # The model keys that shape ablate's own CNN; model.arch=resnet18 is torchvision's network and ignores them.
-CNN_KEYS = ("depth", "width", "kernel_size", "dilation", "pool", "batchnorm", "head", "hidden", "min_map_size", "max_width")
+CNN_KEYS = ("depth", "width", "kernel_size", "dilation", "pool", "batchnorm", "head", "hidden", "min_map_size", "max_width",
+            "dropout", "activation")
 
 
 # The keys that take one of a few words, with the words in the order reports list their values.
-CHOICES = {"model.pool": POOLS, "model.head": HEADS, "model.arch": ARCHS, "model.transfer": TRANSFERS,
-           "train.optimizer": OPTIMIZERS, "train.strategy": STRATEGIES, "data.name": DATASETS, "device": DEVICES,
+CHOICES = {"model.pool": POOLS, "model.head": HEADS, "model.activation": ACTIVATIONS, "model.arch": ARCHS,
+           "model.transfer": TRANSFERS, "train.optimizer": OPTIMIZERS, "train.augment": AUGMENTS, "train.strategy": STRATEGIES, "data.name": DATASETS, "device": DEVICES,
            "precision": PRECISIONS}
 
 
@@ -51,6 +54,8 @@ class ModelConfig:
     hidden: int = 128
     min_map_size: int = 4
     max_width: int = 256
+    dropout: float = 0.0  # dropout before the classifier's last Linear (0: no dropout layer at all)
+    activation: str = "relu"  # of every conv block and of the flatten head's hidden layer
     arch: str = "cnn"
     transfer: str = "scratch"
     weights: Optional[str] = None
@@ -82,6 +87,8 @@ class TrainConfig:
     optimizer: str = "adam"
     momentum: float = 0.9
     weight_decay: float = 0.0
+    augment: str = "none"  # shift: each training image moved by up to augment_pixels, on the device, per seed
+    augment_pixels: int = 2
     # How the engine executes the same training: eager (one seed at a time), vectorized (a variant's seeds as one
     # stacked model), or auto (what measured faster on the device). Recorded in every run; a study uses one.
     strategy: str = "auto"
@@ -147,6 +154,9 @@ def validate(cfg: AblateConfig) -> None:
     _at_least("model.hidden", m.hidden, 1)
     _at_least("model.min_map_size", m.min_map_size, 1)
     _at_least("model.max_width", m.max_width, m.width, what=f"an integer no smaller than model.width")
+    if not 0 <= m.dropout < 1:
+        raise ConfigError(f"model.dropout={m.dropout!r} is not allowed; it must be a probability in [0, 1), e.g. 0.25")
+    _choice("model.activation", m.activation, ACTIVATIONS)
     _validate_transfer(cfg)
 
     _choice("data.name", d.name, DATASETS)
@@ -164,6 +174,8 @@ def validate(cfg: AblateConfig) -> None:
         raise ConfigError(f"train.lr={t.lr!r} is not allowed; it must be a number > 0")
     _choice("train.optimizer", t.optimizer, OPTIMIZERS)
     _choice("train.strategy", t.strategy, STRATEGIES)
+    _choice("train.augment", t.augment, AUGMENTS)
+    _at_least("train.augment_pixels", t.augment_pixels, 1)
     if t.seeds_per_group is not None:
         _at_least("train.seeds_per_group", t.seeds_per_group, 1, what="null (as many as fit) or an integer")
 

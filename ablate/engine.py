@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from ablate import transfer
+from ablate import augment, transfer
 from ablate.config import ModelConfig, TrainConfig
 from ablate.data import Dataset
 from ablate.model import build_model, model_parts, parameter_count, plan_layers
@@ -56,14 +56,16 @@ class SeedResult:
 
 
 def make_optimizer(params: Iterable[torch.Tensor] | Iterable[dict[str, Any]], cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
-    """Adam or SGD (with momentum) over parameters or parameter groups (each with its own lr), as the train config
-    says; torch's fused kernels on the CPU (measured faster there).
+    """Adam, AdamW or SGD (with momentum) over parameters or parameter groups (each with its own lr), as the train
+    config says; torch's fused kernels on the CPU (measured faster there).
 
-    Both are elementwise, so on stacked parameters (one slice per seed) they equal one optimizer per seed.
+    All three are elementwise, so on stacked parameters (one slice per seed) they equal one optimizer per seed.
     """
     fused = True if device.type == "cpu" else None  # None: torch's own default on CUDA (not measured here)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, fused=fused)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
     return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
 
 
@@ -179,7 +181,7 @@ class VectorizedTrainer:
         self.seeds = len(models)
         self.base = copy.deepcopy(models[0]).to("meta")
         self.optimizer = make_optimizer(self.params.values(), train_cfg, device)
-        self._per_seed = torch.vmap(self._forward, in_dims=(0, 0, 0))
+        self._per_seed = torch.vmap(self._forward, in_dims=(0, 0, 0), randomness="different")  # own dropout mask per seed
 
     def _forward(self, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         return torch.func.functional_call(self.base, (params, buffers), (x,))
@@ -237,6 +239,16 @@ def _final_metrics(history: list[dict[str, float]]) -> dict[str, float]:
             "train_acc": last["train_acc"], "train_seconds": sum(row["seconds"] for row in history)}
 
 
+def _augmentation(orders: list[torch.Generator], n: int, train_cfg: TrainConfig, device: torch.device) -> Callable[[torch.Tensor, int], torch.Tensor]:
+    """One epoch's augmentation of the training batch (K, B, C, H, W) that starts at position `start` of each seed's
+    order: under train.augment=shift, moves drawn for the whole epoch from each seed's own generator (after its batch
+    order; one transfer to the device per epoch); unchanged images otherwise."""
+    if train_cfg.augment == "none":
+        return lambda x, start: x
+    shifts = augment.draw_shifts(orders, n, train_cfg.augment_pixels).to(device)
+    return lambda x, start: augment.shift_images(x, shifts[:, start : start + x.shape[1]])
+
+
 def train_group(trainer: Trainer, seeds: list[int], train_cfg: TrainConfig, data: Dataset, device: torch.device,
                 on_step: StepHook = lambda epoch, losses: None) -> list[SeedResult]:
     """Train the K seeds a trainer holds for `train_cfg.epochs` epochs, each on its own batch order; one result per seed,
@@ -257,10 +269,11 @@ def train_group(trainer: Trainer, seeds: list[int], train_cfg: TrainConfig, data
         loss_sum = torch.zeros(k, device=device)
         correct = torch.zeros(k, device=device, dtype=torch.long)
         permutations = torch.stack([torch.randperm(n, generator=order) for order in orders]).to(device)
+        augmented = _augmentation(orders, n, train_cfg, device)
         for start in range(0, n, batch):
             index = permutations[:, start : start + batch]
             y = train_y[index]
-            losses, logits = trainer.step(train_x[index], y)
+            losses, logits = trainer.step(augmented(train_x[index], start), y)
             loss_sum += losses * y.shape[1]
             correct += (logits.argmax(-1) == y).sum(1)
             on_step(epoch, losses)

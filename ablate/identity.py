@@ -52,6 +52,8 @@ def _unused(cfg: AblateConfig) -> set[str]:
         unused.add("train.finetune_lr_decay")
     if t.optimizer != "sgd":
         unused.add("train.momentum")
+    if t.augment == "none":
+        unused.add("train.augment_pixels")
     if not (m.transfer != "scratch" and m.weights == "pretrain"):
         unused.update(f"pretrain.{key}" for key in asdict(cfg.pretrain))
     return unused

@@ -20,7 +20,7 @@ from ablate.variants import format_value
 SIZE_COLUMN = "output size: floor((H + 2P - D(K-1) - 1)/S + 1)"
 FLOP_CONVENTION = (
     "2 × multiply-accumulates of the conv and linear layers, for one image; "
-    "bias, BatchNorm, ReLU and pooling not counted (as torch.utils.flop_counter counts)"
+    "bias, BatchNorm, activations, dropout and pooling not counted (as torch.utils.flop_counter counts)"
 )
 RIGHT = ("params", "RF", "FLOPs")
 

@@ -25,7 +25,14 @@ BAD_VALUES = [
     ("seeds=[a]", "seeds", "list of integer"),
     ("model.dept=3", "model.dept", "depth, width, kernel_size"),
     ("train.epochs=0", "train.epochs", ">= 1"),
-    ("train.optimizer=rmsprop", "train.optimizer", "adam, sgd"),
+    ("train.optimizer=rmsprop", "train.optimizer", "adam, adamw, sgd"),
+    ("model.dropout=1.0", "model.dropout", "[0, 1)"),
+    ("model.dropout=-0.1", "model.dropout", "[0, 1)"),
+    ("model.dropout=half", "model.dropout", "a number"),
+    ("model.activation=tanh", "model.activation", "relu, gelu, silu"),
+    ("train.augment=flip", "train.augment", "none, shift"),
+    ("train.augment_pixels=0", "train.augment_pixels", ">= 1"),
+    ("model.arch=resnet18 model.dropout=0.5", "model.dropout", "ablate's own CNN"),
     ("train.strategy=fast", "train.strategy", "auto, eager, vectorized"),
     ("train.seeds_per_group=0", "train.seeds_per_group", ">= 1"),
     ("seeds=[]", "seeds", "at least one seed"),
@@ -39,7 +46,7 @@ BAD_VALUES = [
 @pytest.mark.parametrize(("override", "key", "allowed"), BAD_VALUES)
 def test_bad_value_is_refused_naming_key_and_allowed_values(override: str, key: str, allowed: str) -> None:
     with pytest.raises(Exception) as caught:
-        checked([override])
+        checked(override.split())
     message = one_line(caught.value)
     assert key in message and allowed in message and "\n" not in message
 
