@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 from scipy import optimize, stats
@@ -132,7 +132,8 @@ def bootstrap_diff_ci(a: Sequence[float], b: Sequence[float], paired: bool) -> t
                       lambda x, y, axis: x.mean(axis=axis) - y.mean(axis=axis), paired=paired)
 
 
-def _bootstrap(data: tuple, statistic, paired: bool) -> tuple[Optional[float], Optional[float]]:
+def _bootstrap(data: tuple[np.ndarray, ...], statistic: Callable[..., np.ndarray], paired: bool) -> tuple[Optional[float], Optional[float]]:
+    """scipy's BCa interval of a vectorized statistic, or None at either end where it is undefined."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # too few distinct resamples: scipy warns and returns NaN, shown as '–'
         result = stats.bootstrap(data, statistic, paired=paired, vectorized=True, confidence_level=CONFIDENCE,
@@ -225,7 +226,7 @@ def _verdict(comparison: Comparison, higher_is_better: bool) -> str:
     if comparison.p_tost_holm is not None and comparison.p_tost_holm < ALPHA:
         return "equivalent"
     needed = comparison.seeds_needed
-    return f"inconclusive (needs {needed} seeds)" if needed else "inconclusive"
+    return f"inconclusive (needs {needed:,} seeds)" if needed else "inconclusive"
 
 
 def study_sensitivity(groups: Sequence[Sequence[float]], n: int, effect: Optional[float]) -> tuple[Optional[float], Optional[int]]:

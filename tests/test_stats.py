@@ -120,7 +120,7 @@ def test_tost_holm_and_the_four_verdicts() -> None:
         assert comparison.p_tost == pytest.approx(p) and comparison.p_tost_holm == pytest.approx(adjusted)
     assert [c.verdict for c in comparisons[:3]] == ["equivalent", "better", "worse"]
     std = pooled([0.95, 0.99, 0.97], B)
-    assert noisy.verdict == f"inconclusive (needs {seeds_by_search(margin / std, 1.0)} seeds)"
+    assert noisy.verdict == f"inconclusive (needs {seeds_by_search(margin / std, 1.0):,} seeds)"
     assert noisy.seeds_needed == seeds_by_search(margin / std, 1.0)
 
 
