@@ -49,6 +49,14 @@ def variant_colours(summary: pd.DataFrame) -> dict[str, tuple]:
     return colours | {v: BASELINE_COLOUR for v in summary["variant"] if v not in colours}
 
 
+def _core(values: pd.Series, spread: float) -> pd.Series:
+    """The values that are not far outliers (beyond 8 median absolute deviations, at least `spread`, from the median),
+    so one diverged variant does not squash every other difference on the axis."""
+    centre = float(values.median())
+    deviation = max(float((values - centre).abs().median()), spread)
+    return (values - centre).abs() <= 8 * deviation
+
+
 def _short(variant: str) -> str:
     return variant.removeprefix("model.")
 
@@ -86,16 +94,17 @@ def bar_chart(summary: pd.DataFrame, runs: pd.DataFrame, study: str, metric: str
     x, groups = _grouped_positions(shown)
     means = shown["mean"].astype(float) * scale
     stds = shown["std"].astype(float).fillna(0) * scale
-    low = float(np.nanmin([(means - stds).min(), shown["ci_low"].astype(float).min() * scale, means.min()]))
+    core = _core(means, 0.5 if scale == 100.0 else 1e-3)
+    low = float(np.nanmin([(means - stds)[core].min(), (shown["ci_low"].astype(float) * scale)[core].min(), means[core].min()]))
     tops = np.maximum(means + stds, shown["ci_high"].astype(float).fillna(-np.inf) * scale)
     if scale == 100.0:
         tops = np.minimum(tops, 100.0)  # a CI or std may pass 100 %; the axis and labels stop there
-    high = float(np.nanmax(tops))
+    high = float(np.nanmax(tops[core]))
     margin = max(high - low, 0.5 if scale == 100.0 else 1e-3)
     bottom = low - 0.35 * margin
     if scale == 100.0:
         bottom = max(bottom, 0.0)
-    axes.bar(x, means - bottom, bottom=bottom, yerr=stds, color=[colours[v] for v in shown["variant"]], capsize=5,
+    axes.bar(x, np.maximum(means - bottom, 0), bottom=bottom, yerr=stds, color=[colours[v] for v in shown["variant"]], capsize=5,
              edgecolor="black", linewidth=0.6, error_kw={"elinewidth": 1.2, "ecolor": "#333333"}, zorder=2, width=0.8)
     has_ci = shown["ci_low"].notna().to_numpy()
     axes.vlines(x[has_ci] + 0.25, shown["ci_low"][has_ci] * scale, shown["ci_high"][has_ci] * scale,
@@ -110,8 +119,10 @@ def bar_chart(summary: pd.DataFrame, runs: pd.DataFrame, study: str, metric: str
         axes.axhline(base, color="#555555", linestyle="--", linewidth=1, zorder=1, label="baseline mean")
     for i, row in shown.iterrows():
         mark = verdict_mark(row["verdict"])
-        axes.annotate(f"{means[i]:.2f}" + (f"\n{mark}" if mark else ""), (x[i], tops[i]), ha="center", va="bottom",
-                      fontsize=8, xytext=(0, 4), textcoords="offset points")
+        below = not core[i] and means[i] < bottom  # a far outlier under the axis: its value in words at the bottom
+        axes.annotate(f"{means[i]:.2f}" + (f"\n{mark}" if mark else "") + ("\n↓ below axis" if below else ""),
+                      (x[i], bottom if below else min(tops[i], high)), ha="center", va="bottom", fontsize=8, xytext=(0, 4),
+                      textcoords="offset points", color="#b00000" if below else "black")
     top = min(high + 0.45 * margin, 110.0) if scale == 100.0 else high + 0.45 * margin
     axes.set_ylim(bottom, top)
     axes.set_xticks(x, [str(v) if f else "baseline" for f, v in zip(shown["factor"], shown["value"])], rotation=0, fontsize=9)
@@ -254,6 +265,18 @@ def forest_chart(summary: pd.DataFrame, study: str, metric: str, margin: float |
         shown.add(text)
         axes.annotate(row.verdict, (1.01, row.y), xycoords=("axes fraction", "data"), va="center", fontsize=8, color=colour)
     axes.axvline(0, color="black", linewidth=1, zorder=2)
+    diffs = rows["diff"].astype(float) * scale
+    core = _core(diffs.dropna(), 0.5 if scale == 100.0 else 1e-3)
+    if len(core) and not core.all():  # far outliers: keep the axis on the others, name the outliers at the edge
+        kept = rows.loc[core[core].index]
+        low = min(0.0, float((kept["diff_ci_low"].astype(float) * scale).min()), -(margin or 0))
+        high = max(0.0, float((kept["diff_ci_high"].astype(float) * scale).max()), margin or 0)
+        pad = 0.15 * (high - low)
+        axes.set_xlim(low - pad, high + pad)
+        for row in rows.loc[core[~core].index].itertuples():
+            edge = low - pad if row.diff * scale < low else high + pad
+            axes.annotate(f"{'◀' if edge < 0 else '▶'} {row.diff * scale:+.2f} (off axis)", (edge, row.y), va="center",
+                          ha="left" if edge < 0 else "right", fontsize=8, color="#b00000", zorder=4)
     if margin is not None:
         for x in (-margin, margin):
             axes.axvline(x, color=palette[0], linestyle="--", linewidth=1.2, zorder=2, label=None if x < 0 else f"equivalence margin ±{margin:g} {unit}")

@@ -171,19 +171,20 @@ def _verdicts(summary: pd.DataFrame, metric: str) -> list[str]:
 
 
 def sensitivity(summary: pd.DataFrame, runs: pd.DataFrame, metric: str, margin: Optional[float] = None) -> str:
-    """One line under a table: the difference this study's seeds can detect, and the seeds a margin (or the median
-    observed difference) needs; from the pooled std of every variant, α = 0.05, 80 % power."""
+    """One line under a table: the difference a typical comparison of this study can detect, and the seeds a margin
+    (or the median observed difference) needs; α = 0.05, 80 % power."""
     scale, unit = plots.metric_scale(metric)[0], _unit(metric)
     ok = runs[runs["status"] == "ok"]
-    groups = [g[metric].astype(float).tolist() for _, g in ok.groupby("variant")]
+    groups = {v: g[metric].astype(float).tolist() for v, g in ok.groupby("variant")}
+    baseline = groups.pop(BASELINE, [])
     counts = summary.loc[summary["n"] >= 2, "n"]
     if counts.empty:
         return "Fewer than 2 seeds per variant: no test can detect any difference; train at least 3 seeds."
     n = int(counts.mode().max())
     observed = summary["diff"].abs().dropna()
     effect = margin if margin is not None else (float(observed.median()) if len(observed) else None)
-    mde, needed = study_sensitivity(groups, n, effect)
-    line = f"With {n} seeds per variant this study can detect ±{_number(mde, scale)}{unit} (α = 0.05, 80 % power)"
+    mde, needed = study_sensitivity(baseline, list(groups.values()), n, effect)
+    line = f"With {n} seeds per variant this study can detect ±{_number(mde, scale)}{unit} (α = 0.05, 80 % power, median std)"
     if effect is None:
         return line + "."
     what = f"±{_number(effect, scale)}{unit}" if margin is not None else f"the median observed |Δ|, ±{_number(effect, scale)}{unit},"

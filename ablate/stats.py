@@ -229,8 +229,10 @@ def _verdict(comparison: Comparison, higher_is_better: bool) -> str:
     return f"inconclusive (needs {needed:,} seeds)" if needed else "inconclusive"
 
 
-def study_sensitivity(groups: Sequence[Sequence[float]], n: int, effect: Optional[float]) -> tuple[Optional[float], Optional[int]]:
-    """For the whole study, from the pooled std of all its groups: the MDE with n seeds per group, and the seeds
-    per group needed to detect `effect`."""
-    std = pooled_std(*groups)
+def study_sensitivity(baseline: Sequence[float], variants: Sequence[Sequence[float]], n: int,
+                      effect: Optional[float]) -> tuple[Optional[float], Optional[int]]:
+    """For a typical comparison of the study (the median of each variant's pooled std with the baseline, so one
+    unstable variant does not speak for all): the MDE with n seeds per group, and the seeds needed for `effect`."""
+    stds = [pooled_std(v, baseline) for v in variants if len(v) >= 2 and len(baseline) >= 2]
+    std = float(np.median(stds)) if stds else None
     return minimum_detectable_effect(n, n, std), seeds_needed(effect, std)
