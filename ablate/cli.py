@@ -132,15 +132,19 @@ def run(arguments: Sequence[str]) -> int:
 def report(arguments: Sequence[str]) -> int:
     """Summaries, tables and charts of finished studies."""
     from ablate.report import FORMATS, ReportError, write_reports
+    from ablate.stats import CI_METHODS
 
     parser = argparse.ArgumentParser(prog="ablate report", description="Tables and charts of ablation studies.")
     parser.add_argument("paths", nargs="*", default=["runs"], help="a runs folder (every study in it) or study folders; default: runs")
     parser.add_argument("--out", default="reports", help="where reports/<study>/ go (default: reports)")
     parser.add_argument("--metric", default="test_acc", help="metric of metrics.json to compare (default: test_acc; e.g. test_loss, train_seconds)")
     parser.add_argument("--format", dest="formats", action="append", choices=FORMATS, help="table formats to write (repeatable; default: md, csv and tex)")
+    parser.add_argument("--equivalence-margin", type=float, metavar="M",
+                        help="test equivalence within ±M (in the metric's display unit: percentage points for accuracies)")
+    parser.add_argument("--ci", choices=CI_METHODS, default="t", help="confidence intervals: t (Student/Welch, default) or bootstrap (BCa over seeds)")
     options = parser.parse_args(arguments)
     try:
-        write_reports(options.paths, options.out, options.metric, options.formats or FORMATS)
+        write_reports(options.paths, options.out, options.metric, options.formats or FORMATS, options.equivalence_margin, options.ci)
     except (FileNotFoundError, ReportError) as error:
         return _fail(str(error))
     return 0
