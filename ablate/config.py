@@ -23,6 +23,8 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 STRATEGIES = ("auto", "eager", "vectorized")
 ARCHS = ("cnn", "resnet18")
 TRANSFERS = ("scratch", "frozen", "partial", "finetune")
+LOGGERS = ("none", "tensorboard", "mlflow", "wandb")
+WANDB_MODES = ("offline", "online", "disabled")
 
 # The model keys a sweep varies, in the order reports list them.
 FACTORS = ("depth", "width", "kernel_size", "dilation", "pool", "batchnorm", "head", "transfer")
@@ -97,6 +99,17 @@ class PretrainConfig:
 
 
 @dataclass
+class LoggerConfig:
+    """Where each finished run is also logged, besides runs/ (logger=NAME picks conf/logger/NAME.yaml); it never
+    changes a run's numbers, so it stays out of the config hash."""
+
+    name: str = "none"  # none | tensorboard | mlflow | wandb
+    tracking_uri: Optional[str] = None  # mlflow: the store (a sqlite:/// file or a server's http:// address)
+    save_dir: str = "."  # tensorboard: folder of event files; wandb: folder that gets wandb/
+    mode: str = "offline"  # wandb: offline | online | disabled
+
+
+@dataclass
 class AblateConfig:
     """The whole run config: what `ablate run` composes from conf/ and the command line."""
 
@@ -104,6 +117,7 @@ class AblateConfig:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     device: str = "auto"
     precision: str = "auto"
@@ -183,6 +197,11 @@ def validate(cfg: AblateConfig) -> None:
     if cfg.device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device=cuda is not allowed here: no CUDA GPU is visible; use device=cpu or device=auto")
     _choice("precision", cfg.precision, PRECISIONS)
+    _choice("logger.name", cfg.logger.name, LOGGERS)
+    _choice("logger.mode", cfg.logger.mode, WANDB_MODES)
+    from ablate.trackers import check  # the tracker's package is importable (trackers.py imports this module)
+
+    check(cfg.logger)
     if cfg.precision == "fp16" and not _uses_cuda(cfg.device):
         raise ConfigError("precision=fp16 needs a CUDA GPU; on the CPU use precision=fp32 or precision=bf16")
     if cfg.precision == "fp16" and t.strategy == "vectorized":

@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from ablate.config import AblateConfig
+from ablate.config import AblateConfig, LoggerConfig
 
 BASELINE = "baseline"
 METRICS_FILE, HISTORY_FILE, CONFIG_FILE, MODEL_FILE = "metrics.json", "history.csv", "config.yaml", "model.pt"
@@ -28,7 +28,9 @@ LOCK_FILE = ".lock"
 # Config keys (dotted) that name, place or schedule a run rather than decide its numbers: they stay out of a run's
 # config hash and may differ between the runs of one study. train.seeds_per_group only caps how many seeds train
 # together, which on CUDA free memory decides as well; a seed's numbers move by float summation order at most.
-NOT_SETTINGS = ("seeds", "variant", "study", "runs_dir", "train.seeds_per_group")
+# The logger.* keys only say where a finished run is also logged.
+NOT_SETTINGS = ("seeds", "variant", "study", "runs_dir", "train.seeds_per_group",
+                *(f"logger.{key}" for key in LoggerConfig.__dataclass_fields__))
 
 
 def run_dir(runs_dir: str | Path, study: str, variant: str, seed: int) -> Path:

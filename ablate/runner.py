@@ -18,7 +18,7 @@ from typing import Callable, Optional
 from omegaconf import OmegaConf
 from torch import Tensor
 
-from ablate import provenance, results, transfer, weights
+from ablate import provenance, results, trackers, transfer, weights
 from ablate.config import AblateConfig, DataConfig, ModelConfig, TrainConfig, validate
 from ablate.data import load_dataset
 from ablate.engine import SeedResult, numerics, resolve_device, resolve_precision, resolve_strategy, train_seeds
@@ -175,6 +175,7 @@ def _train_and_store(cfg: AblateConfig, variant: str, seeds: list[int], folders:
         config_yaml = OmegaConf.to_yaml(OmegaConf.structured(seed_cfg))
         results.write_run(folders[result.seed], config_yaml, result.history, metrics, result.state_dict)
         locks[result.seed].release()
+        trackers.log_run(cfg.logger, _flat(seed_cfg), metrics, result.history, result.metrics)
         if result.status != "ok":
             log.warning(f"{cfg.study}/{variant} seed {result.seed}: {result.status}: {result.error.splitlines()[0]}")
         if result.note:
