@@ -24,6 +24,8 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 STRATEGIES = ("auto", "eager", "vectorized")
 ARCHS = ("cnn", "resnet18")
 TRANSFERS = ("scratch", "frozen", "partial", "finetune")
+LOGGERS = ("none", "tensorboard", "mlflow", "wandb")
+WANDB_MODES = ("offline", "online", "disabled")
 
 # The model keys that shape ablate's own CNN; model.arch=resnet18 is torchvision's network and ignores them.
 CNN_KEYS = ("depth", "width", "kernel_size", "dilation", "pool", "batchnorm", "head", "hidden", "min_map_size", "max_width",
@@ -107,6 +109,17 @@ class PretrainConfig:
 
 
 @dataclass
+class LoggerConfig:
+    """Where each finished run is also logged, besides runs/ (logger=NAME picks conf/logger/NAME.yaml); it never
+    changes a run's numbers, so it stays out of the config hash."""
+
+    name: str = "none"  # none | tensorboard | mlflow | wandb
+    tracking_uri: Optional[str] = None  # mlflow: the store (a sqlite:/// file or a server's http:// address)
+    save_dir: str = "."  # tensorboard: folder of event files; wandb: folder that gets wandb/
+    mode: str = "offline"  # wandb: offline | online | disabled
+
+
+@dataclass
 class AblateConfig:
     """The whole run config: what `ablate run` composes from conf/ and the command line."""
 
@@ -114,6 +127,7 @@ class AblateConfig:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     device: str = "auto"
     precision: str = "auto"
@@ -186,6 +200,8 @@ def validate(cfg: AblateConfig) -> None:
 
     _choice("device", cfg.device, DEVICES)
     _choice("precision", cfg.precision, PRECISIONS)
+    _choice("logger.name", cfg.logger.name, LOGGERS)
+    _choice("logger.mode", cfg.logger.mode, WANDB_MODES)
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.=+-]*", cfg.study):
         raise ConfigError(
             f"study={cfg.study!r} is not allowed; use letters, digits and . _ = + - (it names a folder under runs_dir)"

@@ -17,7 +17,7 @@ from hydra.errors import MissingConfigException
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-from ablate import identity, results
+from ablate import identity, results, trackers
 from ablate.config import AblateConfig, ConfigError
 from ablate.data import input_spec, load_dataset
 from ablate.plan import Plan, VariantPlan, needs_source
@@ -31,6 +31,7 @@ RESOLVED_KEYS = ("device", "precision", "train.strategy")
 def check(plan: Plan) -> None:
     """Refuse, before any training, a plan that would mix settings with stored runs, weights that do not fit, a
     dataset that cannot be loaded, or a runs_dir that cannot be written."""
+    trackers.check(plan.study.config.logger)  # the chosen tracker's package imports
     for variant in plan.variants:
         _refuse_conflicts(variant)
     for config in {v.config.model.weights: v.config for v in plan.variants

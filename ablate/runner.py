@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Mapping, Optional
@@ -18,7 +18,7 @@ from typing import Callable, Mapping, Optional
 from omegaconf import OmegaConf
 from torch import Tensor
 
-from ablate import provenance, results, transfer, weights
+from ablate import provenance, results, trackers, transfer, weights
 from ablate.data import load_dataset
 from ablate.engine import SeedResult, train_seeds
 from ablate.model import build_model, model_parts, parameter_count, plan_layers, receptive_field
@@ -117,6 +117,7 @@ def _train_and_store(variant: VariantPlan, seeds: list[int], locks: Mapping[int,
         config_yaml = OmegaConf.to_yaml(OmegaConf.structured(seed_cfg))
         results.write_run(folders[result.seed], config_yaml, result.history, metrics, result.state_dict)
         locks[result.seed].release()
+        trackers.log_run(cfg.logger, results.flatten_config(asdict(seed_cfg), ""), metrics, result.history, result.metrics)
         if result.status != "ok":
             log.warning(f"{cfg.study}/{name} seed {result.seed}: {result.status}: {result.error.splitlines()[0]}")
         if note:
