@@ -19,9 +19,10 @@ from omegaconf import OmegaConf
 from torch import Tensor
 
 from ablate import provenance, results, transfer, weights
+from ablate.config import to_node
 from ablate.data import load_dataset
 from ablate.engine import SeedResult, train_seeds
-from ablate.model import build_model, model_parts, parameter_count, plan_layers, receptive_field
+from ablate.model import build_model, model_parts, network_receptive_field, parameter_count
 from ablate.plan import Plan, VariantPlan, needs_source, plan_variant, source_config
 from ablate.variants import BASELINE, Variant, format_value
 
@@ -101,7 +102,7 @@ def _train_and_store(variant: VariantPlan, seeds: list[int], locks: Mapping[int,
         "variant_overrides": {key: format_value(value) for key, value in variant.variant.overrides},
         "identity": dict(variant.identity), "identity_hash": variant.identity_hash,
         "params": parameter_count(model), "trainable_params": parameter_count(model, trainable_only=True),
-        "receptive_field": receptive_field(plan_layers(cfg.model, data.input_shape, data.num_classes)) if cfg.model.arch == "cnn" else None,
+        "receptive_field": network_receptive_field(cfg.model, model, data.input_shape, data.num_classes),
         "device": resolved.device, "precision": resolved.precision, **resolved.numerics,
         "dataset": data.name, "train_samples": len(data.train_y), "test_samples": len(data.test_y),
         "epochs": cfg.train.epochs, "planned_seeds": list(cfg.seeds), "versions": provenance.versions(),
@@ -114,7 +115,7 @@ def _train_and_store(variant: VariantPlan, seeds: list[int], locks: Mapping[int,
         metrics = {**common, **result.metrics, "seed": result.seed, "status": result.status, "error": result.error,
                    "strategy": result.strategy, "strategy_note": note, "wall_seconds": round(result.wall_seconds, 3),
                    "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-        config_yaml = OmegaConf.to_yaml(OmegaConf.structured(seed_cfg))
+        config_yaml = OmegaConf.to_yaml(to_node(seed_cfg))
         results.write_run(folders[result.seed], config_yaml, result.history, metrics, result.state_dict)
         locks[result.seed].release()
         if result.status != "ok":
