@@ -176,8 +176,9 @@ def _pointwise(module: nn.Module) -> bool:
 def receptive_fields(calls: list[Call], x: Tensor) -> dict[str, int]:
     """Receptive field (input pixels, one side) after each layer of the feature maps, by R += (K-1)·D·(product of the
     earlier strides); defined only where the maps pass through one chain of leaf modules, input to last map: each
-    takes the previous one's output, and each is a square conv or pooling layer or keeps pixels in place. Empty where
-    that does not hold (a skip connection, a functional op between modules, a non-square kernel)."""
+    takes the previous one's output, each is a square conv or pooling layer or keeps pixels in place, and the next leaf
+    module (the head) takes the last map or a view of it. Empty where that does not hold (a skip connection, a
+    functional op between modules, a non-square kernel)."""
     maps = [c for c in calls if isinstance(c.output, Tensor) and c.output.dim() == 4
             and not isinstance(c.module, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d))]
     fields, field, jump, previous = {}, 1, 1, x
@@ -195,7 +196,13 @@ def receptive_fields(calls: list[Call], x: Tensor) -> dict[str, int]:
             return {}
         fields[call.name] = field
         previous = call.output
-    return fields
+    after = calls[calls.index(maps[-1]) + 1:] if maps else []
+    return fields if after and _view_of(after[0].input, previous) else {}  # the head takes the last map itself
+
+
+def _view_of(tensor: Optional[Tensor], of: Tensor) -> bool:
+    """Whether `tensor` is `of` or a reshaped view of it (same storage, same elements), not a new map made from it."""
+    return tensor is not None and tensor.numel() == of.numel() and tensor.untyped_storage().data_ptr() == of.untyped_storage().data_ptr()
 
 
 def _shape(value: Any) -> Optional[Shape]:
