@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from ablate import identity, network, results
-from ablate.config import AblateConfig, ConfigError, ModelConfig
+from ablate.config import OWN_NETWORK_FIELDS, AblateConfig, ConfigError, ModelConfig
 from ablate.data import input_spec, load_dataset
 from ablate.plan import Plan, VariantPlan, needs_source
 from ablate.variants import keys_of
@@ -97,10 +97,11 @@ def one_line(error: BaseException) -> str:
             if isinstance(item, (ConfigAttributeError, ConfigKeyError)):
                 parent = item.full_key.rpartition(".")[0]
                 node = AblateConfig() if not parent else OmegaConf.select(OmegaConf.structured(AblateConfig), parent)
-                keys = [key for key in OmegaConf.structured(node).keys() if key != "params"] if node is not None else []
-                message = f"no such key; {(parent or 'the config') + ' has'}: {', '.join(keys)}"
+                keys = [key for key in OmegaConf.structured(node).keys() if key not in OWN_NETWORK_FIELDS] if node is not None else []
+                owner = "the built-in model" if parent == "model" else parent or "the config"
+                message = f"no such key; {owner} has: {', '.join(keys)}"
                 if parent == "model":
-                    message += f" (your own network: the keys of its config file; add one with +{item.full_key}=VALUE)"
+                    message += f"; your own network (_target_) has its config file's keys: add one with +{item.full_key}=VALUE"
             return f"{item.full_key}: {message}"
     if isinstance(error, MissingConfigException):
         text = " ".join(str(error).split())
