@@ -16,7 +16,7 @@ import os
 import re
 import sys
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import torch
 from torch import Tensor, nn
@@ -138,7 +138,7 @@ def _leaf_calls(model: nn.Module, x: Tensor) -> tuple[list[Call], dict[str, int]
     FlopCounterMode counts them, and the network's total FLOPs (ops outside any leaf module included)."""
     calls: dict[str, Call] = {}
 
-    def hook(name: str):  # noqa: ANN202 - a forward hook
+    def hook(name: str) -> Callable[[nn.Module, tuple, Any], None]:
         def keep(module: nn.Module, inputs: tuple, output: Any) -> None:
             first = inputs[0] if inputs and isinstance(inputs[0], Tensor) else None
             calls.setdefault(name, Call(name, module, first, output))
