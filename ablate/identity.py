@@ -16,7 +16,7 @@ import json
 from dataclasses import asdict
 from typing import Any, Iterable, Mapping
 
-from ablate.config import AblateConfig
+from ablate.config import AblateConfig, model_node
 from ablate.resolve import Resolved
 
 # Keys that name, place, schedule or report a run: never identity (device, precision and train.strategy enter
@@ -63,7 +63,7 @@ def _unused(cfg: AblateConfig) -> set[str]:
 
 def identity(cfg: AblateConfig, resolved: Resolved) -> dict[str, Any]:
     """The settings that decide a run's numbers: its config less what decides nothing, plus what auto resolved to."""
-    settings = _flat(asdict(cfg))
+    settings = _flat({**asdict(cfg), "model": model_node(cfg.model)})  # your network: its `_target_` and own keys
     skip = NOT_IDENTITY | _unused(cfg)
     kept = {key: (list(value) if isinstance(value, tuple) else value) for key, value in settings.items()
             if key not in skip and not key.startswith(NOT_IDENTITY_SECTIONS)}
