@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -194,6 +194,17 @@ def typed(node: DictConfig) -> AblateConfig:
     merged.model = {}
     config: AblateConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
     return replace(config, model=ModelConfig(_target_=str(target), params=params))  # type: ignore[arg-type]
+
+
+def flatten_config(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested config as dotted keys (`model.depth`), each prefixed; the one rule for stored and current configs."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            flat.update(flatten_config(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def to_node(config: AblateConfig) -> DictConfig:

@@ -16,7 +16,7 @@ import json
 from dataclasses import asdict
 from typing import Any, Iterable, Mapping
 
-from ablate.config import AblateConfig, model_node
+from ablate.config import AblateConfig, flatten_config, model_node
 from ablate.resolve import Resolved
 
 # Keys that name, place, schedule or report a run: never identity (device, precision and train.strategy enter
@@ -30,16 +30,6 @@ NOT_IDENTITY_SECTIONS = ("logger.",)
 # The image keys each dataset reads from the config; the others take shape and classes from their files.
 DATASET_IMAGE_KEYS = {"synthetic": ("image_size", "channels", "num_classes"), "folder": ("image_size", "channels")}
 IMAGE_KEYS = ("image_size", "channels", "num_classes")
-
-
-def _flat(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, Mapping):
-            flat.update(_flat(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def _unused(cfg: AblateConfig) -> set[str]:
@@ -63,7 +53,7 @@ def _unused(cfg: AblateConfig) -> set[str]:
 
 def identity(cfg: AblateConfig, resolved: Resolved) -> dict[str, Any]:
     """The settings that decide a run's numbers: its config less what decides nothing, plus what auto resolved to."""
-    settings = _flat({**asdict(cfg), "model": model_node(cfg.model)})  # your network: its `_target_` and own keys
+    settings = flatten_config({**asdict(cfg), "model": model_node(cfg.model)})  # your network: its `_target_` and own keys
     skip = NOT_IDENTITY | _unused(cfg)
     kept = {key: (list(value) if isinstance(value, tuple) else value) for key, value in settings.items()
             if key not in skip and not key.startswith(NOT_IDENTITY_SECTIONS)}

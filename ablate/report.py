@@ -14,9 +14,8 @@ from typing import Optional, Sequence
 import pandas as pd
 
 from ablate import identity, plots, results
-from ablate.config import CHOICES, AblateConfig
+from ablate.config import CHOICES, AblateConfig, flatten_config
 from ablate.metrics import metric as declared_metric
-from ablate.results import flatten_config
 from ablate.stats import adjust_holm, compare, describe, study_sensitivity
 from ablate.variants import BASELINE, format_value, keys_of
 

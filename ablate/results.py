@@ -21,7 +21,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from ablate import identity
-from ablate.config import AblateConfig, complete, to_node, typed
+from ablate.config import AblateConfig, complete, flatten_config, to_node, typed
 
 BASELINE = "baseline"
 METRICS_FILE, HISTORY_FILE, CONFIG_FILE, MODEL_FILE = "metrics.json", "history.csv", "config.yaml", "model.pt"
@@ -55,7 +55,7 @@ def is_finished(path: Path) -> bool:
 def read_config(path: Path) -> dict[str, Any]:
     """A run's config.yaml read through the schema (keys added since it was written get their defaults), flattened
     to dotted keys (`model.depth`)."""
-    return flatten_config(OmegaConf.to_container(to_node(typed(_stored_config(path)))), "")
+    return flatten_config(OmegaConf.to_container(to_node(typed(_stored_config(path)))))
 
 
 def stored_identity(path: Path, record: dict[str, Any]) -> dict[str, Any]:
@@ -165,17 +165,6 @@ def study_dirs(root: str | Path) -> list[Path]:
     if any(root.glob(f"*/seed=*/{METRICS_FILE}")):
         return [root]
     return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and any(p.glob(f"*/seed=*/{METRICS_FILE}")))
-
-
-def flatten_config(tree: dict[str, Any], prefix: str) -> dict[str, Any]:
-    """Nested config as dotted keys (`model.depth`), each prefixed; the one rule for stored and current configs."""
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(flatten_config(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def _runs(study_dir: Path) -> Iterable[dict[str, Any]]:

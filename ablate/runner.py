@@ -19,7 +19,7 @@ from omegaconf import OmegaConf
 from torch import Tensor
 
 from ablate import provenance, results, trackers, transfer, weights
-from ablate.config import to_node
+from ablate.config import flatten_config, to_node
 from ablate.data import load_dataset
 from ablate.engine import SeedResult, train_seeds
 from ablate.model import build_model, model_parts, network_receptive_field, parameter_count
@@ -119,7 +119,7 @@ def _train_and_store(variant: VariantPlan, seeds: list[int], locks: Mapping[int,
         config_yaml = OmegaConf.to_yaml(node)
         results.write_run(folders[result.seed], config_yaml, result.history, metrics, result.state_dict)
         locks[result.seed].release()
-        trackers.log_run(cfg.logger, results.flatten_config(OmegaConf.to_container(node), ""), metrics, result.history, result.metrics)
+        trackers.log_run(cfg.logger, flatten_config(OmegaConf.to_container(node)), metrics, result.history, result.metrics)
         if result.status != "ok":
             log.warning(f"{cfg.study}/{name} seed {result.seed}: {result.status}: {result.error.splitlines()[0]}")
         if note:
