@@ -1,4 +1,5 @@
-"""Loads a dataset by name into normalised tensors, checked for shape and range, optionally a fixed subset.
+"""Loads a dataset by name into normalised tensors, checked for shape and range, optionally a fixed subset and a
+validation split (data.validation_size) that no training image is in.
 
 `data.name` picks a loader from LOADERS; a new dataset is one more loader returning a `Dataset`, and one more
 entry in SPECS saying its image shape and classes without loading it (for `ablate inspect`).

@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ablate import identity, plan, results
+from ablate import identity, plan, plots, results
 from ablate.config import ConfigError, DataConfig, ModelConfig
 from ablate.data import DataError, _load_cached, embedded_mnist_file, load_dataset, read_mnist_pickle
 from ablate.model import build_model
@@ -127,7 +127,13 @@ def test_report_compares_val_acc_and_refuses_it_on_runs_without_a_validation_spl
     for variant in ("baseline", "model.pool=avg"):
         recorded = [json.loads((workdir / "runs" / "pool" / variant / f"seed={s}" / "metrics.json").read_text())["val_acc"] for s in (0, 1)]
         assert summary.loc[variant, "mean"] == pytest.approx(np.mean(recorded))
-    assert "val_acc" in (workdir / "reports" / "pool" / "summary.md").read_text()
+    assert {"val_loss_mean", "train_loss_mean"} <= set(summary.columns) and "test_loss_mean" not in summary.columns
+    table = (workdir / "reports" / "pool" / "summary.md").read_text()
+    assert "val_acc (%) mean ± std" in table and "val_loss" in table and "test" not in table.split("\n\n")[1]  # no test number while choosing
+    runs = results.load_runs(workdir / "runs" / "pool")
+    unseen = results.load_histories(runs).drop(columns=["test_loss", "test_acc"])  # the val curves need no test column
+    plots.curves_chart(unseen, runs.drop_duplicates("variant"), "pool", workdir / "val_curves.png", "val")
+    assert (workdir / "val_curves.png").stat().st_size > 10_000
 
     plain = workdir / "plain"
     for seed in (0, 1):
