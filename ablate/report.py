@@ -194,11 +194,13 @@ def sensitivity(summary: pd.DataFrame, runs: pd.DataFrame, metric: str, margin: 
     ok = runs[runs["status"] == "ok"]
     groups = {v: g[metric].astype(float).tolist() for v, g in ok.groupby("variant")}
     baseline = groups.pop(BASELINE, [])
+    if not groups or len(baseline) < 2:
+        return "Nothing compared yet: the study needs the baseline and a variant, each with at least 2 finished seeds."
     counts = summary.loc[summary["n"] >= 2, "n"]
     if counts.empty:
         return "Fewer than 2 seeds per variant: no test can detect any difference; train at least 3 seeds."
     n = int(counts.mode().max())
-    observed = summary["diff"].abs().dropna()
+    observed = pd.to_numeric(summary["diff"], errors="coerce").abs().dropna()  # None where nothing was compared
     effect = margin if margin is not None else (float(observed.median()) if len(observed) else None)
     mde, needed = study_sensitivity(baseline, list(groups.values()), n, effect)
     line = f"With {n} seeds per variant this study can detect ±{_number(mde, scale)}{unit} (α = 0.05, 80 % power, median std)"

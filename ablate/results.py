@@ -21,7 +21,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from ablate import identity
-from ablate.config import AblateConfig
+from ablate.config import AblateConfig, complete, to_node, typed
 
 BASELINE = "baseline"
 METRICS_FILE, HISTORY_FILE, CONFIG_FILE, MODEL_FILE = "metrics.json", "history.csv", "config.yaml", "model.pt"
@@ -55,13 +55,13 @@ def is_finished(path: Path) -> bool:
 def read_config(path: Path) -> dict[str, Any]:
     """A run's config.yaml read through the schema (keys added since it was written get their defaults), flattened
     to dotted keys (`model.depth`)."""
-    return flatten_config(OmegaConf.to_container(_stored_config(path)), "")
+    return flatten_config(OmegaConf.to_container(to_node(typed(_stored_config(path)))), "")
 
 
 def stored_identity(path: Path, record: dict[str, Any]) -> dict[str, Any]:
     """A finished run's identity, derived from its config.yaml (through today's schema) and what its metrics.json
     says `auto` resolved to; derived rather than read, so runs from before identities were stored compare alike."""
-    config: AblateConfig = OmegaConf.to_object(_stored_config(path))  # type: ignore[assignment]
+    config = typed(_stored_config(path))
     return identity.identity(config, identity.recorded_resolution(record))
 
 
@@ -75,7 +75,7 @@ def stored_identities(study_dir: Path) -> Iterable[tuple[Path, dict[str, Any]]]:
 
 def _stored_config(path: Path) -> DictConfig:
     """A run's config.yaml merged onto the schema, so keys added since it was written have their defaults."""
-    return OmegaConf.merge(OmegaConf.structured(AblateConfig), OmegaConf.load(path / CONFIG_FILE))
+    return complete(OmegaConf.load(path / CONFIG_FILE))  # type: ignore[arg-type]
 
 
 class RunLock:
@@ -222,5 +222,5 @@ def load_trained(run_path: str | Path) -> tuple[AblateConfig, dict[str, torch.Te
             f"{path} has no {MODEL_FILE}: the run failed or diverged, or was trained before ablate saved weights; "
             "delete its folder and run it again"
         )
-    config = OmegaConf.to_object(_stored_config(path))
+    config = typed(_stored_config(path))
     return config, torch.load(path / MODEL_FILE, map_location="cpu", weights_only=True)  # type: ignore[return-value]

@@ -14,7 +14,7 @@ import pytest
 from ablate import identity, plan, results
 from ablate.config import AblateConfig, ConfigError, DataConfig, ModelConfig, TrainConfig
 from ablate.report import summarize
-from ablate.resolve import Resolved, resolve
+from ablate.resolve import Resolved, auto_precision, resolve
 from conftest import TINY, checked, run_ablate
 
 CPU = Resolved("cpu", "fp32", "eager")
@@ -35,7 +35,7 @@ def test_paths_switches_and_ignored_settings_are_not_identity() -> None:
 
 
 def test_what_auto_resolved_to_is_identity_and_a_difference_names_the_key_with_both_values() -> None:
-    cfg = AblateConfig(device="cpu")
+    cfg = AblateConfig(device="cpu", precision="fp32")
     on_cpu, on_gpu = identity.identity(cfg, resolve(cfg)), identity.identity(cfg, Resolved("cuda", "bf16", "eager", (("cudnn_tf32", True),)))
     found = identity.conflicts(on_gpu, on_cpu)
     assert identity.describe_conflicts(found) == "device: cpu -> cuda, precision: fp32 -> bf16"
@@ -121,7 +121,7 @@ def test_every_run_stores_its_identity_resolution_and_hardware(workdir: Path) ->
     record = results.read_metrics(workdir / "runs/default/baseline/seed=0")
     expected = plan.build(["seeds=[0]", *TINY]).study
     assert record["identity"] == dict(expected.identity) and record["identity_hash"] == expected.identity_hash
-    assert (record["device"], record["precision"], record["strategy"]) == ("cpu", "fp32", "eager")
+    assert (record["device"], record["precision"], record["strategy"]) == ("cpu", auto_precision("cpu"), "eager")
     assert record["hardware"]["cpu"] and "gpu" not in record["hardware"]
 
 

@@ -15,6 +15,7 @@ import pytest
 from ablate import engine, results
 from ablate.config import AblateConfig, DataConfig, ModelConfig, TrainConfig
 from ablate.preflight import one_line
+from ablate.resolve import auto_precision
 from conftest import TINY, checked, run_ablate, train
 
 STUDY = ["+sweep=batchnorm", "seeds=[0,1,2]", *TINY, "data.train_size=512", "train.epochs=3"]
@@ -158,14 +159,18 @@ OLD_METRICS = {"status": "ok", "seed": 0, "variant": "baseline", "factor": "", "
 def test_a_run_stored_before_identities_existed_resumes_and_pools_by_its_derived_identity(tmp_path: Path) -> None:
     old = tmp_path / "runs/default/baseline/seed=0"
     results.write_run(old, OLD_CONFIG, [], OLD_METRICS)
-    resumed = run_ablate("run", "seeds=[0,1]", *TINY, cwd=tmp_path)
+    if auto_precision("cpu") != "fp32":  # precision=auto means bf16 on this CPU now: the refusal says how to continue
+        refused = run_ablate("run", "seeds=[0,1]", *TINY, cwd=tmp_path)
+        assert refused.returncode == 2 and "(precision: fp32 -> bf16)" in refused.stderr
+        assert "to continue it, add precision=fp32" in refused.stderr
+    resumed = run_ablate("run", "seeds=[0,1]", *TINY, "precision=fp32", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert "1 finished run(s) skipped, 1 to train" in resumed.stdout + resumed.stderr
     assert results.read_metrics(old)["test_acc"] == 0.5  # untouched
     new = results.read_metrics(tmp_path / "runs/default/baseline/seed=1")
     assert dict(results.stored_identity(old, OLD_METRICS)) == new["identity"]
     assert run_ablate("report", cwd=tmp_path).returncode == 0
-    refused = run_ablate("run", "seeds=[0]", *TINY, "train.optimizer=sgd", cwd=tmp_path)
+    refused = run_ablate("run", "seeds=[0]", *TINY, "precision=fp32", "train.optimizer=sgd", cwd=tmp_path)
     assert refused.returncode == 2 and "train.optimizer: adam -> sgd" in refused.stderr
 
 
