@@ -149,7 +149,7 @@ def report(arguments: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="ablate report", description="Tables and charts of ablation studies.")
     parser.add_argument("paths", nargs="*", default=["runs"], help="a runs folder (every study in it) or study folders; default: runs")
     parser.add_argument("--out", default="reports", help="where reports/<study>/ go (default: reports)")
-    parser.add_argument("--metric", default="test_acc", help="metric of metrics.json to compare (default: test_acc; e.g. test_loss, train_seconds)")
+    parser.add_argument("--metric", default="test_acc", help="metric of metrics.json to compare (default: test_acc; e.g. val_acc with data.validation_size, test_loss, train_seconds)")
     parser.add_argument("--format", dest="formats", action="append", choices=FORMATS, help="table formats to write (repeatable; default: md, csv and tex)")
     parser.add_argument("--equivalence-margin", type=float, metavar="M",
                         help="test equivalence within ±M (in the metric's display unit: percentage points for accuracies)")

@@ -86,6 +86,9 @@ class DataConfig:
     channels: int = 1
     num_classes: int = 10
     classes: Optional[list[int]] = None
+    # Images held out of training and evaluated every epoch (val_acc, val_loss): null = none; MNIST takes them from
+    # its own 10,000 validation images, every other dataset from its training images (chosen by subset_seed).
+    validation_size: Optional[int] = None
 
 
 @dataclass
@@ -250,6 +253,8 @@ def validate(cfg: AblateConfig) -> None:
     for key, size in (("data.train_size", d.train_size), ("data.test_size", d.test_size)):
         if size is not None:
             _at_least(key, size, 1, what="null (the whole split) or an integer")
+    if d.validation_size is not None:
+        _at_least("data.validation_size", d.validation_size, 1, what="null (no validation split) or an integer")
     _at_least("data.image_size", d.image_size, 1)
     _at_least("data.channels", d.channels, 1)
     _at_least("data.num_classes", d.num_classes, 2)

@@ -1,4 +1,5 @@
-"""Loads a dataset by name into normalised tensors, checked for shape and range, optionally a fixed subset.
+"""Loads a dataset by name into normalised tensors, checked for shape and range, optionally a fixed subset and a
+validation split (data.validation_size) that no training image is in.
 
 `data.name` picks a loader from LOADERS; a new dataset is one more loader returning a `Dataset`, and one more
 entry in SPECS saying its image shape and classes without loading it (for `ablate inspect`).
@@ -12,7 +13,7 @@ import hashlib
 import importlib.util
 import pickle
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -24,6 +25,10 @@ from ablate.config import DataConfig
 MNIST_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # of the 60k training images scaled to [0, 1], as in torchvision's examples
 MNIST_SHAPE, MNIST_CLASSES = (1, 28, 28), 10
+MNIST_TRAIN = 50_000  # the pickle's train part; its 10,000 valid images follow them in `mnist_bytes`
+# Datasets whose loader makes its own validation images (MNIST's valid part, more synthetic draws); the others hold
+# data.validation_size of their training images out.
+OWN_VALIDATION = ("mnist", "synthetic")
 Spec = tuple[tuple[int, int, int], int]
 
 
@@ -33,7 +38,8 @@ class DataError(RuntimeError):
 
 @dataclass
 class Dataset:
-    """Train and test tensors: images (N, C, H, W) float32, normalised; labels (N,) int64 in [0, num_classes)."""
+    """Train, test and validation tensors: images (N, C, H, W) float32, normalised; labels (N,) int64 in
+    [0, num_classes). The validation split is empty unless data.validation_size asks for one."""
 
     name: str
     train_x: torch.Tensor
@@ -41,6 +47,12 @@ class Dataset:
     test_x: torch.Tensor
     test_y: torch.Tensor
     num_classes: int
+    val_x: torch.Tensor = field(default_factory=lambda: torch.empty(0))
+    val_y: torch.Tensor = field(default_factory=lambda: torch.empty(0, dtype=torch.int64))
+
+    def to(self, device: torch.device) -> Dataset:
+        """The same splits on `device`."""
+        return replace(self, **{name: getattr(self, name).to(device) for name in SPLIT_TENSORS})
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -115,16 +127,16 @@ def _mnist_normalised(pixels: np.ndarray) -> torch.Tensor:
 
 
 def load_mnist(cfg: DataConfig) -> Dataset:
-    """Real MNIST from the embedded package: 60k training images (train + validation) and the 10k test images."""
-    train_x, train_y, test_x, test_y = mnist_bytes()
-    return Dataset(
-        name="mnist",
-        train_x=_mnist_normalised(train_x),
-        train_y=torch.from_numpy(train_y.astype(np.int64)),
-        test_x=_mnist_normalised(test_x),
-        test_y=torch.from_numpy(test_y.astype(np.int64)),
-        num_classes=MNIST_CLASSES,
-    )
+    """Real MNIST from the embedded package and its 10k test images; for training its 60k train + valid images, or,
+    with data.validation_size, its 50k train images as published and its 10k valid images for validation."""
+    pixels, labels, test_x, test_y = mnist_bytes()
+    split = len(labels) if cfg.validation_size is None else MNIST_TRAIN
+
+    def tensors(images: np.ndarray, digits: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        return _mnist_normalised(images), torch.from_numpy(digits.astype(np.int64))
+
+    (train_x, train_y), (val_x, val_y) = tensors(pixels[:split], labels[:split]), tensors(pixels[split:], labels[split:])
+    return Dataset("mnist", train_x, train_y, *tensors(test_x, test_y), MNIST_CLASSES, val_x, val_y)
 
 
 def write_mnist_idx(root: Path) -> Path:
@@ -149,7 +161,8 @@ def write_idx(path: Path, array: np.ndarray) -> None:
 
 
 def load_synthetic(cfg: DataConfig) -> Dataset:
-    """Learnable noise images made in code: each class is a fixed random pattern plus Gaussian noise. For fast tests."""
+    """Learnable noise images made in code: each class is a fixed random pattern plus Gaussian noise. For fast tests.
+    Validation images (data.validation_size) are drawn after the test images, so train and test stay as without."""
     generator = torch.Generator().manual_seed(cfg.subset_seed)
     shape, _ = _synthetic_spec(cfg)
     patterns = torch.randn((cfg.num_classes, *shape), generator=generator)
@@ -162,7 +175,7 @@ def load_synthetic(cfg: DataConfig) -> Dataset:
 
     train_x, train_y = split(cfg.train_size or 2000)
     test_x, test_y = split(cfg.test_size or 500)
-    return Dataset("synthetic", train_x, train_y, test_x, test_y, cfg.num_classes)
+    return Dataset("synthetic", train_x, train_y, test_x, test_y, cfg.num_classes, *split(cfg.validation_size or 0))
 
 
 def normalised(name: str, train_pixels: torch.Tensor, train_y: torch.Tensor, test_pixels: torch.Tensor,
@@ -224,6 +237,7 @@ def load_image_folder(cfg: DataConfig) -> Dataset:
     return normalised("folder", train_x, train_y, test_x, test_y, len(classes))
 
 
+SPLIT_TENSORS = ("train_x", "train_y", "test_x", "test_y", "val_x", "val_y")
 LOADERS: dict[str, Callable[[DataConfig], Dataset]] = {
     "mnist": load_mnist, "synthetic": load_synthetic, "folder": load_image_folder,
     **{name: load_torchvision for name in TORCHVISION_SETS},
@@ -249,7 +263,8 @@ SPECS: dict[str, Callable[[DataConfig], Spec]] = {
 
 
 def _check(data: Dataset) -> None:
-    for split, images, labels in (("train", data.train_x, data.train_y), ("test", data.test_x, data.test_y)):
+    splits = [("train", data.train_x, data.train_y), ("test", data.test_x, data.test_y)]
+    for split, images, labels in splits + ([("validation", data.val_x, data.val_y)] if len(data.val_y) else []):
         if images.ndim != 4 or images.shape[0] != labels.shape[0] or images.shape[1:] != data.train_x.shape[1:]:
             raise DataError(f"{data.name} {split} split: images {tuple(images.shape)} do not match labels {tuple(labels.shape)}")
         if not torch.isfinite(images).all():
@@ -285,7 +300,31 @@ def select_classes(data: Dataset, classes: Sequence[int] | None) -> Dataset:
         return images[keep], relabel[labels[keep]]
 
     (train_x, train_y), (test_x, test_y) = split(data.train_x, data.train_y), split(data.test_x, data.test_y)
-    return Dataset(data.name, train_x, train_y, test_x, test_y, len(classes))
+    return Dataset(data.name, train_x, train_y, test_x, test_y, len(classes), *split(data.val_x, data.val_y))
+
+
+def hold_out(data: Dataset, size: int, seed: int) -> Dataset:
+    """`size` training images chosen by `seed` moved to the validation split, the same ones for every run seed and
+    variant; the other training images keep their order."""
+    available = len(data.train_y) - 1
+    if size > available:
+        raise DataError(f"data.validation_size={size} would leave no training image: {data.name} has {len(data.train_y)}; "
+                        f"use at most {available} or null")
+    held = subset_indices(len(data.train_y), size, seed)
+    kept = torch.ones(len(data.train_y), dtype=torch.bool)
+    kept[held] = False
+    return replace(data, train_x=data.train_x[kept], train_y=data.train_y[kept], val_x=data.train_x[held], val_y=data.train_y[held])
+
+
+def with_validation(data: Dataset, cfg: DataConfig) -> Dataset:
+    """The validation split data.validation_size asks for: that many of the loader's own validation images (MNIST,
+    synthetic; a fixed subset by data.subset_seed), or held out of the training images (every other dataset)."""
+    if cfg.validation_size is None:
+        return data
+    if cfg.name not in OWN_VALIDATION:
+        return hold_out(data, cfg.validation_size, cfg.subset_seed)
+    val_x, val_y = _subset(data.val_x, data.val_y, cfg.validation_size, cfg.subset_seed, "data.validation_size")
+    return replace(data, val_x=val_x, val_y=val_y)
 
 
 @functools.lru_cache(maxsize=2)
@@ -297,7 +336,7 @@ def _load_cached(cfg_key: tuple) -> Dataset:
         raise DataError(f"data.classes={list(cfg.classes)}: {cfg.name} has classes 0..{available - 1}, not {unknown}")
     data = LOADERS[cfg.name](cfg)
     _check(data)
-    data = select_classes(data, cfg.classes)
+    data = with_validation(select_classes(data, cfg.classes), cfg)
     data.train_x, data.train_y = _subset(data.train_x, data.train_y, cfg.train_size, cfg.subset_seed, "data.train_size")
     data.test_x, data.test_y = _subset(data.test_x, data.test_y, cfg.test_size, cfg.subset_seed, "data.test_size")
     return data

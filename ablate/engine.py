@@ -236,7 +236,8 @@ def evaluate(trainer: Trainer, images: torch.Tensor, labels: torch.Tensor) -> tu
 def _final_metrics(history: list[dict[str, float]]) -> dict[str, float]:
     last = history[-1]
     return {"test_acc": last["test_acc"], "test_loss": last["test_loss"], "train_loss": last["train_loss"],
-            "train_acc": last["train_acc"], "train_seconds": sum(row["seconds"] for row in history)}
+            "train_acc": last["train_acc"], "train_seconds": sum(row["seconds"] for row in history),
+            **{name: last[name] for name in ("val_acc", "val_loss") if name in last}}
 
 
 def _augmentation(orders: list[torch.Generator], n: int, train_cfg: TrainConfig, device: torch.device) -> Callable[[torch.Tensor, int], torch.Tensor]:
@@ -261,6 +262,7 @@ def train_group(trainer: Trainer, seeds: list[int], train_cfg: TrainConfig, data
     orders = [torch.Generator().manual_seed(seed) for seed in seeds]
     train_x, train_y = data.train_x.to(device), data.train_y.to(device)
     test_x, test_y = data.test_x.to(device), data.test_y.to(device)
+    val_x, val_y = data.val_x.to(device), data.val_y.to(device)
     n, batch, k = len(train_y), train_cfg.batch_size, len(seeds)
     results = [SeedResult(seed=seed, status="ok", strategy=trainer.strategy) for seed in seeds]
     for epoch in range(1, train_cfg.epochs + 1):
@@ -280,6 +282,7 @@ def train_group(trainer: Trainer, seeds: list[int], train_cfg: TrainConfig, data
         train_losses, train_accs = (loss_sum / n).tolist(), (correct / n).tolist()
         seconds = (time.perf_counter() - started) / k
         test_losses, test_accs = evaluate(trainer, test_x, test_y)
+        val_losses, val_accs = evaluate(trainer, val_x, val_y) if len(val_y) else ([], [])
         for i, result in enumerate(results):
             if result.status != "ok":
                 continue
@@ -288,6 +291,7 @@ def train_group(trainer: Trainer, seeds: list[int], train_cfg: TrainConfig, data
                 result.metrics = {"diverged_epoch": epoch}
                 continue
             result.history.append({"epoch": epoch, "train_loss": train_losses[i], "train_acc": train_accs[i],
+                                   **({"val_loss": val_losses[i], "val_acc": val_accs[i]} if val_accs else {}),
                                    "test_loss": test_losses[i], "test_acc": test_accs[i], "seconds": seconds})
         if all(result.status != "ok" for result in results):
             break
@@ -386,7 +390,7 @@ def train_seeds(
     strategy = train_cfg.strategy
     if strategy not in ("eager", "vectorized"):
         raise ValueError(f"train_seeds needs a resolved strategy (eager or vectorized), not {strategy!r}")
-    data = Dataset(data.name, data.train_x.to(device), data.train_y.to(device), data.test_x.to(device), data.test_y.to(device), data.num_classes)
+    data = data.to(device)
     steps = math.ceil(len(data.train_y) / train_cfg.batch_size)
     bar = tqdm(total=len(seeds) * train_cfg.epochs * steps, desc=label, unit="step", disable=not progress, dynamic_ncols=True, mininterval=1.0)
 

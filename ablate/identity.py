@@ -36,8 +36,8 @@ def _unused(cfg: AblateConfig) -> set[str]:
     """Keys this config's other settings make irrelevant to its numbers."""
     m, d, t = cfg.model, cfg.data, cfg.train
     unused = {f"data.{key}" for key in IMAGE_KEYS if key not in DATASET_IMAGE_KEYS.get(d.name, ())}
-    if d.train_size is None and d.test_size is None:
-        unused.add("data.subset_seed")
+    if d.name != "synthetic" and d.train_size is None and d.test_size is None and d.validation_size is None:
+        unused.add("data.subset_seed")  # it only picks subsets (synthetic draws its images from it)
     if m.transfer == "scratch":
         unused.add("model.weights")
     if m.transfer != "finetune":

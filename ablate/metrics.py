@@ -27,6 +27,12 @@ METRICS = {metric.name: metric for metric in (
 )}
 
 
+def held_out_split(name: str) -> str:
+    """The held-out split a report of `name` shows beside it: "val" for val_* metrics, "test" otherwise, so a report
+    used to choose on validation puts no test number in front of the reader."""
+    return "val" if name.startswith("val_") else "test"
+
+
 def metric(name: str) -> Metric:
     """The declared metric called `name`; ValueError listing the known ones otherwise."""
     if name not in METRICS:

@@ -138,19 +138,19 @@ def bar_chart(summary: pd.DataFrame, runs: pd.DataFrame, study: str, metric: str
     _save(figure, path)
 
 
-def curves_chart(histories: pd.DataFrame, summary: pd.DataFrame, study: str, path: Path) -> None:
-    """Test accuracy (top) and train loss (bottom) per epoch, one column per factor with the baseline (grey, dashed)
-    in each: the mean over seeds as a line, ±1 std as a band."""
+def curves_chart(histories: pd.DataFrame, summary: pd.DataFrame, study: str, path: Path, split: str = "test") -> None:
+    """Test (or, with split="val", validation) accuracy (top) and train loss (bottom) per epoch, one column per factor
+    with the baseline (grey, dashed) in each: the mean over seeds as a line, ±1 std as a band."""
     colours = variant_colours(summary)
     present = set(histories["variant"])
     factors = [f for f in dict.fromkeys(summary["factor"]) if f and set(summary.loc[summary["factor"] == f, "variant"]) & present]
     columns = max(len(factors), 1)
     figure, grid = plt.subplots(2, columns, figsize=(max(3.3 * columns, 6.0), 6.4), sharey="row", sharex=True, squeeze=False)
-    data = histories.assign(test_acc_pct=histories["test_acc"] * 100)
+    data = histories.assign(acc_pct=histories[f"{split}_acc"] * 100)
     for column, factor in enumerate(factors or [""]):
         variants = [v for v in summary.loc[summary["factor"] == factor, "variant"] if v in present]
         shown = ([BASELINE] if BASELINE in present else []) + variants
-        for row, (y, label) in enumerate((("test_acc_pct", "test accuracy (%)"), ("train_loss", "train loss"))):
+        for row, (y, label) in enumerate((("acc_pct", f"{'validation' if split == 'val' else 'test'} accuracy (%)"), ("train_loss", "train loss"))):
             axes = grid[row, column]
             sns.lineplot(data=data[data["variant"].isin(shown)], x="epoch", y=y, hue="variant", hue_order=shown, palette=colours,
                          style="variant", dashes={v: (4, 2) if v == BASELINE else "" for v in shown}, markers=False,

@@ -15,7 +15,7 @@ import pandas as pd
 
 from ablate import identity, plots, results
 from ablate.config import CHOICES, AblateConfig, flatten_config
-from ablate.metrics import metric as declared_metric
+from ablate.metrics import held_out_split, metric as declared_metric
 from ablate.stats import adjust_holm, compare, describe, study_sensitivity
 from ablate.variants import BASELINE, format_value, keys_of
 
@@ -84,9 +84,9 @@ def _problems(group: pd.DataFrame, planned: set[int]) -> str:
 
 
 def _secondary(runs: pd.DataFrame, metric: str) -> dict[str, Optional[float]]:
-    """Mean and std of the losses shown beside the main metric."""
+    """Mean and std of the losses shown beside the main metric (the validation loss beside val_*, else the test loss)."""
     columns = {}
-    for name in ("test_loss", "train_loss"):
+    for name in (f"{held_out_split(metric)}_loss", "train_loss"):
         if name != metric and name in runs:
             described = describe(runs[name].astype(float).tolist())
             columns[f"{name}_mean"], columns[f"{name}_std"] = described.mean, described.std
@@ -235,7 +235,7 @@ def display_table(summary: pd.DataFrame, metric: str, compact: bool = False) -> 
         counts["trainable"] = [f"{int(p):,}" if not pd.isna(p) else "–" for p in summary["trainable_params"]]
     if compact:
         return table.drop(columns=[ci_name, "p Welch", "p paired (n)", "seeds needed"]).assign(**counts)
-    for m in ("test_loss", "train_loss"):
+    for m in (f"{held_out_split(metric)}_loss", "train_loss"):
         if f"{m}_mean" in summary:
             table[m] = [mean_std(a, b, 1.0, 4) for a, b in zip(summary[f"{m}_mean"], summary[f"{m}_std"])]
     table = table.assign(**counts)
@@ -286,7 +286,7 @@ def write_study_report(study_dir: Path, out_root: Path, metric: str = "test_acc"
     plots.bar_chart(summary, runs, study, metric, out / "accuracy.png")
     histories = results.load_histories(runs[runs["status"] == "ok"])
     if len(histories):
-        plots.curves_chart(histories, summary, study, out / "curves.png")
+        plots.curves_chart(histories, summary, study, out / "curves.png", held_out_split(metric))
     plots.cost_chart(summary, study, metric, out / "cost.png")
     return summary, line
 
