@@ -30,6 +30,8 @@ def test_paths_switches_and_ignored_settings_are_not_identity() -> None:
     assert identity.identity(replace(base, train=replace(base.train, optimizer="sgd", momentum=0.5)), CPU)["train.momentum"] == 0.5
     synthetic = replace(base, data=DataConfig(name="synthetic", image_size=16))
     assert identity.identity(synthetic, CPU)["data.image_size"] == 16
+    assert identity.identity(synthetic, CPU)["data.subset_seed"] == 0  # it draws synthetic's images
+    assert "data.subset_seed" not in identity.identity(base, CPU)  # MNIST whole: it picks no subset
     transfer = replace(base, model=replace(base.model, transfer="frozen", weights="pretrain"))
     assert identity.identity(transfer, CPU)["pretrain.epochs"] == 2  # the source task decides a transfer's numbers
 
