@@ -28,7 +28,8 @@ LOCK_FILE = ".lock"
 # Config keys (dotted) that name, place or schedule a run rather than decide its numbers: they stay out of a run's
 # config hash and may differ between the runs of one study. train.seeds_per_group only caps how many seeds train
 # together, which on CUDA free memory decides as well; a seed's numbers move by float summation order at most.
-NOT_SETTINGS = ("seeds", "variant", "study", "runs_dir", "train.seeds_per_group")
+# train.checkpoint_every only says how often a run still training is saved; a resumed run's numbers are the same.
+NOT_SETTINGS = ("seeds", "variant", "study", "runs_dir", "train.seeds_per_group", "train.checkpoint_every")
 
 
 def run_dir(runs_dir: str | Path, study: str, variant: str, seed: int) -> Path:
@@ -127,17 +128,22 @@ def write_run(
     """Write one run's files (model.pt only when there are weights); metrics.json goes last, so a crash before it
     leaves the run unfinished."""
     _write_atomically(path / CONFIG_FILE, config_yaml)
+    write_history(path, history)
+    if state_dict is not None:
+        weights = io.BytesIO()
+        torch.save(state_dict, weights)
+        _write_atomically(path / MODEL_FILE, weights.getvalue())
+    _write_atomically(path / METRICS_FILE, json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+
+
+def write_history(path: Path, history: list[dict[str, Any]]) -> None:
+    """A run's history.csv, one row per epoch so far (rewritten after every epoch, so a long run can be watched)."""
     table = io.StringIO()
     if history:
         writer = csv.DictWriter(table, fieldnames=list(history[0]))
         writer.writeheader()
         writer.writerows(history)
     _write_atomically(path / HISTORY_FILE, table.getvalue())
-    if state_dict is not None:
-        weights = io.BytesIO()
-        torch.save(state_dict, weights)
-        _write_atomically(path / MODEL_FILE, weights.getvalue())
-    _write_atomically(path / METRICS_FILE, json.dumps(metrics, indent=2, sort_keys=True) + "\n")
 
 
 def write_file(run_path: str | Path, name: str, data: str | bytes) -> Path:

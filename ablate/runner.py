@@ -18,7 +18,7 @@ from typing import Callable, Optional
 from omegaconf import OmegaConf
 from torch import Tensor
 
-from ablate import provenance, results, transfer, weights
+from ablate import checkpoint, provenance, results, transfer, weights
 from ablate.config import AblateConfig, DataConfig, ModelConfig, TrainConfig, validate
 from ablate.data import load_dataset
 from ablate.engine import SeedResult, numerics, resolve_device, resolve_precision, resolve_strategy, train_seeds
@@ -81,6 +81,8 @@ def stale_runs(cfg: AblateConfig, variant: str) -> list[str]:
         stored = results.read_config(folder)
         differences = [f"{key}: {stored.get(key)} -> {value}" for key, value in current.items() if stored.get(key) != value]
         stale.append(f"{folder} ({', '.join(differences) or 'precision or strategy differs'})")
+    stale += [f"{folder / checkpoint.CHECKPOINT_FILE} (an unfinished run's checkpoint)"  # written under other settings
+              for folder in seed_folders(cfg, variant).values() if checkpoint.stale(folder, expected)]
     return stale
 
 
@@ -171,9 +173,11 @@ def _train_and_store(cfg: AblateConfig, variant: str, seeds: list[int], folders:
         seed_cfg = replace(cfg, seeds=[result.seed], variant=variant)
         metrics = {**common, **result.metrics, "seed": result.seed, "status": result.status, "error": result.error,
                    "strategy": result.strategy, "strategy_note": result.note, "wall_seconds": round(result.wall_seconds, 3),
+                   "resumed": result.resumed,
                    "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         config_yaml = OmegaConf.to_yaml(OmegaConf.structured(seed_cfg))
         results.write_run(folders[result.seed], config_yaml, result.history, metrics, result.state_dict)
+        checkpoint.remove(folders[result.seed])  # after metrics.json: the run is finished, its checkpoint is spent
         locks[result.seed].release()
         if result.status != "ok":
             log.warning(f"{cfg.study}/{variant} seed {result.seed}: {result.status}: {result.error.splitlines()[0]}")
@@ -181,8 +185,11 @@ def _train_and_store(cfg: AblateConfig, variant: str, seeds: list[int], folders:
             log.warning(f"{cfg.study}/{variant} seed {result.seed}: {result.note}")
 
     weights_for = _weights_for(cfg, seeds)
-    return train_seeds(cfg.model, cfg.train, data, seeds, device, precision, label=f"{cfg.study}/{variant}", on_result=store,
-                       weights_for=weights_for)
+    saver = checkpoint.RunCheckpoints(folders, config_hash(cfg), f"{cfg.study}/{variant}", cfg.train.epochs, cfg.train.checkpoint_every)
+    with saver.stopping():  # a stop signal: checkpoints written, then the process ends by it (ablate/stopping.py)
+        outcomes = train_seeds(cfg.model, cfg.train, data, seeds, device, precision, label=f"{cfg.study}/{variant}", on_result=store,
+                               weights_for=weights_for, hooks=saver.hooks)
+    return outcomes
 
 
 def study_status(planned: list[tuple[str, AblateConfig]]) -> dict[str, list[str]]:
@@ -198,13 +205,16 @@ def study_status(planned: list[tuple[str, AblateConfig]]) -> dict[str, list[str]
 
 def describe_plan(planned: list[tuple[str, AblateConfig]]) -> str:
     """What a command would do: every planned run, finished or to train, without training anything."""
-    lines, to_train = [], 0
+    lines, to_train, going = [], 0, 0
     for variant, cfg in planned:
         for seed, folder in seed_folders(cfg, variant).items():
             finished = results.is_finished(folder)
+            found = None if finished else checkpoint.read(folder)
             to_train += not finished
-            lines.append(f"  {'finished ' if finished else 'to train '} {folder}")
-    return "\n".join([f"{len(lines)} run(s) planned, {len(lines) - to_train} finished, {to_train} to train:", *lines])
+            going += found is not None
+            where = f" (in progress: {found[1].epoch}/{cfg.train.epochs} epochs done, resumes at {found[1].position(cfg.train.epochs)})" if found else ""
+            lines.append(f"  {'finished ' if finished else 'to train '} {folder}{where}")
+    return "\n".join([f"{len(lines)} run(s) planned, {len(lines) - to_train} finished, {to_train} to train ({going} in progress):", *lines])
 
 
 def describe_status(outcome: dict[str, list[str]]) -> str:
