@@ -130,6 +130,15 @@ def remove(folder: Path) -> None:
     (folder / CHECKPOINT_FILE).unlink(missing_ok=True)
 
 
+def in_progress(study_dir: Path) -> dict[str, set[int]]:
+    """Each variant's seeds still training in a study: a checkpoint and no metrics.json."""
+    going: dict[str, set[int]] = {}
+    for path in study_dir.glob(f"*/seed=*/{CHECKPOINT_FILE}"):
+        if not results.is_finished(path.parent):
+            going.setdefault(path.parent.parent.name, set()).add(int(path.parent.name.removeprefix("seed=")))
+    return going
+
+
 def stale(folder: Path, settings: str) -> bool:
     """Whether an unfinished run holds a checkpoint written under other settings."""
     found = read(folder) if not results.is_finished(folder) else None

@@ -87,6 +87,7 @@ def check_study(overrides: Sequence[str]) -> list[tuple[Variant, AblateConfig]]:
         results.check_writable(checked[0][1].runs_dir)
     except OSError as error:
         raise ConfigError(f"runs_dir={checked[0][1].runs_dir!r}: cannot write there ({error.strerror or error})") from None
+    results.check_locking(checked[0][1].runs_dir)  # RunLock's flock must keep other processes out
     return checked
 
 

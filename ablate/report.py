@@ -13,7 +13,7 @@ from typing import Optional, Sequence
 
 import pandas as pd
 
-from ablate import plots, results
+from ablate import checkpoint, plots, results
 from ablate.config import FACTORS, HEADS, POOLS, TRANSFERS
 from ablate.stats import adjust_holm, compare, describe
 from ablate.variants import BASELINE
@@ -63,10 +63,13 @@ def check_poolable(runs: pd.DataFrame, study: str) -> None:
                 )
 
 
-def _problems(group: pd.DataFrame, planned: set[int]) -> str:
-    """Failed, diverged and missing seeds of one variant, in words."""
+def _problems(group: pd.DataFrame, planned: set[int], in_progress: set[int]) -> str:
+    """Failed, diverged, in-progress (a checkpoint, no metrics.json yet) and missing seeds of one variant, in words."""
     notes = [f"seed {s}: {status}" for s, status in zip(group["seed"], group["status"]) if status != "ok"]
-    missing = sorted(planned - set(group["seed"]))
+    going = sorted(in_progress - set(group["seed"]))
+    if going:
+        notes.append(f"in progress: seed{'s' if len(going) > 1 else ''} {', '.join(map(str, going))}")
+    missing = sorted(planned - set(group["seed"]) - in_progress)
     if missing:
         notes.append(f"missing seed{'s' if len(missing) > 1 else ''} {', '.join(map(str, missing))}")
     return "; ".join(notes)
@@ -89,8 +92,10 @@ def _first(group: pd.DataFrame, column: str) -> Optional[int]:
     return None if value is None or pd.isna(value) else int(value)
 
 
-def summarize(runs: pd.DataFrame, variants: Sequence[str], metric: str = "test_acc") -> pd.DataFrame:
-    """One row per variant, baseline first: n, mean, std, CI, difference to the baseline with Welch and paired tests."""
+def summarize(runs: pd.DataFrame, variants: Sequence[str], metric: str = "test_acc",
+              in_progress: Optional[dict[str, set[int]]] = None) -> pd.DataFrame:
+    """One row per variant, baseline first: n, mean, std, CI, difference to the baseline with Welch and paired tests;
+    `in_progress` (variant -> seeds still training) are named as such among the problems, not as missing."""
     if metric not in runs.columns or not pd.api.types.is_numeric_dtype(runs[metric]):
         numeric = sorted(c for c in runs.columns if pd.api.types.is_numeric_dtype(runs[c]) and not c.startswith("cfg."))
         raise ReportError(f"--metric {metric!r} is not recorded in metrics.json; choose one of: {', '.join(numeric)}")
@@ -114,7 +119,7 @@ def summarize(runs: pd.DataFrame, variants: Sequence[str], metric: str = "test_a
             "trainable_params": _first(group, "trainable_params") or _first(group, "params"),
             "receptive_field": _first(group, "receptive_field"),
             "train_seconds": mine["train_seconds"].mean() if len(mine) else None,
-            "problems": _problems(group, planned),
+            "problems": _problems(group, planned, (in_progress or {}).get(variant, set())),
             "notes": "; ".join(comparison.notes),
         })
     adjust_holm(comparisons[1:] if variants and variants[0] == BASELINE else comparisons, higher_is_better=not metric.endswith("loss"))
@@ -184,7 +189,7 @@ def write_study_report(study_dir: Path, out_root: Path, metric: str = "test_acc"
         raise ReportError(f"study {study!r} has no whole metrics.json; re-run its command to train the missing runs")
     check_poolable(runs, study)
     order = sorted(results.variant_names(study_dir), key=lambda v: _order_key(v, *_factor_of(runs, v)))
-    summary = summarize(runs, order, metric)
+    summary = summarize(runs, order, metric, checkpoint.in_progress(study_dir))
     out = out_root / study
     out.mkdir(parents=True, exist_ok=True)
     table = display_table(summary, metric)

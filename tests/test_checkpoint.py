@@ -140,3 +140,30 @@ def test_checkpoint_of_other_settings_is_refused_before_training(workdir: Path) 
     with pytest.raises(ConfigError, match="checkpoint.pt"):
         check_study(overrides)
     assert (folder / checkpoint.CHECKPOINT_FILE).is_file()  # refused, never deleted
+
+
+def test_runs_dir_where_flock_keeps_a_second_process_out_is_accepted(workdir: Path) -> None:
+    results.check_locking(workdir)  # tmpfs or a local disk: flock works
+
+
+def test_runs_dir_where_flock_fails_is_refused_before_training(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_flock(handle: object, operation: int) -> None:  # what a Lustre mount without -o flock answers
+        raise OSError(38, "Function not implemented")
+
+    monkeypatch.setattr(results.fcntl, "flock", no_flock)
+    with pytest.raises(ConfigError, match=r"runs_dir=.*file locks do not work there \(flock failed: Function not implemented\)"):
+        check_study([*TINY, f"runs_dir={workdir / 'runs'}"])
+    assert not (workdir / "runs" / "default").exists()  # nothing trained
+
+
+def test_report_of_a_study_still_training_counts_its_run_as_in_progress(workdir: Path) -> None:
+    assert run_ablate("run", *TINY, "seeds=[0,1]", "study=tiny", cwd=workdir).returncode == 0
+    training = workdir / "runs/tiny/baseline/seed=1"
+    (training / results.METRICS_FILE).unlink()  # seed 1 as it is while it trains: a checkpoint, no metrics.json
+    state = checkpoint.SeedState(seed=1, group=[1], strategy="eager", epoch=0, step=2, order=checkpoint.rng_state()["cpu"],
+                                 trainer={}, rng=checkpoint.rng_state())
+    checkpoint.write({1: training}, [state], settings="any")
+    report = run_ablate("report", "runs/tiny", cwd=workdir)
+    assert report.returncode == 0, report.stderr
+    summary = (workdir / "reports/tiny/summary.md").read_text()
+    assert "in progress: seed 1" in summary and "missing seed" not in summary
