@@ -167,3 +167,20 @@ def test_report_of_a_study_still_training_counts_its_run_as_in_progress(workdir:
     assert report.returncode == 0, report.stderr
     summary = (workdir / "reports/tiny/summary.md").read_text()
     assert "in progress: seed 1" in summary and "missing seed" not in summary
+
+
+def test_a_group_checkpoint_missing_a_seed_is_ignored_so_the_group_starts_over_together(
+        workdir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    folders = {seed: workdir / f"seed={seed}" for seed in (0, 1)}
+    state = checkpoint.SeedState(seed=0, group=[0, 1], strategy="vectorized", epoch=1, step=0,
+                                 order=checkpoint.rng_state()["cpu"], trainer={}, rng=checkpoint.rng_state())
+    checkpoint.write(folders, [state], settings="mine")  # seed 1's file never written (killed in between)
+    saver = checkpoint.RunCheckpoints(folders, "mine", "tiny/baseline", epochs=3, every=1)
+    with caplog.at_level("WARNING", logger="ablate"):
+        assert saver.resume(0) is None and saver.resume(1) is None
+    assert "seed 0's checkpoint is ignored" in caplog.text
+
+
+def test_negative_checkpoint_every_is_refused(workdir: Path) -> None:
+    with pytest.raises(ConfigError, match=r"train.checkpoint_every=-1 is not allowed; it must be 0 \(no checkpoints\)"):
+        check_study([*TINY, "train.checkpoint_every=-1", f"runs_dir={workdir / 'runs'}"])
