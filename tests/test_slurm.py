@@ -39,10 +39,11 @@ def numbers(root: Path) -> dict[str, tuple]:
 
 
 def trainer_of(run: Path) -> tuple[Path, str]:
-    """The process training a run (the one holding its lock; /proc/PID) and its SLURM job."""
+    """The process training a run (the one holding its lock; /proc/PID) and its SLURM job: `ARRAY_TASK`, as the
+    launcher submits the variants as one job array (the array's bare id would name all of them)."""
     process = Path("/proc", (run / results.LOCK_FILE).read_text().strip())
     variables = dict(item.split("=", 1) for item in (process / "environ").read_text().split("\0") if "=" in item)
-    return process, variables["SLURM_JOB_ID"]
+    return process, f"{variables['SLURM_ARRAY_JOB_ID']}_{variables['SLURM_ARRAY_TASK_ID']}"
 
 
 def restarts(job: str, env: dict[str, str]) -> str:
@@ -75,6 +76,8 @@ def test_requeued_job_resumes_its_seeds_and_the_study_matches_an_undisturbed_one
 
     assert study.returncode == 0, output
     assert restarts(job, env) == "Restarts=1"  # the requeue it survived
+    other = job.rsplit("_", 1)[0] + ("_0" if job.endswith("_1") else "_1")
+    assert restarts(other, env) == "Restarts=0"  # the other variant's job ran undisturbed
     assert numbers(requeued) == {k.replace("undisturbed", "requeued"): v for k, v in numbers(undisturbed).items()}
     assert stopped[0] is not None, "the requeued job wrote no checkpoint"
     for seed, found in stopped.items():  # every seed that had started went on from where it stopped, not from scratch
