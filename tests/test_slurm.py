@@ -52,12 +52,23 @@ def restarts(job: str, env: dict[str, str]) -> str:
     return re.search(r"Restarts=\d+", shown).group(0)
 
 
-def test_requeued_job_resumes_its_seeds_and_the_study_matches_an_undisturbed_one(tmp_path: Path, slurm: dict[str, str]) -> None:
-    env = {**os.environ, **slurm, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    undisturbed = tmp_path / "undisturbed"
-    undisturbed.mkdir()
-    assert run_ablate("run", *STUDY, cwd=undisturbed).returncode == 0
+@pytest.fixture(scope="module")
+def undisturbed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple]:
+    """The study's numbers trained without a launcher and without interruption."""
+    root = tmp_path_factory.mktemp("undisturbed")
+    assert run_ablate("run", *STUDY, cwd=root).returncode == 0
+    return {path.replace("undisturbed", "requeued"): found for path, found in numbers(root).items()}
 
+
+# scontrol requeue: SLURM's SIGTERM, ablate checkpoints and ends, SLURM restarts the job. SIGUSR2: what submitit has
+# SLURM send before a time limit (hydra.launcher.signal_delay_s); ablate checkpoints, then submitit requeues the job.
+REQUEUES = {"SIGTERM": lambda job: ["scontrol", "requeue", job], "SIGUSR2": lambda job: ["scancel", "--signal=USR2", job]}
+
+
+@pytest.mark.parametrize("requeue", REQUEUES)
+def test_requeued_job_resumes_its_seeds_and_the_study_matches_an_undisturbed_one(
+        tmp_path: Path, slurm: dict[str, str], undisturbed: dict[str, tuple], requeue: str) -> None:
+    env = {**os.environ, **slurm, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     requeued = tmp_path / "requeued"
     requeued.mkdir()
     study = subprocess.Popen([sys.executable, "-m", "ablate", "run", *STUDY, *ON_SLURM], cwd=requeued, env=env,
@@ -67,8 +78,8 @@ def test_requeued_job_resumes_its_seeds_and_the_study_matches_an_undisturbed_one
     while not (run / checkpoint.CHECKPOINT_FILE).is_file() and time.time() < deadline and study.poll() is None:
         time.sleep(0.05)
     process, job = trainer_of(run)  # epoch 1 of seed 0 is done: its job is mid-run
-    subprocess.run(["scontrol", "requeue", job], env=env, check=True)
-    while process.exists() and time.time() < deadline:  # SIGTERM: it checkpoints and ends
+    subprocess.run(REQUEUES[requeue](job), env=env, check=True)
+    while process.exists() and time.time() < deadline:  # it checkpoints and ends
         time.sleep(0.05)
     stopped = {seed: checkpoint.read(folder) for seed in (0, 1)
                if (folder := run.parent / f"seed={seed}").is_dir() and not results.is_finished(folder)}
@@ -78,8 +89,10 @@ def test_requeued_job_resumes_its_seeds_and_the_study_matches_an_undisturbed_one
     assert restarts(job, env) == "Restarts=1"  # the requeue it survived
     other = job.rsplit("_", 1)[0] + ("_0" if job.endswith("_1") else "_1")
     assert restarts(other, env) == "Restarts=0"  # the other variant's job ran undisturbed
-    assert numbers(requeued) == {k.replace("undisturbed", "requeued"): v for k, v in numbers(undisturbed).items()}
+    assert numbers(requeued) == undisturbed
     assert stopped[0] is not None, "the requeued job wrote no checkpoint"
+    log = next(requeued.glob(f"runs/.hydra/*/.submitit/{job}/{job}_0_log.out")).read_text()
+    assert f"stopped by {requeue}; checkpoint written" in log and "resuming seed 0 of variant head/model.head=gap" in log
     for seed, found in stopped.items():  # every seed that had started went on from where it stopped, not from scratch
         if found is not None:
             resumed = results.read_metrics(run.parent / f"seed={seed}")["resumed"]
