@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterator, Optional
 import torch
 
 from ablate import results
+from ablate.config import ConfigError
 from ablate.stopping import StopSignals
 
 log = logging.getLogger("ablate")
@@ -139,10 +140,22 @@ def in_progress(study_dir: Path) -> dict[str, set[int]]:
     return going
 
 
-def stale(folder: Path, settings: str) -> bool:
-    """Whether an unfinished run holds a checkpoint written under other settings."""
-    found = read(folder) if not results.is_finished(folder) else None
-    return found is not None and found[0] != settings
+def progress(folder: Path, epochs: int) -> str:
+    """How far a run in training got, for listings (` (in progress: 1/3 epochs done, resumes at epoch 2/3)`), or ''."""
+    found = read(folder)
+    if found is None:
+        return ""
+    return f" (in progress: {found[1].epoch}/{epochs} epochs done, resumes at {found[1].position(epochs)})"
+
+
+def refuse_stale(folders: list[Path], settings: str) -> None:
+    """Raise ConfigError when an unfinished run holds a checkpoint written under other settings (identity hash)."""
+    for folder in folders:
+        found = read(folder) if not results.is_finished(folder) else None
+        if found is not None and found[0] != settings:
+            raise ConfigError(
+                f"{folder / CHECKPOINT_FILE} was written by a run with other settings; it will not be continued under "
+                "these: choose a new study name (study=NAME) or move that run folder away")
 
 
 class RunCheckpoints:

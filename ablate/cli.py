@@ -19,6 +19,10 @@ commands:
   viz RUN_DIR [--image N]
                       PNGs in a trained run's folder: first-layer filters, activation maps, saliency
 
+ablate run -m model.depth=2,3 train.lr=0.01,0.1 study=NAME
+                      one factor at a time over the listed keys, around the config's own values
+ablate run --dry-run  lists the planned runs (finished, failed, to train) and trains nothing;
+ablate run --retry-failed  trains failed and diverged runs again (they are kept as results otherwise);
 ablate run --cfg job  prints the composed config without training; --debug shows tracebacks.
 """
 
@@ -53,77 +57,94 @@ def _config_failure(error: Exception) -> int:
     return _fail(preflight.one_line(error))
 
 
-def _hydra_main(run_variant: Callable[[Any, str], object]) -> Callable[[], object]:
-    """The Hydra application: one call per variant, with the variant's folder name."""
+def _hydra_main(run_variant: Callable[[Any], object]) -> Callable[[], object]:
+    """The Hydra application: one call per variant, with the variant's plan."""
     import hydra
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import DictConfig, OmegaConf
 
-    from ablate import preflight
-    from ablate.variants import variant_from_overrides
+    from ablate import plan
 
-    preflight.setup_hydra()
+    plan.setup_hydra()
 
-    @hydra.main(config_path="pkg://" + preflight.CONFIG_MODULE, config_name=preflight.CONFIG_NAME, version_base="1.3")
+    @hydra.main(config_path="pkg://" + plan.CONFIG_MODULE, config_name=plan.CONFIG_NAME, version_base="1.3")
     def train(cfg: DictConfig) -> object:
         # A launcher may start the job in another folder (a Ray worker starts where `ray start` ran): go where
         # `ablate run` was typed, so relative paths (runs_dir, data.root) mean the same in every job.
         os.chdir(HydraConfig.get().runtime.cwd)
-        config = OmegaConf.to_object(cfg)
-        return run_variant(config, config.variant or variant_from_overrides(HydraConfig.get().overrides.task))
+        return run_variant(plan.job_plan(OmegaConf.to_object(cfg), HydraConfig.get().overrides.task))
 
     return train
 
 
+def _hydra_arguments(arguments: list[str], overrides: list[str], retry_failed: bool) -> list[str]:
+    """The command line Hydra gets: --multirun where the overrides list a factor's values (key=a,b), and the
+    --retry-failed flag as the config key every job reads."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    sweeps = any(o.is_sweep_override() for o in OverridesParser.create().parse_overrides(overrides))
+    flags = [a for a in arguments if a not in overrides]  # Hydra's parser takes flags before the overrides only
+    multirun = ["--multirun"] if sweeps and not {"-m", "--multirun"} & set(flags) else []
+    return [*multirun, *flags, *overrides, *(["retry_failed=true"] if retry_failed else [])]
+
+
 def run(arguments: Sequence[str]) -> int:
-    """Check every variant first, then hand the command line to Hydra, which calls `run_variant` per variant.
+    """Plan the study and check it against what is stored, then hand the command line to Hydra, which calls
+    `run_variant` per variant.
 
     Exit status: 0 when every planned run is finished and ok, 1 when any failed, diverged or is missing,
     2 for a config error (nothing trained), 130 after Ctrl-C (finished runs kept).
     """
-    from ablate import preflight, runner
+    from ablate import plan, preflight, runner
 
-    dry_run = "--dry-run" in arguments
-    arguments = [a for a in arguments if a != "--dry-run"]
+    flags = {"--dry-run", "--retry-failed"}
+    dry_run, retry_failed = "--dry-run" in arguments, "--retry-failed" in arguments
+    arguments = [a for a in arguments if a not in flags]
     overrides = _overrides(arguments)
     if any(a in HYDRA_INFO_FLAGS for a in arguments):
         sys.argv = ["ablate run", *arguments]
         _hydra_main(runner.run_variant)()  # Hydra prints help or the composed config and trains nothing
         return 0
     try:
-        planned = [(variant.name, config) for variant, config in preflight.check_study(overrides)]
+        planned = plan.build([*overrides, *(["retry_failed=true"] if retry_failed else [])])
+        preflight.check(planned)
     except Exception as error:  # noqa: BLE001 - every config mistake becomes one line, no traceback
         return _config_failure(error)
     if dry_run:
-        print(runner.describe_plan(planned))
+        print(plan.describe(planned, runner.statuses(planned)))
         return 0
 
     train = _hydra_main(runner.run_variant)
-    sys.argv = ["ablate run", *arguments]
+    sys.argv = ["ablate run", *_hydra_arguments(arguments, overrides, retry_failed)]
+    where = f"{planned.study.config.runs_dir}/{planned.study.study}/"
     try:
         train()
     except KeyboardInterrupt:
         outcome = runner.study_status(planned)
-        print(f"\nInterrupted. {len(outcome.get('ok', []))} finished run(s) are kept under {planned[0][1].runs_dir}/{planned[0][1].study}/; "
+        print(f"\nInterrupted. {len(outcome.get('ok', []))} finished run(s) are kept under {where}; "
               "run the same command again to train only the missing ones.", file=sys.stderr)
         return 130
     outcome = runner.study_status(planned)
-    print(f"\nStudy {planned[0][1].study}: {runner.describe_status(outcome)}")
+    print(f"\nStudy {planned.study.study}: {runner.describe_status(outcome)}")
     return 0 if set(outcome) <= {"ok"} else 1
 
 
 def report(arguments: Sequence[str]) -> int:
     """Summaries, tables and charts of finished studies."""
     from ablate.report import FORMATS, ReportError, write_reports
+    from ablate.stats import CI_METHODS
 
     parser = argparse.ArgumentParser(prog="ablate report", description="Tables and charts of ablation studies.")
     parser.add_argument("paths", nargs="*", default=["runs"], help="a runs folder (every study in it) or study folders; default: runs")
     parser.add_argument("--out", default="reports", help="where reports/<study>/ go (default: reports)")
     parser.add_argument("--metric", default="test_acc", help="metric of metrics.json to compare (default: test_acc; e.g. test_loss, train_seconds)")
     parser.add_argument("--format", dest="formats", action="append", choices=FORMATS, help="table formats to write (repeatable; default: md, csv and tex)")
+    parser.add_argument("--equivalence-margin", type=float, metavar="M",
+                        help="test equivalence within ±M (in the metric's display unit: percentage points for accuracies)")
+    parser.add_argument("--ci", choices=CI_METHODS, default="t", help="confidence intervals: t (Student/Welch, default) or bootstrap (BCa over seeds)")
     options = parser.parse_args(arguments)
     try:
-        write_reports(options.paths, options.out, options.metric, options.formats or FORMATS)
+        write_reports(options.paths, options.out, options.metric, options.formats or FORMATS, options.equivalence_margin, options.ci)
     except (FileNotFoundError, ReportError) as error:
         return _fail(str(error))
     return 0

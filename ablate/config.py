@@ -1,7 +1,8 @@
 """Typed schema of every key a user can type, and the checks that refuse bad values before training.
 
 The dataclasses are registered with Hydra's ConfigStore, so composition already rejects unknown keys and
-wrong types; `validate` adds the range and choice checks that types cannot express.
+wrong types; `validate` adds the range and choice checks that types cannot express. What depends on the machine
+(a GPU for device=cuda or fp16, what `auto` means) is ablate/resolve.py's.
 """
 
 from __future__ import annotations
@@ -10,13 +11,13 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-import torch
 from hydra.core.config_store import ConfigStore
-from omegaconf import OmegaConf
 
 POOLS = ("max", "avg", "strided")
 HEADS = ("flatten", "gap")
-OPTIMIZERS = ("adam", "sgd")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+ACTIVATIONS = ("relu", "gelu", "silu")
+AUGMENTS = ("none", "shift")
 DATASETS = ("mnist", "fashion_mnist", "kmnist", "cifar10", "folder", "synthetic")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -24,10 +25,15 @@ STRATEGIES = ("auto", "eager", "vectorized")
 ARCHS = ("cnn", "resnet18")
 TRANSFERS = ("scratch", "frozen", "partial", "finetune")
 
-# The model keys a sweep varies, in the order reports list them.
-FACTORS = ("depth", "width", "kernel_size", "dilation", "pool", "batchnorm", "head", "transfer")
 # The model keys that shape ablate's own CNN; model.arch=resnet18 is torchvision's network and ignores them.
-CNN_KEYS = ("depth", "width", "kernel_size", "dilation", "pool", "batchnorm", "head", "hidden", "min_map_size", "max_width")
+CNN_KEYS = ("depth", "width", "kernel_size", "dilation", "pool", "batchnorm", "head", "hidden", "min_map_size", "max_width",
+            "dropout", "activation")
+
+
+# The keys that take one of a few words, with the words in the order reports list their values.
+CHOICES = {"model.pool": POOLS, "model.head": HEADS, "model.activation": ACTIVATIONS, "model.arch": ARCHS,
+           "model.transfer": TRANSFERS, "train.optimizer": OPTIMIZERS, "train.augment": AUGMENTS, "train.strategy": STRATEGIES, "data.name": DATASETS, "device": DEVICES,
+           "precision": PRECISIONS}
 
 
 class ConfigError(ValueError):
@@ -48,6 +54,8 @@ class ModelConfig:
     hidden: int = 128
     min_map_size: int = 4
     max_width: int = 256
+    dropout: float = 0.0  # dropout before the classifier's last Linear (0: no dropout layer at all)
+    activation: str = "relu"  # of every conv block and of the flatten head's hidden layer
     arch: str = "cnn"
     transfer: str = "scratch"
     weights: Optional[str] = None
@@ -79,6 +87,8 @@ class TrainConfig:
     optimizer: str = "adam"
     momentum: float = 0.9
     weight_decay: float = 0.0
+    augment: str = "none"  # shift: each training image moved by up to augment_pixels, on the device, per seed
+    augment_pixels: int = 2
     # How the engine executes the same training: eager (one seed at a time), vectorized (a variant's seeds as one
     # stacked model), or auto (what measured faster on the device). Recorded in every run; a study uses one.
     strategy: str = "auto"
@@ -111,22 +121,12 @@ class AblateConfig:
     runs_dir: str = "runs"
     study: str = "default"
     variant: Optional[str] = None
-
-
-def gpus_per_job(device: str) -> int:
-    """GPUs one job (a variant) needs: 1 when `device` trains on CUDA (cuda, or auto with a GPU visible here), else 0.
-
-    A launcher preset asks its scheduler for this many (the Ray preset's num_gpus), so a job holds a GPU of its
-    own only when it will use one, and a CPU study does not wait for GPUs it never touches.
-    """
-    return int(_uses_cuda(device))
+    retry_failed: bool = False  # set by `ablate run --retry-failed`: train failed and diverged runs again
 
 
 def register_schema() -> None:
-    """Make the schema available to conf/config.yaml's defaults list as `base_config`, and the resolver
-    `${ablate.gpus_per_job:${device}}` (see `gpus_per_job`) to the launcher presets under conf/hydra/launcher/."""
+    """Make the schema available to conf/config.yaml's defaults list as `base_config`."""
     ConfigStore.instance().store(name="base_config", node=AblateConfig)
-    OmegaConf.register_new_resolver("ablate.gpus_per_job", gpus_per_job, replace=True)
 
 
 def _choice(key: str, value: Any, allowed: tuple[str, ...]) -> None:
@@ -155,6 +155,9 @@ def validate(cfg: AblateConfig) -> None:
     _at_least("model.hidden", m.hidden, 1)
     _at_least("model.min_map_size", m.min_map_size, 1)
     _at_least("model.max_width", m.max_width, m.width, what=f"an integer no smaller than model.width")
+    if not 0 <= m.dropout < 1:
+        raise ConfigError(f"model.dropout={m.dropout!r} is not allowed; it must be a probability in [0, 1), e.g. 0.25")
+    _choice("model.activation", m.activation, ACTIVATIONS)
     _validate_transfer(cfg)
 
     _choice("data.name", d.name, DATASETS)
@@ -172,6 +175,8 @@ def validate(cfg: AblateConfig) -> None:
         raise ConfigError(f"train.lr={t.lr!r} is not allowed; it must be a number > 0")
     _choice("train.optimizer", t.optimizer, OPTIMIZERS)
     _choice("train.strategy", t.strategy, STRATEGIES)
+    _choice("train.augment", t.augment, AUGMENTS)
+    _at_least("train.augment_pixels", t.augment_pixels, 1)
     _at_least("train.checkpoint_every", t.checkpoint_every, 0, what="0 (no checkpoints) or a number of epochs")
     if t.seeds_per_group is not None:
         _at_least("train.seeds_per_group", t.seeds_per_group, 1, what="null (as many as fit) or an integer")
@@ -182,16 +187,7 @@ def validate(cfg: AblateConfig) -> None:
         raise ConfigError(f"seeds={list(cfg.seeds)} is not allowed; each seed may appear only once")
 
     _choice("device", cfg.device, DEVICES)
-    if cfg.device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device=cuda is not allowed here: no CUDA GPU is visible; use device=cpu or device=auto")
     _choice("precision", cfg.precision, PRECISIONS)
-    if cfg.precision == "fp16" and not _uses_cuda(cfg.device):
-        raise ConfigError("precision=fp16 needs a CUDA GPU; on the CPU use precision=fp32 or precision=bf16")
-    if cfg.precision == "fp16" and t.strategy == "vectorized":
-        raise ConfigError(
-            "train.strategy=vectorized is not allowed with precision=fp16: one loss scale would be shared by all seeds; "
-            "use precision=bf16 or train.strategy=eager"
-        )
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.=+-]*", cfg.study):
         raise ConfigError(
             f"study={cfg.study!r} is not allowed; use letters, digits and . _ = + - (it names a folder under runs_dir)"
@@ -217,11 +213,6 @@ def _validate_transfer(cfg: AblateConfig) -> None:
                 f"model.{changed[0]}={getattr(m, changed[0])!r} shapes ablate's own CNN only; with model.arch={m.arch} leave it "
                 f"at its default ({getattr(ModelConfig(), changed[0])!r}) or use model.arch=cnn"
             )
-    if cfg.train.strategy == "vectorized" and (m.arch != "cnn" or m.transfer != "scratch"):
-        raise ConfigError(
-            f"train.strategy=vectorized trains ablate's own CNN from scratch only, not model.arch={m.arch} "
-            f"model.transfer={m.transfer}; use train.strategy=eager or auto"
-        )
     if m.transfer != "scratch" and not m.weights:
         raise ConfigError(
             f"model.transfer={m.transfer} needs model.weights: pretrain (train the source task first), a torchvision "
@@ -237,7 +228,3 @@ def _validate_transfer(cfg: AblateConfig) -> None:
             f"train.finetune_lr_decay={cfg.train.finetune_lr_decay!r} is not allowed; it must be in (0, 1]: each stage below "
             "the head trains at train.lr times this, once more per stage"
         )
-
-
-def _uses_cuda(device: str) -> bool:
-    return device == "cuda" or (device == "auto" and torch.cuda.is_available())

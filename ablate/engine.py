@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from ablate import transfer
+from ablate import augment, transfer
 from ablate.checkpoint import Hooks, SeedState, Stopped, rng_state, set_rng_state
 from ablate.config import ModelConfig, TrainConfig
 from ablate.data import Dataset
@@ -30,10 +30,6 @@ from ablate.model import build_model, model_parts, parameter_count, plan_layers
 
 EVAL_BATCH = 256  # test images per forward; on the CPU 256 ran 2.5x faster than 1000 (cache-sized maps)
 PRECISION_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-# What `train.strategy=auto` resolves to per device type: what measured faster there. On the 2-core CPU, vectorized
-# ran 1.3 to 1.7x slower per seed-step than eager (3 or 5 seeds; under vmap there is no channels_last); on an H100
-# (shared/gpu/README.md) vmap without a CUDA graph was slower than eager, and ablate has no CUDA graph path yet.
-AUTO_STRATEGY = {"cpu": "eager", "cuda": "eager"}
 # Share of the free GPU memory a group of seeds may plan to use; the rest is headroom for the allocator and cuDNN.
 MEMORY_SHARE = 0.7
 
@@ -62,36 +58,17 @@ class SeedResult:
     resumed: list[dict[str, int]] = field(default_factory=list)
 
 
-def resolve_device(name: str) -> torch.device:
-    """`auto` is CUDA when a GPU is visible, else the CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def resolve_precision(name: str, device: torch.device) -> str:
-    """`auto` is bf16 autocast on CUDA and plain fp32 on the CPU (where autocast is slower, not faster)."""
-    if name == "auto":
-        return "bf16" if device.type == "cuda" else "fp32"
-    return name
-
-
-def resolve_strategy(name: str, device: torch.device, precision: str) -> str:
-    """`auto` is the strategy measured faster on this kind of device; fp16 always trains eagerly (per-seed loss scaling)."""
-    if name == "auto":
-        return "eager" if precision == "fp16" else AUTO_STRATEGY.get(device.type, "eager")
-    return name
-
-
 def make_optimizer(params: Iterable[torch.Tensor] | Iterable[dict[str, Any]], cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
-    """Adam or SGD (with momentum) over parameters or parameter groups (each with its own lr), as the train config
-    says; torch's fused kernels on the CPU (measured faster there).
+    """Adam, AdamW or SGD (with momentum) over parameters or parameter groups (each with its own lr), as the train
+    config says; torch's fused kernels on the CPU (measured faster there).
 
-    Both are elementwise, so on stacked parameters (one slice per seed) they equal one optimizer per seed.
+    All three are elementwise, so on stacked parameters (one slice per seed) they equal one optimizer per seed.
     """
     fused = True if device.type == "cpu" else None  # None: torch's own default on CUDA (not measured here)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, fused=fused)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
     return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
 
 
@@ -236,7 +213,7 @@ class VectorizedTrainer:
         self.seeds = len(models)
         self.base = copy.deepcopy(models[0]).to("meta")
         self.optimizer = make_optimizer(self.params.values(), train_cfg, device)
-        self._per_seed = torch.vmap(self._forward, in_dims=(0, 0, 0))
+        self._per_seed = torch.vmap(self._forward, in_dims=(0, 0, 0), randomness="different")  # own dropout mask per seed
 
     def _forward(self, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         return torch.func.functional_call(self.base, (params, buffers), (x,))
@@ -314,6 +291,16 @@ def _final_metrics(history: list[dict[str, float]]) -> dict[str, float]:
             "train_acc": last["train_acc"], "train_seconds": sum(row["seconds"] for row in history)}
 
 
+def _augmentation(orders: list[torch.Generator], n: int, train_cfg: TrainConfig, device: torch.device) -> Callable[[torch.Tensor, int], torch.Tensor]:
+    """One epoch's augmentation of the training batch (K, B, C, H, W) that starts at position `start` of each seed's
+    order: under train.augment=shift, moves drawn for the whole epoch from each seed's own generator (after its batch
+    order; one transfer to the device per epoch); unchanged images otherwise."""
+    if train_cfg.augment == "none":
+        return lambda x, start: x
+    shifts = augment.draw_shifts(orders, n, train_cfg.augment_pixels).to(device)
+    return lambda x, start: augment.shift_images(x, shifts[:, start : start + x.shape[1]])
+
+
 def train_group(trainer: Trainer, seeds: list[int], train_cfg: TrainConfig, data: Dataset, device: torch.device,
                 on_step: StepHook = lambda epoch, losses: None, hooks: Hooks = Hooks(),
                 resume: Optional[list[SeedState]] = None) -> list[SeedResult]:
@@ -361,6 +348,7 @@ def train_group(trainer: Trainer, seeds: list[int], train_cfg: TrainConfig, data
         started = time.perf_counter() - seconds_before
         at_start = [order.get_state() for order in orders]
         permutations = torch.stack([torch.randperm(n, generator=order) for order in orders]).to(device)
+        augmented = _augmentation(orders, n, train_cfg, device)
         for step, start in enumerate(range(first_step * batch, n, batch), start=first_step):
             if hooks.stop():
                 partial = [{"loss_sum": l, "correct": c, "seconds": time.perf_counter() - started}
@@ -368,7 +356,7 @@ def train_group(trainer: Trainer, seeds: list[int], train_cfg: TrainConfig, data
                 raise Stopped(snapshot(epoch - 1, step, at_start, partial if step else None))
             index = permutations[:, start : start + batch]
             y = train_y[index]
-            losses, logits = trainer.step(train_x[index], y)
+            losses, logits = trainer.step(augmented(train_x[index], start), y)
             loss_sum += losses * y.shape[1]
             correct += (logits.argmax(-1) == y).sum(1)
             on_step(epoch, losses)
@@ -456,16 +444,14 @@ def seed_groups(model_cfg: ModelConfig, train_cfg: TrainConfig, data: Dataset, s
     return plan_groups(seeds, seed_bytes(model_cfg, data, train_cfg), available, train_cfg.seeds_per_group)
 
 
-def numerics(device: torch.device) -> dict[str, bool]:
-    """Settings that change a device's float results beyond the strategy: TF32 use on CUDA (none on the CPU)."""
-    if device.type != "cuda":
-        return {}
-    return {"cudnn_tf32": torch.backends.cudnn.allow_tf32, "matmul_tf32": torch.backends.cuda.matmul.allow_tf32}
-
-
-def _failed(seed: int, error: Exception, seconds: float) -> SeedResult:
+def _failed(seed: int, error: Exception, seconds: float, strategy: str) -> SeedResult:
     return SeedResult(seed=seed, status="failed", error=f"{type(error).__name__}: {error}\n{traceback.format_exc(limit=-3)}",
-                      wall_seconds=seconds)
+                      strategy=strategy, wall_seconds=seconds)
+
+
+def _out_of_memory(error: Exception) -> bool:
+    """Whether an error is the device running out of memory (a smaller group may fit)."""
+    return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error)
 
 
 def train_seeds(
@@ -481,19 +467,22 @@ def train_seeds(
     weights_for: Callable[[int], Optional[dict[str, torch.Tensor]]] = lambda seed: None,
     hooks: Hooks = Hooks(),
 ) -> list[SeedResult]:
-    """Train every seed with the configured strategy, each starting from `weights_for(seed)` under model.transfer, or
-    going on from its checkpoint (`hooks.resume`); `on_result` gets each result as soon as its seed (or group) ends.
-    Seeds resumed at different points train in different groups.
+    """Train every seed with `train_cfg.strategy` (eager or vectorized, already resolved: see ablate/resolve.py), each
+    starting from `weights_for(seed)` under model.transfer, or going on from its checkpoint (`hooks.resume`);
+    `on_result` gets each result as soon as its seed (or group) ends. A resumed vectorized group trains as it did.
 
-    An exception in one seed (a shape error, CUDA out of memory) becomes a `failed` result; the others go on.
-    If a vectorised group fails, its seeds are trained again one at a time, and their results say so.
+    An exception in one seed (a shape error, CUDA out of memory) becomes a `failed` result; the others go on. A
+    vectorized group that runs out of memory is retried in two smaller vectorized groups, so a study never mixes
+    strategies; any other error fails the group's seeds.
     """
-    strategy = resolve_strategy(train_cfg.strategy, device, precision)
+    strategy = train_cfg.strategy
+    if strategy not in ("eager", "vectorized"):
+        raise ValueError(f"train_seeds needs a resolved strategy (eager or vectorized), not {strategy!r}")
     data = Dataset(data.name, data.train_x.to(device), data.train_y.to(device), data.test_x.to(device), data.test_y.to(device), data.num_classes)
     steps = math.ceil(len(data.train_y) / train_cfg.batch_size)
     bar = tqdm(total=len(seeds) * train_cfg.epochs * steps, desc=label, unit="step", disable=not progress, dynamic_ncols=True, mininterval=1.0)
     found = {seed: hooks.resume(seed) for seed in seeds}
-    states = {seed: state for seed, state in found.items() if state is not None and state.strategy == strategy}
+    states = {seed: state for seed, state in found.items() if state is not None}
     bar.update(sum(state.epoch * steps + state.step for state in states.values()))
 
     def hook(group: list[int]) -> StepHook:
@@ -502,18 +491,24 @@ def train_seeds(
                 bar.set_postfix_str(f"seeds {group}, epoch {epoch}/{train_cfg.epochs}, loss {losses.mean().item():.4f}", refresh=False)
         return show
 
-    def one_at_a_time(group: list[int], note: Optional[str]) -> list[SeedResult]:
-        outcomes = []
-        for seed in group:
-            started = time.perf_counter()
-            try:
-                outcome = train_seed(model_cfg, train_cfg, data, seed, device, precision, hook([seed]), weights_for(seed), hooks,
-                                     states.get(seed) if note is None else None)
-            except Exception as error:  # noqa: BLE001 - one failed seed must not stop the study
-                outcome = _failed(seed, error, time.perf_counter() - started)
-            outcome.note = note
-            outcomes.append(outcome)
-        return outcomes
+    def attempt(group: list[int], train: Callable[[], list[SeedResult]]) -> list[SeedResult]:
+        started, done_before = time.perf_counter(), bar.n
+        try:
+            return train()
+        except Exception as error:  # noqa: BLE001 - one failed seed or group must not stop the study
+            bar.n = done_before  # undo the failed attempt's progress
+            if strategy == "vectorized" and len(group) > 1 and _out_of_memory(error):
+                half = (len(group) + 1) // 2
+                return vectorized(group[:half]) + vectorized(group[half:])
+            return [_failed(seed, error, (time.perf_counter() - started) / len(group), strategy) for seed in group]
+
+    def vectorized(group: list[int]) -> list[SeedResult]:
+        resume = [states[seed] for seed in group] if all(seed in states for seed in group) else None
+        return attempt(group, lambda: train_vectorized(model_cfg, train_cfg, data, group, device, precision, hook(group), hooks, resume))
+
+    def eager(seed: int) -> list[SeedResult]:
+        return attempt([seed], lambda: [train_seed(model_cfg, train_cfg, data, seed, device, precision, hook([seed]), weights_for(seed),
+                                                   hooks, states.get(seed))])
 
     results: list[SeedResult] = []
     with bar:
@@ -523,16 +518,7 @@ def train_seeds(
             fresh = [seed for seed in seeds if seed not in states]
             groups = resumed + seed_groups(model_cfg, train_cfg, data, fresh, device)
         for group in groups:
-            if strategy == "eager":
-                outcomes = one_at_a_time(group, None)
-            else:
-                try:
-                    resume = [states[seed] for seed in group] if group[0] in states else None
-                    outcomes = train_vectorized(model_cfg, train_cfg, data, group, device, precision, hook(group), hooks, resume)
-                except Exception as error:  # noqa: BLE001 - fall back to one seed at a time
-                    bar.n = len(results) * train_cfg.epochs * steps  # undo the failed group's progress
-                    outcomes = one_at_a_time(group, f"vectorized training failed ({type(error).__name__}: {error}); trained one seed at a time")
-            for outcome in outcomes:
+            for outcome in vectorized(group) if strategy == "vectorized" else eager(group[0]):
                 on_result(outcome)
                 results.append(outcome)
     return results

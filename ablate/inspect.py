@@ -11,16 +11,16 @@ from typing import Any, Callable, Sequence
 
 import pandas as pd
 
+from ablate import plan
 from ablate.config import AblateConfig
 from ablate.data import input_spec
 from ablate.model import plan_layers, receptive_fields
-from ablate.preflight import check_study
 from ablate.variants import format_value
 
 SIZE_COLUMN = "output size: floor((H + 2P - D(K-1) - 1)/S + 1)"
 FLOP_CONVENTION = (
     "2 × multiply-accumulates of the conv and linear layers, for one image; "
-    "bias, BatchNorm, ReLU and pooling not counted (as torch.utils.flop_counter counts)"
+    "bias, BatchNorm, activations, dropout and pooling not counted (as torch.utils.flop_counter counts)"
 )
 RIGHT = ("params", "RF", "FLOPs")
 
@@ -97,4 +97,5 @@ FORMATS = tuple(RENDERERS)
 def inspect_overrides(overrides: Sequence[str], fmt: str = "md") -> str:
     """The layer table of every variant the overrides compose to (one for a plain config, each of a `+sweep=NAME`),
     as `md` (a table per variant), `csv` (one row per layer, a variant column first) or `json` (a list of variants)."""
-    return RENDERERS[fmt]([describe(variant.name, config) for variant, config in check_study(overrides)])
+    variants = [v for v in plan.build(overrides).variants if v.role == "study"]  # computes only: no file is read
+    return RENDERERS[fmt]([describe(v.variant.name, v.config) for v in variants])

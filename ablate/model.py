@@ -1,7 +1,7 @@
 """Builds every variant of the CNN from a ModelConfig, and answers questions about its shape.
 
 `model.arch=resnet18` is torchvision's network instead (for transfer learning). ablate's own CNN follows one
-rule, the seed SimpleCNN's: a conv block (conv, optional BatchNorm, ReLU), then
+rule, the seed SimpleCNN's: a conv block (conv, optional BatchNorm, activation: ReLU by default), then
 downsampling by 2 as long as the map stays at least `min_map_size` wide; the width doubles after each
 downsampling, up to `max_width`. The layer plan is computed once (`plan_layers`) and reused for the
 modules, the receptive field and the layer table, so those can never disagree.
@@ -22,12 +22,14 @@ Shape = tuple[int, ...]
 
 CONVS = ("conv", "strided_conv")  # layers with learned kernels: the conv blocks and the strided downsampling
 SPATIAL = (*CONVS, "maxpool", "avgpool")
+ACTIVATION_MODULES = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU}  # model.activation -> its module
 
 
 @dataclass(frozen=True)
 class Layer:
-    """One layer of the plan: its kind, shapes, (for spatial layers) kernel, stride, padding and dilation, and
-    whether it belongs to the classifier head (everything from the pooling or flattening of the last map on)."""
+    """One layer of the plan: its kind, shapes, (for spatial layers) kernel, stride, padding and dilation, (for
+    dropout) the drop probability, and whether it belongs to the classifier head (everything from the pooling or
+    flattening of the last map on)."""
 
     name: str
     kind: str
@@ -38,6 +40,7 @@ class Layer:
     padding: int = 0
     dilation: int = 1
     head: bool = False
+    rate: float = 0.0
 
     def size_formula(self) -> str:
         """How the output size follows from the input's: the output-size formula with this layer's numbers, '' where unchanged."""
@@ -66,7 +69,7 @@ class Layer:
 
     def flops(self) -> int:
         """FLOPs of one forward pass for one image, counted as 2 × multiply-accumulates of conv and linear layers
-        (bias, BatchNorm, ReLU and pooling count 0), the convention of torch.utils.flop_counter."""
+        (bias, BatchNorm, activations, dropout and pooling count 0), the convention of torch.utils.flop_counter."""
         if self.kind in CONVS:
             return 2 * math.prod(self.out_shape) * self.in_shape[0] * self.kernel**2
         if self.kind == "linear":
@@ -84,7 +87,7 @@ def plan_layers(cfg: ModelConfig, input_shape: Shape, num_classes: int) -> list[
     if cfg.arch != "cnn":
         raise ConfigError(f"model.arch={cfg.arch}: layer tables, receptive fields and ablate viz cover ablate's own CNN (model.arch=cnn) only")
     c, h, w = input_shape
-    width = cfg.width
+    width, act = cfg.width, cfg.activation
     layers: list[Layer] = []
 
     def spatial(name: str, kind: str, out_c: int, kernel: int, stride: int, padding: int, dilation: int = 1) -> None:
@@ -97,7 +100,7 @@ def plan_layers(cfg: ModelConfig, input_shape: Shape, num_classes: int) -> list[
         spatial(f"conv{i}", "conv", width, cfg.kernel_size, 1, cfg.dilation * (cfg.kernel_size - 1) // 2, cfg.dilation)
         if cfg.batchnorm:
             layers.append(Layer(f"bn{i}", "batchnorm", (c, h, w), (c, h, w)))
-        layers.append(Layer(f"relu{i}", "relu", (c, h, w), (c, h, w)))
+        layers.append(Layer(f"{act}{i}", act, (c, h, w), (c, h, w)))
         if min(h, w) // 2 >= cfg.min_map_size:
             kind = {"max": "maxpool", "avg": "avgpool", "strided": "strided_conv"}[cfg.pool]
             spatial(f"pool{i}", kind, c, 2, 2, 0)
@@ -106,13 +109,16 @@ def plan_layers(cfg: ModelConfig, input_shape: Shape, num_classes: int) -> list[
     if cfg.head == "gap":
         layers.append(Layer("gap", "gap", (c, h, w), (c, 1, 1), head=True))
         layers.append(Layer("flatten", "flatten", (c, 1, 1), (c,), head=True))
-        layers.append(Layer("fc", "linear", (c,), (num_classes,), head=True))
+        last = "fc"
     else:
         features = c * h * w
         layers.append(Layer("flatten", "flatten", (c, h, w), (features,), head=True))
         layers.append(Layer("fc1", "linear", (features,), (cfg.hidden,), head=True))
-        layers.append(Layer("relu_fc", "relu", (cfg.hidden,), (cfg.hidden,), head=True))
-        layers.append(Layer("fc2", "linear", (cfg.hidden,), (num_classes,), head=True))
+        layers.append(Layer(f"{act}_fc", act, (cfg.hidden,), (cfg.hidden,), head=True))
+        c, last = cfg.hidden, "fc2"
+    if cfg.dropout > 0:
+        layers.append(Layer("dropout", "dropout", (c,), (c,), head=True, rate=cfg.dropout))
+    layers.append(Layer(last, "linear", (c,), (num_classes,), head=True))
     return layers
 
 
@@ -125,8 +131,10 @@ def _module(layer: Layer) -> nn.Module:
         return nn.AvgPool2d(layer.kernel, layer.stride)
     if layer.kind == "batchnorm":
         return nn.BatchNorm2d(layer.in_shape[0])
-    if layer.kind == "relu":
-        return nn.ReLU()
+    if layer.kind in ACTIVATION_MODULES:
+        return ACTIVATION_MODULES[layer.kind]()
+    if layer.kind == "dropout":
+        return nn.Dropout(layer.rate)
     if layer.kind == "gap":
         return nn.AdaptiveAvgPool2d(1)
     if layer.kind == "flatten":

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
+import matplotlib.patches
 import matplotlib.ticker
 
 matplotlib.use("Agg")
@@ -17,24 +18,49 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from ablate.metrics import metric  # noqa: E402
 from ablate.variants import BASELINE  # noqa: E402
 
-VERDICT_MARKS = {"better": "▲ better", "worse": "▼ worse", "no clear difference": "n.s."}
+VERDICT_MARKS = {"better": "▲ better", "worse": "▼ worse", "no clear difference": "n.s.", "equivalent": "≈ equiv."}
+# One sequential colour family per factor, so the variants of a factor read as one group and factors never share a
+# colour; the baseline is grey in every figure.
+FAMILIES = ("Blues", "Oranges", "Greens", "Purples", "Reds", "PuRd", "YlOrBr", "BuGn")
+BASELINE_COLOUR = (0.55, 0.55, 0.55)
 
 
-def metric_scale(metric: str) -> tuple[float, str]:
-    """Accuracies are shown in percent; other metrics as they are."""
-    return (100.0, f"{metric} (%)") if metric.endswith("acc") else (1.0, metric)
+def metric_scale(name: str) -> tuple[float, str]:
+    """The factor a metric is shown multiplied by (100 for accuracies) and its label."""
+    declared = metric(name)
+    return declared.scale, declared.label
 
 
-def variant_colours(variants: list[str]) -> dict[str, tuple]:
-    """Grey for the baseline, the colour-blind palette for the rest, stable across a study's figures."""
-    palette = iter(sns.color_palette("colorblind", n_colors=max(len(variants), 10)))
-    colours = {}
-    for variant in variants:
-        colour = next(palette)
-        colours[variant] = (0.55, 0.55, 0.55) if variant == BASELINE else colour
-    return colours
+def verdict_mark(verdict: str) -> str:
+    """The short mark of a verdict under a bar ('' for the baseline and untested variants)."""
+    return "? inconcl." if verdict.startswith("inconclusive") else VERDICT_MARKS.get(verdict, "")
+
+
+def variant_colours(summary: pd.DataFrame) -> dict[str, tuple]:
+    """Grey for the baseline; for each factor (in the summary's order) one colour family, light to dark by value."""
+    colours = {BASELINE: BASELINE_COLOUR}
+    factors = [f for f in dict.fromkeys(summary["factor"]) if f]
+    for index, factor in enumerate(factors):
+        variants = list(summary.loc[summary["factor"] == factor, "variant"])
+        family = matplotlib.colormaps[FAMILIES[index % len(FAMILIES)]]
+        for variant, shade in zip(variants, np.linspace(0.45, 0.9, len(variants)) if len(variants) > 1 else [0.7]):
+            colours[variant] = family(shade)[:3]
+    return colours | {v: BASELINE_COLOUR for v in summary["variant"] if v not in colours}
+
+
+def _core(values: pd.Series, spread: float) -> pd.Series:
+    """The values that are not far outliers (beyond 8 median absolute deviations, at least `spread`, from the median),
+    so one diverged variant does not squash every other difference on the axis."""
+    centre = float(values.median())
+    deviation = max(float((values - centre).abs().median()), spread)
+    return (values - centre).abs() <= 8 * deviation
+
+
+def _short(variant: str) -> str:
+    return variant.removeprefix("model.")
 
 
 def _save(figure: plt.Figure, path: Path) -> None:
@@ -44,84 +70,227 @@ def _save(figure: plt.Figure, path: Path) -> None:
     plt.close(figure)
 
 
+def _grouped_positions(shown: pd.DataFrame) -> tuple[np.ndarray, list[tuple[float, str]]]:
+    """x of each variant with a gap between factors, and (centre, factor) of each group for its label."""
+    x, groups, position, previous = [], [], 0.0, None
+    for factor in shown["factor"]:
+        if previous is not None and factor != previous:
+            position += 0.6
+        x.append(position)
+        position += 1.0
+        previous = factor
+    x = np.asarray(x)
+    for factor in dict.fromkeys(shown["factor"]):
+        where = x[(shown["factor"] == factor).to_numpy()]
+        groups.append((float(where.mean()), factor.removeprefix("model.") if factor else "baseline"))
+    return x, groups
+
+
 def bar_chart(summary: pd.DataFrame, runs: pd.DataFrame, study: str, metric: str, path: Path) -> None:
-    """Mean per variant (bars), ±1 std (error bars), 95% CI of the mean (black ranges), each seed (dots)."""
+    """Mean per variant (bars, grouped by factor), ±1 std (error bars), 95% CI of the mean (black ranges), each seed
+    (dots). The y-axis spans the data, not zero, so differences of a point or less stay visible."""
     scale, label = metric_scale(metric)
     shown = summary[summary["n"] > 0].reset_index(drop=True)
-    colours = variant_colours(list(summary["variant"]))
-    figure, axes = plt.subplots(figsize=(max(6.0, 1.25 * len(shown) + 2.5), 5.0))
-    x = np.arange(len(shown))
+    colours = variant_colours(summary)
+    figure, axes = plt.subplots(figsize=(max(6.0, 0.75 * len(shown) + 3.5), 5.2))
+    x, groups = _grouped_positions(shown)
     means = shown["mean"].astype(float) * scale
     stds = shown["std"].astype(float).fillna(0) * scale
-    axes.bar(x, means, yerr=stds, color=[colours[v] for v in shown["variant"]], capsize=6, edgecolor="black",
-             linewidth=0.6, error_kw={"elinewidth": 1.2, "ecolor": "#333333"}, zorder=2)
-    has_ci = shown["ci_low"].notna()
-    axes.vlines(x[has_ci] + 0.22, shown["ci_low"][has_ci] * scale, shown["ci_high"][has_ci] * scale,
+    core = _core(means, 0.5 if scale == 100.0 else 1e-3)
+    low = float(np.nanmin([(means - stds)[core].min(), (shown["ci_low"].astype(float) * scale)[core].min(), means[core].min()]))
+    tops = np.maximum(means + stds, shown["ci_high"].astype(float).fillna(-np.inf) * scale)
+    if scale == 100.0:
+        tops = np.minimum(tops, 100.0)  # a CI or std may pass 100 %; the axis and labels stop there
+    high = float(np.nanmax(tops[core]))
+    margin = max(high - low, 0.5 if scale == 100.0 else 1e-3)
+    bottom = low - 0.35 * margin
+    if scale == 100.0:
+        bottom = max(bottom, 0.0)
+    axes.bar(x, np.maximum(means - bottom, 0), bottom=bottom, yerr=stds, color=[colours[v] for v in shown["variant"]], capsize=5,
+             edgecolor="black", linewidth=0.6, error_kw={"elinewidth": 1.2, "ecolor": "#333333"}, zorder=2, width=0.8)
+    has_ci = shown["ci_low"].notna().to_numpy()
+    axes.vlines(x[has_ci] + 0.25, shown["ci_low"][has_ci] * scale, shown["ci_high"][has_ci] * scale,
                 color="black", linewidth=3, zorder=3, label="95% CI of the mean")
     for i, variant in enumerate(shown["variant"]):
         seeds = runs[(runs["variant"] == variant) & (runs["status"] == "ok")][metric].astype(float) * scale
         jitter = np.linspace(-0.12, 0.12, len(seeds)) if len(seeds) > 1 else np.zeros(len(seeds))
-        axes.scatter(i + jitter, seeds, s=14, color="white", edgecolor="black", linewidth=0.7, zorder=4,
+        axes.scatter(x[i] + jitter, seeds, s=14, color="white", edgecolor="black", linewidth=0.7, zorder=4,
                      label="one seed" if i == 0 else None)
     if BASELINE in set(shown["variant"]):
         base = float(shown.loc[shown["variant"] == BASELINE, "mean"].iloc[0]) * scale
         axes.axhline(base, color="#555555", linestyle="--", linewidth=1, zorder=1, label="baseline mean")
-    tops = np.maximum(means + stds, shown["ci_high"].astype(float).fillna(-np.inf) * scale)
-    if scale == 100.0:
-        tops = np.minimum(tops, 100.0)  # a CI or std may pass 100 %; the axis and labels stop there
     for i, row in shown.iterrows():
-        text = f"{means[i]:.2f}" + (f"\n{VERDICT_MARKS[row['verdict']]}" if row["verdict"] in VERDICT_MARKS else "")
-        axes.annotate(text, (i, tops[i]), ha="center", va="bottom", fontsize=9, xytext=(0, 4), textcoords="offset points")
-    low = float(np.nanmin([(means - stds).min(), shown["ci_low"].astype(float).min() * scale]))
-    high = float(np.nanmax(tops))
-    margin = max(high - low, 0.5 if scale == 100.0 else 1e-3)
+        mark = verdict_mark(row["verdict"])
+        below = not core[i] and means[i] < bottom  # a far outlier under the axis: its value in words at the bottom
+        axes.annotate(f"{means[i]:.2f}" + (f"\n{mark}" if mark else "") + ("\n↓ below axis" if below else ""),
+                      (x[i], bottom if below else min(tops[i], high)), ha="center", va="bottom", fontsize=8, xytext=(0, 4),
+                      textcoords="offset points", color="#b00000" if below else "black")
     top = min(high + 0.45 * margin, 110.0) if scale == 100.0 else high + 0.45 * margin
-    axes.set_ylim(max(low - 0.35 * margin, 0.0) if scale == 100.0 else low - 0.35 * margin, top)
-    axes.set_xticks(x, shown["variant"], rotation=25, ha="right")
-    axes.set_ylabel(f"{label}: mean ± 1 std over seeds")
-    axes.set_title(f"Study '{study}': {label} per variant\n(grey = baseline; ▲/▼ = Holm-adjusted Welch p < 0.05)", fontsize=11)
+    axes.set_ylim(bottom, top)
+    axes.set_xticks(x, [str(v) if f else "baseline" for f, v in zip(shown["factor"], shown["value"])], rotation=0, fontsize=9)
+    for centre, factor in groups:
+        axes.annotate(factor, (centre, 0), xycoords=("data", "axes fraction"), xytext=(0, -24), textcoords="offset points",
+                      ha="center", va="top", fontsize=10, fontweight="bold")
+    axes.set_ylabel(f"{label}: mean ± 1 std over seeds" + ("" if bottom == 0 else f"\n(axis starts at {bottom:.1f}, not 0)"))
+    axes.set_title(f"Study '{study}': {label} per variant, grouped by factor\n(grey = baseline; ▲/▼ = Holm-adjusted Welch "
+                   f"p < 0.05; n.s. = no clear difference)", fontsize=11)
     axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     _save(figure, path)
 
 
-def curves_chart(histories: pd.DataFrame, order: list[str], study: str, path: Path) -> None:
-    """Test accuracy and train loss per epoch: the mean over seeds as a line, ±1 std as a band."""
-    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.6))
-    present = [v for v in order if v in set(histories["variant"])]
-    colours = variant_colours(order)
+def curves_chart(histories: pd.DataFrame, summary: pd.DataFrame, study: str, path: Path) -> None:
+    """Test accuracy (top) and train loss (bottom) per epoch, one column per factor with the baseline (grey, dashed)
+    in each: the mean over seeds as a line, ±1 std as a band."""
+    colours = variant_colours(summary)
+    present = set(histories["variant"])
+    factors = [f for f in dict.fromkeys(summary["factor"]) if f and set(summary.loc[summary["factor"] == f, "variant"]) & present]
+    columns = max(len(factors), 1)
+    figure, grid = plt.subplots(2, columns, figsize=(max(3.3 * columns, 6.0), 6.4), sharey="row", sharex=True, squeeze=False)
     data = histories.assign(test_acc_pct=histories["test_acc"] * 100)
-    for axes, column, label in ((left, "test_acc_pct", "test accuracy (%)"), (right, "train_loss", "train loss")):
-        sns.lineplot(data=data, x="epoch", y=column, hue="variant", hue_order=present, palette=colours,
-                     errorbar="sd", marker="o", ax=axes, legend=axes is right)
-        axes.set_ylabel(label)
-        axes.set_xticks(sorted(data["epoch"].unique()))
-    left.set_ylim(top=min(left.get_ylim()[1], 100.5))
-    right.legend(title="variant", fontsize=8, title_fontsize=9, loc="upper right")
-    figure.suptitle(f"Study '{study}': learning curves (line = mean over seeds, band = ±1 std)", fontsize=11)
+    for column, factor in enumerate(factors or [""]):
+        variants = [v for v in summary.loc[summary["factor"] == factor, "variant"] if v in present]
+        shown = ([BASELINE] if BASELINE in present else []) + variants
+        for row, (y, label) in enumerate((("test_acc_pct", "test accuracy (%)"), ("train_loss", "train loss"))):
+            axes = grid[row, column]
+            sns.lineplot(data=data[data["variant"].isin(shown)], x="epoch", y=y, hue="variant", hue_order=shown, palette=colours,
+                         style="variant", dashes={v: (4, 2) if v == BASELINE else "" for v in shown}, markers=False,
+                         errorbar="sd", ax=axes, legend=row == 0)
+            axes.set_ylabel(label if column == 0 else "")
+            axes.set_xticks(sorted(data["epoch"].unique()))
+            axes.grid(True, alpha=0.3)
+            if row == 0:
+                axes.set_title(factor.removeprefix("model.") or "baseline", fontsize=10, fontweight="bold")
+                handles, names = axes.get_legend_handles_labels()
+                axes.legend(handles, ["baseline" if n == BASELINE else n.partition("=")[2] or n for n in names], fontsize=7, loc="best")
+    top = grid[0, 0].get_ylim()
+    grid[0, 0].set_ylim(top[0], min(top[1], 100.5))
+    figure.suptitle(f"Study '{study}': learning curves per factor (line = mean over seeds, band = ±1 std; grey dashed = baseline)", fontsize=11)
     _save(figure, path)
+
+
+def _spread(wanted: list[float], gap: float) -> list[float]:
+    """Positions in [0, 1] as close to `wanted` (in [0, 1]) as possible and at least `gap` apart (gap <= 1/(n-1))."""
+    order = np.argsort(wanted)
+    placed = np.clip(np.asarray(wanted, dtype=float)[order], 0.0, 1.0)
+    for k in range(1, len(placed)):  # upwards: each at least gap above the one below
+        placed[k] = max(placed[k], placed[k - 1] + gap)
+    if len(placed):
+        placed[-1] = min(placed[-1], 1.0)
+    for k in range(len(placed) - 2, -1, -1):  # downwards: back under 1, keeping the gaps
+        placed[k] = min(placed[k], placed[k + 1] - gap)
+    result = np.empty(len(placed))
+    result[order] = placed
+    return list(result)
 
 
 def cost_chart(summary: pd.DataFrame, study: str, metric: str, path: Path) -> None:
     """Mean metric (±1 std) against the number of trainable parameters on a log axis: what each change costs and
-    buys (every parameter trains, except under transfer learning's frozen parts)."""
+    buys. Labels sit in a column right of the plot, each joined to its point, so they never overlap."""
     scale, label = metric_scale(metric)
-    shown = summary[summary["n"] > 0]
-    colours = variant_colours(list(summary["variant"]))
-    figure, axes = plt.subplots(figsize=(7.5, 5.0))
-    stacked: dict[float, int] = {}  # labels of variants with equal parameter counts go one under the other
+    shown = summary[summary["n"] > 0].reset_index(drop=True)
+    colours = variant_colours(summary)
+    figure, axes = plt.subplots(figsize=(9.0, max(5.0, 0.3 * len(shown) + 1.5)))
     for row in shown.itertuples():
-        below = stacked[row.trainable_params] = stacked.get(row.trainable_params, -1) + 1
         axes.errorbar(row.trainable_params, row.mean * scale, yerr=(row.std or 0) * scale, fmt="o", color=colours[row.variant],
                       markersize=8, capsize=4, markeredgecolor="black", zorder=3)
-        axes.annotate(row.variant, (row.trainable_params, row.mean * scale), xytext=(7, 5 - 11 * below), textcoords="offset points", fontsize=8)
     axes.set_xscale("log")
-    axes.set_xlim(shown["trainable_params"].min() / 1.4, shown["trainable_params"].max() * 1.6)
-    thousands = matplotlib.ticker.FuncFormatter(lambda value, _: f"{value / 1e3:,.0f}k" if value < 1e6 else f"{value / 1e6:,.1f}M")
-    axes.xaxis.set_major_formatter(thousands)
-    axes.xaxis.set_minor_formatter(thousands)
-    axes.tick_params(axis="x", which="minor", labelsize=8)
+    axes.set_xlim(shown["trainable_params"].min() / 1.4, shown["trainable_params"].max() * 1.4)
+    axes.xaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axes.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(
+        lambda value, _: f"{value / 1e3:,.0f}k" if value < 1e6 else f"{value / 1e6:,.1f}M"))
+    axes.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     axes.set_xlabel("trainable parameters (log scale)")
     axes.set_ylabel(f"{label}: mean ± 1 std")
     axes.set_title(f"Study '{study}': {label} against trainable parameters (grey = baseline)", fontsize=11)
-    axes.grid(True, which="both", alpha=0.3)
+    axes.grid(True, which="major", alpha=0.3)
+    figure.tight_layout(rect=(0, 0, 0.8, 1))
+    to_axes = axes.transData + axes.transAxes.inverted()
+    points = [to_axes.transform((row.trainable_params, row.mean * scale)) for row in shown.itertuples()]
+    heights = _spread([float(p[1]) for p in points], gap=min(1.0 / max(len(points) - 1, 1), 0.07))
+    for row, point, height in zip(shown.itertuples(), points, heights):
+        axes.annotate(_short(row.variant), tuple(point), xycoords="axes fraction", xytext=(1.04, height), textcoords="axes fraction",
+                      va="center", fontsize=8, color="black", annotation_clip=False,
+                      arrowprops={"arrowstyle": "-", "color": colours[row.variant], "linewidth": 0.8, "shrinkA": 0, "shrinkB": 4})
+    sns.despine(figure)
+    figure.savefig(path, dpi=130)
+    plt.close(figure)
+
+
+VERDICT_STYLE = {  # verdict -> (marker, palette index or None for grey, legend text)
+    "better": ("^", 2, "better (Holm p < 0.05)"),
+    "worse": ("v", 3, "worse (Holm p < 0.05)"),
+    "equivalent": ("D", 0, "equivalent (TOST, Holm p < 0.05)"),
+}
+
+
+def _factor_rows(summary: pd.DataFrame) -> tuple[pd.DataFrame, list[tuple[float, str]]]:
+    """The compared variants with a y position each, factor by factor top to bottom with a gap and a header
+    between factors; returns the rows and (y, factor) of each header."""
+    compared = summary[(summary["variant"] != BASELINE)].reset_index(drop=True)
+    positions, headers, y = [], [], 0.0
+    for factor, group in compared.groupby("factor", sort=False):
+        headers.append((y, factor.removeprefix("model.") or "other"))
+        y += 1.0
+        for _ in range(len(group)):
+            positions.append(y)
+            y += 1.0
+        y += 0.4
+    ordered = pd.concat([g for _, g in compared.groupby("factor", sort=False)], ignore_index=True) if len(compared) else compared
+    return ordered.assign(y=positions), headers
+
+
+def forest_chart(summary: pd.DataFrame, study: str, metric: str, margin: float | None, path: Path) -> None:
+    """Δ vs baseline with its 95 % CI per variant (grouped by factor), each comparison's ±MDE as a grey band, the
+    equivalence margin as dashed lines when given, and the verdict as the mark's shape and colour."""
+    scale = metric_scale(metric)[0]
+    unit = "pt" if scale == 100.0 else ""
+    rows, headers = _factor_rows(summary)
+    palette = sns.color_palette("colorblind")
+    height = 1.9 + 0.36 * (len(rows) + len(headers))
+    figure, axes = plt.subplots(figsize=(9.0, height))
+    shown: set[str] = set()
+    for row in rows.itertuples():
+        if pd.notna(row.mde):
+            axes.add_patch(matplotlib.patches.Rectangle((-row.mde * scale, row.y - 0.32), 2 * row.mde * scale, 0.64, color="#dddddd",
+                                                        zorder=1, label=None if "mde" in shown else "±MDE (80 % power)"))
+            shown.add("mde")
+        if pd.isna(row.diff):
+            axes.annotate("not tested", (0, row.y), ha="center", va="center", fontsize=8, color="#777777")
+            continue
+        key = "equivalent" if row.verdict == "equivalent" else row.verdict
+        marker, colour, text = VERDICT_STYLE.get(key, ("o", None, "no clear difference / inconclusive"))
+        colour = palette[colour] if colour is not None else (0.35, 0.35, 0.35)
+        low, high = row.diff_ci_low * scale, row.diff_ci_high * scale
+        axes.errorbar(row.diff * scale, row.y, xerr=[[row.diff * scale - low], [high - row.diff * scale]] if pd.notna(low) else None,
+                      fmt=marker, color=colour, markersize=8, capsize=3, markeredgecolor="black", zorder=3,
+                      label=None if text in shown else text)
+        shown.add(text)
+        axes.annotate(row.verdict, (1.01, row.y), xycoords=("axes fraction", "data"), va="center", fontsize=8, color=colour)
+    axes.axvline(0, color="black", linewidth=1, zorder=2)
+    diffs = rows["diff"].astype(float) * scale
+    core = _core(diffs.dropna(), 0.5 if scale == 100.0 else 1e-3)
+    if len(core) and not core.all():  # far outliers: keep the axis on the others, name the outliers at the edge
+        kept = rows.loc[core[core].index]
+        low = min(0.0, float((kept["diff_ci_low"].astype(float) * scale).min()), -(margin or 0))
+        high = max(0.0, float((kept["diff_ci_high"].astype(float) * scale).max()), margin or 0)
+        pad = 0.15 * (high - low)
+        axes.set_xlim(low - pad, high + pad)
+        for row in rows.loc[core[~core].index].itertuples():
+            edge = low - pad if row.diff * scale < low else high + pad
+            axes.annotate(f"{'◀' if edge < 0 else '▶'} {row.diff * scale:+.2f} (off axis)", (edge, row.y), va="center",
+                          ha="left" if edge < 0 else "right", fontsize=8, color="#b00000", zorder=4)
+    if margin is not None:
+        for x in (-margin, margin):
+            axes.axvline(x, color=palette[0], linestyle="--", linewidth=1.2, zorder=2, label=None if x < 0 else f"equivalence margin ±{margin:g} {unit}")
+    axes.set_yticks(list(rows["y"]) + [y for y, _ in headers],
+                    [str(v) for v in rows["value"]] + [f"{name}:" for _, name in headers])
+    for tick, bold in zip(axes.get_yticklabels(), [False] * len(rows) + [True] * len(headers)):
+        tick.set_fontweight("bold" if bold else "normal")
+    axes.invert_yaxis()
+    axes.tick_params(axis="y", length=0)
+    axes.set_xlabel(f"Δ {metric} vs baseline (variant − baseline){' in percentage points' if unit else ''}, with 95 % CI")
+    axes.set_title(f"Study '{study}': difference to the baseline per variant\n(grey band = ±MDE: differences inside it "
+                   f"are below what the study can detect)", fontsize=11)
+    axes.grid(True, axis="x", alpha=0.3)
+    axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.6 / (height - 1.6)), ncol=2, fontsize=8, frameon=False)
     _save(figure, path)

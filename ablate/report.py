@@ -13,54 +13,66 @@ from typing import Optional, Sequence
 
 import pandas as pd
 
-from ablate import checkpoint, plots, results
-from ablate.config import FACTORS, HEADS, POOLS, TRANSFERS
-from ablate.stats import adjust_holm, compare, describe
-from ablate.variants import BASELINE
+from ablate import checkpoint, identity, plots, results
+from ablate.config import CHOICES, AblateConfig
+from ablate.metrics import metric as declared_metric
+from ablate.results import flatten_config
+from ablate.stats import adjust_holm, compare, describe, study_sensitivity
+from ablate.variants import BASELINE, format_value, keys_of
 
 FORMATS = ("md", "csv", "tex")
-VALUE_ORDER = {"model.pool": POOLS, "model.head": HEADS, "model.batchnorm": ("false", "true"), "model.transfer": TRANSFERS}
-# Settings a run may request as `auto`, each with the metrics.json field that holds what it resolved to: runs are
-# compared on the resolved value (train.strategy=auto and =eager pool on the CPU; eager and vectorized never do).
-RESOLVED_SETTINGS = {"device": "device", "precision": "precision", "train.strategy": "strategy"}
+# Factors are listed in the schema's order of keys (model, data, train, ...); variants changing several keys last.
+SCHEMA_ORDER = list(flatten_config(asdict(AblateConfig()), ""))
+SEVERAL_KEYS = "changes several keys at once: not a one-factor comparison"
 
 
 class ReportError(ValueError):
     """A study that cannot be reported honestly as it stands; the message says why and what to do."""
 
 
+def _value_rank(factor: str, value: str) -> float:
+    """Choices in the schema's order, booleans false first, numbers numerically; other text after them."""
+    if factor in CHOICES and value in CHOICES[factor]:
+        return float(CHOICES[factor].index(value))
+    if value in ("false", "true"):
+        return float(value == "true")
+    try:
+        return float(value)
+    except ValueError:
+        return math.inf
+
+
 def _order_key(variant: str, factor: str, value: str) -> tuple:
-    """Baseline first, then factors in FACTORS order, then values numerically or in the schema's order."""
+    """Baseline first, then factors in the schema's order, then values (see `_value_rank`), then by name."""
     if variant == BASELINE:
         return (0, 0, 0.0, "")
-    short = factor.removeprefix("model.")
-    factor_rank = FACTORS.index(short) if short in FACTORS else len(FACTORS)
-    choices = VALUE_ORDER.get(factor, ())
-    try:
-        rank = float(choices.index(value)) if choices else float(value)
-    except ValueError:
-        rank = math.inf
-    return (1, factor_rank, rank, variant)
+    factor_rank = SCHEMA_ORDER.index(factor) if factor in SCHEMA_ORDER else len(SCHEMA_ORDER)
+    return (1, factor_rank, _value_rank(factor, value), variant)
+
+
+def name_factors(runs: pd.DataFrame) -> pd.DataFrame:
+    """Each run's factor and value from its variant's name and the config it was trained with (so one-off runs
+    that change several keys read as such, whatever older records stored)."""
+    def of(row: pd.Series) -> tuple[str, str]:
+        keys = keys_of(row["variant"])
+        return "+".join(keys), ", ".join(format_value(row.get(f"cfg.{key}")) for key in keys)
+
+    named = [of(row) for _, row in runs.iterrows()]
+    return runs.assign(factor=[f for f, _ in named], value=[v for _, v in named])
 
 
 def check_poolable(runs: pd.DataFrame, study: str) -> None:
-    """Refuse a study whose runs differ in any setting other than their variant's own factor (and the seed)."""
-    ignored = {f"cfg.{key}" for key in (*results.NOT_SETTINGS, *RESOLVED_SETTINGS)}
-    settings = [c for c in runs.columns if c.startswith("cfg.") and c not in ignored] + list(RESOLVED_SETTINGS.values())
+    """Refuse a study whose runs' identities differ in anything but their variants' own keys (see ablate/identity.py)."""
     baseline = runs[runs["variant"] == BASELINE]
     reference = (baseline if len(baseline) else runs).iloc[0]
     for _, run in runs.iterrows():
-        for column in settings:
-            if column == f"cfg.{run['factor']}":
-                continue
-            mine, theirs = run.get(column), reference.get(column)
-            if mine != theirs and not (pd.isna(mine) and pd.isna(theirs)):
-                name = column.removeprefix("cfg.")
-                raise ReportError(
-                    f"study {study!r}: runs differ in {name} besides the swept factor "
-                    f"({reference['variant']}/seed={reference['seed']}: {theirs}; {run['variant']}/seed={run['seed']}: {mine}), "
-                    f"so they cannot be pooled. Train the new setting as its own study (study=NAME) or delete the stale runs."
-                )
+        found = identity.conflicts(run["identity"], reference["identity"], {*keys_of(run["variant"]), *keys_of(reference["variant"])})
+        if found:
+            raise ReportError(
+                f"study {study!r}: runs differ in {identity.describe_conflicts(found)} besides the swept factor "
+                f"({reference['variant']}/seed={reference['seed']} -> {run['variant']}/seed={run['seed']}), "
+                f"so they cannot be pooled. Train the new setting as its own study (study=NAME) or delete the stale runs."
+            )
 
 
 def _problems(group: pd.DataFrame, planned: set[int], in_progress: set[int]) -> str:
@@ -92,13 +104,18 @@ def _first(group: pd.DataFrame, column: str) -> Optional[int]:
     return None if value is None or pd.isna(value) else int(value)
 
 
-def summarize(runs: pd.DataFrame, variants: Sequence[str], metric: str = "test_acc",
-              in_progress: Optional[dict[str, set[int]]] = None) -> pd.DataFrame:
-    """One row per variant, baseline first: n, mean, std, CI, difference to the baseline with Welch and paired tests;
+def summarize(runs: pd.DataFrame, variants: Sequence[str], metric: str = "test_acc", margin: Optional[float] = None,
+              ci: str = "t", in_progress: Optional[dict[str, set[int]]] = None) -> pd.DataFrame:
+    """One row per variant, baseline first: n, mean, std, CI, difference to the baseline with Welch and paired tests,
+    MDE, Hedges' g, and with an equivalence margin (in the metric's unit) TOST; `ci` is "t" or "bootstrap";
     `in_progress` (variant -> seeds still training) are named as such among the problems, not as missing."""
+    try:
+        higher_is_better = declared_metric(metric).higher_is_better
+    except ValueError as error:
+        raise ReportError(str(error)) from None
     if metric not in runs.columns or not pd.api.types.is_numeric_dtype(runs[metric]):
-        numeric = sorted(c for c in runs.columns if pd.api.types.is_numeric_dtype(runs[c]) and not c.startswith("cfg."))
-        raise ReportError(f"--metric {metric!r} is not recorded in metrics.json; choose one of: {', '.join(numeric)}")
+        raise ReportError(f"--metric {metric!r} is not recorded in these runs' metrics.json (it needs data.validation_size "
+                          "for val_*); choose test_acc, test_loss, train_acc, train_loss, train_seconds or wall_seconds")
     planned = {int(s) for seeds in runs["planned_seeds"] for s in seeds} if "planned_seeds" in runs else set()
     ok = runs[runs["status"] == "ok"]
     per_seed = {v: dict(zip(g["seed"], g[metric].astype(float))) for v, g in ok.groupby("variant")}
@@ -106,12 +123,14 @@ def summarize(runs: pd.DataFrame, variants: Sequence[str], metric: str = "test_a
     rows, comparisons = [], []
     for variant in variants:
         group = runs[runs["variant"] == variant]
-        comparison = describe(list(per_seed.get(variant, {}).values())) if variant == BASELINE else compare(per_seed.get(variant, {}), baseline)
+        mine_seeds = per_seed.get(variant, {})
+        comparison = describe(list(mine_seeds.values()), ci) if variant == BASELINE else compare(mine_seeds, baseline, margin, ci)
         comparisons.append(comparison)
         mine = ok[ok["variant"] == variant]
+        variant_factor = group["factor"].iloc[0] if len(group) else ""
         rows.append({
             "variant": variant,
-            "factor": group["factor"].iloc[0] if len(group) else "",
+            "factor": variant_factor,
             "value": group["value"].iloc[0] if len(group) else "",
             **{k: v for k, v in asdict(comparison).items() if k != "notes"},
             **_secondary(mine, metric),
@@ -120,11 +139,12 @@ def summarize(runs: pd.DataFrame, variants: Sequence[str], metric: str = "test_a
             "receptive_field": _first(group, "receptive_field"),
             "train_seconds": mine["train_seconds"].mean() if len(mine) else None,
             "problems": _problems(group, planned, (in_progress or {}).get(variant, set())),
-            "notes": "; ".join(comparison.notes),
+            "notes": "; ".join(comparison.notes + ([SEVERAL_KEYS] if "+" in variant_factor else [])),
         })
-    adjust_holm(comparisons[1:] if variants and variants[0] == BASELINE else comparisons, higher_is_better=not metric.endswith("loss"))
+    adjust_holm(comparisons[1:] if variants and variants[0] == BASELINE else comparisons, higher_is_better=higher_is_better)
     for row, comparison in zip(rows, comparisons):
         row["p_holm"], row["verdict"] = comparison.p_holm, ("baseline" if row["variant"] == BASELINE else comparison.verdict)
+        row["p_tost_holm"] = comparison.p_tost_holm
     return pd.DataFrame(rows)
 
 
@@ -140,6 +160,58 @@ def _p(value: Optional[float]) -> str:
     return "<0.001" if value < 0.001 else f"{value:.3f}"
 
 
+def _unit(metric: str) -> str:
+    """The display unit of differences: percentage points for accuracies, none otherwise."""
+    return " pt" if plots.metric_scale(metric)[0] == 100.0 else ""
+
+
+def _seeds(value: Optional[float]) -> str:
+    if value is None or pd.isna(value):
+        return "–"
+    return f"{int(value):,}" if value <= 10_000 else "> 10,000"
+
+
+def _statistics(summary: pd.DataFrame, metric: str) -> dict[str, list[str]]:
+    """The columns that say what the study could have seen: MDE, Hedges' g with its CI, TOST p, seeds needed."""
+    scale, unit = plots.metric_scale(metric)[0], _unit(metric)
+    columns = {
+        "MDE": ["–" if pd.isna(m) else f"±{_number(m, scale)}{unit}" for m in summary["mde"]],
+        "g [95% CI]": ["–" if pd.isna(g) else _number(g, signed=True) + ("" if pd.isna(lo) else f" [{_number(lo, signed=True)}, {_number(hi, signed=True)}]")
+                       for g, lo, hi in zip(summary["hedges_g"], summary["hedges_g_ci_low"], summary["hedges_g_ci_high"])],
+    }
+    if summary["margin"].notna().any():
+        columns["TOST p (Holm)"] = ["–" if pd.isna(p) else f"{_p(p)} ({_p(h)})" for p, h in zip(summary["p_tost"], summary["p_tost_holm"])]
+    columns["seeds needed"] = [_seeds(n) for n in summary["seeds_needed"]]
+    return columns
+
+
+def _verdicts(summary: pd.DataFrame, metric: str) -> list[str]:
+    """Verdicts as read: an equivalence names its margin in the display unit."""
+    scale, unit = plots.metric_scale(metric)[0], _unit(metric)
+    return [f"equivalent (±{_number(m, scale)}{unit})" if v == "equivalent" else v for v, m in zip(summary["verdict"], summary["margin"])]
+
+
+def sensitivity(summary: pd.DataFrame, runs: pd.DataFrame, metric: str, margin: Optional[float] = None) -> str:
+    """One line under a table: the difference a typical comparison of this study can detect, and the seeds a margin
+    (or the median observed difference) needs; α = 0.05, 80 % power."""
+    scale, unit = plots.metric_scale(metric)[0], _unit(metric)
+    ok = runs[runs["status"] == "ok"]
+    groups = {v: g[metric].astype(float).tolist() for v, g in ok.groupby("variant")}
+    baseline = groups.pop(BASELINE, [])
+    counts = summary.loc[summary["n"] >= 2, "n"]
+    if counts.empty:
+        return "Fewer than 2 seeds per variant: no test can detect any difference; train at least 3 seeds."
+    n = int(counts.mode().max())
+    observed = summary["diff"].abs().dropna()
+    effect = margin if margin is not None else (float(observed.median()) if len(observed) else None)
+    mde, needed = study_sensitivity(baseline, list(groups.values()), n, effect)
+    line = f"With {n} seeds per variant this study can detect ±{_number(mde, scale)}{unit} (α = 0.05, 80 % power, median std)"
+    if effect is None:
+        return line + "."
+    what = f"±{_number(effect, scale)}{unit}" if margin is not None else f"the median observed |Δ|, ±{_number(effect, scale)}{unit},"
+    return f"{line}; {what} needs {_seeds(needed)} seeds per variant."
+
+
 def display_table(summary: pd.DataFrame, metric: str, compact: bool = False) -> pd.DataFrame:
     """The summary as a person reads it: percentages, mean ± std, intervals in brackets, '–' where undefined."""
     scale, label = plots.metric_scale(metric)
@@ -147,23 +219,25 @@ def display_table(summary: pd.DataFrame, metric: str, compact: bool = False) -> 
         return "–" if low is None or pd.isna(low) else f"[{_number(low, scale, signed=signed)}, {_number(high, scale, signed=signed)}]"
     def mean_std(mean: Optional[float], std: Optional[float], s: float = scale, digits: int = 2) -> str:
         return "–" if mean is None or pd.isna(mean) else _number(mean, s, digits) + ("" if std is None or pd.isna(std) else f" ± {_number(std, s, digits)}")
+    ci_name = "95% CI (BCa bootstrap)" if (summary["ci_method"] == "bootstrap").any() else "95% CI"
     table = pd.DataFrame({
         "variant": summary["variant"],
         "n": summary["n"],
         f"{label} mean ± std": [mean_std(m, s) for m, s in zip(summary["mean"], summary["std"])],
-        "95% CI": [interval(lo, hi) for lo, hi in zip(summary["ci_low"], summary["ci_high"])],
-        "Δ vs baseline [95% CI]": ["–" if pd.isna(d) else f"{_number(d, scale, signed=True)} {interval(lo, hi, signed=True)}"
+        ci_name: [interval(lo, hi) for lo, hi in zip(summary["ci_low"], summary["ci_high"])],
+        f"Δ vs baseline [{ci_name}]": ["–" if pd.isna(d) else f"{_number(d, scale, signed=True)} {interval(lo, hi, signed=True)}"
                                    for d, lo, hi in zip(summary["diff"], summary["diff_ci_low"], summary["diff_ci_high"])],
         "p Welch": [_p(p) for p in summary["p_welch"]],
         "p Holm": [_p(p) for p in summary["p_holm"]],
         "p paired (n)": [f"{_p(p)} ({n})" if not pd.isna(p) else "–" for p, n in zip(summary["p_paired"], summary["n_paired"])],
-        "verdict": summary["verdict"],
+        **_statistics(summary, metric),
+        "verdict": _verdicts(summary, metric),
     })
     counts = {"params": [f"{int(p):,}" if not pd.isna(p) else "–" for p in summary["params"]]}
     if not summary["trainable_params"].equals(summary["params"]):  # transfer learning: not everything trains
         counts["trainable"] = [f"{int(p):,}" if not pd.isna(p) else "–" for p in summary["trainable_params"]]
     if compact:
-        return table.drop(columns=["95% CI", "p Welch", "p paired (n)"]).assign(**counts)
+        return table.drop(columns=[ci_name, "p Welch", "p paired (n)", "seeds needed"]).assign(**counts)
     for m in ("test_loss", "train_loss"):
         if f"{m}_mean" in summary:
             table[m] = [mean_std(a, b, 1.0, 4) for a, b in zip(summary[f"{m}_mean"], summary[f"{m}_std"])]
@@ -181,15 +255,20 @@ def _latex(table: pd.DataFrame) -> str:
     return text.replace("±", r"$\pm$").replace("Δ", r"$\Delta$").replace("–", "--")
 
 
-def write_study_report(study_dir: Path, out_root: Path, metric: str = "test_acc", formats: Sequence[str] = FORMATS) -> pd.DataFrame:
-    """Tables (md, csv, tex as asked) and accuracy.png, curves.png, cost.png for one study under out_root/<study>/."""
+def write_study_report(study_dir: Path, out_root: Path, metric: str = "test_acc", formats: Sequence[str] = FORMATS,
+                       margin: Optional[float] = None, ci: str = "t") -> tuple[pd.DataFrame, str]:
+    """Tables (md, csv, tex as asked) and forest.png, accuracy.png, curves.png, cost.png for one study under
+    out_root/<study>/; returns the summary and its sensitivity line. `margin` is in the metric's display unit."""
     study = study_dir.name
     runs = results.load_runs(study_dir)
     if runs.empty:
         raise ReportError(f"study {study!r} has no whole metrics.json; re-run its command to train the missing runs")
+    runs = name_factors(runs)
     check_poolable(runs, study)
     order = sorted(results.variant_names(study_dir), key=lambda v: _order_key(v, *_factor_of(runs, v)))
-    summary = summarize(runs, order, metric, checkpoint.in_progress(study_dir))
+    scale = plots.metric_scale(metric)[0]
+    summary = summarize(runs, order, metric, None if margin is None else margin / scale, ci, checkpoint.in_progress(study_dir))
+    line = sensitivity(summary, runs, metric, None if margin is None else margin / scale)
     out = out_root / study
     out.mkdir(parents=True, exist_ok=True)
     table = display_table(summary, metric)
@@ -198,16 +277,21 @@ def write_study_report(study_dir: Path, out_root: Path, metric: str = "test_acc"
     if "md" in formats:
         notes = (f"n = finished seeds. Δ = variant − baseline. p Welch: Welch's t-test against the baseline; p Holm: "
                  f"Holm-adjusted across this study's variants; verdict at α = 0.05 after adjustment. "
-                 f"p paired: paired t-test over the seeds both share (same data order).")
-        (out / "summary.md").write_text(f"# Study `{study}`: {metric}\n\n{table.to_markdown(index=False)}\n\n{notes}\n")
+                 f"p paired: paired t-test over the seeds both share (same data order). "
+                 f"MDE: the smallest difference this comparison detects with 80 % power (a smaller true effect usually "
+                 f"reads 'no clear difference'). g: Hedges' g, the difference in pooled standard deviations. "
+                 f"TOST p: two one-sided Welch tests that |Δ| < the equivalence margin (Holm-adjusted in brackets). "
+                 f"seeds needed: per variant, for 80 % power at the margin (or at the observed Δ).")
+        (out / "summary.md").write_text(f"# Study `{study}`: {metric}\n\n{table.to_markdown(index=False)}\n\n{line}\n\n{notes}\n")
     if "tex" in formats:
         (out / "summary.tex").write_text(_latex(table.drop(columns=["notes", "failed / missing"])))
+    plots.forest_chart(summary, study, metric, margin, out / "forest.png")
     plots.bar_chart(summary, runs, study, metric, out / "accuracy.png")
     histories = results.load_histories(runs[runs["status"] == "ok"])
     if len(histories):
-        plots.curves_chart(histories, order, study, out / "curves.png")
+        plots.curves_chart(histories, summary, study, out / "curves.png")
     plots.cost_chart(summary, study, metric, out / "cost.png")
-    return summary
+    return summary, line
 
 
 def _factor_of(runs: pd.DataFrame, variant: str) -> tuple[str, str]:
@@ -224,30 +308,40 @@ def write_index(out_root: Path, studies: Sequence[str], metric: str) -> Path:
         if not (folder / "summary.md").is_file():
             continue
         body = (folder / "summary.md").read_text().split("\n", 2)[2]
-        pictures = "\n".join(f"![{name}]({study}/{name})" for name in ("accuracy.png", "curves.png", "cost.png") if (folder / name).is_file())
+        pictures = "\n".join(f"![{name}]({study}/{name})" for name in ("forest.png", "accuracy.png", "curves.png", "cost.png") if (folder / name).is_file())
         sections.append(f"## [{study}]({study}/summary.md): {metric}\n\n{body}\n{pictures}\n")
     path = out_root / "index.md"
     path.write_text("\n".join(sections))
     return path
 
 
-def write_reports(paths: Sequence[str], out_root: str = "reports", metric: str = "test_acc", formats: Sequence[str] = FORMATS) -> list[str]:
-    """Report every study under `paths`, print each table; raise ReportError at the end if any study was refused."""
+def write_reports(paths: Sequence[str], out_root: str = "reports", metric: str = "test_acc", formats: Sequence[str] = FORMATS,
+                  margin: Optional[float] = None, ci: str = "t") -> list[str]:
+    """Report every study under `paths`, print each table; raise ReportError at the end if any study was refused.
+    `margin`: the equivalence margin in the metric's display unit (percentage points for accuracies)."""
+    try:
+        declared_metric(metric)
+    except ValueError as error:
+        raise ReportError(str(error)) from None
+    if margin is not None and not (math.isfinite(margin) and margin > 0):
+        raise ReportError(f"--equivalence-margin must be a positive number in {plots.metric_scale(metric)[1]} units, got {margin}")
     studies = [s for p in paths for s in _studies(Path(p))]
     root, done, refused = Path(out_root), [], []
     for study_dir in studies:
         try:
-            summary = write_study_report(study_dir, root, metric, formats)
+            summary, line = write_study_report(study_dir, root, metric, formats, margin, ci)
         except ReportError as error:
             refused.append(str(error))
             print(f"\nStudy {study_dir.name}: not reported: {error}")
             continue
         done.append(study_dir.name)
-        print(f"\nStudy {study_dir.name} ({study_dir}): {metric}\n{display_table(summary, metric, compact=True).to_markdown(index=False, tablefmt='simple')}")
+        print(f"\nStudy {study_dir.name} ({study_dir}): {metric}\n{display_table(summary, metric, compact=True).to_markdown(index=False, tablefmt='simple')}\n  {line}")
         problems = summary[summary["problems"] != ""]
         for row in problems.itertuples():
             print(f"  ! {row.variant}: {row.problems}")
-        print(f"  -> {root / study_dir.name}/: summary.{{{','.join(formats)}}}, accuracy.png, curves.png, cost.png")
+        for row in summary[summary["factor"].str.contains("+", regex=False)].itertuples():
+            print(f"  ! {row.variant}: {SEVERAL_KEYS}")
+        print(f"  -> {root / study_dir.name}/: summary.{{{','.join(formats)}}}, forest.png, accuracy.png, curves.png, cost.png")
     if done and "md" in formats:
         print(f"\nAll studies: {write_index(root, done, metric)}")
     if refused:

@@ -22,16 +22,12 @@ import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from ablate import identity
 from ablate.config import AblateConfig, ConfigError
 
 BASELINE = "baseline"
 METRICS_FILE, HISTORY_FILE, CONFIG_FILE, MODEL_FILE = "metrics.json", "history.csv", "config.yaml", "model.pt"
 LOCK_FILE = ".lock"
-# Config keys (dotted) that name, place or schedule a run rather than decide its numbers: they stay out of a run's
-# config hash and may differ between the runs of one study. train.seeds_per_group only caps how many seeds train
-# together, which on CUDA free memory decides as well; a seed's numbers move by float summation order at most.
-# train.checkpoint_every only says how often a run still training is saved; a resumed run's numbers are the same.
-NOT_SETTINGS = ("seeds", "variant", "study", "runs_dir", "train.seeds_per_group", "train.checkpoint_every")
 
 
 def run_dir(runs_dir: str | Path, study: str, variant: str, seed: int) -> Path:
@@ -62,6 +58,21 @@ def read_config(path: Path) -> dict[str, Any]:
     """A run's config.yaml read through the schema (keys added since it was written get their defaults), flattened
     to dotted keys (`model.depth`)."""
     return flatten_config(OmegaConf.to_container(_stored_config(path)), "")
+
+
+def stored_identity(path: Path, record: dict[str, Any]) -> dict[str, Any]:
+    """A finished run's identity, derived from its config.yaml (through today's schema) and what its metrics.json
+    says `auto` resolved to; derived rather than read, so runs from before identities were stored compare alike."""
+    config: AblateConfig = OmegaConf.to_object(_stored_config(path))  # type: ignore[assignment]
+    return identity.identity(config, identity.recorded_resolution(record))
+
+
+def stored_identities(study_dir: Path) -> Iterable[tuple[Path, dict[str, Any]]]:
+    """(run folder, identity) of every finished run of a study (none when the study does not exist yet)."""
+    for metrics_file in sorted(study_dir.glob(f"*/seed=*/{METRICS_FILE}")):
+        record = read_metrics(metrics_file.parent)
+        if record is not None:
+            yield metrics_file.parent, stored_identity(metrics_file.parent, record)
 
 
 def _stored_config(path: Path) -> DictConfig:
@@ -202,6 +213,7 @@ def _runs(study_dir: Path) -> Iterable[dict[str, Any]]:
         if record is None:
             continue  # not a finished run: the report counts its seed as missing
         record.update({f"cfg.{key}": value for key, value in read_config(metrics_file.parent).items()})
+        record["identity"] = stored_identity(metrics_file.parent, record)
         record["run_dir"] = str(metrics_file.parent)
         yield record
 

@@ -2,7 +2,10 @@
 
 Welch's t-test (unequal variances) compares a variant's seeds with the baseline's; Holm's step-down
 correction adjusts the p-values across the study's variants so the verdicts hold for the study as a whole.
-Where the two share seeds (same data order), a paired t-test is given as well. All tests come from scipy.
+Where the two share seeds (same data order), a paired t-test is given as well. Beside the tests, each comparison
+says what the study could have seen: the minimum detectable effect (80 % power), Hedges' g with its 95 % CI, an
+equivalence test (TOST) for a margin the user names, and how many seeds a study would need. Tests come from scipy
+and statsmodels.
 """
 
 from __future__ import annotations
@@ -10,14 +13,19 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
-from scipy import stats
+from scipy import optimize, stats
 from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.power import TTestIndPower
+from statsmodels.stats.weightstats import ttost_ind
 
 ALPHA = 0.05
 CONFIDENCE = 0.95
+POWER = 0.8
+CI_METHODS = ("t", "bootstrap")
+BOOTSTRAP_RESAMPLES = 9999
 
 
 @dataclass
@@ -36,6 +44,15 @@ class Comparison:
     p_holm: Optional[float] = None
     n_paired: int = 0
     p_paired: Optional[float] = None
+    mde: Optional[float] = None
+    hedges_g: Optional[float] = None
+    hedges_g_ci_low: Optional[float] = None
+    hedges_g_ci_high: Optional[float] = None
+    margin: Optional[float] = None
+    p_tost: Optional[float] = None
+    p_tost_holm: Optional[float] = None
+    seeds_needed: Optional[int] = None
+    ci_method: str = "t"
     verdict: str = ""
     notes: list[str] = field(default_factory=list)
 
@@ -44,10 +61,90 @@ def _finite(value: float) -> Optional[float]:
     return float(value) if value is not None and math.isfinite(value) else None
 
 
-def describe(values: Sequence[float]) -> Comparison:
-    """n, mean, sample std and the Student-t 95% confidence interval of the mean (the latter two need n >= 2)."""
+def pooled_std(*groups: Sequence[float]) -> Optional[float]:
+    """The pooled sample standard deviation of groups of two or more values (None when no group has two)."""
+    kept = [np.asarray(g, dtype=float) for g in groups if len(g) >= 2]
+    if not kept:
+        return None
+    return float(np.sqrt(sum((len(g) - 1) * g.var(ddof=1) for g in kept) / sum(len(g) - 1 for g in kept)))
+
+
+def minimum_detectable_effect(n1: int, n2: int, std: Optional[float]) -> Optional[float]:
+    """The difference (in the metric's unit) a two-sided two-sample t-test at ALPHA detects with POWER, for groups
+    of n1 and n2 values with this pooled std: below it, "no clear difference" is not evidence of no effect."""
+    if std is None or n1 < 2 or n2 < 2:
+        return None
+    effect = TTestIndPower().solve_power(effect_size=None, nobs1=n1, ratio=n2 / n1, alpha=ALPHA, power=POWER, alternative="two-sided")
+    return _finite(float(effect) * std)
+
+
+def seeds_needed(effect: Optional[float], std: Optional[float]) -> Optional[int]:
+    """Seeds per group for a two-sided t-test at ALPHA to detect a difference `effect` with POWER, given this std."""
+    if effect is None or std is None or effect == 0:
+        return None
+    if std == 0:
+        return 2
+    size, power = abs(effect) / std, TTestIndPower()
+    for n in range(2, 11):  # large effects: the solver does not converge below a few seeds, so count them out
+        if power.power(effect_size=size, nobs1=n, ratio=1.0, alpha=ALPHA) >= POWER:
+            return n
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        n = power.solve_power(effect_size=size, nobs1=None, ratio=1.0, alpha=ALPHA, power=POWER)
+    return math.ceil(n) if math.isfinite(n) else None
+
+
+def hedges_g(a: Sequence[float], b: Sequence[float]) -> tuple[Optional[float], Optional[float], Optional[float]]:
+    """Hedges' g of a against b (pooled-std standardised difference times 1 - 3/(4(n1+n2) - 9)) and its 95 % CI,
+    from inverting the noncentral t distribution of the t statistic (exact for normal data, also for 3 seeds)."""
+    n1, n2, std = len(a), len(b), pooled_std(a, b)
+    if n1 < 2 or n2 < 2 or not std:
+        return None, None, None
+    correction = 1 - 3 / (4 * (n1 + n2) - 9)
+    scale, df = math.sqrt(1 / n1 + 1 / n2), n1 + n2 - 2
+    d = (float(np.mean(a)) - float(np.mean(b))) / std
+    t = d / scale
+
+    def noncentrality(quantile: float) -> Optional[float]:
+        """The noncentrality at which t is this quantile of the noncentral t distribution (the cdf falls as it
+        grows); the bracket widens step by step, as scipy's cdf turns NaN far in the tails."""
+        gap = lambda ncp: stats.nct.cdf(t, df, ncp) - quantile  # noqa: E731
+        for width in (1.0, 2.0, 4.0, 8.0, 16.0, 32.0):
+            low, high = t - width * (1 + abs(t)), t + width * (1 + abs(t))
+            if gap(low) > 0 > gap(high):
+                return optimize.brentq(gap, low, high, xtol=1e-12)
+        return None
+
+    upper, lower = noncentrality((1 - CONFIDENCE) / 2), noncentrality((1 + CONFIDENCE) / 2)
+    if upper is None or lower is None:
+        return correction * d, None, None
+    return correction * d, correction * lower * scale, correction * upper * scale
+
+
+def bootstrap_mean_ci(values: Sequence[float]) -> tuple[Optional[float], Optional[float]]:
+    """BCa 95 % interval of the mean, resampling seeds (fixed random state: a report is reproducible)."""
+    return _bootstrap((np.asarray(values, dtype=float),), lambda x, axis: x.mean(axis=axis), paired=False)
+
+
+def bootstrap_diff_ci(a: Sequence[float], b: Sequence[float], paired: bool) -> tuple[Optional[float], Optional[float]]:
+    """BCa 95 % interval of mean(a) - mean(b), resampling seeds; paired resamples a seed's two values together."""
+    return _bootstrap((np.asarray(a, dtype=float), np.asarray(b, dtype=float)),
+                      lambda x, y, axis: x.mean(axis=axis) - y.mean(axis=axis), paired=paired)
+
+
+def _bootstrap(data: tuple[np.ndarray, ...], statistic: Callable[..., np.ndarray], paired: bool) -> tuple[Optional[float], Optional[float]]:
+    """scipy's BCa interval of a vectorized statistic, or None at either end where it is undefined."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # too few distinct resamples: scipy warns and returns NaN, shown as '–'
+        result = stats.bootstrap(data, statistic, paired=paired, vectorized=True, confidence_level=CONFIDENCE,
+                                 n_resamples=BOOTSTRAP_RESAMPLES, method="BCa", random_state=np.random.default_rng(0))
+    return _finite(result.confidence_interval.low), _finite(result.confidence_interval.high)
+
+
+def describe(values: Sequence[float], ci: str = "t") -> Comparison:
+    """n, mean, sample std and the 95% confidence interval of the mean (Student t, or BCa bootstrap); n >= 2 for the last two."""
     sample = np.asarray(values, dtype=float)
-    result = Comparison(n=len(sample))
+    result = Comparison(n=len(sample), ci_method=ci)
     if len(sample) == 0:
         return result
     result.mean = float(sample.mean())
@@ -57,48 +154,85 @@ def describe(values: Sequence[float]) -> Comparison:
     result.std = float(sample.std(ddof=1))
     if result.std == 0:
         result.ci_low = result.ci_high = result.mean
+    elif ci == "bootstrap":
+        result.ci_low, result.ci_high = bootstrap_mean_ci(sample)
     else:
         interval = stats.ttest_1samp(sample, 0.0).confidence_interval(CONFIDENCE)
         result.ci_low, result.ci_high = float(interval.low), float(interval.high)
     return result
 
 
-def compare(variant: dict[int, float], baseline: dict[int, float]) -> Comparison:
-    """Describe a variant's per-seed values and test them against the baseline's (seed -> value)."""
-    result = describe(list(variant.values()))
+def compare(variant: dict[int, float], baseline: dict[int, float], margin: Optional[float] = None, ci: str = "t") -> Comparison:
+    """Describe a variant's per-seed values and test them against the baseline's (seed -> value); with a margin
+    (in the metric's unit), also test equivalence within ±margin."""
+    result = describe(list(variant.values()), ci)
+    result.margin = margin
     if result.n < 2 or len(baseline) < 2:
         if result.n >= 2:
             result.notes.append("baseline has fewer than 2 seeds: no test")
         return result
     a, b = np.asarray(list(variant.values())), np.asarray(list(baseline.values()))
     result.diff = float(a.mean() - b.mean())
+    shared = sorted(set(variant) & set(baseline))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # identical values: scipy warns and returns NaN
         welch = stats.ttest_ind(a, b, equal_var=False)
         interval = welch.confidence_interval(CONFIDENCE)
         result.p_welch = _finite(welch.pvalue)
         result.diff_ci_low, result.diff_ci_high = _finite(interval.low), _finite(interval.high)
-        shared = sorted(set(variant) & set(baseline))
         result.n_paired = len(shared)
         if len(shared) >= 2:
             result.p_paired = _finite(stats.ttest_rel([variant[s] for s in shared], [baseline[s] for s in shared]).pvalue)
+        if margin is not None:
+            result.p_tost = _finite(ttost_ind(a, b, -margin, margin, usevar="unequal")[0])
+    if ci == "bootstrap":
+        paired = set(variant) == set(baseline)
+        ordered = ([variant[s] for s in shared], [baseline[s] for s in shared]) if paired else (a, b)
+        result.diff_ci_low, result.diff_ci_high = bootstrap_diff_ci(*ordered, paired=paired)
+    std = pooled_std(a, b)
+    result.mde = minimum_detectable_effect(len(a), len(b), std)
+    result.hedges_g, result.hedges_g_ci_low, result.hedges_g_ci_high = hedges_g(a, b)
+    result.seeds_needed = seeds_needed(margin if margin is not None else result.diff, std)
     if result.p_welch is None:
         result.notes.append("no variance in either group: no test")
     return result
 
 
+def _holm(pvalues: list[float]) -> list[float]:
+    return [float(p) for p in multipletests(pvalues, alpha=ALPHA, method="holm")[1]] if pvalues else []
+
+
 def adjust_holm(comparisons: Sequence[Comparison], higher_is_better: bool = True) -> None:
-    """Holm-adjust the Welch p-values of a study's variants in place and set each verdict at ALPHA."""
+    """Holm-adjust the Welch (and TOST) p-values of a study's variants in place and set each verdict at ALPHA:
+    better or worse; with a margin, equivalent or inconclusive (with the seeds a conclusive study would need)."""
     tested = [c for c in comparisons if c.p_welch is not None]
-    if tested:
-        _, adjusted, _, _ = multipletests([c.p_welch for c in tested], alpha=ALPHA, method="holm")
-        for comparison, p in zip(tested, adjusted):
-            comparison.p_holm = float(p)
+    for comparison, p in zip(tested, _holm([c.p_welch for c in tested])):
+        comparison.p_holm = p
+    tost = [c for c in comparisons if c.p_tost is not None]
+    for comparison, p in zip(tost, _holm([c.p_tost for c in tost])):
+        comparison.p_tost_holm = p
     for comparison in comparisons:
-        if comparison.p_holm is None:
-            comparison.verdict = "not tested"
-        elif comparison.p_holm >= ALPHA:
-            comparison.verdict = "no clear difference"
-        else:
-            improved = (comparison.diff > 0) == higher_is_better
-            comparison.verdict = "better" if improved else "worse"
+        comparison.verdict = _verdict(comparison, higher_is_better)
+
+
+def _verdict(comparison: Comparison, higher_is_better: bool) -> str:
+    """One comparison's verdict from its adjusted p-values."""
+    if comparison.p_holm is None:
+        return "not tested"
+    if comparison.p_holm < ALPHA:
+        return "better" if (comparison.diff > 0) == higher_is_better else "worse"
+    if comparison.margin is None:
+        return "no clear difference"
+    if comparison.p_tost_holm is not None and comparison.p_tost_holm < ALPHA:
+        return "equivalent"
+    needed = comparison.seeds_needed
+    return f"inconclusive (needs {needed:,} seeds)" if needed else "inconclusive"
+
+
+def study_sensitivity(baseline: Sequence[float], variants: Sequence[Sequence[float]], n: int,
+                      effect: Optional[float]) -> tuple[Optional[float], Optional[int]]:
+    """For a typical comparison of the study (the median of each variant's pooled std with the baseline, so one
+    unstable variant does not speak for all): the MDE with n seeds per group, and the seeds needed for `effect`."""
+    stds = [pooled_std(v, baseline) for v in variants if len(v) >= 2 and len(baseline) >= 2]
+    std = float(np.median(stds)) if stds else None
+    return minimum_detectable_effect(n, n, std), seeds_needed(effect, std)

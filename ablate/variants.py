@@ -1,36 +1,66 @@
-"""One-factor-at-a-time plans: which variants a sweep trains, and how each is named on disk.
+"""Variants and their names: the one place that decides which variants a study trains and what each is called.
 
-A variant is the baseline with exactly one key changed; its name is that override (`model.depth=5`),
-and the baseline's name is `baseline`. Values equal to the baseline's are the baseline, trained once.
+A variant is the baseline with some keys changed. A study's variant changes exactly one key (`model.depth=5`);
+a one-off run may change several (`model.batchnorm=true,model.depth=3`), and the report marks it as such.
+The baseline is `baseline`. Values equal to the baseline's are the baseline, trained once.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 BASELINE = "baseline"
+# Where one key=value ends and the next begins in a variant name: a comma before `section.key=` (values may hold commas).
+_NEXT_OVERRIDE = re.compile(r",(?=[A-Za-z_][\w]*(?:\.[\w]+)+=)")
+# One-off runs (no sweep): the overrides under this prefix make the variant; the others are settings of the study.
+ONE_OFF_PREFIX = "model."
 
 
 @dataclass(frozen=True)
 class Variant:
-    """A variant: its folder name, and the one key and value that make it from the baseline (none for the baseline)."""
+    """A variant: its folder name and the (key, value) pairs that make it from the baseline (none for the baseline)."""
 
     name: str
-    key: Optional[str] = None
-    value: Any = None
+    overrides: tuple[tuple[str, Any], ...] = ()
 
     @property
-    def overrides(self) -> tuple[str, ...]:
+    def keys(self) -> tuple[str, ...]:
+        """The keys this variant changes."""
+        return tuple(key for key, _ in self.overrides)
+
+    @property
+    def factor(self) -> str:
+        """The changed key, keys joined by '+' when several change at once, '' for the baseline."""
+        return "+".join(self.keys)
+
+    @property
+    def value(self) -> str:
+        """The changed value as typed, values joined by ', ' when several change at once."""
+        return ", ".join(format_value(value) for _, value in self.overrides)
+
+    @property
+    def arguments(self) -> list[str]:
         """The Hydra overrides that turn the baseline into this variant."""
-        return () if self.key is None else (self.name,)
+        return [f"{key}={format_value(value)}" for key, value in self.overrides]
 
 
 def format_value(value: Any) -> str:
-    """A value as a user types it in an override: true/false for booleans, plain text otherwise."""
+    """A value as a user types it in an override: true/false for booleans, null for None, plain text otherwise."""
     if isinstance(value, bool):
         return str(value).lower()
+    if value is None:
+        return "null"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(format_value(v) for v in value) + "]"
     return str(value)
+
+
+def make_variant(overrides: Mapping[str, Any]) -> Variant:
+    """The variant that changes these keys (sorted by key), or the baseline when there are none."""
+    pairs = tuple(sorted(overrides.items()))
+    return Variant(",".join(f"{key}={format_value(value)}" for key, value in pairs) or BASELINE, pairs)
 
 
 def plan_variants(baseline: Mapping[str, Any], factors: Mapping[str, Sequence[Any]]) -> list[Variant]:
@@ -38,23 +68,26 @@ def plan_variants(baseline: Mapping[str, Any], factors: Mapping[str, Sequence[An
     plan = [Variant(BASELINE)]
     for key, values in factors.items():
         for value in values:
-            if format_value(value) == format_value(baseline[key]):
-                continue
-            override = f"{key}={format_value(value)}"
-            if all(v.name != override for v in plan):
-                plan.append(Variant(override, key, value))
+            variant = make_variant({key: value})
+            if format_value(value) != format_value(baseline[key]) and variant not in plan:
+                plan.append(variant)
     return plan
 
 
-def variant_from_overrides(overrides: Sequence[str], keys_prefix: str = "model.") -> str:
-    """Name of a single run's variant: its model overrides joined by ',' (sorted), or `baseline` if it has none."""
-    changed = sorted(o.lstrip("+") for o in overrides if o.lstrip("+").startswith(keys_prefix))
-    return ",".join(changed) or BASELINE
+def keys_of(name: str) -> list[str]:
+    """The keys a variant's name changes ([] for the baseline); how a job and a stored run recover them."""
+    if name == BASELINE:
+        return []
+    return [part.partition("=")[0] for part in _NEXT_OVERRIDE.split(name)]
 
 
-def parse_variant(name: str) -> tuple[str, str]:
-    """(factor key, value text) of a variant name; ('', '') for the baseline."""
-    if name == BASELINE or "=" not in name:
-        return "", ""
-    key, _, value = name.partition("=")
-    return key, value
+def from_name(name: str, lookup: Callable[[str], Any]) -> Variant:
+    """The variant named `name`, its values read from the config it was trained with (`lookup(key)`)."""
+    keys = keys_of(name)
+    return Variant(name, tuple((key, lookup(key)) for key in keys))
+
+
+def one_off_keys(overrides: Sequence[str]) -> list[str]:
+    """The keys of a one-off run's overrides that make its variant (those under ONE_OFF_PREFIX)."""
+    keys = (override.partition("=")[0].lstrip("+~") for override in overrides if "=" in override)
+    return sorted({key for key in keys if key.startswith(ONE_OFF_PREFIX)})

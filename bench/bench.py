@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -33,10 +34,11 @@ from torch.utils.data import DataLoader, Subset
 from torchvision import datasets, transforms
 
 from ablate import results
-from ablate.config import STRATEGIES, DataConfig, ModelConfig, TrainConfig
+from ablate.config import STRATEGIES, AblateConfig, DataConfig, ModelConfig, TrainConfig
 from ablate.data import MNIST_MEAN, MNIST_STD, load_dataset, subset_indices, write_mnist_idx
-from ablate.engine import resolve_device, train_seeds
+from ablate.engine import train_seeds
 from ablate.model import build_model
+from ablate.resolve import resolve, resolve_device
 
 BATCH, LR, EVAL_BATCH = 64, 1e-3, 1000
 
@@ -78,7 +80,8 @@ def ablate_runs(seeds: Sequence[int], epochs: int, train_size: int | None, test_
     """ablate's engine on the same model, data and hyperparameters: per-seed test accuracies and the strategy it used."""
     data = load_dataset(DataConfig(name="mnist", train_size=train_size, test_size=test_size))
     train = TrainConfig(epochs=epochs, batch_size=BATCH, lr=LR, optimizer="adam", strategy=strategy)
-    outcomes = train_seeds(ModelConfig(), train, data, list(seeds), device, precision, progress=False)
+    resolved = resolve(AblateConfig(train=train, device=device.type, precision=precision))
+    outcomes = train_seeds(ModelConfig(), replace(train, strategy=resolved.strategy), data, list(seeds), device, precision, progress=False)
     failed = [f"seed {r.seed}: {r.error}" for r in outcomes if r.status != "ok"]
     if failed:
         raise RuntimeError("ablate's engine failed: " + "; ".join(failed))
@@ -111,7 +114,7 @@ def welch_p(first: Sequence[float], second: Sequence[float]) -> float | None:
 
 def compare_loops(options: argparse.Namespace) -> dict[str, Any]:
     """Time the textbook loop and ablate's engine `repeats` times each, alternating; medians of seconds per run-epoch."""
-    device = resolve_device(options.device)
+    device = torch.device(resolve_device(options.device))
     textbook_seeds = options.seeds[: options.textbook_runs or len(options.seeds)]
     textbook_times, ablate_times, textbook_cpu, ablate_cpu = [], [], [], []
     with tempfile.TemporaryDirectory(prefix="ablate-bench-") as root:

@@ -15,8 +15,7 @@ import pytest
 
 from ablate import checkpoint, results
 from ablate.config import ConfigError
-from ablate.preflight import check_study
-from conftest import TINY, run_ablate
+from conftest import TINY, checked, run_ablate
 
 # 3 epochs of about a quarter of a second each per seed on one CPU thread: long enough to be stopped in the middle.
 LONG = [*TINY, "data.train_size=1024", "train.epochs=3", "seeds=[0,1]", "study=long"]
@@ -40,16 +39,17 @@ _references: dict[str, dict] = {}
 
 
 @pytest.fixture
-def reference(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], dict]:
-    """The uninterrupted study's numbers for a strategy (trained once per test process)."""
-    def numbers_for(strategy: str) -> dict:
-        if strategy not in _references:
-            root = tmp_path_factory.mktemp(f"uninterrupted-{strategy}")
-            finished = run_ablate("run", *LONG, f"train.strategy={strategy}", cwd=root)
+def reference(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., dict]:
+    """The uninterrupted study's numbers for a strategy and further overrides (each trained once per test process)."""
+    def numbers_for(strategy: str, *more: str) -> dict:
+        key = " ".join([strategy, *more])
+        if key not in _references:
+            root = tmp_path_factory.mktemp("uninterrupted")
+            finished = run_ablate("run", *LONG, f"train.strategy={strategy}", *more, cwd=root)
             assert finished.returncode == 0, finished.stderr
             assert not list(root.glob("runs/**/checkpoint.pt")), "a finished run keeps no checkpoint"
-            _references[strategy] = numbers(root)
-        return _references[strategy]
+            _references[key] = numbers(root)
+        return _references[key]
     return numbers_for
 
 
@@ -78,7 +78,7 @@ def group_checkpointed(root: Path, strategy: str) -> Callable[[], bool]:
 
 @pytest.mark.parametrize("strategy", ["eager", "vectorized"])
 def test_sigkill_after_epoch_one_then_rerun_gives_the_uninterrupted_numbers(
-        tmp_path: Path, strategy: str, reference: Callable[[str], dict]) -> None:
+        tmp_path: Path, strategy: str, reference: Callable[..., dict]) -> None:
     command = [*LONG, f"train.strategy={strategy}"]
     process = start(tmp_path, *command)
     wait_for(group_checkpointed(tmp_path, strategy), process)
@@ -102,8 +102,9 @@ def test_sigkill_after_epoch_one_then_rerun_gives_the_uninterrupted_numbers(
 
 @pytest.mark.parametrize("stop, strategy", [(signal.SIGTERM, "eager"), (signal.SIGUSR1, "vectorized")])
 def test_stop_signal_checkpoints_mid_epoch_and_exits_by_that_signal(
-        tmp_path: Path, stop: signal.Signals, strategy: str, reference: Callable[[str], dict]) -> None:
-    command = [*LONG, f"train.strategy={strategy}", "train.checkpoint_every=0"]  # only the signal writes one
+        tmp_path: Path, stop: signal.Signals, strategy: str, reference: Callable[..., dict]) -> None:
+    augment = "train.augment=shift"  # random shifts drawn per epoch: a mid-epoch resume must draw the same ones
+    command = [*LONG, f"train.strategy={strategy}", augment, "train.checkpoint_every=0"]  # only the signal writes one
     process = start(tmp_path, *command)
     history = first_checkpoint(tmp_path).parent / results.HISTORY_FILE
     wait_for(lambda: history.is_file() and history.stat().st_size > 0, process)  # epoch 1 done
@@ -117,7 +118,7 @@ def test_stop_signal_checkpoints_mid_epoch_and_exits_by_that_signal(
 
     rerun = run_ablate("run", *command, cwd=tmp_path)
     assert rerun.returncode == 0, rerun.stderr
-    assert numbers(tmp_path) == reference(strategy)
+    assert numbers(tmp_path) == reference(strategy, augment)
 
 
 def test_damaged_checkpoint_is_ignored_with_a_warning(tmp_path: Path) -> None:
@@ -137,8 +138,8 @@ def test_checkpoint_of_other_settings_is_refused_before_training(workdir: Path) 
     state = checkpoint.SeedState(seed=0, group=[0], strategy="eager", epoch=1, step=0, order=checkpoint.rng_state()["cpu"],
                                  trainer={}, rng=checkpoint.rng_state())
     checkpoint.write({0: folder}, [state], settings="written-under-other-settings")
-    with pytest.raises(ConfigError, match="checkpoint.pt"):
-        check_study(overrides)
+    with pytest.raises(ConfigError, match="checkpoint.pt was written by a run with other settings"):
+        checked(overrides)
     assert (folder / checkpoint.CHECKPOINT_FILE).is_file()  # refused, never deleted
 
 
@@ -152,7 +153,7 @@ def test_runs_dir_where_flock_fails_is_refused_before_training(workdir: Path, mo
 
     monkeypatch.setattr(results.fcntl, "flock", no_flock)
     with pytest.raises(ConfigError, match=r"runs_dir=.*file locks do not work there \(flock failed: Function not implemented\)"):
-        check_study([*TINY, f"runs_dir={workdir / 'runs'}"])
+        checked([*TINY, f"runs_dir={workdir / 'runs'}"])
     assert not (workdir / "runs" / "default").exists()  # nothing trained
 
 
@@ -183,4 +184,4 @@ def test_a_group_checkpoint_missing_a_seed_is_ignored_so_the_group_starts_over_t
 
 def test_negative_checkpoint_every_is_refused(workdir: Path) -> None:
     with pytest.raises(ConfigError, match=r"train.checkpoint_every=-1 is not allowed; it must be 0 \(no checkpoints\)"):
-        check_study([*TINY, "train.checkpoint_every=-1", f"runs_dir={workdir / 'runs'}"])
+        checked([*TINY, "train.checkpoint_every=-1", f"runs_dir={workdir / 'runs'}"])

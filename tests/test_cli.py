@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image
 
+from ablate.resolve import auto_precision
 from conftest import TINY, run_ablate
 
 
@@ -25,7 +26,7 @@ def test_sweep_run_then_report_writes_every_file_and_a_rerun_trains_nothing(work
     record = json.loads(files[2].read_text())
     assert record["status"] == "ok" and record["seed"] == 0 and record["factor"] == "model.batchnorm"
     assert record["params"] == 421_642 - 3136 * 128 + 64 * 4 * 4 * 128 + 2 * (32 + 64)  # 16x16 input: 4x4 maps; BN adds 2 per channel
-    assert record["receptive_field"] == 10 and record["device"] == "cpu" and record["precision"] == "fp32"
+    assert record["receptive_field"] == 10 and record["device"] == "cpu" and record["precision"] == auto_precision("cpu")
     for name in ("config.yaml", "history.csv", "model.pt"):
         assert (files[0].parent / name).is_file()
 

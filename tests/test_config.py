@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from ablate.config import ConfigError
-from ablate.preflight import check_study, one_line
+from ablate.preflight import one_line
+from conftest import checked
 from conftest import TINY, run_ablate
 
 BAD_VALUES = [
@@ -24,7 +25,14 @@ BAD_VALUES = [
     ("seeds=[a]", "seeds", "list of integer"),
     ("model.dept=3", "model.dept", "depth, width, kernel_size"),
     ("train.epochs=0", "train.epochs", ">= 1"),
-    ("train.optimizer=rmsprop", "train.optimizer", "adam, sgd"),
+    ("train.optimizer=rmsprop", "train.optimizer", "adam, adamw, sgd"),
+    ("model.dropout=1.0", "model.dropout", "[0, 1)"),
+    ("model.dropout=-0.1", "model.dropout", "[0, 1)"),
+    ("model.dropout=half", "model.dropout", "a number"),
+    ("model.activation=tanh", "model.activation", "relu, gelu, silu"),
+    ("train.augment=flip", "train.augment", "none, shift"),
+    ("train.augment_pixels=0", "train.augment_pixels", ">= 1"),
+    ("model.arch=resnet18 model.dropout=0.5", "model.dropout", "ablate's own CNN"),
     ("train.strategy=fast", "train.strategy", "auto, eager, vectorized"),
     ("train.seeds_per_group=0", "train.seeds_per_group", ">= 1"),
     ("seeds=[]", "seeds", "at least one seed"),
@@ -38,24 +46,26 @@ BAD_VALUES = [
 @pytest.mark.parametrize(("override", "key", "allowed"), BAD_VALUES)
 def test_bad_value_is_refused_naming_key_and_allowed_values(override: str, key: str, allowed: str) -> None:
     with pytest.raises(Exception) as caught:
-        check_study([override])
+        checked(override.split())
     message = one_line(caught.value)
     assert key in message and allowed in message and "\n" not in message
 
 
 def test_cuda_is_refused_where_no_gpu_is_visible(tmp_path: Path) -> None:
     if torch.cuda.is_available():
-        check_study(["device=cuda", f"runs_dir={tmp_path}"])  # accepted where a GPU exists
+        checked(["device=cuda", f"runs_dir={tmp_path}"])  # accepted where a GPU exists
         return
     with pytest.raises(ConfigError, match="device=cuda"):
-        check_study(["device=cuda"])
+        checked(["device=cuda"])
 
 
-def test_a_sweep_refuses_an_override_of_its_own_factor_and_sweep_syntax() -> None:
-    with pytest.raises(Exception, match="model.depth is a factor this sweep varies"):
-        check_study(["+sweep=depth", "model.depth=3"])
-    with pytest.raises(Exception, match="give one value"):
-        check_study(["+sweep=depth", "train.lr=0.1,0.01"])
+def test_a_sweep_refuses_one_value_for_its_own_factor_and_a_glob_as_values() -> None:
+    with pytest.raises(ConfigError, match="model.depth is a factor this study varies; drop model.depth=3, or list it as model.depth=a,b"):
+        checked(["+sweep=depth", "model.depth=3"])
+    with pytest.raises(ConfigError, match="a factor lists its values"):
+        checked(["model.pool=glob(*)"])
+    with pytest.raises(ConfigError, match="model.nosuch: not a key of the config"):
+        checked(["model.nosuch=1,2"])
 
 
 def test_bad_variant_in_a_sweep_is_refused_before_the_baseline_trains(workdir: Path) -> None:

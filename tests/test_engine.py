@@ -48,7 +48,8 @@ def test_a_failing_seed_is_recorded_and_the_others_still_run() -> None:
     good = load_dataset(DataConfig(name="synthetic", train_size=64, test_size=32, image_size=12))
     broken = Dataset("broken", good.train_x, good.train_y, good.test_x, good.test_y, num_classes=2)  # labels up to 9
     seen = []
-    outcomes = train_seeds(ModelConfig(), TrainConfig(epochs=1), broken, [0, 1], CPU, "fp32", on_result=seen.append, progress=False)
+    outcomes = train_seeds(ModelConfig(), TrainConfig(epochs=1, strategy="eager"), broken, [0, 1], CPU, "fp32", on_result=seen.append,
+                           progress=False)
     assert [r.status for r in outcomes] == ["failed", "failed"] and len(seen) == 2
     assert outcomes[0].state_dict is None
     assert "IndexError" in outcomes[0].error or "Target" in outcomes[0].error

@@ -5,16 +5,18 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ablate.config import DataConfig, ModelConfig, TrainConfig
+from ablate.config import AblateConfig, DataConfig, ModelConfig, TrainConfig
 from ablate.data import load_dataset
-from ablate.engine import resolve_device, resolve_precision, train_seed
+from ablate.engine import train_seed
+from ablate.resolve import resolve
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
 
-def test_auto_picks_cuda_and_bf16() -> None:
-    device = resolve_device("auto")
-    assert device.type == "cuda" and resolve_precision("auto", device) == "bf16"
+def test_auto_picks_cuda_and_bf16_and_records_tf32() -> None:
+    resolved = resolve(AblateConfig())
+    assert (resolved.device, resolved.precision) == ("cuda", "bf16")
+    assert resolved.numerics == {"cudnn_tf32": torch.backends.cudnn.allow_tf32, "matmul_tf32": torch.backends.cuda.matmul.allow_tf32}
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16", "fp32"])

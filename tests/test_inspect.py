@@ -16,7 +16,7 @@ from ablate.config import AblateConfig, DataConfig, ModelConfig
 from ablate.data import input_spec
 from ablate.inspect import describe
 from ablate.model import build_model, parameter_count, plan_layers
-from ablate.preflight import check_study
+from conftest import checked
 
 MNIST = (1, 28, 28)
 # Every one-factor sweep; `all` is their union, so it adds no variant.
@@ -44,7 +44,7 @@ def test_baseline_table_is_the_seeds_table() -> None:
 
 @pytest.mark.parametrize("sweep", SWEEPS)
 def test_parameters_and_flops_of_every_variant_equal_what_torch_counts(sweep: str) -> None:
-    for variant, config in check_study([f"+sweep={sweep}"]):
+    for variant, config in ((v.variant, v.config) for v in checked([f"+sweep={sweep}"]).variants):
         report = describe(variant.name, config)
         model = build_model(config.model, *input_spec(config.data))
         assert {r["layer"]: r["params"] for r in report["layers"]} == {

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from ablate import results
-from ablate.preflight import compose_config
+from ablate.plan import compose_config
 from conftest import TINY, run_ablate
 
 STUDY = ["+sweep=head", "seeds=[0,1]", *TINY]

@@ -10,7 +10,7 @@ from torch import nn
 
 from ablate.config import ModelConfig
 from ablate.model import build_model, parameter_count, plan_layers, receptive_field, receptive_fields
-from ablate.preflight import check_study
+from conftest import checked
 
 MNIST = (1, 28, 28)
 SWEEPS = sorted(p.stem for p in (Path(__file__).parents[1] / "conf" / "sweep").glob("*.yaml"))
@@ -85,7 +85,7 @@ def test_dilation_keeps_same_size_adds_no_weights_and_widens_the_receptive_field
 
 @pytest.mark.parametrize("sweep", ONE_FACTOR_SWEEPS)
 def test_every_planned_shape_is_the_shape_torch_computes(sweep: str) -> None:
-    for _, config in check_study([f"+sweep={sweep}"]):
+    for config in (v.config for v in checked([f"+sweep={sweep}"]).variants):
         for shape in (MNIST, (3, 20, 20)):
             layers = plan_layers(config.model, shape, 7)
             x, model = torch.zeros(2, *shape), build_model(config.model, shape, 7)
@@ -96,23 +96,23 @@ def test_every_planned_shape_is_the_shape_torch_computes(sweep: str) -> None:
 
 @pytest.mark.parametrize("sweep", SWEEPS)
 def test_every_sweep_composes_and_each_variant_builds_and_runs_forward(sweep: str, tmp_path: Path) -> None:
-    planned = check_study([f"+sweep={sweep}", f"runs_dir={tmp_path}"])
+    planned = [(v.variant, v.config) for v in checked([f"+sweep={sweep}", f"runs_dir={tmp_path}"]).variants]
     assert planned[0][0].name == "baseline"
     assert len({(config.study, variant.name) for variant, config in planned}) == len(planned)
     for variant, config in planned:
         assert config.study in (sweep, f"{sweep}.source")  # a transfer sweep pretrains in <study>.source
-        if variant.key is not None:
-            assert str(variant.value).lower() == str(eval(f"config.{variant.key}")).lower()  # noqa: S307
+        for key, value in variant.overrides:
+            assert str(value).lower() == str(eval(f"config.{key}")).lower()  # noqa: S307
         out = build_model(config.model, MNIST, 10)(torch.randn(2, *MNIST))
         assert out.shape == (2, 10) and torch.isfinite(out).all()
 
 
 def test_sweep_all_trains_the_baseline_once_and_twelve_single_changes(tmp_path: Path) -> None:
-    planned = check_study(["+sweep=all", f"runs_dir={tmp_path}"])
+    planned = [(v.variant, v.config) for v in checked(["+sweep=all", f"runs_dir={tmp_path}"]).variants]
     names = [variant.name for variant, _ in planned]
     assert names[0] == "baseline" and names.count("baseline") == 1 and len(names) == 13
     assert "model.depth=2" not in names and "model.pool=max" not in names
     baseline = planned[0][1].model
     for variant, config in planned[1:]:
         changed = [k for k in vars(baseline) if getattr(baseline, k) != getattr(config.model, k)]
-        assert changed == [variant.key.removeprefix("model.")]
+        assert [f"model.{key}" for key in changed] == list(variant.keys)

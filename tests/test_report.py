@@ -121,7 +121,7 @@ def test_runs_pool_on_the_strategy_they_trained_with_and_a_study_never_mixes_str
     write_reports([str(known_study)], str(tmp_path / "reports"))
     write(known_study, "model.width=64", 6, 0.99, ModelConfig(width=64), train=TrainConfig(epochs=2, strategy="vectorized"),
           strategy="vectorized")
-    with pytest.raises(ReportError, match="differ in strategy"):
+    with pytest.raises(ReportError, match="differ in train.strategy: eager -> vectorized"):
         write_reports([str(known_study)], str(tmp_path / "reports"))
 
 
@@ -171,3 +171,51 @@ def test_a_variant_with_no_finished_run_is_listed_as_missing(known_study: Path, 
     row = pd.read_csv(tmp_path / "reports" / "known" / "summary.csv").set_index("variant").loc["model.depth=3"]
     assert row["n"] == 0 and row["problems"] == "missing seeds 0, 1, 2, 3, 4" and row["verdict"] == "not tested"
     assert "nan" not in (tmp_path / "reports" / "known" / "summary.md").read_text().lower()
+
+
+def test_equivalence_margin_prints_mde_g_tost_and_verdict_per_row(known_study: Path, tmp_path: Path) -> None:
+    from test_stats import hedges_by_hand, mde_by_hand, power, seeds_by_search, tost_by_hand
+    from scipy import optimize
+
+    out = tmp_path / "reports"
+    result = run_ablate("report", str(known_study), "--out", str(out), "--equivalence-margin", "1.0", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    for column in ("MDE", "g [95% CI]", "TOST p (Holm)", "verdict"):
+        assert column in result.stdout
+    summary = pd.read_csv(out / "known" / "summary.csv").set_index("variant")
+    groups = {"model.width=64": WIDER, "model.pool=avg": SAME, "model.depth=5": WORSE}
+    lines = {line.split()[0]: line for line in result.stdout.splitlines() if line.startswith("model.")}
+    for variant, values in groups.items():
+        row = summary.loc[variant]
+        assert row["mde"] == pytest.approx(mde_by_hand(values, BASELINE), rel=1e-4)
+        assert (row["hedges_g"], row["hedges_g_ci_low"], row["hedges_g_ci_high"]) == pytest.approx(hedges_by_hand(values, BASELINE), abs=2e-4)
+        assert row["p_tost"] == pytest.approx(tost_by_hand(values, BASELINE, 0.01))
+        assert f"±{row['mde'] * 100:.2f} pt" in lines[variant] and f"{row['hedges_g']:+.2f}" in lines[variant]
+    assert summary.loc["model.pool=avg", "verdict"] == "equivalent" and "equivalent (±1.00 pt)" in lines["model.pool=avg"]
+    assert summary.loc["model.width=64", "verdict"] == "better" and "better" in lines["model.width=64"]
+    assert summary.loc["model.depth=5", "verdict"] == "worse" and "worse" in lines["model.depth=5"]
+    # The line under the table: the median over variants of the pooled std with the baseline, 5 seeds per variant
+    # (the usual count; model.head=gap has one seed and no std).
+    std = np.median([np.sqrt(((len(g) - 1) * np.var(g, ddof=1) + 4 * np.var(BASELINE, ddof=1)) / (len(g) + 3)) for g in (WIDER, SAME, WORSE)])
+    detectable = optimize.brentq(lambda d: power(d, 5, 5) - 0.8, 1e-6, 4) * std * 100
+    needed = seeds_by_search(0.01 / std, 1.0)
+    assert f"With 5 seeds per variant this study can detect ±{detectable:.2f} pt" in result.stdout
+    assert f"±1.00 pt needs {needed} seeds per variant" in result.stdout
+    assert f"±{detectable:.2f} pt" in (out / "known" / "summary.md").read_text()
+    with Image.open(out / "known" / "forest.png") as image:
+        assert image.format == "PNG" and image.size[1] >= 400
+
+
+def test_bootstrap_intervals_and_a_bad_margin(known_study: Path, tmp_path: Path) -> None:
+    from test_stats import bca_by_enumeration
+
+    out = tmp_path / "reports"
+    write_reports([str(known_study)], str(out), ci="bootstrap")
+    summary = pd.read_csv(out / "known" / "summary.csv").set_index("variant")
+    low, high = bca_by_enumeration(BASELINE)
+    row = summary.loc["baseline"]
+    assert row["ci_method"] == "bootstrap"
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((low, high), abs=0.1 * (high - low))
+    assert "95% CI (BCa bootstrap)" in (out / "known" / "summary.md").read_text()
+    bad = run_ablate("report", str(known_study), "--equivalence-margin", "0", cwd=tmp_path)
+    assert bad.returncode == 2 and "--equivalence-margin must be a positive number" in bad.stderr and "Traceback" not in bad.stderr

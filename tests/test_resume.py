@@ -14,9 +14,9 @@ import pytest
 
 from ablate import engine, results
 from ablate.config import AblateConfig, DataConfig, ModelConfig, TrainConfig
-from ablate.preflight import check_study, one_line
-from ablate.runner import config_hash, run_variant
-from conftest import TINY, run_ablate
+from ablate.preflight import one_line
+from ablate.resolve import auto_precision
+from conftest import TINY, checked, run_ablate, train
 
 STUDY = ["+sweep=batchnorm", "seeds=[0,1,2]", *TINY, "data.train_size=512", "train.epochs=3"]
 
@@ -103,7 +103,7 @@ def test_a_failing_run_is_recorded_and_the_others_go_on(tmp_path: Path, monkeypa
     monkeypatch.setattr(engine, "train_seed", out_of_memory_on_seed_one)
     cfg = AblateConfig(data=DataConfig(name="synthetic", train_size=64, test_size=32, image_size=12),
                        train=TrainConfig(epochs=1), seeds=[0, 1, 2], device="cpu", runs_dir=str(tmp_path))
-    summary = run_variant(cfg, "baseline")
+    summary = train(cfg)
     assert (summary.trained, summary.failed) == (3, 1)
     statuses = {seed: results.read_metrics(results.run_dir(tmp_path, "default", "baseline", seed)) for seed in (0, 1, 2)}
     assert [statuses[s]["status"] for s in (0, 1, 2)] == ["ok", "failed", "ok"]
@@ -134,15 +134,43 @@ def test_auto_is_eager_on_the_cpu_so_either_resumes_the_study_but_vectorized_is_
     assert again.returncode == 0, again.stderr
     assert "1 finished run(s) skipped, 1 to train" in again.stdout + again.stderr and len(finished(tmp_path)) == 2
     vectorized = run_ablate("run", "seeds=[0,1]", *TINY, "train.strategy=vectorized", cwd=tmp_path)
-    assert vectorized.returncode == 2 and "train.strategy: auto -> vectorized" in vectorized.stderr
+    assert vectorized.returncode == 2 and "train.strategy: eager -> vectorized" in vectorized.stderr
+    assert "to continue it, add train.strategy=eager" in vectorized.stderr
 
 
-def test_runs_trained_before_the_strategy_and_transfer_keys_existed_keep_their_config_hash() -> None:
-    assert config_hash(AblateConfig(device="cpu")) == "7f8f3d7f4b93"  # main at fe4f29b, where every run was eager
-    assert config_hash(AblateConfig(device="cpu", train=TrainConfig(strategy="eager", seeds_per_group=3))) == "7f8f3d7f4b93"
-    assert config_hash(AblateConfig(device="cpu", train=TrainConfig(strategy="vectorized"))) != "7f8f3d7f4b93"
-    assert config_hash(AblateConfig(device="cpu", model=ModelConfig(transfer="frozen", weights="w.pt"))) != "7f8f3d7f4b93"
-    assert config_hash(AblateConfig(device="cpu", data=DataConfig(classes=[5, 6]))) != "7f8f3d7f4b93"
+# A run as main at fe4f29b wrote it, before train.strategy, the transfer keys and stored identities existed.
+OLD_CONFIG = """model: {depth: 2, width: 32, kernel_size: 3, dilation: 1, pool: max, batchnorm: false, head: flatten, hidden: 128,
+  min_map_size: 4, max_width: 256}
+data: {name: synthetic, train_size: 256, test_size: 128, subset_seed: 0, root: data, download: false, image_size: 16,
+  channels: 1, num_classes: 10}
+train: {epochs: 1, batch_size: 64, lr: 0.001, optimizer: adam, momentum: 0.9, weight_decay: 0.0}
+seeds: [0]
+device: cpu
+precision: auto
+runs_dir: runs
+study: default
+variant: baseline
+"""
+OLD_METRICS = {"status": "ok", "seed": 0, "variant": "baseline", "factor": "", "value": "", "test_acc": 0.5, "test_loss": 1.0,
+               "train_loss": 1.0, "train_acc": 0.5, "train_seconds": 1.0, "device": "cpu", "precision": "fp32",
+               "config_hash": "7f8f3d7f4b93", "planned_seeds": [0], "params": 151306, "receptive_field": 10}
+
+
+def test_a_run_stored_before_identities_existed_resumes_and_pools_by_its_derived_identity(tmp_path: Path) -> None:
+    old = tmp_path / "runs/default/baseline/seed=0"
+    results.write_run(old, OLD_CONFIG, [], OLD_METRICS)
+    if auto_precision("cpu") != "fp32":  # precision=auto means bf16 on this CPU now: the refusal says how to continue
+        refused = run_ablate("run", "seeds=[0,1]", *TINY, cwd=tmp_path)
+        assert refused.returncode == 2 and "precision: fp32 -> bf16; to continue it, add precision=fp32" in refused.stderr
+    resumed = run_ablate("run", "seeds=[0,1]", *TINY, "precision=fp32", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "1 finished run(s) skipped, 1 to train" in resumed.stdout + resumed.stderr
+    assert results.read_metrics(old)["test_acc"] == 0.5  # untouched
+    new = results.read_metrics(tmp_path / "runs/default/baseline/seed=1")
+    assert dict(results.stored_identity(old, OLD_METRICS)) == new["identity"]
+    assert run_ablate("report", cwd=tmp_path).returncode == 0
+    refused = run_ablate("run", "seeds=[0]", *TINY, "precision=fp32", "train.optimizer=sgd", cwd=tmp_path)
+    assert refused.returncode == 2 and "train.optimizer: adam -> sgd" in refused.stderr
 
 
 def test_a_run_locked_by_another_process_is_never_trained_twice(tmp_path: Path) -> None:
@@ -174,10 +202,10 @@ def test_a_damaged_dataset_or_unwritable_runs_dir_is_refused_before_training(tmp
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     with pytest.raises(Exception) as caught:
-        check_study(["data=synthetic", f"runs_dir={blocker}/runs"])
+        checked(["data=synthetic", f"runs_dir={blocker}/runs"])
     assert one_line(caught.value).startswith(f"runs_dir='{blocker}/runs': cannot write there")
     damaged = tmp_path / "mnist.pkl.gz"
     damaged.write_bytes(b"\x1f\x8b truncated")
     monkeypatch.setattr("ablate.data.embedded_mnist_file", lambda: damaged)
     with pytest.raises(Exception, match="fails its checksum"):
-        check_study(["data=mnist", "data.subset_seed=12345", f"runs_dir={tmp_path}/runs"])  # a config no earlier test cached
+        checked(["data=mnist", "data.subset_seed=12345", f"runs_dir={tmp_path}/runs"])  # a config no earlier test cached

@@ -16,7 +16,7 @@ from ablate.config import AblateConfig, ConfigError, DataConfig, ModelConfig, Tr
 from ablate.data import Dataset, DataError, load_dataset, select_classes
 from ablate.engine import make_optimizer, train_seed
 from ablate.model import build_model, model_parts, parameter_count
-from ablate.preflight import check_study
+from conftest import checked
 from ablate.weights import check_weights, load_weights
 from conftest import TINY, run_ablate
 
@@ -168,7 +168,7 @@ def test_a_missing_weights_file_stops_the_run_before_training(workdir: Path) -> 
 
 def test_weights_without_a_transfer_strategy_are_refused_not_ignored(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="model.weights=w.pt is not used with model.transfer=scratch"):
-        check_study(["model.weights=w.pt", f"runs_dir={tmp_path}", *TINY])
+        checked(["model.weights=w.pt", f"runs_dir={tmp_path}", *TINY])
 
 
 def test_offline_transfer_sweep_pretrains_then_transfers_and_reports(workdir: Path) -> None:

@@ -14,8 +14,7 @@ from ablate.data import Dataset, load_dataset
 from ablate.engine import (EagerTrainer, SeedResult, VectorizedTrainer, evaluate, plan_groups, seed_groups, train_seed,
                            train_seeds, train_vectorized)
 from ablate.model import build_model
-from ablate.preflight import check_study
-from ablate.runner import run_variant
+from conftest import checked, train
 
 CPU = torch.device("cpu")
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU; none is visible")
@@ -97,7 +96,7 @@ def test_on_cuda_vectorized_seeds_match_seeds_trained_alone(model: ModelConfig) 
 @requires_cuda
 def test_vectorized_with_fp16_is_refused() -> None:
     with pytest.raises(ConfigError, match="train.strategy=vectorized is not allowed with precision=fp16"):
-        check_study(["device=cuda", "precision=fp16", "train.strategy=vectorized"])
+        checked(["device=cuda", "precision=fp16", "train.strategy=vectorized"])
 
 
 @pytest.mark.parametrize("strategy", ["eager", "vectorized"])
@@ -109,14 +108,32 @@ def test_a_diverging_group_is_marked_diverged_with_its_epoch(strategy: str) -> N
         assert len(result.history) == result.metrics["diverged_epoch"] - 1
 
 
-def test_a_failing_vectorized_group_falls_back_to_one_seed_at_a_time_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failing_vectorized_group_is_recorded_failed_never_retrained_another_way(monkeypatch: pytest.MonkeyPatch) -> None:
     def broken(self, x, y):  # noqa: ANN001, ANN202
         raise RuntimeError("vmap cannot batch this")
 
     monkeypatch.setattr(VectorizedTrainer, "step", broken)
     outcomes = train_seeds(ModelConfig(), TrainConfig(epochs=1, strategy="vectorized"), tiny(), [0, 1], CPU, "fp32", progress=False)
-    assert [(r.seed, r.status, r.strategy) for r in outcomes] == [(0, "ok", "eager"), (1, "ok", "eager")]
-    assert all("vectorized training failed (RuntimeError: vmap cannot batch this)" in r.note for r in outcomes)
+    assert [(r.seed, r.status, r.strategy) for r in outcomes] == [(0, "failed", "vectorized"), (1, "failed", "vectorized")]
+    assert all("RuntimeError: vmap cannot batch this" in r.error for r in outcomes)
+
+
+def test_a_vectorized_group_out_of_memory_is_retried_in_smaller_vectorized_groups(monkeypatch: pytest.MonkeyPatch) -> None:
+    real, sizes = VectorizedTrainer.step, []
+
+    def fits_two(self, x, y):  # noqa: ANN001, ANN202
+        sizes.append(self.seeds)
+        if self.seeds > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(self, x, y)
+
+    monkeypatch.setattr(VectorizedTrainer, "step", fits_two)
+    seeds = [0, 1, 2, 3, 4]
+    outcomes = train_seeds(ModelConfig(), TrainConfig(epochs=1, strategy="vectorized"), tiny(), seeds, CPU, "fp32", progress=False)
+    assert [(r.seed, r.status, r.strategy) for r in outcomes] == [(s, "ok", "vectorized") for s in seeds]
+    assert sizes[0] == 5 and sorted(set(sizes)) == [1, 2, 3, 5]  # 5 fails; 3 fails, its 2 + 1 train; then the other 2
+    alone = train_seeds(ModelConfig(), TrainConfig(epochs=1, strategy="vectorized"), tiny(), [3, 4], CPU, "fp32", progress=False)
+    assert [r.metrics["test_acc"] for r in alone] == [r.metrics["test_acc"] for r in outcomes[3:]]
 
 
 def test_groups_split_by_memory_and_limit_evenly_keeping_every_seed_once() -> None:
@@ -137,18 +154,19 @@ def test_cpu_groups_follow_seeds_per_group() -> None:
     assert seed_groups(ModelConfig(), TrainConfig(seeds_per_group=2), data, [0, 1, 2, 3, 4], CPU) == [[0, 1], [2, 3], [4]]
 
 
-def test_every_run_records_the_strategy_it_used_and_it_changes_the_config_hash(tmp_path: Path) -> None:
+def test_every_run_records_the_strategy_it_used_and_it_changes_the_identity(tmp_path: Path) -> None:
     data = DataConfig(name="synthetic", train_size=128, test_size=64, image_size=12)
     records = {}
     for strategy in ("eager", "vectorized"):
         cfg = AblateConfig(data=data, train=TrainConfig(epochs=1, strategy=strategy), seeds=[0, 1], device="cpu",
                            runs_dir=str(tmp_path / strategy), study="s")
-        run_variant(cfg, "baseline")
+        train(cfg)
         records[strategy] = [json.loads((tmp_path / strategy / "s" / "baseline" / f"seed={s}" / "metrics.json").read_text()) for s in (0, 1)]
     for strategy, runs in records.items():
         assert [r["strategy"] for r in runs] == [strategy, strategy] and all(r["status"] == "ok" for r in runs)
-        assert runs[0]["config_hash"] == runs[1]["config_hash"] and runs[0]["strategy_note"] is None
-    assert records["eager"][0]["config_hash"] != records["vectorized"][0]["config_hash"]
+        assert runs[0]["identity_hash"] == runs[1]["identity_hash"] and runs[0]["strategy_note"] is None
+        assert runs[0]["identity"]["train.strategy"] == strategy
+    assert records["eager"][0]["identity_hash"] != records["vectorized"][0]["identity_hash"]
     assert records["eager"][0]["test_acc"] == pytest.approx(records["vectorized"][0]["test_acc"], abs=0.02)
 
 
@@ -156,7 +174,7 @@ def test_each_vectorized_seeds_model_pt_reproduces_its_own_test_accuracy_in_a_fr
     data_cfg = DataConfig(name="mnist", train_size=500, test_size=300)
     cfg = AblateConfig(model=ModelConfig(batchnorm=True), data=data_cfg, train=TrainConfig(epochs=1, strategy="vectorized"),
                        seeds=SEEDS, device="cpu", runs_dir=str(tmp_path), study="s")
-    run_variant(cfg, "baseline")
+    train(cfg)
     data, losses = load_dataset(data_cfg), []
     for seed in SEEDS:
         run = results.run_dir(tmp_path, "s", "baseline", seed)

@@ -1,8 +1,9 @@
 """A Hydra sweeper for ablations: the baseline once, then each factor's values one at a time.
 
-A cartesian product (Hydra's basic sweeper) would vary several factors at once; this sweeper turns
-`factors` into a one-factor-at-a-time plan and hands every job to whichever Hydra launcher is configured,
-so joblib, ray or submitit run it unchanged. Each job gets `variant=<name>`, the folder it writes to.
+A cartesian product (Hydra's basic sweeper) would vary several factors at once; this sweeper launches ablate's
+one-factor-at-a-time plan (factors from a sweep file's `factors` and from `key=a,b` on the command line) through
+whichever Hydra launcher is configured, so joblib, ray or submitit run it unchanged. Each job gets
+`variant=<name>`, the folder it writes to. Which variants exist is decided by ablate/plan.py alone.
 """
 
 from __future__ import annotations
@@ -15,34 +16,18 @@ from hydra.core.plugins import Plugins
 from hydra.plugins.launcher import Launcher
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, OmegaConf
-
-from ablate.variants import plan_variants
+from omegaconf import DictConfig
 
 from . import config as _config  # noqa: F401 - registers hydra/sweeper=ablate
 
 log = logging.getLogger(__name__)
 
 
-class SweepError(ValueError):
-    """An override that cannot be combined with a one-factor-at-a-time sweep."""
-
-
-def check_arguments(arguments: Sequence[str], factors: dict[str, list[Any]]) -> None:
-    """Refuse command-line overrides that would break one-factor-at-a-time: sweeps, or setting a swept factor."""
-    for override in OverridesParser.create().parse_overrides(list(arguments)):
-        key = override.get_key_element().lstrip("+~")
-        if override.is_sweep_override():
-            raise SweepError(f"{key}: a study sweeps its factors itself; give one value, not a sweep ({override.input_line})")
-        if key in factors:
-            raise SweepError(f"{key} is a factor this sweep varies; drop {override.input_line} or use a sweep without it")
-
-
 class AblateSweeper(Sweeper):
-    """Plans the variants of an ablation and launches them as one batch."""
+    """Launches the variants ablate's plan gives (ablate.plan.study_variants) as one batch."""
 
     def __init__(self, factors: dict[str, list[Any]]) -> None:
-        self.factors = {key: list(values) for key, values in factors.items()}
+        self.factors = factors  # read by the plan from the composed config, where Hydra puts them
         self.config: Optional[DictConfig] = None
         self.launcher: Optional[Launcher] = None
 
@@ -53,19 +38,17 @@ class AblateSweeper(Sweeper):
         )
 
     def plan(self, arguments: Sequence[str]) -> list[list[str]]:
-        """The override list of every job: the user's overrides, then the variant's own."""
+        """The override list of every job: the user's single-valued overrides, then the variant's own."""
+        from ablate.plan import study_variants
+
         assert self.config is not None
-        check_arguments(arguments, self.factors)
-        missing = [key for key in self.factors if OmegaConf.select(self.config, key, default=None) is None]
-        if missing:
-            raise SweepError(f"sweep factors {missing} are not keys of the config")
-        baseline = {key: OmegaConf.select(self.config, key) for key in self.factors}
-        return [list(arguments) + list(v.overrides) + [f"variant='{v.name}'"] for v in plan_variants(baseline, self.factors)]
+        plain = [o.input_line for o in OverridesParser.create().parse_overrides(list(arguments)) if not o.is_sweep_override()]
+        return [plain + variant.arguments + [f"variant='{variant.name}'"] for variant in study_variants(self.config, arguments)]
 
     def sweep(self, arguments: List[str]) -> Any:
         assert self.launcher is not None
         jobs = self.plan(arguments)
-        log.info(f"Ablation of {', '.join(self.factors)}: {len(jobs)} variants (baseline + {len(jobs) - 1})")
+        log.info(f"Ablation: {len(jobs)} variant(s) (baseline + {len(jobs) - 1})")
         returns = self.launcher.launch(jobs, initial_job_idx=0)
         return [r.return_value for r in returns]
 

@@ -1,0 +1,103 @@
+"""A run's identity: the settings that decide its numbers, as a flat dict of dotted keys, and nothing else.
+
+Two runs with equal identities are the same experiment; a study pools runs whose identities differ only in their
+variants' own keys. The run-time check (ablate/preflight.py) and the report (ablate/report.py) both compare
+identities with `conflicts`, so what `ablate run` accepts, `ablate report` pools.
+
+Left out because they decide no number: where files live (runs_dir, data.root), switches (data.download),
+names (study, variant), which seeds a command trains, how many seeds share a vectorized group, settings the
+chosen dataset ignores, the pretraining task when nothing starts from it, and `auto` (its resolved value is in).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict
+from typing import Any, Iterable, Mapping
+
+from ablate.config import AblateConfig
+from ablate.resolve import Resolved
+
+# Keys that name, place, schedule or report a run: never identity (device, precision and train.strategy enter
+# resolved).
+NOT_IDENTITY = frozenset({
+    "seeds", "variant", "study", "runs_dir", "retry_failed", "device", "precision", "train.strategy",
+    "train.seeds_per_group", "data.root", "data.download",
+    "train.checkpoint_every",  # how often a run in training is saved: a resumed run's numbers are the same
+})
+# The image keys each dataset reads from the config; the others take shape and classes from their files.
+DATASET_IMAGE_KEYS = {"synthetic": ("image_size", "channels", "num_classes"), "folder": ("image_size", "channels")}
+IMAGE_KEYS = ("image_size", "channels", "num_classes")
+
+
+def _flat(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _unused(cfg: AblateConfig) -> set[str]:
+    """Keys this config's other settings make irrelevant to its numbers."""
+    m, d, t = cfg.model, cfg.data, cfg.train
+    unused = {f"data.{key}" for key in IMAGE_KEYS if key not in DATASET_IMAGE_KEYS.get(d.name, ())}
+    if d.train_size is None and d.test_size is None:
+        unused.add("data.subset_seed")
+    if m.transfer == "scratch":
+        unused.add("model.weights")
+    if m.transfer != "finetune":
+        unused.add("train.finetune_lr_decay")
+    if t.optimizer != "sgd":
+        unused.add("train.momentum")
+    if t.augment == "none":
+        unused.add("train.augment_pixels")
+    if not (m.transfer != "scratch" and m.weights == "pretrain"):
+        unused.update(f"pretrain.{key}" for key in asdict(cfg.pretrain))
+    return unused
+
+
+def identity(cfg: AblateConfig, resolved: Resolved) -> dict[str, Any]:
+    """The settings that decide a run's numbers: its config less what decides nothing, plus what auto resolved to."""
+    settings = _flat(asdict(cfg))
+    skip = NOT_IDENTITY | _unused(cfg)
+    kept = {key: (list(value) if isinstance(value, tuple) else value) for key, value in settings.items() if key not in skip}
+    # Named as the user types them, holding what they resolved to: `train.strategy: eager -> vectorized`.
+    kept.update({"device": resolved.device, "precision": resolved.precision, "train.strategy": resolved.strategy})
+    kept.update(dict(resolved.tf32))
+    return dict(sorted(kept.items()))
+
+
+def identity_hash(settings: Mapping[str, Any]) -> str:
+    """Short stable hash of an identity; equal identities give equal hashes."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def recorded_resolution(metrics: Mapping[str, Any]) -> Resolved:
+    """What a stored run trained with, from its metrics.json (runs from before train.strategy existed were eager)."""
+    tf32 = tuple((name, bool(metrics[name])) for name in ("cudnn_tf32", "matmul_tf32") if name in metrics)
+    return Resolved(str(metrics.get("device", "cpu")).split(":")[0], str(metrics.get("precision", "fp32")),
+                    str(metrics.get("strategy") or "eager"), tf32)
+
+
+def conflicts(mine: Mapping[str, Any], theirs: Mapping[str, Any], own_keys: Iterable[str] = ()) -> list[tuple[str, Any, Any]]:
+    """(key, theirs, mine) for every setting both identities hold that differs, except the variants' own keys."""
+    skip = set(own_keys)
+    return [(key, theirs[key], mine[key]) for key in mine
+            if key in theirs and key not in skip and not _same(mine[key], theirs[key])]
+
+
+def _same(a: Any, b: Any) -> bool:
+    return a == b or (isinstance(a, float) and isinstance(b, float) and a != a and b != b)
+
+
+def describe_conflicts(found: list[tuple[str, Any, Any]]) -> str:
+    """'key: theirs -> mine' for each conflict, comma-separated."""
+    return ", ".join(f"{key}: {_text(theirs)} -> {_text(mine)}" for key, theirs, mine in found)
+
+
+def _text(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)

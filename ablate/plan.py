@@ -1,0 +1,207 @@
+"""The plan of a command: its overrides turned, once, into every run it means, each fully described.
+
+A run spec holds the study, the variant (its name and the overrides that make it), the seed, the typed config,
+what `auto` resolved to, the run's identity and its folder. `ablate run` checks and launches the plan (the sweeper
+launches the same variants through `study_variants`), each Hydra job plans its own variant with `job_plan`,
+`--dry-run` prints it and `inspect` reads it. Planning touches no file: it composes configs and computes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from hydra import compose, initialize_config_module
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override, ValueType
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from ablate import checkpoint, identity, resolve, results
+from ablate.config import AblateConfig, ConfigError, register_schema, validate
+from ablate.variants import BASELINE, Variant, from_name, make_variant, one_off_keys, plan_variants
+
+CONFIG_MODULE, CONFIG_NAME = "ablate.conf", "config"
+ROLES = ("study", "source")  # a variant of the study, or the pretraining run a transfer variant starts from
+
+
+def setup_hydra() -> None:
+    """Register ablate's schema, resolver and sweeper with Hydra; needed once per process before composing."""
+    from hydra_plugins.ablate_sweeper.ablate_sweeper import register as register_sweeper
+
+    register_schema()
+    OmegaConf.register_new_resolver("ablate.gpus_per_job", resolve.gpus_per_job, replace=True)
+    register_sweeper()
+
+
+def compose_config(overrides: Sequence[str]) -> DictConfig:
+    """The config a command line composes to, Hydra's own `hydra` node included; sweeps (`key=a,b`) left out."""
+    setup_hydra()
+    GlobalHydra.instance().clear()  # a previous in-process Hydra run may have left it initialised
+    plain = [override.input_line for override in _parse(overrides) if not override.is_sweep_override()]
+    with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
+        return compose(CONFIG_NAME, overrides=plain, return_hydra_config=True)
+
+
+def _parse(overrides: Sequence[str]) -> list[Override]:
+    return OverridesParser.create().parse_overrides(list(overrides))
+
+
+def _sweep_values(override: Override) -> list[Any]:
+    if override.value_type == ValueType.GLOB_CHOICE_SWEEP or override.is_hydra_override():
+        raise ConfigError(f"{override.input_line}: a factor lists its values, e.g. model.depth=2,3,5 (no glob, no hydra.* keys)")
+    return list(override.sweep_iterator())
+
+
+def factors_of(composed: DictConfig, overrides: Sequence[str]) -> dict[str, list[Any]]:
+    """The study's factors: the sweep file's (`+sweep=NAME`), then every `key=v1,v2` of the command line (which
+    replaces a sweep file's values for the same key). A factor also set to one value is refused."""
+    from_file = OmegaConf.select(composed, "hydra.sweeper.factors", default=None)
+    factors: dict[str, list[Any]] = OmegaConf.to_container(from_file) if from_file is not None else {}  # type: ignore[assignment]
+    parsed = _parse(overrides)
+    factors.update({o.get_key_element().lstrip("+~"): _sweep_values(o) for o in parsed if o.is_sweep_override()})
+    for override in parsed:
+        key = override.get_key_element().lstrip("+~")
+        if key in factors and not override.is_sweep_override():
+            raise ConfigError(f"{key} is a factor this study varies; drop {override.input_line}, or list it as {key}=a,b")
+    missing = [key for key in factors if OmegaConf.select(composed, key, default=None) is None]
+    if missing:
+        raise ConfigError(f"{missing[0]}: not a key of the config, so it cannot be a factor; `ablate run --cfg job` lists the keys")
+    return factors
+
+
+def study_variants(composed: DictConfig, overrides: Sequence[str]) -> list[Variant]:
+    """Every variant a command line trains: one factor at a time around the config's own values when it has
+    factors, else the one variant its model overrides make."""
+    factors = factors_of(composed, overrides)
+    if factors:
+        return plan_variants({key: OmegaConf.select(composed, key) for key in factors}, factors)
+    return [make_variant({key: OmegaConf.select(composed, key) for key in one_off_keys(overrides)})]
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run: which seed of which variant, where it lives, and (through its variant plan) how it trains."""
+
+    variant: "VariantPlan"
+    seed: int
+    folder: Path
+
+
+@dataclass(frozen=True)
+class VariantPlan:
+    """A variant with its config (all seeds), what auto resolved to, its identity and hash, and its runs."""
+
+    role: str
+    variant: Variant
+    config: AblateConfig
+    resolved: resolve.Resolved
+    identity: Mapping[str, Any]
+    identity_hash: str
+
+    @property
+    def study(self) -> str:
+        """The study this variant belongs to (a source run's is `<study>.source`)."""
+        return self.config.study
+
+    @property
+    def runs(self) -> list[RunSpec]:
+        """One spec per seed, in the config's seed order."""
+        return [RunSpec(self, seed, results.run_dir(self.config.runs_dir, self.study, self.variant.name, seed)) for seed in self.config.seeds]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything one command trains: the study's variants, then the pretraining runs they need."""
+
+    variants: tuple[VariantPlan, ...]
+
+    @property
+    def study(self) -> VariantPlan:
+        """The first variant of the study itself (where runs_dir and the study name come from)."""
+        return next(v for v in self.variants if v.role == "study")
+
+    @property
+    def runs(self) -> list[RunSpec]:
+        """Every run of the plan."""
+        return [run for variant in self.variants for run in variant.runs]
+
+
+def plan_variant(config: AblateConfig, variant: Variant, role: str = "study") -> VariantPlan:
+    """Validate a variant's config, resolve its `auto` settings and compute its identity."""
+    validate(config)
+    resolved = resolve.resolve(config)
+    settings = identity.identity(config, resolved)
+    return VariantPlan(role, variant, replace(config, variant=variant.name), resolved, settings, identity.identity_hash(settings))
+
+
+def needs_source(cfg: AblateConfig) -> bool:
+    """Whether this variant starts from a backbone that ablate pretrains itself (model.weights=pretrain)."""
+    return cfg.model.transfer != "scratch" and cfg.model.weights == "pretrain"
+
+
+def source_config(cfg: AblateConfig) -> AblateConfig:
+    """The pretraining run behind model.weights=pretrain: the same network from scratch on the pretrain.* task,
+    stored as study `<study>.source`, variant baseline, one run per seed of the study."""
+    return replace(
+        cfg, study=f"{cfg.study}.source", variant=BASELINE,
+        model=replace(cfg.model, transfer="scratch", weights=None),
+        data=replace(cfg.data, classes=cfg.pretrain.classes, train_size=cfg.pretrain.train_size),
+        train=replace(cfg.train, epochs=cfg.pretrain.epochs),
+    )
+
+
+def _apply(app: DictConfig, variant: Variant) -> AblateConfig:
+    config = app.copy()
+    for key, value in variant.overrides:
+        OmegaConf.update(config, key, value)
+    return OmegaConf.to_object(config)  # type: ignore[return-value]
+
+
+def build(overrides: Sequence[str]) -> Plan:
+    """The plan of a command line; raises ConfigError (or Hydra's own error) for the first bad setting."""
+    composed = compose_config(overrides)
+    app = composed.copy()
+    with open_dict(app):
+        del app["hydra"]
+    planned = [plan_variant(_apply(app, variant), variant) for variant in study_variants(composed, overrides)]
+    if "model.transfer" not in factors_of(composed, overrides):
+        _refuse_unused_weights(planned[0].config)
+    sources = [v.config for v in planned if needs_source(v.config)]
+    if sources:
+        planned.append(plan_variant(source_config(sources[0]), Variant(BASELINE), role="source"))
+    return Plan(tuple(planned))
+
+
+def job_plan(config: AblateConfig, task_overrides: Sequence[str]) -> VariantPlan:
+    """The plan of one Hydra job: a sweep job names its variant (variant=NAME); a single run's model overrides do."""
+    variant = from_name(config.variant, lambda key: OmegaConf.select(OmegaConf.structured(config), key)) if config.variant else None
+    if variant is None:
+        variant = make_variant({key: OmegaConf.select(OmegaConf.structured(config), key) for key in one_off_keys(task_overrides)})
+    return plan_variant(config, variant)
+
+
+def _refuse_unused_weights(config: AblateConfig) -> None:
+    """model.weights without a transfer strategy would be silently ignored; say so instead (a transfer sweep's
+    scratch baseline is the one place where it is meant)."""
+    if config.model.weights and config.model.transfer == "scratch":
+        raise ConfigError(
+            f"model.weights={config.model.weights} is not used with model.transfer=scratch (random init); "
+            "choose model.transfer=frozen, partial or finetune, or drop model.weights"
+        )
+
+
+def describe(plan: Plan, statuses: Mapping[Path, str]) -> str:
+    """What a command would do: every planned run with its state (finished, failed, to train), nothing trained."""
+    lines, to_train, going = [], 0, 0
+    for run in plan.runs:
+        state = statuses.get(run.folder, "to train")
+        to_train += state == "to train"
+        progress = checkpoint.progress(run.folder, run.variant.config.train.epochs) if state == "to train" else ""
+        going += bool(progress)
+        lines.append(f"  {state:9s} {run.folder}{progress}")
+    first = plan.study
+    header = (f"{len(lines)} run(s) planned, {len(lines) - to_train} finished, {to_train} to train ({going} in progress) "
+              f"(device {first.resolved.device}, precision {first.resolved.precision}, strategy {first.resolved.strategy}):")
+    return "\n".join([header, *lines])

@@ -1,0 +1,152 @@
+"""One plan, one identity: what `ablate run` accepts, `ablate report` pools; what decides no number moves freely."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from ablate import identity, plan, results
+from ablate.config import AblateConfig, ConfigError, DataConfig, ModelConfig, TrainConfig
+from ablate.report import summarize
+from ablate.resolve import Resolved, auto_precision, resolve
+from conftest import TINY, checked, run_ablate
+
+CPU = Resolved("cpu", "fp32", "eager")
+
+
+def test_paths_switches_and_ignored_settings_are_not_identity() -> None:
+    base = AblateConfig(device="cpu")
+    mine = identity.identity(base, CPU)
+    moved = replace(base, runs_dir="elsewhere", study="other", seeds=[7],
+                    data=replace(base.data, root="/mnt/data", download=True, image_size=64, channels=3),
+                    train=replace(base.train, seeds_per_group=2, momentum=0.5), pretrain=replace(base.pretrain, epochs=9))
+    assert identity.identity(moved, CPU) == mine  # mnist ignores image_size and channels; adam ignores momentum
+    assert identity.identity(replace(base, train=replace(base.train, optimizer="sgd", momentum=0.5)), CPU)["train.momentum"] == 0.5
+    synthetic = replace(base, data=DataConfig(name="synthetic", image_size=16))
+    assert identity.identity(synthetic, CPU)["data.image_size"] == 16
+    transfer = replace(base, model=replace(base.model, transfer="frozen", weights="pretrain"))
+    assert identity.identity(transfer, CPU)["pretrain.epochs"] == 2  # the source task decides a transfer's numbers
+
+
+def test_what_auto_resolved_to_is_identity_and_a_difference_names_the_key_with_both_values() -> None:
+    cfg = AblateConfig(device="cpu", precision="fp32")
+    on_cpu, on_gpu = identity.identity(cfg, resolve(cfg)), identity.identity(cfg, Resolved("cuda", "bf16", "eager", (("cudnn_tf32", True),)))
+    found = identity.conflicts(on_gpu, on_cpu)
+    assert identity.describe_conflicts(found) == "device: cpu -> cuda, precision: fp32 -> bf16"
+    assert identity.conflicts(on_cpu, on_cpu) == []
+    depth = identity.identity(replace(cfg, model=replace(cfg.model, depth=3)), CPU)
+    assert identity.conflicts(depth, on_cpu, {"model.depth"}) == []  # a variant's own key is its factor, not a conflict
+
+
+def test_a_study_resumed_with_settings_that_decide_no_number_is_accepted_and_reports(workdir: Path) -> None:
+    first = run_ablate("run", "+sweep=batchnorm", "seeds=[0]", *TINY, cwd=workdir)
+    assert first.returncode == 0, first.stderr
+    again = run_ablate("run", "+sweep=batchnorm", "seeds=[0,1]", *TINY, "pretrain.epochs=5", "data.root=moved",
+                       "data.download=true", cwd=workdir)
+    assert again.returncode == 0, again.stderr
+    report = run_ablate("report", cwd=workdir)
+    assert report.returncode == 0, report.stdout + report.stderr
+    assert pd.read_csv(workdir / "reports/batchnorm/summary.csv")["n"].tolist() == [2, 2]
+
+
+def test_a_new_variant_must_pool_with_the_studys_other_variants_before_training(workdir: Path) -> None:
+    assert run_ablate("run", "seeds=[0]", *TINY, "study=s", cwd=workdir).returncode == 0
+    refused = run_ablate("run", "seeds=[0]", *TINY, "study=s", "model.depth=3", "train.lr=0.01", cwd=workdir)
+    assert refused.returncode == 2
+    assert "runs/s/baseline/seed=0 (train.lr: 0.001 -> 0.01)" in refused.stderr and "study=NAME" in refused.stderr
+    assert not (workdir / "runs/s/model.depth=3").exists()
+
+
+def test_a_one_off_run_changing_two_keys_is_its_own_variant_and_reports_as_such(workdir: Path) -> None:
+    assert run_ablate("run", "seeds=[0,1]", *TINY, cwd=workdir).returncode == 0
+    two = run_ablate("run", "seeds=[0,1]", *TINY, "model.depth=3", "model.batchnorm=true", cwd=workdir)
+    assert two.returncode == 0, two.stderr
+    record = results.read_metrics(workdir / "runs/default/model.batchnorm=true,model.depth=3/seed=0")
+    assert record["variant_overrides"] == {"model.batchnorm": "true", "model.depth": "3"}
+    assert record["factor"] == "model.batchnorm+model.depth" and record["value"] == "true, 3"
+    report = run_ablate("report", cwd=workdir)
+    assert report.returncode == 0, report.stdout + report.stderr
+    assert "model.batchnorm=true,model.depth=3: changes several keys at once" in report.stdout
+    row = pd.read_csv(workdir / "reports/default/summary.csv").set_index("variant").loc["model.batchnorm=true,model.depth=3"]
+    assert row["factor"] == "model.batchnorm+model.depth" and "not a one-factor comparison" in row["notes"]
+
+
+def test_command_line_factors_plan_one_at_a_time_around_the_configs_own_values() -> None:
+    planned = plan.build(["model.depth=2,3", "train.optimizer=adam,sgd", "train.lr=0.01", "study=mine"])
+    assert [v.variant.name for v in planned.variants] == ["baseline", "model.depth=3", "train.optimizer=sgd"]
+    assert all(v.config.train.lr == 0.01 and v.study == "mine" for v in planned.variants)
+    sgd = planned.variants[2]
+    assert sgd.config.train.optimizer == "sgd" and sgd.config.model.depth == 2 and sgd.identity["train.momentum"] == 0.9
+    replaced = plan.build(["+sweep=depth", "model.depth=2,4"])  # the command line's values replace the file's
+    assert [v.variant.name for v in replaced.variants] == ["baseline", "model.depth=4"]
+
+
+def test_a_slower_variant_is_never_better_by_seconds() -> None:
+    rows = [{"variant": v, "seed": s, "status": "ok", "factor": f, "value": "", "train_seconds": t}
+            for v, f, times in (("baseline", "", (1.0, 1.1, 0.9)), ("model.depth=8", "model.depth", (5.0, 5.2, 4.9)))
+            for s, t in enumerate(times)]
+    summary = summarize(pd.DataFrame(rows), ["baseline", "model.depth=8"], "train_seconds").set_index("variant")
+    assert summary.loc["model.depth=8", "verdict"] == "worse"
+
+
+def test_inspect_reads_no_data_and_leaves_an_empty_folder_empty(workdir: Path) -> None:
+    result = run_ablate("inspect", "+sweep=transfer", "model.arch=cnn", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert "## model.transfer=frozen" in result.stdout
+    assert list(workdir.iterdir()) == []
+
+
+def test_retry_failed_trains_failed_runs_again_and_never_touches_ok_ones(workdir: Path) -> None:
+    assert run_ablate("run", "seeds=[0,1]", *TINY, cwd=workdir).returncode == 0
+    failed = workdir / "runs/default/baseline/seed=1"
+    record = results.read_metrics(failed)
+    results.write_run(failed, (failed / "config.yaml").read_text(), [], {**record, "status": "failed", "error": "CUDA out of memory"})
+    kept = (workdir / "runs/default/baseline/seed=0/metrics.json").read_text()
+    plain = run_ablate("run", "seeds=[0,1]", *TINY, cwd=workdir)
+    assert plain.returncode == 1 and "failed: default/baseline/seed=1" in plain.stdout  # a failed run is a result
+    retried = run_ablate("run", "seeds=[0,1]", *TINY, "--retry-failed", cwd=workdir)
+    assert retried.returncode == 0, retried.stderr
+    assert results.read_metrics(failed)["status"] == "ok" and results.read_metrics(failed)["test_acc"] == record["test_acc"]
+    assert (workdir / "runs/default/baseline/seed=0/metrics.json").read_text() == kept
+
+
+def test_every_run_stores_its_identity_resolution_and_hardware(workdir: Path) -> None:
+    assert run_ablate("run", "seeds=[0]", *TINY, cwd=workdir).returncode == 0
+    record = results.read_metrics(workdir / "runs/default/baseline/seed=0")
+    expected = plan.build(["seeds=[0]", *TINY]).study
+    assert record["identity"] == dict(expected.identity) and record["identity_hash"] == expected.identity_hash
+    assert (record["device"], record["precision"], record["strategy"]) == ("cpu", auto_precision("cpu"), "eager")
+    assert record["hardware"]["cpu"] and "gpu" not in record["hardware"]
+
+
+def test_resolution_refusals_name_the_key() -> None:
+    with pytest.raises(ConfigError, match="precision=fp16 needs a CUDA GPU"):
+        resolve(AblateConfig(device="cpu", precision="fp16"))
+    frozen = AblateConfig(device="cpu", train=TrainConfig(strategy="vectorized"), model=ModelConfig(transfer="frozen", weights="w.pt"))
+    with pytest.raises(ConfigError, match="train.strategy=vectorized is not allowed with model.transfer=frozen"):
+        resolve(frozen)
+
+
+def test_the_suite_passes_in_a_checkout_whose_runs_folder_holds_other_studies(tmp_path: Path) -> None:
+    checkout = tmp_path / "checkout"
+    tests = Path(__file__).parent
+    (checkout / "tests").mkdir(parents=True)
+    for name in ("conftest.py", "test_model.py", "test_config.py"):
+        (checkout / "tests" / name).write_text((tests / name).read_text())
+    for study in ("kernel", "depth", "all", "default"):  # what the README's commands leave, with other settings
+        stale = checkout / "runs" / study / "baseline" / "seed=0"
+        results.write_run(stale, OLD_STALE_CONFIG, [], {"status": "ok", "device": "cpu", "precision": "fp32"})
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0", "tests/test_model.py",
+                          "tests/test_config.py", "-k", "sweep or refused"], cwd=checkout, env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert " passed" in run.stdout
+
+
+OLD_STALE_CONFIG = "train: {epochs: 9, lr: 0.5}\nseeds: [0]\n"

@@ -1,0 +1,155 @@
+"""The statistics of "no clear difference" (MDE, Hedges' g, TOST, seeds needed, BCa bootstrap) against computations
+written out here from scipy's distributions, independently of statsmodels and of the project's code."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+from scipy import optimize, stats
+
+from ablate import stats as ablate_stats
+
+A = [0.981, 0.983, 0.980, 0.984, 0.982]
+B = [0.980, 0.984, 0.982, 0.979, 0.983, 0.981]
+
+
+def pooled(a: list[float], b: list[float]) -> float:
+    return math.sqrt(((len(a) - 1) * np.var(a, ddof=1) + (len(b) - 1) * np.var(b, ddof=1)) / (len(a) + len(b) - 2))
+
+
+def power(d: float, n1: int, n2: int) -> float:
+    """Power of the two-sided two-sample t-test at 0.05 for a standardised effect d, from the noncentral t."""
+    df, ncp = n1 + n2 - 2, d / math.sqrt(1 / n1 + 1 / n2)
+    critical = stats.t.ppf(0.975, df)
+    return stats.nct.sf(critical, df, ncp) + stats.nct.cdf(-critical, df, ncp)
+
+
+def mde_by_hand(a: list[float], b: list[float]) -> float:
+    return optimize.brentq(lambda d: power(d, len(a), len(b)) - 0.8, 1e-6, 4) * pooled(a, b)
+
+
+def seeds_by_search(effect: float, std: float) -> int:
+    return next(n for n in range(2, 100_000) if power(effect / std, n, n) >= 0.8)
+
+
+def tost_by_hand(a: list[float], b: list[float], margin: float) -> float:
+    """Two one-sided Welch tests: Δ > -margin and Δ < +margin; the TOST p is the larger one-sided p."""
+    above = stats.ttest_ind(np.add(a, margin), b, equal_var=False, alternative="greater").pvalue
+    below = stats.ttest_ind(np.subtract(a, margin), b, equal_var=False, alternative="less").pvalue
+    return max(above, below)
+
+
+def hedges_by_hand(a: list[float], b: list[float]) -> tuple[float, float, float]:
+    """g = J·d and its CI from the noncentral-t quantiles found on a fine grid of noncentralities."""
+    n1, n2 = len(a), len(b)
+    d = (np.mean(a) - np.mean(b)) / pooled(a, b)
+    j = 1 - 3 / (4 * (n1 + n2) - 9)
+    scale, df = math.sqrt(1 / n1 + 1 / n2), n1 + n2 - 2
+    t = d / scale
+    grid = np.linspace(t - 15, t + 15, 300_001)
+    cdf = stats.nct.cdf(t, df, grid)
+    low = grid[np.nanargmin(np.abs(cdf - 0.975))]
+    high = grid[np.nanargmin(np.abs(cdf - 0.025))]
+    return j * d, j * low * scale, j * high * scale
+
+
+def bca_by_enumeration(values: list[float]) -> tuple[float, float]:
+    """The BCa 95 % interval of the mean over every one of the n^n equally likely resamples (Efron 1987)."""
+    x = np.asarray(values)
+    n, estimate = len(x), x.mean()
+    means = np.sort(np.array([x[list(i)].mean() for i in itertools.product(range(n), repeat=n)]))
+    z0 = stats.norm.ppf(np.mean(means < estimate))
+    jack = np.array([np.delete(x, i).mean() for i in range(n)])
+    spread = jack.mean() - jack
+    acceleration = (spread**3).sum() / (6 * ((spread**2).sum()) ** 1.5)
+    bounds = []
+    for z in stats.norm.ppf([0.025, 0.975]):
+        level = stats.norm.cdf(z0 + (z0 + z) / (1 - acceleration * (z0 + z)))
+        bounds.append(float(np.quantile(means, level)))
+    return bounds[0], bounds[1]
+
+
+def test_minimum_detectable_effect_is_the_difference_found_with_80_percent_power() -> None:
+    mde = ablate_stats.minimum_detectable_effect(len(A), len(B), ablate_stats.pooled_std(A, B))
+    assert ablate_stats.pooled_std(A, B) == pytest.approx(pooled(A, B))
+    assert mde == pytest.approx(mde_by_hand(A, B), rel=1e-4)
+    assert power(mde / pooled(A, B), len(A), len(B)) == pytest.approx(0.8, abs=1e-4)
+    assert ablate_stats.minimum_detectable_effect(1, 5, 0.01) is None
+
+
+@pytest.mark.parametrize("effect", [0.2, 0.7, 1.5, 3.0, 8.0])
+def test_seeds_needed_is_the_smallest_count_with_80_percent_power(effect: float) -> None:
+    assert ablate_stats.seeds_needed(effect * 0.004, 0.004) == seeds_by_search(effect, 1.0)
+
+
+def test_three_seeds_detect_only_effects_above_two_standard_deviations() -> None:
+    """The issue's numbers: 3 seeds have 16 % power at one std, 46 % at two; the MDE is about 3 std."""
+    assert power(1, 3, 3) == pytest.approx(0.16, abs=0.01) and power(2, 3, 3) == pytest.approx(0.46, abs=0.01)
+    assert ablate_stats.minimum_detectable_effect(3, 3, 1.0) == pytest.approx(mde_by_hand([0, 1, 2], [0, 1, 2]) / 1.0, rel=1e-4)
+    assert 3.0 < ablate_stats.minimum_detectable_effect(3, 3, 1.0) < 3.1
+
+
+def test_hedges_g_and_its_interval() -> None:
+    wider = [0.990, 0.991, 0.989, 0.992, 0.990]
+    g, low, high = ablate_stats.hedges_g(wider, B)
+    expected = hedges_by_hand(wider, B)
+    assert g == pytest.approx(expected[0])
+    assert (low, high) == pytest.approx(expected[1:], abs=2e-4)
+    assert low < g < high
+    assert ablate_stats.hedges_g([0.5, 0.5], [0.5, 0.5]) == (None, None, None)  # no spread: undefined, not infinite
+
+
+def test_tost_holm_and_the_four_verdicts() -> None:
+    margin = 0.005
+    same = ablate_stats.compare(dict(enumerate(A)), dict(enumerate(B)), margin=margin)
+    better = ablate_stats.compare(dict(enumerate([0.990, 0.991, 0.989, 0.992, 0.990])), dict(enumerate(B)), margin=margin)
+    worse = ablate_stats.compare(dict(enumerate([0.975, 0.973, 0.976, 0.972])), dict(enumerate(B)), margin=margin)
+    noisy = ablate_stats.compare(dict(enumerate([0.95, 0.99, 0.97])), dict(enumerate(B)), margin=margin)
+    comparisons = [same, better, worse, noisy]
+    ablate_stats.adjust_holm(comparisons)
+    by_hand = [tost_by_hand(values, B, margin) for values in (A, [0.990, 0.991, 0.989, 0.992, 0.990], [0.975, 0.973, 0.976, 0.972], [0.95, 0.99, 0.97])]
+    order = np.argsort(by_hand)
+    holm, running = [0.0] * 4, 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (4 - rank) * by_hand[index]))
+        holm[index] = running
+    for comparison, p, adjusted in zip(comparisons, by_hand, holm):
+        assert comparison.p_tost == pytest.approx(p) and comparison.p_tost_holm == pytest.approx(adjusted)
+    assert [c.verdict for c in comparisons[:3]] == ["equivalent", "better", "worse"]
+    std = pooled([0.95, 0.99, 0.97], B)
+    assert noisy.verdict == f"inconclusive (needs {seeds_by_search(margin / std, 1.0):,} seeds)"
+    assert noisy.seeds_needed == seeds_by_search(margin / std, 1.0)
+
+
+def test_without_a_margin_verdicts_stay_and_seeds_needed_follows_the_observed_difference() -> None:
+    comparison = ablate_stats.compare(dict(enumerate(A)), dict(enumerate(B)))
+    ablate_stats.adjust_holm([comparison])
+    assert comparison.verdict == "no clear difference" and comparison.p_tost is None
+    diff = np.mean(A) - np.mean(B)
+    assert comparison.seeds_needed == seeds_by_search(abs(diff) / pooled(A, B), 1.0)
+    assert comparison.mde == pytest.approx(mde_by_hand(A, B), rel=1e-4)
+
+
+def test_bootstrap_intervals_are_bca_over_seeds() -> None:
+    low, high = ablate_stats.bootstrap_mean_ci(A)
+    exact = bca_by_enumeration(A)
+    width = exact[1] - exact[0]
+    assert low == pytest.approx(exact[0], abs=0.1 * width) and high == pytest.approx(exact[1], abs=0.1 * width)
+    described = ablate_stats.describe(A, ci="bootstrap")
+    assert (described.ci_low, described.ci_high) == (low, high)
+
+
+def test_bootstrap_difference_is_paired_when_the_seeds_are_shared() -> None:
+    rng = np.random.default_rng(1)
+    base = 0.95 + rng.normal(0, 0.01, 6)            # seeds differ a lot ...
+    variant = base + 0.002 + rng.normal(0, 0.0005, 6)  # ... but each seed's variant tracks its baseline
+    paired = ablate_stats.compare(dict(enumerate(variant)), dict(enumerate(base)), ci="bootstrap")
+    unpaired = ablate_stats.compare(dict(enumerate(variant)), {s + 10: v for s, v in enumerate(base)}, ci="bootstrap")
+    assert paired.ci_method == "bootstrap"
+    assert paired.diff_ci_low > 0  # the pairing shows the shift that the seed-to-seed spread hides
+    assert unpaired.diff_ci_low < 0 < unpaired.diff_ci_high
+    differences = variant - base
+    assert paired.diff_ci_low >= differences.min() - 1e-12 and paired.diff_ci_high <= differences.max() + 1e-12
