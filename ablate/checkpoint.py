@@ -2,8 +2,8 @@
 
 A checkpoint is `seed=N/checkpoint.pt`, one per seed even when seeds train as one vectorized group (each holds its
 own slice), so every run folder says on its own how far it got. It is never a finished run: that is metrics.json
-alone. It stores the settings hash of the run it belongs to; one written under other settings is refused like a
-stale run, and a damaged one is ignored with a warning (the run starts over).
+alone. It stores the identity hash of the variant it belongs to; one written under another identity is refused like a
+stale run, and a damaged one (or one of another format) is ignored with a warning (the run starts over).
 """
 
 from __future__ import annotations
@@ -120,6 +120,8 @@ def read(folder: Path) -> Optional[tuple[str, SeedState]]:
         return None
     try:
         stored = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        if stored["format"] != FORMAT:
+            raise ValueError(f"format {stored['format']}, this ablate reads format {FORMAT}")
         return stored["settings"], SeedState(**stored["state"])
     except Exception as error:  # noqa: BLE001 - any unreadable file is damaged, whatever the reason
         log.warning(f"{path} is damaged ({type(error).__name__}: {error}); ignoring it, the run starts over")
