@@ -97,6 +97,15 @@ def _wait(condition: Callable[[], bool], message: str, timeout: float = 30) -> N
         time.sleep(0.2)
 
 
+def _drain(env: dict[str, str], spool: Path) -> None:
+    """Cancel every job and wait until their steps have ended: each job's slurmstepd reports its end to the daemons,
+    and stopped before that it would wait for them forever."""
+    subprocess.run(["scancel", "--partition=debug"], env=env, capture_output=True)
+    queued = lambda: subprocess.run(["squeue", "-h"], env=env, capture_output=True, text=True).stdout.strip()
+    _wait(lambda: not queued(), "jobs still queued after scancel")
+    _wait(lambda: not list(spool.glob(f"{NODE}_*")), "job steps did not end")  # a running step's socket
+
+
 @contextlib.contextmanager
 def cluster() -> Iterator[dict[str, str]]:
     """A running cluster; yields the environment its clients need (SLURM_CONF), then ends its daemons and jobs."""
@@ -114,9 +123,13 @@ def cluster() -> Iterator[dict[str, str]]:
             _wait(idle, f"the SLURM node did not come up; see {root}/slurmd.log")
             yield {"SLURM_CONF": str(conf)}
         finally:
-            subprocess.run(["scancel", "--partition=debug"], env=env, capture_output=True)
-            for daemon in ("slurmd", "slurmctld"):
-                pid = root / f"{daemon}.pid"
-                if pid.is_file():
-                    os.kill(int(pid.read_text()), 15)
+            try:
+                _drain(env, root / "spool")
+            finally:
+                for daemon in ("slurmd", "slurmctld"):
+                    pid = root / f"{daemon}.pid"
+                    if pid.is_file():
+                        process = Path("/proc", pid.read_text().strip())
+                        os.kill(int(process.name), 15)
+                        _wait(lambda: not process.exists(), f"{daemon} did not stop")
     shutil.rmtree(root, ignore_errors=True)
