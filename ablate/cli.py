@@ -16,6 +16,7 @@ commands:
   report [PATHS]      tables and charts of every study under ./runs, or of the given study folders
   inspect [OVERRIDES] layer table of the model a config builds: shapes, parameters, receptive field, FLOPs
                       (same overrides as run; +sweep=NAME shows every variant; --format md|csv|json)
+                      --config-dir DIR (run and inspect): your own config groups, e.g. DIR/model/mynet.yaml
   viz RUN_DIR [--image N]
                       PNGs in a trained run's folder: first-layer filters, activation maps, saliency
 
@@ -43,6 +44,16 @@ def _overrides(arguments: Sequence[str]) -> list[str]:
     return kept
 
 
+def _config_dir(arguments: Sequence[str]) -> str | None:
+    """The folder of Hydra's --config-dir (-cd) flag, if given: the user's own config groups, e.g. myconf/model/."""
+    for flag, value in zip(arguments, [*arguments[1:], None]):
+        if flag in ("--config-dir", "-cd"):
+            return value
+        if flag.startswith(("--config-dir=", "-cd=")):
+            return flag.partition("=")[2]
+    return None
+
+
 def _fail(message: str) -> int:
     print(f"ablate: error: {message}", file=sys.stderr)
     return 2
@@ -61,9 +72,10 @@ def _hydra_main(run_variant: Callable[[Any], object]) -> Callable[[], object]:
     """The Hydra application: one call per variant, with the variant's plan."""
     import hydra
     from hydra.core.hydra_config import HydraConfig
-    from omegaconf import DictConfig, OmegaConf
+    from omegaconf import DictConfig
 
     from ablate import plan
+    from ablate.config import typed
 
     plan.setup_hydra()
 
@@ -72,7 +84,7 @@ def _hydra_main(run_variant: Callable[[Any], object]) -> Callable[[], object]:
         # A launcher may start the job in another folder (a Ray worker starts where `ray start` ran): go where
         # `ablate run` was typed, so relative paths (runs_dir, data.root) mean the same in every job.
         os.chdir(HydraConfig.get().runtime.cwd)
-        return run_variant(plan.job_plan(OmegaConf.to_object(cfg), HydraConfig.get().overrides.task))
+        return run_variant(plan.job_plan(typed(cfg), HydraConfig.get().overrides.task))
 
     return train
 
@@ -107,7 +119,7 @@ def run(arguments: Sequence[str]) -> int:
         _hydra_main(runner.run_variant)()  # Hydra prints help or the composed config and trains nothing
         return 0
     try:
-        planned = plan.build([*overrides, *(["retry_failed=true"] if retry_failed else [])])
+        planned = plan.build([*overrides, *(["retry_failed=true"] if retry_failed else [])], _config_dir(arguments))
         preflight.check(planned)
     except Exception as error:  # noqa: BLE001 - every config mistake becomes one line, no traceback
         return _config_failure(error)
@@ -158,9 +170,10 @@ def inspect(arguments: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog="ablate inspect", description="Layer table: shapes, parameters, receptive field, FLOPs.")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides as for `ablate run`, e.g. model.depth=5 data=synthetic +sweep=kernel")
     parser.add_argument("--format", choices=FORMATS, default="md", help="md (default): tables; csv: one row per layer; json")
+    parser.add_argument("--config-dir", "-cd", help="a folder of your own config groups, as for `ablate run`, e.g. myconf (myconf/model/mynet.yaml)")
     options = parser.parse_args(arguments)
     try:
-        text = inspect_overrides(options.overrides, options.format)
+        text = inspect_overrides(options.overrides, options.format, options.config_dir)
     except Exception as error:  # noqa: BLE001 - every config mistake becomes one line, no traceback
         return _config_failure(error)
     print(text)

@@ -8,10 +8,11 @@ wrong types; `validate` adds the range and choice checks that types cannot expre
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from typing import Any, Optional
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Mapping, Optional
 
 from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 POOLS = ("max", "avg", "strided")
 HEADS = ("flatten", "gap")
@@ -24,6 +25,8 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 STRATEGIES = ("auto", "eager", "vectorized")
 ARCHS = ("cnn", "resnet18")
 TRANSFERS = ("scratch", "frozen", "partial", "finetune")
+LOGGERS = ("none", "tensorboard", "mlflow", "wandb")
+WANDB_MODES = ("offline", "online", "disabled")
 
 # The model keys that shape ablate's own CNN; model.arch=resnet18 is torchvision's network and ignores them.
 CNN_KEYS = ("depth", "width", "kernel_size", "dilation", "pool", "batchnorm", "head", "hidden", "min_map_size", "max_width",
@@ -59,6 +62,14 @@ class ModelConfig:
     arch: str = "cnn"
     transfer: str = "scratch"
     weights: Optional[str] = None
+    # Your own network (Hydra's instantiate convention): the class `module.Class` built with in_channels, num_classes
+    # and `params`, the model node's other keys. Set from a model config with `_target_`; the keys above are then unused.
+    _target_: Optional[str] = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+# ModelConfig's fields that hold your own network; a built-in network's node has none of them.
+OWN_NETWORK_FIELDS = ("_target_", "params")
 
 
 @dataclass
@@ -108,13 +119,27 @@ class PretrainConfig:
 
 
 @dataclass
+class LoggerConfig:
+    """Where each finished run is also logged, besides runs/ (logger=NAME picks conf/logger/NAME.yaml); it never
+    changes a run's numbers, so it stays out of the config hash."""
+
+    name: str = "none"  # none | tensorboard | mlflow | wandb
+    tracking_uri: Optional[str] = None  # mlflow: the store (a sqlite:/// file or a server's http:// address)
+    save_dir: str = "."  # tensorboard: folder of event files; wandb: folder that gets wandb/
+    mode: str = "offline"  # wandb: offline | online | disabled
+
+
+@dataclass
 class AblateConfig:
     """The whole run config: what `ablate run` composes from conf/ and the command line."""
 
-    model: ModelConfig = field(default_factory=ModelConfig)
+    # A ModelConfig; typed Any so that a `_target_` model node, whose keys are your network's own, composes
+    # (`typed` checks a built-in network's keys against ModelConfig).
+    model: Any = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     device: str = "auto"
     precision: str = "auto"
@@ -125,8 +150,69 @@ class AblateConfig:
 
 
 def register_schema() -> None:
-    """Make the schema available to conf/config.yaml's defaults list as `base_config`."""
-    ConfigStore.instance().store(name="base_config", node=AblateConfig)
+    """Make the schema available to conf/config.yaml's defaults list as `base_config`, its model node open (the
+    model config group fills it; `typed` checks it)."""
+    schema = OmegaConf.structured(AblateConfig)
+    schema.model = {}
+    ConfigStore.instance().store(name="base_config", node=schema)
+
+
+def model_node(model: ModelConfig) -> dict[str, Any]:
+    """The model node as a config file holds it: your network's `_target_` and its own keys, or the built-in's keys."""
+    if model._target_:
+        return {"_target_": model._target_, **model.params}
+    return {key: value for key, value in asdict(model).items() if key not in OWN_NETWORK_FIELDS}
+
+
+def _own_model(node: DictConfig) -> Optional[DictConfig]:
+    model = node.get("model")
+    return model if isinstance(model, DictConfig) and model.get("_target_") is not None else None
+
+
+def complete(node: DictConfig) -> DictConfig:
+    """A composed or stored config merged onto the schema: defaults for missing keys, every type checked (errors name
+    the key), a `_target_` model node kept as written."""
+    own = _own_model(node)
+    if own is None:
+        return OmegaConf.merge(OmegaConf.structured(AblateConfig), node)
+    rest = node.copy()
+    with open_dict(rest):
+        del rest["model"]
+    merged = OmegaConf.merge(OmegaConf.structured(AblateConfig), rest)
+    merged.model = own
+    return merged
+
+
+def typed(node: DictConfig) -> AblateConfig:
+    """The AblateConfig of a composed or stored config (see `complete`); a `_target_` node becomes a ModelConfig
+    holding the class path and the network's own keys."""
+    merged = complete(node)
+    own = _own_model(merged)
+    if own is None:
+        return OmegaConf.to_object(merged)  # type: ignore[return-value]
+    params = OmegaConf.to_container(own, resolve=True)
+    target = params.pop("_target_")  # type: ignore[union-attr]
+    merged.model = {}
+    config: AblateConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
+    return replace(config, model=ModelConfig(_target_=str(target), params=params))  # type: ignore[arg-type]
+
+
+def flatten_config(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested config as dotted keys (`model.depth`), each prefixed; the one rule for stored and current configs."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            flat.update(flatten_config(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def to_node(config: AblateConfig) -> DictConfig:
+    """A config as Hydra composes it (the inverse of `typed`): what config.yaml stores and `model.KEY` selects."""
+    node = OmegaConf.structured(config)
+    node.model = model_node(config.model)
+    return node
 
 
 def _choice(key: str, value: Any, allowed: tuple[str, ...]) -> None:
@@ -142,6 +228,7 @@ def _at_least(key: str, value: Any, low: float, what: str = "an integer") -> Non
 def validate(cfg: AblateConfig) -> None:
     """Refuse any value that would make a run impossible or meaningless; raise ConfigError."""
     m, d, t = cfg.model, cfg.data, cfg.train
+    _validate_own_network(m)
     _at_least("model.depth", m.depth, 1)
     _at_least("model.width", m.width, 1)
     _at_least("model.kernel_size", m.kernel_size, 1)
@@ -188,10 +275,20 @@ def validate(cfg: AblateConfig) -> None:
 
     _choice("device", cfg.device, DEVICES)
     _choice("precision", cfg.precision, PRECISIONS)
+    _choice("logger.name", cfg.logger.name, LOGGERS)
+    _choice("logger.mode", cfg.logger.mode, WANDB_MODES)
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.=+-]*", cfg.study):
         raise ConfigError(
             f"study={cfg.study!r} is not allowed; use letters, digits and . _ = + - (it names a folder under runs_dir)"
         )
+
+
+def _validate_own_network(m: ModelConfig) -> None:
+    """`_target_` names a class as module.Class; a network's own keys come only with it."""
+    if m._target_ is not None and not re.fullmatch(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)+", m._target_):
+        raise ConfigError(f"model._target_={m._target_} is not allowed; give your network's class as module.Class, e.g. mynet.Net")
+    if m.params and m._target_ is None:
+        raise ConfigError(f"model.params={m.params} is not allowed without model._target_ (your own network's class)")
 
 
 def _check_classes(key: str, classes: Optional[list[int]]) -> None:

@@ -26,7 +26,7 @@ from ablate import augment, transfer
 from ablate.checkpoint import Hooks, SeedState, Stopped, rng_state, set_rng_state
 from ablate.config import ModelConfig, TrainConfig
 from ablate.data import Dataset
-from ablate.model import build_model, model_parts, parameter_count, plan_layers
+from ablate.model import build_model, model_parts, output_sizes, parameter_count
 
 EVAL_BATCH = 256  # test images per forward; on the CPU 256 ran 2.5x faster than 1000 (cache-sized maps)
 PRECISION_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -412,8 +412,7 @@ def seed_bytes(model_cfg: ModelConfig, data: Dataset, train_cfg: TrainConfig) ->
     Weights, gradients and two optimizer moments (4 copies), plus each layer's output kept for backward, its
     gradient and a workspace (3 copies) for a training batch, or the two largest maps of an evaluation batch.
     """
-    layers = plan_layers(model_cfg, data.input_shape, data.num_classes)
-    sizes = sorted(math.prod(layer.out_shape) for layer in layers)
+    sizes = sorted(output_sizes(model_cfg, data.input_shape, data.num_classes))
     params = parameter_count(build_model(model_cfg, data.input_shape, data.num_classes))
     activations = max(3 * sum(sizes) * train_cfg.batch_size, sum(sizes[-2:]) * EVAL_BATCH)
     return 4 * (4 * params + activations)

@@ -16,7 +16,7 @@ import json
 from dataclasses import asdict
 from typing import Any, Iterable, Mapping
 
-from ablate.config import AblateConfig
+from ablate.config import AblateConfig, flatten_config, model_node
 from ablate.resolve import Resolved
 
 # Keys that name, place, schedule or report a run: never identity (device, precision and train.strategy enter
@@ -26,19 +26,11 @@ NOT_IDENTITY = frozenset({
     "train.seeds_per_group", "data.root", "data.download",
     "train.checkpoint_every",  # how often a run in training is saved: a resumed run's numbers are the same
 })
+# Sections that only say where else a finished run is logged.
+NOT_IDENTITY_SECTIONS = ("logger.",)
 # The image keys each dataset reads from the config; the others take shape and classes from their files.
 DATASET_IMAGE_KEYS = {"synthetic": ("image_size", "channels", "num_classes"), "folder": ("image_size", "channels")}
 IMAGE_KEYS = ("image_size", "channels", "num_classes")
-
-
-def _flat(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, Mapping):
-            flat.update(_flat(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def _unused(cfg: AblateConfig) -> set[str]:
@@ -62,9 +54,10 @@ def _unused(cfg: AblateConfig) -> set[str]:
 
 def identity(cfg: AblateConfig, resolved: Resolved) -> dict[str, Any]:
     """The settings that decide a run's numbers: its config less what decides nothing, plus what auto resolved to."""
-    settings = _flat(asdict(cfg))
+    settings = flatten_config({**asdict(cfg), "model": model_node(cfg.model)})  # your network: its `_target_` and own keys
     skip = NOT_IDENTITY | _unused(cfg)
-    kept = {key: (list(value) if isinstance(value, tuple) else value) for key, value in settings.items() if key not in skip}
+    kept = {key: (list(value) if isinstance(value, tuple) else value) for key, value in settings.items()
+            if key not in skip and not key.startswith(NOT_IDENTITY_SECTIONS)}
     # Named as the user types them, holding what they resolved to: `train.strategy: eager -> vectorized`.
     kept.update({"device": resolved.device, "precision": resolved.precision, "train.strategy": resolved.strategy})
     kept.update(dict(resolved.tf32))

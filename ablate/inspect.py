@@ -1,20 +1,20 @@
 """The layer table of `ablate inspect`: shapes, output-size formula, parameters, receptive field and FLOPs per layer.
 
-Every number comes from the layer plan of ablate/model.py; this module only arranges it as Markdown, CSV or JSON.
+For ablate's CNN every number comes from the layer plan of ablate/model.py; for your own network (`_target_`) from
+forward hooks and torch's FlopCounterMode (ablate/network.py). This module only arranges them as Markdown, CSV or JSON.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from typing import Any, Callable, Sequence
 
 import pandas as pd
 
-from ablate import plan
-from ablate.config import AblateConfig
+from ablate import network, plan
+from ablate.config import AblateConfig, model_node
 from ablate.data import input_spec
-from ablate.model import plan_layers, receptive_fields
+from ablate.model import build_model, parameter_count, plan_layers, receptive_fields
 from ablate.variants import format_value
 
 SIZE_COLUMN = "output size: floor((H + 2P - D(K-1) - 1)/S + 1)"
@@ -22,15 +22,36 @@ FLOP_CONVENTION = (
     "2 × multiply-accumulates of the conv and linear layers, for one image; "
     "bias, BatchNorm, activations, dropout and pooling not counted (as torch.utils.flop_counter counts)"
 )
+OWN_FLOP_CONVENTION = "as torch.utils.flop_counter.FlopCounterMode counts them (2 × multiply-accumulates of matmuls and convolutions), for one image"
+OUTSIDE_MODULES = "(ops outside modules)"  # FLOPs of the forward's own tensor ops, so the rows add up to torch's total
 RIGHT = ("params", "RF", "FLOPs")
 
 
-def _shape(shape: tuple[int, ...]) -> str:
-    return f"(B, {', '.join(map(str, shape))})"
+def _shape(shape: tuple[int, ...] | None) -> str:
+    return "" if shape is None else f"(B, {', '.join(map(str, shape))})"
+
+
+def describe_own(variant: str, config: AblateConfig) -> dict[str, Any]:
+    """What `inspect` says about your own network: one row per leaf module that ran, from forward hooks."""
+    shape, classes = input_spec(config.data)
+    model = build_model(config.model, shape, classes)
+    rows, flops = network.layer_table(model, shape)
+    rows = [{**row, "input": _shape(row["input"]), "output": _shape(row["output"])} for row in rows]
+    outside = flops - sum(row["flops"] for row in rows)
+    if outside:
+        rows.append({"layer": OUTSIDE_MODULES, "kind": "", "input": "", "output": "", "params": 0, "receptive_field": None, "flops": outside})
+    fields = [row["receptive_field"] for row in rows if row["receptive_field"] is not None]
+    return {
+        "variant": variant, "dataset": config.data.name, "input_shape": list(shape), "num_classes": classes,
+        "model": model_node(config.model), "layers": rows, "total_params": parameter_count(model), "head_layers": [],
+        "receptive_field": fields[-1] if fields else None, "flops": flops, "flop_convention": OWN_FLOP_CONVENTION,
+    }
 
 
 def describe(variant: str, config: AblateConfig) -> dict[str, Any]:
     """Everything `inspect` says about one variant: its layer rows, total and head parameters, FLOPs, receptive field."""
+    if config.model._target_:
+        return describe_own(variant, config)
     shape, classes = input_spec(config.data)
     layers = plan_layers(config.model, shape, classes)
     fields = receptive_fields(layers)
@@ -46,7 +67,7 @@ def describe(variant: str, config: AblateConfig) -> dict[str, Any]:
     head = sum(row["params"] for row, layer in zip(rows, layers) if layer.head)
     return {
         "variant": variant, "dataset": config.data.name, "input_shape": list(shape), "num_classes": classes,
-        "model": asdict(config.model), "layers": rows,
+        "model": model_node(config.model), "layers": rows,
         "total_params": total, "head_layers": [layer.name for layer in layers if layer.head],
         "head_params": head, "head_share": head / total,
         "receptive_field": fields[-1], "flops": sum(row["flops"] for row in rows),
@@ -66,18 +87,25 @@ def _markdown(report: dict[str, Any]) -> str:
     table["RF"] = table["RF"].astype("string").fillna("")
     c, h, w = report["input_shape"]
     rf = report["receptive_field"]
-    beyond = f", larger than the {h}×{w} input: units near the centre see all of it" if rf > min(h, w) else f" of the {h}×{w} input"
     settings = " ".join(f"{key}={format_value(value)}" for key, value in report["model"].items())
+    parameters = f"- parameters: {report['total_params']:,}"
+    if report["head_layers"]:
+        parameters += (f"; classifier head ({', '.join(report['head_layers'])}): "
+                       f"{report['head_params']:,} = {100 * report['head_share']:.1f}%")
+    if rf is None:
+        field = "- receptive field: not defined here (the feature maps do not pass through one chain of square conv, pooling and pointwise modules)"
+    else:
+        beyond = f", larger than the {h}×{w} input: units near the centre see all of it" if rf > min(h, w) else f" of the {h}×{w} input"
+        field = f"- receptive field of one unit of the last feature map: {rf}×{rf} pixels{beyond}"
     return "\n".join([
         f"## {report['variant']}: {report['dataset']} images {c}×{h}×{w}, {report['num_classes']} classes",
         f"model: {settings}",
         "",
         table.to_markdown(index=False, disable_numparse=True, colalign=["right" if column in RIGHT else "left" for column in table]),
         "",
-        f"- parameters: {report['total_params']:,}; classifier head ({', '.join(report['head_layers'])}): "
-        f"{report['head_params']:,} = {100 * report['head_share']:.1f}%",
-        f"- receptive field of one unit of the last feature map: {rf}×{rf} pixels{beyond}",
-        f"- FLOPs per forward pass: {report['flops']:,} = {FLOP_CONVENTION}",
+        parameters,
+        field,
+        f"- FLOPs per forward pass: {report['flops']:,} = {report['flop_convention']}",
     ])
 
 
@@ -94,8 +122,9 @@ RENDERERS: dict[str, Callable[[Sequence[dict[str, Any]]], str]] = {
 FORMATS = tuple(RENDERERS)
 
 
-def inspect_overrides(overrides: Sequence[str], fmt: str = "md") -> str:
+def inspect_overrides(overrides: Sequence[str], fmt: str = "md", config_dir: str | None = None) -> str:
     """The layer table of every variant the overrides compose to (one for a plain config, each of a `+sweep=NAME`),
-    as `md` (a table per variant), `csv` (one row per layer, a variant column first) or `json` (a list of variants)."""
-    variants = [v for v in plan.build(overrides).variants if v.role == "study"]  # computes only: no file is read
+    as `md` (a table per variant), `csv` (one row per layer, a variant column first) or `json` (a list of variants);
+    `config_dir` is Hydra's --config-dir (your own config groups)."""
+    variants = [v for v in plan.build(overrides, config_dir).variants if v.role == "study"]  # computes only: no file is read
     return RENDERERS[fmt]([describe(v.variant.name, v.config) for v in variants])

@@ -1,6 +1,7 @@
 """Builds every variant of the CNN from a ModelConfig, and answers questions about its shape.
 
-`model.arch=resnet18` is torchvision's network instead (for transfer learning). ablate's own CNN follows one
+`model.arch=resnet18` is torchvision's network instead (for transfer learning); a model config with `_target_` is
+your own (ablate/network.py). ablate's own CNN follows one
 rule, the seed SimpleCNN's: a conv block (conv, optional BatchNorm, activation: ReLU by default), then
 downsampling by 2 as long as the map stays at least `min_map_size` wide; the width doubles after each
 downsampling, up to `max_width`. The layer plan is computed once (`plan_layers`) and reused for the
@@ -12,9 +13,11 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Optional
 
 from torch import Tensor, nn
 
+from ablate import network
 from ablate.config import ConfigError, ModelConfig
 
 Shape = tuple[int, ...]
@@ -84,6 +87,8 @@ def output_size(size: int, kernel: int, stride: int, padding: int, dilation: int
 
 def plan_layers(cfg: ModelConfig, input_shape: Shape, num_classes: int) -> list[Layer]:
     """The ordered layers that `cfg` yields on inputs of shape (C, H, W); ablate's own CNN only."""
+    if cfg._target_:
+        raise ConfigError(f"model._target_={cfg._target_}: a layer plan covers ablate's own CNN only; your network's layers come from network.layer_table")
     if cfg.arch != "cnn":
         raise ConfigError(f"model.arch={cfg.arch}: layer tables, receptive fields and ablate viz cover ablate's own CNN (model.arch=cnn) only")
     c, h, w = input_shape
@@ -170,7 +175,9 @@ def _resnet18(input_shape: Shape, num_classes: int) -> nn.Module:
 
 def build_model(cfg: ModelConfig, input_shape: Shape, num_classes: int) -> nn.Module:
     """The network for `cfg`: ablate's CNN as an nn.Sequential whose module names are the plan's layer names, or
-    torchvision's resnet18 (`model.arch=resnet18`)."""
+    torchvision's resnet18 (`model.arch=resnet18`), or your own (`model._target_`)."""
+    if cfg._target_:
+        return network.build(cfg, input_shape[0], num_classes)
     if cfg.arch == "resnet18":
         return _resnet18(input_shape, num_classes)
     return nn.Sequential(OrderedDict((layer.name, _module(layer)) for layer in plan_layers(cfg, input_shape, num_classes)))
@@ -186,7 +193,10 @@ class Parts:
 
 def model_parts(model: nn.Module, cfg: ModelConfig, input_shape: Shape, num_classes: int) -> Parts:
     """Stages and head of a network from `build_model`: for the CNN, one stage per conv block (conv, BatchNorm,
-    strided downsampling) and the plan's head layers; for resnet18, the stem, layer1..layer4, and fc."""
+    strided downsampling) and the plan's head layers; for resnet18, the stem, layer1..layer4, and fc; your own network
+    is all head (it trains from scratch, as a whole)."""
+    if cfg._target_:
+        return Parts([], [model])
     if cfg.arch == "resnet18":
         return Parts([[model.conv1, model.bn1], [model.layer1], [model.layer2], [model.layer3], [model.layer4]], [model.fc])
     parts = Parts([], [])
@@ -222,3 +232,19 @@ def receptive_fields(layers: list[Layer]) -> list[int]:
 def receptive_field(layers: list[Layer]) -> int:
     """Receptive field of one unit of the last feature map (the head, which pools or flattens it, is not counted)."""
     return receptive_fields(layers)[-1]
+
+
+def network_receptive_field(cfg: ModelConfig, model: nn.Module, input_shape: Shape, num_classes: int) -> Optional[int]:
+    """The receptive field of a built network: from the plan for ablate's CNN, from forward hooks for your own where
+    it is defined, None for resnet18 (or where undefined)."""
+    if cfg._target_:
+        return network.receptive_field(model, input_shape)
+    return receptive_field(plan_layers(cfg, input_shape, num_classes)) if cfg.arch == "cnn" else None
+
+
+def output_sizes(cfg: ModelConfig, input_shape: Shape, num_classes: int) -> list[int]:
+    """Elements of each layer's output for one image: from the plan, or from forward hooks on your own network."""
+    if cfg._target_:
+        rows, _ = network.layer_table(build_model(cfg, input_shape, num_classes), input_shape)
+        return [math.prod(row["output"]) for row in rows if row["output"] is not None]
+    return [math.prod(layer.out_shape) for layer in plan_layers(cfg, input_shape, num_classes)]

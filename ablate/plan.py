@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
@@ -19,7 +19,7 @@ from hydra.core.override_parser.types import Override, ValueType
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ablate import checkpoint, identity, resolve, results
-from ablate.config import AblateConfig, ConfigError, register_schema, validate
+from ablate.config import AblateConfig, ConfigError, register_schema, to_node, typed, validate
 from ablate.variants import BASELINE, Variant, from_name, make_variant, one_off_keys, plan_variants
 
 CONFIG_MODULE, CONFIG_NAME = "ablate.conf", "config"
@@ -35,11 +35,22 @@ def setup_hydra() -> None:
     register_sweeper()
 
 
-def compose_config(overrides: Sequence[str]) -> DictConfig:
-    """The config a command line composes to, Hydra's own `hydra` node included; sweeps (`key=a,b`) left out."""
+def search_path(config_dir: str) -> str:
+    """The override that adds a folder of the user's configs (`--config-dir DIR`, e.g. DIR/model/mynet.yaml) to
+    Hydra's search path, as Hydra's own --config-dir does for the jobs."""
+    folder = Path(config_dir).resolve()
+    if not folder.is_dir():
+        raise ConfigError(f"--config-dir {config_dir}: no such folder; give the folder that holds your config groups, e.g. myconf with myconf/model/mynet.yaml")
+    return f"hydra.searchpath=[file://{folder}]"
+
+
+def compose_config(overrides: Sequence[str], config_dir: Optional[str] = None) -> DictConfig:
+    """The config a command line composes to, Hydra's own `hydra` node included; sweeps (`key=a,b`) left out; the
+    configs of `config_dir` (Hydra's --config-dir) found beside ablate's own."""
     setup_hydra()
     GlobalHydra.instance().clear()  # a previous in-process Hydra run may have left it initialised
     plain = [override.input_line for override in _parse(overrides) if not override.is_sweep_override()]
+    plain += [search_path(config_dir)] if config_dir else []
     with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
         return compose(CONFIG_NAME, overrides=plain, return_hydra_config=True)
 
@@ -156,12 +167,13 @@ def _apply(app: DictConfig, variant: Variant) -> AblateConfig:
     config = app.copy()
     for key, value in variant.overrides:
         OmegaConf.update(config, key, value)
-    return OmegaConf.to_object(config)  # type: ignore[return-value]
+    return typed(config)
 
 
-def build(overrides: Sequence[str]) -> Plan:
-    """The plan of a command line; raises ConfigError (or Hydra's own error) for the first bad setting."""
-    composed = compose_config(overrides)
+def build(overrides: Sequence[str], config_dir: Optional[str] = None) -> Plan:
+    """The plan of a command line (with Hydra's --config-dir, if given); raises ConfigError (or Hydra's own error)
+    for the first bad setting."""
+    composed = compose_config(overrides, config_dir)
     app = composed.copy()
     with open_dict(app):
         del app["hydra"]
@@ -176,9 +188,10 @@ def build(overrides: Sequence[str]) -> Plan:
 
 def job_plan(config: AblateConfig, task_overrides: Sequence[str]) -> VariantPlan:
     """The plan of one Hydra job: a sweep job names its variant (variant=NAME); a single run's model overrides do."""
-    variant = from_name(config.variant, lambda key: OmegaConf.select(OmegaConf.structured(config), key)) if config.variant else None
+    node = to_node(config)
+    variant = from_name(config.variant, lambda key: OmegaConf.select(node, key)) if config.variant else None
     if variant is None:
-        variant = make_variant({key: OmegaConf.select(OmegaConf.structured(config), key) for key in one_off_keys(task_overrides)})
+        variant = make_variant({key: OmegaConf.select(node, key) for key in one_off_keys(task_overrides)})
     return plan_variant(config, variant)
 
 

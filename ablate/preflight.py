@@ -17,8 +17,8 @@ from hydra.errors import MissingConfigException
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-from ablate import checkpoint, identity, results
-from ablate.config import AblateConfig, ConfigError
+from ablate import checkpoint, identity, network, results, trackers
+from ablate.config import OWN_NETWORK_FIELDS, AblateConfig, ConfigError, ModelConfig
 from ablate.data import input_spec, load_dataset
 from ablate.plan import Plan, VariantPlan, needs_source
 from ablate.variants import keys_of
@@ -29,11 +29,14 @@ RESOLVED_KEYS = ("device", "precision", "train.strategy")
 
 
 def check(plan: Plan) -> None:
-    """Refuse, before any training, a plan that would mix settings with stored runs, weights that do not fit, a
-    dataset that cannot be loaded, or a runs_dir that cannot be written."""
+    """Refuse, before any training, a plan that would mix settings with stored runs, your own network that does not
+    build or run, weights that do not fit, a dataset that cannot be loaded, or a runs_dir that cannot be written."""
+    trackers.check(plan.study.config.logger)  # the chosen tracker's package imports
     for variant in plan.variants:
         _refuse_conflicts(variant)
         checkpoint.refuse_stale([run.folder for run in variant.runs], variant.identity_hash)
+    for config in {repr(v.config.model): v.config for v in plan.variants if v.config.model._target_}.values():
+        network.check(config.model, *input_spec(config.data))  # your network: it imports, builds and runs a batch
     for config in {v.config.model.weights: v.config for v in plan.variants
                    if v.config.model.transfer != "scratch" and not needs_source(v.config)}.values():
         check_weights(config.model, config.seeds, *input_spec(config.data))
@@ -71,6 +74,7 @@ def expected_type(full_key: str) -> str:
     node: Any = AblateConfig
     for part in re.sub(r"\[\d+\]", "", full_key).split("."):
         hints = typing.get_type_hints(node) if dataclasses.is_dataclass(node) else {}
+        hints.update({"model": ModelConfig} if node is AblateConfig else {})  # typed Any there, for your own network
         if part not in hints:
             return ""
         node = hints[part]
@@ -96,8 +100,11 @@ def one_line(error: BaseException) -> str:
             if isinstance(item, (ConfigAttributeError, ConfigKeyError)):
                 parent = item.full_key.rpartition(".")[0]
                 node = AblateConfig() if not parent else OmegaConf.select(OmegaConf.structured(AblateConfig), parent)
-                keys = list(OmegaConf.structured(node).keys()) if node is not None else []
-                message = f"no such key; {(parent or 'the config') + ' has'}: {', '.join(keys)}"
+                keys = [key for key in OmegaConf.structured(node).keys() if key not in OWN_NETWORK_FIELDS] if node is not None else []
+                owner = "the built-in model" if parent == "model" else parent or "the config"
+                message = f"no such key; {owner} has: {', '.join(keys)}"
+                if parent == "model":
+                    message += f"; your own network (_target_) has its config file's keys: add one with +{item.full_key}=VALUE"
             return f"{item.full_key}: {message}"
     if isinstance(error, MissingConfigException):
         text = " ".join(str(error).split())

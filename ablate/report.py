@@ -14,9 +14,8 @@ from typing import Optional, Sequence
 import pandas as pd
 
 from ablate import checkpoint, identity, plots, results
-from ablate.config import CHOICES, AblateConfig
+from ablate.config import CHOICES, AblateConfig, flatten_config
 from ablate.metrics import metric as declared_metric
-from ablate.results import flatten_config
 from ablate.stats import adjust_holm, compare, describe, study_sensitivity
 from ablate.variants import BASELINE, format_value, keys_of
 
@@ -198,11 +197,13 @@ def sensitivity(summary: pd.DataFrame, runs: pd.DataFrame, metric: str, margin: 
     ok = runs[runs["status"] == "ok"]
     groups = {v: g[metric].astype(float).tolist() for v, g in ok.groupby("variant")}
     baseline = groups.pop(BASELINE, [])
+    if not groups or len(baseline) < 2:
+        return "Nothing compared yet: the study needs the baseline and a variant, each with at least 2 finished seeds."
     counts = summary.loc[summary["n"] >= 2, "n"]
     if counts.empty:
         return "Fewer than 2 seeds per variant: no test can detect any difference; train at least 3 seeds."
     n = int(counts.mode().max())
-    observed = summary["diff"].abs().dropna()
+    observed = pd.to_numeric(summary["diff"], errors="coerce").abs().dropna()  # None where nothing was compared
     effect = margin if margin is not None else (float(observed.median()) if len(observed) else None)
     mde, needed = study_sensitivity(baseline, list(groups.values()), n, effect)
     line = f"With {n} seeds per variant this study can detect ±{_number(mde, scale)}{unit} (α = 0.05, 80 % power, median std)"

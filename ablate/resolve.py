@@ -1,8 +1,8 @@
 """What `auto` means here: the one place that turns device, precision and train.strategy into what a run uses.
 
 Every command resolves through `resolve`, so the run-time check, the stored record and the report all see the
-same device type, precision and strategy; the refusals that depend on them (fp16 on the CPU, vectorized fp16)
-live here too.
+same device type, precision and strategy; the refusals that depend on them (fp16 on the CPU, vectorized fp16, your
+own network where torch.func.vmap cannot run it) live here too.
 """
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ from typing import Optional
 
 import torch
 
+from ablate import network
 from ablate.config import AblateConfig, ConfigError
+from ablate.data import input_spec
 
 # What `train.strategy=auto` resolves to per device type: what measured faster there. On the 2-core CPU, vectorized
 # ran 1.3 to 1.7x slower per seed-step than eager (3 or 5 seeds; under vmap there is no channels_last); on an H100
@@ -82,6 +84,8 @@ def _strategy(cfg: AblateConfig, device: str, precision: str) -> tuple[str, Opti
     only_eager = ("precision=fp16 (one loss scale per seed)" if precision == "fp16" else
                   f"model.arch={model.arch}" if model.arch != "cnn" else
                   f"model.transfer={model.transfer}" if model.transfer != "scratch" else None)
+    if only_eager is None and model._target_ and "vectorized" in (asked, AUTO_STRATEGY[device]):
+        only_eager = network.not_vectorizable(model, *input_spec(cfg.data))  # tried on the CPU, once per plan
     if asked == "vectorized" and only_eager:
         raise ConfigError(f"train.strategy=vectorized is not allowed with {only_eager}; use train.strategy=eager or auto")
     if asked != "auto":

@@ -23,7 +23,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from ablate import identity
-from ablate.config import AblateConfig, ConfigError
+from ablate.config import AblateConfig, ConfigError, complete, flatten_config, to_node, typed
 
 BASELINE = "baseline"
 METRICS_FILE, HISTORY_FILE, CONFIG_FILE, MODEL_FILE = "metrics.json", "history.csv", "config.yaml", "model.pt"
@@ -57,13 +57,13 @@ def is_finished(path: Path) -> bool:
 def read_config(path: Path) -> dict[str, Any]:
     """A run's config.yaml read through the schema (keys added since it was written get their defaults), flattened
     to dotted keys (`model.depth`)."""
-    return flatten_config(OmegaConf.to_container(_stored_config(path)), "")
+    return flatten_config(OmegaConf.to_container(to_node(typed(_stored_config(path)))))
 
 
 def stored_identity(path: Path, record: dict[str, Any]) -> dict[str, Any]:
     """A finished run's identity, derived from its config.yaml (through today's schema) and what its metrics.json
     says `auto` resolved to; derived rather than read, so runs from before identities were stored compare alike."""
-    config: AblateConfig = OmegaConf.to_object(_stored_config(path))  # type: ignore[assignment]
+    config = typed(_stored_config(path))
     return identity.identity(config, identity.recorded_resolution(record))
 
 
@@ -77,7 +77,7 @@ def stored_identities(study_dir: Path) -> Iterable[tuple[Path, dict[str, Any]]]:
 
 def _stored_config(path: Path) -> DictConfig:
     """A run's config.yaml merged onto the schema, so keys added since it was written have their defaults."""
-    return OmegaConf.merge(OmegaConf.structured(AblateConfig), OmegaConf.load(path / CONFIG_FILE))
+    return complete(OmegaConf.load(path / CONFIG_FILE))  # type: ignore[arg-type]
 
 
 class RunLock:
@@ -196,17 +196,6 @@ def study_dirs(root: str | Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and any(p.glob(f"*/seed=*/{METRICS_FILE}")))
 
 
-def flatten_config(tree: dict[str, Any], prefix: str) -> dict[str, Any]:
-    """Nested config as dotted keys (`model.depth`), each prefixed; the one rule for stored and current configs."""
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(flatten_config(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def _runs(study_dir: Path) -> Iterable[dict[str, Any]]:
     for metrics_file in sorted(study_dir.glob(f"*/seed=*/{METRICS_FILE}")):
         record = read_metrics(metrics_file.parent)
@@ -251,5 +240,5 @@ def load_trained(run_path: str | Path) -> tuple[AblateConfig, dict[str, torch.Te
             f"{path} has no {MODEL_FILE}: the run failed or diverged, or was trained before ablate saved weights; "
             "delete its folder and run it again"
         )
-    config = OmegaConf.to_object(_stored_config(path))
+    config = typed(_stored_config(path))
     return config, torch.load(path / MODEL_FILE, map_location="cpu", weights_only=True)  # type: ignore[return-value]

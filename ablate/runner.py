@@ -18,10 +18,11 @@ from typing import Callable, Mapping, Optional
 from omegaconf import OmegaConf
 from torch import Tensor
 
-from ablate import checkpoint, provenance, results, transfer, weights
+from ablate import checkpoint, provenance, results, trackers, transfer, weights
+from ablate.config import flatten_config, to_node
 from ablate.data import load_dataset
 from ablate.engine import SeedResult, train_seeds
-from ablate.model import build_model, model_parts, parameter_count, plan_layers, receptive_field
+from ablate.model import build_model, model_parts, network_receptive_field, parameter_count
 from ablate.plan import Plan, VariantPlan, needs_source, plan_variant, source_config
 from ablate.variants import BASELINE, Variant, format_value
 
@@ -101,7 +102,7 @@ def _train_and_store(variant: VariantPlan, seeds: list[int], locks: Mapping[int,
         "variant_overrides": {key: format_value(value) for key, value in variant.variant.overrides},
         "identity": dict(variant.identity), "identity_hash": variant.identity_hash,
         "params": parameter_count(model), "trainable_params": parameter_count(model, trainable_only=True),
-        "receptive_field": receptive_field(plan_layers(cfg.model, data.input_shape, data.num_classes)) if cfg.model.arch == "cnn" else None,
+        "receptive_field": network_receptive_field(cfg.model, model, data.input_shape, data.num_classes),
         "device": resolved.device, "precision": resolved.precision, **resolved.numerics,
         "dataset": data.name, "train_samples": len(data.train_y), "test_samples": len(data.test_y),
         "epochs": cfg.train.epochs, "planned_seeds": list(cfg.seeds), "versions": provenance.versions(),
@@ -115,10 +116,12 @@ def _train_and_store(variant: VariantPlan, seeds: list[int], locks: Mapping[int,
                    "strategy": result.strategy, "strategy_note": note, "wall_seconds": round(result.wall_seconds, 3),
                    "resumed": result.resumed,
                    "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-        config_yaml = OmegaConf.to_yaml(OmegaConf.structured(seed_cfg))
+        node = to_node(seed_cfg)
+        config_yaml = OmegaConf.to_yaml(node)
         results.write_run(folders[result.seed], config_yaml, result.history, metrics, result.state_dict)
         checkpoint.remove(folders[result.seed])  # after metrics.json: the run is finished, its checkpoint is spent
         locks[result.seed].release()
+        trackers.log_run(cfg.logger, flatten_config(OmegaConf.to_container(node)), metrics, result.history, result.metrics)
         if result.status != "ok":
             log.warning(f"{cfg.study}/{name} seed {result.seed}: {result.status}: {result.error.splitlines()[0]}")
         if note:

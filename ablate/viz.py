@@ -26,7 +26,7 @@ from torchvision.utils import make_grid  # noqa: E402
 from ablate import results  # noqa: E402
 from ablate.config import AblateConfig  # noqa: E402
 from ablate.data import input_spec, load_dataset  # noqa: E402
-from ablate.model import CONVS, build_model, plan_layers  # noqa: E402
+from ablate.model import build_model  # noqa: E402
 
 DPI = 120
 WEIGHTS_CMAP = plt.get_cmap("RdBu_r").with_extremes(bad="0.7")  # red positive, blue negative; grey between filters
@@ -42,8 +42,10 @@ def load_model(run_path: str | Path) -> tuple[AblateConfig, nn.Sequential]:
 
 
 def conv_layers(config: AblateConfig) -> list[str]:
-    """Names of the conv layers (the conv blocks and any strided downsampling convs), in forward order."""
-    return [layer.name for layer in plan_layers(config.model, *input_spec(config.data)) if layer.kind in CONVS]
+    """Names of the network's Conv2d modules (the CNN's conv blocks and strided downsampling convs, in forward order;
+    your own network's in the order it registers them)."""
+    model = build_model(config.model, *input_spec(config.data))
+    return [name for name, module in model.named_modules() if isinstance(module, nn.Conv2d)]
 
 
 def _keep(captured: dict[str, torch.Tensor], name: str, module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
@@ -139,10 +141,12 @@ def write_pictures(run_path: str | Path, image_index: int = 0) -> list[Path]:
     salient, probabilities = saliency(model, image, label)
     predicted = int(probabilities.argmax())
     about = f"test image {image_index}: label {label}, predicted {predicted} ({100 * float(probabilities[predicted]):.0f}%)"
-    activations = capture_activations(model, names, image.unsqueeze(0))
-    figures = {
-        "filters.png": filters_figure(model.get_submodule(names[0]).weight.detach(), names[0]),
-        f"activations_image{image_index}.png": activations_figure(activations, f"Conv layer outputs, {about}"),
-        f"saliency_image{image_index}.png": saliency_figure(image, salient, about),
-    }
+    figures = {f"saliency_image{image_index}.png": saliency_figure(image, salient, about)}
+    if names:  # a network without conv layers has no filters or maps to draw
+        activations = capture_activations(model, names, image.unsqueeze(0))
+        figures = {
+            "filters.png": filters_figure(model.get_submodule(names[0]).weight.detach(), names[0]),
+            f"activations_image{image_index}.png": activations_figure(activations, f"Conv layer outputs, {about}"),
+            **figures,
+        }
     return [results.write_file(run_path, name, _png(figure)) for name, figure in figures.items()]

@@ -161,7 +161,8 @@ def test_a_run_stored_before_identities_existed_resumes_and_pools_by_its_derived
     results.write_run(old, OLD_CONFIG, [], OLD_METRICS)
     if auto_precision("cpu") != "fp32":  # precision=auto means bf16 on this CPU now: the refusal says how to continue
         refused = run_ablate("run", "seeds=[0,1]", *TINY, cwd=tmp_path)
-        assert refused.returncode == 2 and "precision: fp32 -> bf16; to continue it, add precision=fp32" in refused.stderr
+        assert refused.returncode == 2 and "(precision: fp32 -> bf16)" in refused.stderr
+        assert "to continue it, add precision=fp32" in refused.stderr
     resumed = run_ablate("run", "seeds=[0,1]", *TINY, "precision=fp32", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert "1 finished run(s) skipped, 1 to train" in resumed.stdout + resumed.stderr

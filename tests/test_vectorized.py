@@ -173,7 +173,7 @@ def test_every_run_records_the_strategy_it_used_and_it_changes_the_identity(tmp_
 def test_each_vectorized_seeds_model_pt_reproduces_its_own_test_accuracy_in_a_fresh_model(tmp_path: Path) -> None:
     data_cfg = DataConfig(name="mnist", train_size=500, test_size=300)
     cfg = AblateConfig(model=ModelConfig(batchnorm=True), data=data_cfg, train=TrainConfig(epochs=1, strategy="vectorized"),
-                       seeds=SEEDS, device="cpu", runs_dir=str(tmp_path), study="s")
+                       seeds=SEEDS, device="cpu", precision="fp32", runs_dir=str(tmp_path), study="s")
     train(cfg)
     data, losses = load_dataset(data_cfg), []
     for seed in SEEDS:

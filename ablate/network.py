@@ -1,0 +1,232 @@
+"""Your own network: the class a model config's `_target_` names, built with the data's `in_channels` and
+`num_classes` plus the config's own keys (Hydra's instantiate convention), and what ablate measures on it.
+
+The class is imported from the folder `ablate` runs in (which is put on sys.path), so `_target_: mynet.Net` finds
+mynet.py there. Every mistake (a path that does not import, a key the constructor refuses, a forward that fails on
+the data's images) is a ConfigError naming the key, raised when the plan is checked, before any training. The layer
+table comes from forward hooks on every leaf module, the FLOPs from torch.utils.flop_counter.FlopCounterMode; the
+receptive field only where it is defined (see `receptive_fields`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+import re
+import sys
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+import torch
+from torch import Tensor, nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from ablate.config import ConfigError, ModelConfig
+from ablate.variants import format_value
+
+Shape = tuple[int, ...]
+PROBE_BATCH = 2  # images of the forward that checks a network before training (2: BatchNorm needs more than one)
+# Leaf modules that keep every pixel where it is (the receptive field passes through them unchanged).
+POINTWISE_MODULES = ("torch.nn.modules.activation", "torch.nn.modules.batchnorm", "torch.nn.modules.dropout",
+                     "torch.nn.modules.instancenorm", "torch.nn.modules.linear.Identity")
+SPATIAL_MODULES = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)
+
+
+def _importable_here() -> None:
+    """The working folder (where `ablate` was typed; Hydra jobs run there too) is importable: `mynet.Net`."""
+    here = os.getcwd()
+    if here not in sys.path:
+        sys.path.insert(0, here)
+
+
+def network_class(cfg: ModelConfig) -> type:
+    """The class `model._target_` names, imported from the working folder or any installed package."""
+    _importable_here()
+    path = str(cfg._target_)
+    module_name, _, name = path.rpartition(".")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as error:  # noqa: BLE001 - a missing module or an error inside it: both are the user's to fix
+        where = f"; put {module_name.replace('.', '/')}.py in the folder you run ablate in" if isinstance(error, ModuleNotFoundError) else ""
+        raise ConfigError(f"model._target_={path}: cannot import {module_name} ({type(error).__name__}: {error}){where}") from None
+    found = getattr(module, name, None)
+    if not (isinstance(found, type) and issubclass(found, nn.Module)):
+        classes = [key for key, value in vars(module).items() if isinstance(value, type) and issubclass(value, nn.Module)
+                   and value.__module__ == module.__name__]
+        what = "is not an nn.Module class" if found is not None else "does not exist"
+        raise ConfigError(f"model._target_={path}: {name} {what} in {module_name}; its nn.Module classes: {', '.join(classes) or 'none'}")
+    return found
+
+
+def _named_key(cfg: ModelConfig, error: BaseException) -> str:
+    """`model.KEY=VALUE` for the network's own key that an error message names, else `model._target_=PATH`."""
+    text = str(error)
+    for key, value in cfg.params.items():
+        if re.search(rf"\b{re.escape(key)}\b", text):
+            return f"model.{key}={format_value(value)}"
+    return f"model._target_={cfg._target_}"
+
+
+def build(cfg: ModelConfig, in_channels: int, num_classes: int) -> nn.Module:
+    """The network `cfg` names, built as `Class(in_channels=..., num_classes=..., **own keys)`; a constructor that
+    refuses its keys is a ConfigError naming the key."""
+    cls = network_class(cfg)
+    keys = {"in_channels": in_channels, "num_classes": num_classes, **cfg.params}
+    try:
+        inspect.signature(cls).bind(**keys)
+    except TypeError as error:
+        takes = ", ".join(name for name in inspect.signature(cls).parameters if name not in ("args", "kwargs"))
+        raise ConfigError(f"{_named_key(cfg, error)}: {error}; {cls.__name__} takes: {takes}") from None
+    try:
+        return cls(**keys)
+    except Exception as error:  # noqa: BLE001 - the user's constructor: any error is a config error
+        raise ConfigError(f"{_named_key(cfg, error)}: {cls.__name__}({_arguments(keys)}) failed: {type(error).__name__}: "
+                          f"{' '.join(str(error).split())}") from None
+
+
+def _arguments(keys: dict[str, Any]) -> str:
+    return ", ".join(f"{key}={format_value(value)}" for key, value in keys.items())
+
+
+def check(cfg: ModelConfig, input_shape: Shape, num_classes: int) -> None:
+    """Build the network on the CPU and run one forward on a batch of blank images: it must give (batch, num_classes)."""
+    model = build(cfg, input_shape[0], num_classes).eval()
+    batch = (PROBE_BATCH, *input_shape)
+    try:
+        with torch.no_grad():
+            out = model(torch.zeros(batch))
+    except Exception as error:  # noqa: BLE001 - the user's forward
+        raise ConfigError(f"model._target_={cfg._target_}: its forward fails on a {batch} batch of this data's images: "
+                          f"{type(error).__name__}: {' '.join(str(error).split())}") from None
+    if not isinstance(out, Tensor) or tuple(out.shape) != (PROBE_BATCH, num_classes):
+        got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+        raise ConfigError(f"model._target_={cfg._target_}: its forward must return logits of shape (batch, num_classes) = "
+                          f"{(PROBE_BATCH, num_classes)}, and returned {got}")
+
+
+def not_vectorizable(cfg: ModelConfig, input_shape: Shape, num_classes: int) -> Optional[str]:
+    """Why the network cannot train as one vmapped model of stacked seeds (torch.func.stack_module_state and
+    functional_call, as the vectorized engine does; forward and backward tried on a blank batch), or None if it can."""
+    models = [build(cfg, input_shape[0], num_classes) for _ in range(2)]
+    try:
+        params, buffers = torch.func.stack_module_state(models)
+        base = models[0].to("meta")
+
+        def forward(p: dict[str, Tensor], b: dict[str, Tensor], x: Tensor) -> Tensor:
+            return torch.func.functional_call(base, (p, b), (x,))
+
+        x = torch.zeros(2, PROBE_BATCH, *input_shape)
+        torch.vmap(forward, randomness="different")(params, buffers, x).sum().backward()
+    except Exception as error:  # noqa: BLE001 - whatever vmap cannot take makes the network eager-only
+        return f"model._target_={cfg._target_} (it does not run under torch.func.vmap: {type(error).__name__}: {str(error).splitlines()[0]})"
+    return None
+
+
+@dataclass
+class Call:
+    """One leaf module's forward: its name, module, input and output tensors (kept to follow the chain of maps)."""
+
+    name: str
+    module: nn.Module
+    input: Optional[Tensor]
+    output: Any
+
+
+def _leaf_calls(model: nn.Module, x: Tensor) -> tuple[list[Call], dict[str, int], int]:
+    """Every leaf module's forward on x in call order (first call of each), FLOPs per leaf module as
+    FlopCounterMode counts them, and the network's total FLOPs (ops outside any leaf module included)."""
+    calls: dict[str, Call] = {}
+
+    def hook(name: str) -> Callable[[nn.Module, tuple, Any], None]:
+        def keep(module: nn.Module, inputs: tuple, output: Any) -> None:
+            first = inputs[0] if inputs and isinstance(inputs[0], Tensor) else None
+            calls.setdefault(name, Call(name, module, first, output))
+        return keep
+
+    leaves = {name: module for name, module in model.named_modules() if name and not list(module.children())}
+    handles = [module.register_forward_hook(hook(name)) for name, module in leaves.items()]
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    counts = counter.get_flop_counts()
+    root = type(model).__name__
+    flops = {name: int(sum(counts.get(f"{root}.{name}", {}).values())) for name in calls}
+    return list(calls.values()), flops, int(counter.get_total_flops())
+
+
+def _spatial(module: nn.Module) -> tuple[int, int, int]:
+    """(kernel, stride, dilation) of a conv or pooling module with square kernels and equal strides."""
+    def one(value: Any) -> int:
+        values = set(value) if isinstance(value, tuple) else {value}
+        if len(values) != 1:
+            raise ValueError("not square")
+        return int(values.pop())
+    return one(module.kernel_size), one(module.stride or module.kernel_size), one(getattr(module, "dilation", 1))
+
+
+def _pointwise(module: nn.Module) -> bool:
+    kind = f"{type(module).__module__}.{type(module).__name__}"
+    return any(kind == name or type(module).__module__ == name for name in POINTWISE_MODULES)
+
+
+def receptive_fields(calls: list[Call], x: Tensor) -> dict[str, int]:
+    """Receptive field (input pixels, one side) after each layer of the feature maps, by R += (K-1)·D·(product of the
+    earlier strides); defined only where the maps pass through one chain of leaf modules, input to last map: each
+    takes the previous one's output, each is a square conv or pooling layer or keeps pixels in place, and the next leaf
+    module (the head) takes the last map or a view of it. Empty where that does not hold (a skip connection, a
+    functional op between modules, a non-square kernel)."""
+    maps = [c for c in calls if isinstance(c.output, Tensor) and c.output.dim() == 4
+            and not isinstance(c.module, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d))]
+    fields, field, jump, previous = {}, 1, 1, x
+    for call in maps:
+        if call.input is not previous:
+            return {}
+        if isinstance(call.module, SPATIAL_MODULES):
+            try:
+                kernel, stride, dilation = _spatial(call.module)
+            except ValueError:
+                return {}
+            field += (kernel - 1) * dilation * jump
+            jump *= stride
+        elif not _pointwise(call.module):
+            return {}
+        fields[call.name] = field
+        previous = call.output
+    after = calls[calls.index(maps[-1]) + 1:] if maps else []
+    return fields if after and _view_of(after[0].input, previous) else {}  # the head takes the last map itself
+
+
+def _view_of(tensor: Optional[Tensor], of: Tensor) -> bool:
+    """Whether `tensor` is `of` or a reshaped view of it (same storage, same elements), not a new map made from it."""
+    return tensor is not None and tensor.numel() == of.numel() and tensor.untyped_storage().data_ptr() == of.untyped_storage().data_ptr()
+
+
+def _shape(value: Any) -> Optional[Shape]:
+    return tuple(value.shape[1:]) if isinstance(value, Tensor) else None
+
+
+def layer_table(model: nn.Module, input_shape: Shape) -> tuple[list[dict[str, Any]], int]:
+    """One row per leaf module, in call order (leaves never called left out): name, class, input and output shape of
+    one image, parameters, FLOPs, receptive field (None where not defined); and the network's total FLOPs."""
+    x = torch.zeros(1, *input_shape)
+    was_training = model.training
+    model.eval()
+    try:
+        calls, flops, total = _leaf_calls(model, x)
+    finally:
+        model.train(was_training)
+    fields = receptive_fields(calls, x)
+    rows = [{"layer": call.name, "kind": type(call.module).__name__, "input": _shape(call.input), "output": _shape(call.output),
+             "params": sum(p.numel() for p in call.module.parameters()), "receptive_field": fields.get(call.name),
+             "flops": flops[call.name]} for call in calls]
+    return rows, total
+
+
+def receptive_field(model: nn.Module, input_shape: Shape) -> Optional[int]:
+    """Receptive field of one unit of the network's last feature map, or None where it is not defined."""
+    fields = [row["receptive_field"] for row in layer_table(model, input_shape)[0] if row["receptive_field"] is not None]
+    return fields[-1] if fields else None
