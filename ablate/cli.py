@@ -105,7 +105,8 @@ def run(arguments: Sequence[str]) -> int:
     `run_variant` per variant.
 
     Exit status: 0 when every planned run is finished and ok, 1 when any failed, diverged or is missing,
-    2 for a config error (nothing trained), 130 after Ctrl-C (finished runs kept).
+    2 for a config error (nothing trained), 130 after Ctrl-C (finished runs kept); after SIGTERM or SIGUSR1 the
+    process writes checkpoints and ends by that signal (143 or 138 in a shell; see ablate/stopping.py).
     """
     from ablate import plan, preflight, runner
 

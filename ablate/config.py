@@ -108,6 +108,7 @@ class TrainConfig:
     strategy: str = "auto"
     seeds_per_group: Optional[int] = None  # vectorized: at most this many seeds at once (null: all, or what fits on a GPU)
     finetune_lr_decay: float = 0.5
+    checkpoint_every: int = 1  # epochs between checkpoints of a run still training (0: none); decides no number
 
 
 @dataclass
@@ -268,6 +269,7 @@ def validate(cfg: AblateConfig) -> None:
     _choice("train.strategy", t.strategy, STRATEGIES)
     _choice("train.augment", t.augment, AUGMENTS)
     _at_least("train.augment_pixels", t.augment_pixels, 1)
+    _at_least("train.checkpoint_every", t.checkpoint_every, 0, what="0 (no checkpoints) or a number of epochs")
     if t.seeds_per_group is not None:
         _at_least("train.seeds_per_group", t.seeds_per_group, 1, what="null (as many as fit) or an integer")
 

@@ -23,6 +23,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ablate import augment, transfer
+from ablate.checkpoint import Hooks, SeedState, Stopped, rng_state, set_rng_state
 from ablate.config import ModelConfig, TrainConfig
 from ablate.data import Dataset
 from ablate.model import build_model, model_parts, output_sizes, parameter_count
@@ -41,7 +42,8 @@ class SeedResult:
     """What one seed's training produced: status ok | failed | diverged, final metrics, one row per epoch and,
     when it ended ok, the final weights (its own state_dict on the CPU, loadable into `build_model`'s network).
 
-    `strategy` is how it was trained (eager | vectorized); `note` says why it differs from what was asked, if it does.
+    `strategy` is how it was trained (eager | vectorized); `note` says why it differs from what was asked, if it does;
+    `resumed` where earlier attempts stopped ({epoch: epochs done, step: steps of the next}), empty when never stopped.
     """
 
     seed: int
@@ -53,6 +55,7 @@ class SeedResult:
     strategy: str = "eager"
     note: Optional[str] = None
     wall_seconds: float = 0.0
+    resumed: list[dict[str, int]] = field(default_factory=list)
 
 
 def make_optimizer(params: Iterable[torch.Tensor] | Iterable[dict[str, Any]], cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
@@ -77,6 +80,17 @@ def memory_layout(device: torch.device) -> torch.memory_format:
 def _cpu_copy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """A state_dict's tensors detached and copied to the CPU, sharing no storage with the training tensors."""
     return {name: tensor.detach().to("cpu", copy=True) for name, tensor in state.items()}
+
+
+def _cpu_tree(tree: Any) -> Any:
+    """A nest of dicts and lists (an optimizer's state_dict) with every tensor copied to the CPU."""
+    if isinstance(tree, torch.Tensor):
+        return tree.detach().to("cpu", copy=True)
+    if isinstance(tree, dict):
+        return {key: _cpu_tree(value) for key, value in tree.items()}
+    if isinstance(tree, list):
+        return [_cpu_tree(value) for value in tree]
+    return tree
 
 
 def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
@@ -125,6 +139,12 @@ class Trainer(Protocol):
     def state_dicts(self) -> list[dict[str, torch.Tensor]]:
         """Each seed's weights and buffers as a plain nn.Module state_dict, copied to the CPU."""
 
+    def state(self) -> list[dict[str, Any]]:
+        """Each seed's weights, optimizer and grad-scaler state (a checkpoint's `trainer`), copied to the CPU."""
+
+    def load_state(self, states: list[dict[str, Any]]) -> None:
+        """Put back what `state` returned, one entry per seed in the same order."""
+
 
 class EagerTrainer:
     """One seed's nn.Module and optimizer: the plain PyTorch loop (K = 1), in the device's fast memory layout."""
@@ -164,6 +184,18 @@ class EagerTrainer:
     def state_dicts(self) -> list[dict[str, torch.Tensor]]:
         """The one model's state_dict, copied to the CPU."""
         return [_cpu_copy(self.model.state_dict())]
+
+    def state(self) -> list[dict[str, Any]]:
+        """The model's, optimizer's and grad scaler's state_dicts, copied to the CPU."""
+        return [{"model": self.state_dicts()[0], "optimizer": _cpu_tree(self.optimizer.state_dict()),
+                 "scaler": self.scaler.state_dict()}]
+
+    def load_state(self, states: list[dict[str, Any]]) -> None:
+        """Load the one seed's state into the model, optimizer and grad scaler."""
+        (state,) = states
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
 
 
 class VectorizedTrainer:
@@ -214,6 +246,26 @@ class VectorizedTrainer:
         names, stacked = self.base.state_dict().keys(), {**self.params, **self.buffers}  # the meta module: names only
         return [_cpu_copy({name: stacked[name][k] for name in names}) for k in range(self.seeds)]
 
+    def state(self) -> list[dict[str, Any]]:
+        """Each seed's own slice of the weights and of the optimizer's moments (its step count is shared); no scaler."""
+        optimizer = self.optimizer.state_dict()
+        return [{"model": weights, "scaler": {}, "optimizer": {
+                    "param_groups": optimizer["param_groups"],
+                    "state": {index: {name: _cpu_tree(value[k] if value.dim() else value) for name, value in moments.items()}
+                              for index, moments in optimizer["state"].items()}}}
+                for k, weights in enumerate(self.state_dicts())]
+
+    @torch.no_grad()
+    def load_state(self, states: list[dict[str, Any]]) -> None:
+        """Stack the seeds' states back into the stacked parameters, buffers and optimizer moments."""
+        for name, tensor in {**self.params, **self.buffers}.items():
+            tensor.copy_(torch.stack([state["model"][name] for state in states]))
+        first = states[0]["optimizer"]
+        self.optimizer.load_state_dict({"param_groups": first["param_groups"], "state": {
+            index: {name: torch.stack([state["optimizer"]["state"][index][name] for state in states]) if value.dim() else value
+                    for name, value in moments.items()}
+            for index, moments in first["state"].items()}})
+
     def _seed(self, k: int) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """Seed k's parameters and buffers: views into the stacked tensors."""
         return {name: p[k] for name, p in self.params.items()}, {name: b[k] for name, b in self.buffers.items()}
@@ -251,12 +303,16 @@ def _augmentation(orders: list[torch.Generator], n: int, train_cfg: TrainConfig,
 
 
 def train_group(trainer: Trainer, seeds: list[int], train_cfg: TrainConfig, data: Dataset, device: torch.device,
-                on_step: StepHook = lambda epoch, losses: None) -> list[SeedResult]:
+                on_step: StepHook = lambda epoch, losses: None, hooks: Hooks = Hooks(),
+                resume: Optional[list[SeedState]] = None) -> list[SeedResult]:
     """Train the K seeds a trainer holds for `train_cfg.epochs` epochs, each on its own batch order; one result per seed,
     with its own final weights when it ended ok.
 
-    A seed whose epoch loss is not finite is marked diverged and its curve ends there; the others go on.
-    Per-epoch `seconds` are the group's time divided by K, the cost of one seed when trained this way.
+    With `resume` (one state per seed, all at the same point) it goes on from there exactly as if never stopped.
+    `hooks.on_epoch` gets every epoch's results; when `hooks.stop()` turns true between two steps, it raises
+    Stopped with every seed's state. A seed whose epoch loss is not finite is marked diverged and its curve ends
+    there; the others go on. Per-epoch `seconds` are the group's time divided by K, the cost of one seed when
+    trained this way.
     """
     started_all = time.perf_counter()
     orders = [torch.Generator().manual_seed(seed) for seed in seeds]
@@ -265,14 +321,41 @@ def train_group(trainer: Trainer, seeds: list[int], train_cfg: TrainConfig, data
     val_x, val_y = data.val_x.to(device), data.val_y.to(device)
     n, batch, k = len(train_y), train_cfg.batch_size, len(seeds)
     results = [SeedResult(seed=seed, status="ok", strategy=trainer.strategy) for seed in seeds]
-    for epoch in range(1, train_cfg.epochs + 1):
+    done, first_step, resumed = 0, 0, [[] for _ in seeds]
+    loss_sum = torch.zeros(k, device=device)
+    correct = torch.zeros(k, device=device, dtype=torch.long)
+    seconds_before = 0.0
+    if resume:
+        trainer.load_state([state.trainer for state in resume])
+        set_rng_state(resume[0].rng)
+        for order, result, state, where in zip(orders, results, resume, resumed):
+            order.set_state(state.order)
+            result.status, result.error, result.metrics, result.history = state.status, state.error, state.metrics, state.history
+            where += [*state.resumed, {"epoch": state.epoch, "step": state.step}]
+        done, first_step = resume[0].epoch, resume[0].step
+        if first_step:
+            loss_sum = torch.tensor([state.partial["loss_sum"] for state in resume], device=device)
+            correct = torch.tensor([state.partial["correct"] for state in resume], device=device, dtype=torch.long)
+            seconds_before = resume[0].partial["seconds"]
+
+    def snapshot(epoch: int, step: int, order_states: list[torch.Tensor], partial: Optional[list[dict[str, float]]] = None) -> list[SeedState]:
+        rng, trained = rng_state(), trainer.state()
+        return [SeedState(seed=r.seed, group=list(seeds), strategy=trainer.strategy, epoch=epoch, step=step, order=o, trainer=t, rng=rng,
+                          partial=p or {}, status=r.status, error=r.error, metrics=dict(r.metrics), history=list(r.history),
+                          resumed=list(w))
+                for r, o, t, p, w in zip(results, order_states, trained, partial or [None] * k, resumed)]
+
+    for epoch in range(done + 1, train_cfg.epochs + 1):
         trainer.train(True)
-        started = time.perf_counter()
-        loss_sum = torch.zeros(k, device=device)
-        correct = torch.zeros(k, device=device, dtype=torch.long)
+        started = time.perf_counter() - seconds_before
+        at_start = [order.get_state() for order in orders]
         permutations = torch.stack([torch.randperm(n, generator=order) for order in orders]).to(device)
         augmented = _augmentation(orders, n, train_cfg, device)
-        for start in range(0, n, batch):
+        for step, start in enumerate(range(first_step * batch, n, batch), start=first_step):
+            if hooks.stop():
+                partial = [{"loss_sum": l, "correct": c, "seconds": time.perf_counter() - started}
+                           for l, c in zip(loss_sum.tolist(), correct.tolist())]
+                raise Stopped(snapshot(epoch - 1, step, at_start, partial if step else None))
             index = permutations[:, start : start + batch]
             y = train_y[index]
             losses, logits = trainer.step(augmented(train_x[index], start), y)
@@ -293,31 +376,38 @@ def train_group(trainer: Trainer, seeds: list[int], train_cfg: TrainConfig, data
             result.history.append({"epoch": epoch, "train_loss": train_losses[i], "train_acc": train_accs[i],
                                    **({"val_loss": val_losses[i], "val_acc": val_accs[i]} if val_accs else {}),
                                    "test_loss": test_losses[i], "test_acc": test_accs[i], "seconds": seconds})
+        first_step, seconds_before = 0, 0.0
+        loss_sum, correct = torch.zeros_like(loss_sum), torch.zeros_like(correct)
+        hooks.on_epoch(epoch, results, lambda: snapshot(epoch, 0, [order.get_state() for order in orders]))
         if all(result.status != "ok" for result in results):
             break
-    for result, state in zip(results, trainer.state_dicts()):
+    for result, state, where in zip(results, trainer.state_dicts(), resumed):
         if result.status == "ok":
             result.metrics, result.state_dict = _final_metrics(result.history), state
         result.wall_seconds = (time.perf_counter() - started_all) / k
+        result.resumed = where
     return results
 
 
 def train_seed(model_cfg: ModelConfig, train_cfg: TrainConfig, data: Dataset, seed: int, device: torch.device,
                precision: str, on_step: StepHook = lambda epoch, losses: None,
-               weights: Optional[dict[str, torch.Tensor]] = None) -> SeedResult:
+               weights: Optional[dict[str, torch.Tensor]] = None, hooks: Hooks = Hooks(),
+               resume: Optional[SeedState] = None) -> SeedResult:
     """Train one model for `train_cfg.epochs` epochs, the plain way: freshly initialised from the seed, its backbone
-    from `weights` when model.transfer says so; curves and metrics in a SeedResult."""
+    from `weights` when model.transfer says so, or going on from `resume`; curves and metrics in a SeedResult."""
     model, groups = init_model(model_cfg, train_cfg, data, seed, device, weights)
     trainer = EagerTrainer(model, train_cfg, device, precision, groups)
-    return train_group(trainer, [seed], train_cfg, data, device, on_step)[0]
+    return train_group(trainer, [seed], train_cfg, data, device, on_step, hooks, [resume] if resume else None)[0]
 
 
 def train_vectorized(model_cfg: ModelConfig, train_cfg: TrainConfig, data: Dataset, seeds: list[int], device: torch.device,
-                     precision: str, on_step: StepHook = lambda epoch, losses: None) -> list[SeedResult]:
-    """Train `seeds` together as one stacked model; each seed has the init and batch order `train_seed` would give it."""
+                     precision: str, on_step: StepHook = lambda epoch, losses: None, hooks: Hooks = Hooks(),
+                     resume: Optional[list[SeedState]] = None) -> list[SeedResult]:
+    """Train `seeds` together as one stacked model; each seed has the init and batch order `train_seed` would give it
+    (or goes on from its state in `resume`, all at one point)."""
     models = [init_model(model_cfg, train_cfg, data, seed, device)[0] for seed in seeds]
     trainer = VectorizedTrainer(models, train_cfg, device, precision)
-    return train_group(trainer, seeds, train_cfg, data, device, on_step)
+    return train_group(trainer, seeds, train_cfg, data, device, on_step, hooks, resume)
 
 
 def seed_bytes(model_cfg: ModelConfig, data: Dataset, train_cfg: TrainConfig) -> int:
@@ -378,10 +468,11 @@ def train_seeds(
     on_result: Callable[[SeedResult], None] = lambda result: None,
     progress: bool = True,
     weights_for: Callable[[int], Optional[dict[str, torch.Tensor]]] = lambda seed: None,
+    hooks: Hooks = Hooks(),
 ) -> list[SeedResult]:
     """Train every seed with `train_cfg.strategy` (eager or vectorized, already resolved: see ablate/resolve.py), each
-    starting from `weights_for(seed)` under model.transfer; `on_result` gets each result as soon as its seed (or
-    group) ends.
+    starting from `weights_for(seed)` under model.transfer, or going on from its checkpoint (`hooks.resume`);
+    `on_result` gets each result as soon as its seed (or group) ends. A resumed vectorized group trains as it did.
 
     An exception in one seed (a shape error, CUDA out of memory) becomes a `failed` result; the others go on. A
     vectorized group that runs out of memory is retried in two smaller vectorized groups, so a study never mixes
@@ -393,6 +484,9 @@ def train_seeds(
     data = data.to(device)
     steps = math.ceil(len(data.train_y) / train_cfg.batch_size)
     bar = tqdm(total=len(seeds) * train_cfg.epochs * steps, desc=label, unit="step", disable=not progress, dynamic_ncols=True, mininterval=1.0)
+    found = {seed: hooks.resume(seed) for seed in seeds}
+    states = {seed: state for seed, state in found.items() if state is not None}
+    bar.update(sum(state.epoch * steps + state.step for state in states.values()))
 
     def hook(group: list[int]) -> StepHook:
         def show(epoch: int, losses: torch.Tensor) -> None:
@@ -412,14 +506,20 @@ def train_seeds(
             return [_failed(seed, error, (time.perf_counter() - started) / len(group), strategy) for seed in group]
 
     def vectorized(group: list[int]) -> list[SeedResult]:
-        return attempt(group, lambda: train_vectorized(model_cfg, train_cfg, data, group, device, precision, hook(group)))
+        resume = [states[seed] for seed in group] if all(seed in states for seed in group) else None
+        return attempt(group, lambda: train_vectorized(model_cfg, train_cfg, data, group, device, precision, hook(group), hooks, resume))
 
     def eager(seed: int) -> list[SeedResult]:
-        return attempt([seed], lambda: [train_seed(model_cfg, train_cfg, data, seed, device, precision, hook([seed]), weights_for(seed))])
+        return attempt([seed], lambda: [train_seed(model_cfg, train_cfg, data, seed, device, precision, hook([seed]), weights_for(seed),
+                                                   hooks, states.get(seed))])
 
     results: list[SeedResult] = []
     with bar:
-        groups = seed_groups(model_cfg, train_cfg, data, seeds, device) if strategy == "vectorized" else [[seed] for seed in seeds]
+        groups = [[seed] for seed in seeds]
+        if strategy == "vectorized":  # a resumed group trains as it did; the other seeds as planned
+            resumed = [list(group) for group in dict.fromkeys(tuple(state.group) for state in states.values())]
+            fresh = [seed for seed in seeds if seed not in states]
+            groups = resumed + seed_groups(model_cfg, train_cfg, data, fresh, device)
         for group in groups:
             for outcome in vectorized(group) if strategy == "vectorized" else eager(group[0]):
                 on_result(outcome)

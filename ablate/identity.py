@@ -24,6 +24,7 @@ from ablate.resolve import Resolved
 NOT_IDENTITY = frozenset({
     "seeds", "variant", "study", "runs_dir", "retry_failed", "device", "precision", "train.strategy",
     "train.seeds_per_group", "data.root", "data.download",
+    "train.checkpoint_every",  # how often a run in training is saved: a resumed run's numbers are the same
 })
 # Sections that only say where else a finished run is logged.
 NOT_IDENTITY_SECTIONS = ("logger.",)

@@ -18,7 +18,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, ValueType
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from ablate import identity, resolve, results
+from ablate import checkpoint, identity, resolve, results
 from ablate.config import AblateConfig, ConfigError, register_schema, to_node, typed, validate
 from ablate.variants import BASELINE, Variant, from_name, make_variant, one_off_keys, plan_variants
 
@@ -207,12 +207,14 @@ def _refuse_unused_weights(config: AblateConfig) -> None:
 
 def describe(plan: Plan, statuses: Mapping[Path, str]) -> str:
     """What a command would do: every planned run with its state (finished, failed, to train), nothing trained."""
-    lines, to_train = [], 0
+    lines, to_train, going = [], 0, 0
     for run in plan.runs:
         state = statuses.get(run.folder, "to train")
         to_train += state == "to train"
-        lines.append(f"  {state:9s} {run.folder}")
+        progress = checkpoint.progress(run.folder, run.variant.config.train.epochs) if state == "to train" else ""
+        going += bool(progress)
+        lines.append(f"  {state:9s} {run.folder}{progress}")
     first = plan.study
-    header = (f"{len(lines)} run(s) planned, {len(lines) - to_train} finished, {to_train} to train "
+    header = (f"{len(lines)} run(s) planned, {len(lines) - to_train} finished, {to_train} to train ({going} in progress) "
               f"(device {first.resolved.device}, precision {first.resolved.precision}, strategy {first.resolved.strategy}):")
     return "\n".join([header, *lines])

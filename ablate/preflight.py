@@ -17,7 +17,7 @@ from hydra.errors import MissingConfigException
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-from ablate import identity, network, results, trackers
+from ablate import checkpoint, identity, network, results, trackers
 from ablate.config import OWN_NETWORK_FIELDS, AblateConfig, ConfigError, ModelConfig
 from ablate.data import input_spec, load_dataset
 from ablate.plan import Plan, VariantPlan, needs_source
@@ -34,6 +34,7 @@ def check(plan: Plan) -> None:
     trackers.check(plan.study.config.logger)  # the chosen tracker's package imports
     for variant in plan.variants:
         _refuse_conflicts(variant)
+        checkpoint.refuse_stale([run.folder for run in variant.runs], variant.identity_hash)
     for config in {repr(v.config.model): v.config for v in plan.variants if v.config.model._target_}.values():
         network.check(config.model, *input_spec(config.data))  # your network: it imports, builds and runs a batch
     for config in {v.config.model.weights: v.config for v in plan.variants
@@ -46,6 +47,7 @@ def check(plan: Plan) -> None:
         results.check_writable(runs_dir)
     except OSError as error:
         raise ConfigError(f"runs_dir={runs_dir!r}: cannot write there ({error.strerror or error})") from None
+    results.check_locking(runs_dir)  # RunLock's flock must keep other processes out
 
 
 def _refuse_conflicts(variant: VariantPlan) -> None:

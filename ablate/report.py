@@ -13,7 +13,7 @@ from typing import Optional, Sequence
 
 import pandas as pd
 
-from ablate import identity, plots, results
+from ablate import checkpoint, identity, plots, results
 from ablate.config import CHOICES, AblateConfig, flatten_config
 from ablate.metrics import held_out_split, metric as declared_metric
 from ablate.stats import adjust_holm, compare, describe, study_sensitivity
@@ -74,10 +74,13 @@ def check_poolable(runs: pd.DataFrame, study: str) -> None:
             )
 
 
-def _problems(group: pd.DataFrame, planned: set[int]) -> str:
-    """Failed, diverged and missing seeds of one variant, in words."""
+def _problems(group: pd.DataFrame, planned: set[int], in_progress: set[int]) -> str:
+    """Failed, diverged, in-progress (a checkpoint, no metrics.json yet) and missing seeds of one variant, in words."""
     notes = [f"seed {s}: {status}" for s, status in zip(group["seed"], group["status"]) if status != "ok"]
-    missing = sorted(planned - set(group["seed"]))
+    going = sorted(in_progress - set(group["seed"]))
+    if going:
+        notes.append(f"in progress: seed{'s' if len(going) > 1 else ''} {', '.join(map(str, going))}")
+    missing = sorted(planned - set(group["seed"]) - in_progress)
     if missing:
         notes.append(f"missing seed{'s' if len(missing) > 1 else ''} {', '.join(map(str, missing))}")
     return "; ".join(notes)
@@ -101,9 +104,10 @@ def _first(group: pd.DataFrame, column: str) -> Optional[int]:
 
 
 def summarize(runs: pd.DataFrame, variants: Sequence[str], metric: str = "test_acc", margin: Optional[float] = None,
-              ci: str = "t") -> pd.DataFrame:
+              ci: str = "t", in_progress: Optional[dict[str, set[int]]] = None) -> pd.DataFrame:
     """One row per variant, baseline first: n, mean, std, CI, difference to the baseline with Welch and paired tests,
-    MDE, Hedges' g, and with an equivalence margin (in the metric's unit) TOST; `ci` is "t" or "bootstrap"."""
+    MDE, Hedges' g, and with an equivalence margin (in the metric's unit) TOST; `ci` is "t" or "bootstrap";
+    `in_progress` (variant -> seeds still training) are named as such among the problems, not as missing."""
     try:
         higher_is_better = declared_metric(metric).higher_is_better
     except ValueError as error:
@@ -133,7 +137,7 @@ def summarize(runs: pd.DataFrame, variants: Sequence[str], metric: str = "test_a
             "trainable_params": _first(group, "trainable_params") or _first(group, "params"),
             "receptive_field": _first(group, "receptive_field"),
             "train_seconds": mine["train_seconds"].mean() if len(mine) else None,
-            "problems": _problems(group, planned),
+            "problems": _problems(group, planned, (in_progress or {}).get(variant, set())),
             "notes": "; ".join(comparison.notes + ([SEVERAL_KEYS] if "+" in variant_factor else [])),
         })
     adjust_holm(comparisons[1:] if variants and variants[0] == BASELINE else comparisons, higher_is_better=higher_is_better)
@@ -264,7 +268,7 @@ def write_study_report(study_dir: Path, out_root: Path, metric: str = "test_acc"
     check_poolable(runs, study)
     order = sorted(results.variant_names(study_dir), key=lambda v: _order_key(v, *_factor_of(runs, v)))
     scale = plots.metric_scale(metric)[0]
-    summary = summarize(runs, order, metric, None if margin is None else margin / scale, ci)
+    summary = summarize(runs, order, metric, None if margin is None else margin / scale, ci, checkpoint.in_progress(study_dir))
     line = sensitivity(summary, runs, metric, None if margin is None else margin / scale)
     out = out_root / study
     out.mkdir(parents=True, exist_ok=True)

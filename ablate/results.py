@@ -12,6 +12,8 @@ import fcntl
 import io
 import json
 import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import IO, Any, Iterable, Optional
@@ -21,7 +23,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from ablate import identity
-from ablate.config import AblateConfig, complete, flatten_config, to_node, typed
+from ablate.config import AblateConfig, ConfigError, complete, flatten_config, to_node, typed
 
 BASELINE = "baseline"
 METRICS_FILE, HISTORY_FILE, CONFIG_FILE, MODEL_FILE = "metrics.json", "history.csv", "config.yaml", "model.pt"
@@ -118,6 +120,28 @@ def check_writable(runs_dir: str | Path) -> None:
         pass
 
 
+# Run by a second process while this one holds the lock: exit status 0 if it got the lock too (locks do not work).
+_SECOND_LOCKER = "import fcntl, sys; fcntl.flock(open(sys.argv[1]), fcntl.LOCK_EX | fcntl.LOCK_NB)"
+
+
+def check_locking(runs_dir: str | Path) -> None:
+    """Raise ConfigError unless flock in runs_dir keeps a second process out, as RunLock needs (some NFS and Lustre
+    mounts refuse flock or ignore it). A second process, not a second open: NFS emulates flock with POSIX locks,
+    which exclude other processes but never the holder itself. Locks kept to one node cannot be seen from here."""
+    with tempfile.NamedTemporaryFile(dir=runs_dir, prefix=".lock-test-") as probe:
+        try:
+            fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            second = subprocess.run([sys.executable, "-c", _SECOND_LOCKER, probe.name], capture_output=True, timeout=60)
+            why = "a second process took a lock this one holds" if second.returncode == 0 else ""
+        except OSError as error:
+            why = f"flock failed: {error.strerror or error}"
+    if why:
+        raise ConfigError(
+            f"runs_dir={str(runs_dir)!r}: file locks do not work there ({why}), so two processes could train the same run; "
+            "put runs_dir on a filesystem where flock works: a local disk, NFS mounted without local_lock, or Lustre "
+            "mounted with -o flock")
+
+
 def _write_atomically(path: Path, data: str | bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -139,17 +163,22 @@ def write_run(
     """Write one run's files (model.pt only when there are weights); metrics.json goes last, so a crash before it
     leaves the run unfinished."""
     _write_atomically(path / CONFIG_FILE, config_yaml)
+    write_history(path, history)
+    if state_dict is not None:
+        weights = io.BytesIO()
+        torch.save(state_dict, weights)
+        _write_atomically(path / MODEL_FILE, weights.getvalue())
+    _write_atomically(path / METRICS_FILE, json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+
+
+def write_history(path: Path, history: list[dict[str, Any]]) -> None:
+    """A run's history.csv, one row per epoch so far (rewritten after every epoch, so a long run can be watched)."""
     table = io.StringIO()
     if history:
         writer = csv.DictWriter(table, fieldnames=list(history[0]))
         writer.writeheader()
         writer.writerows(history)
     _write_atomically(path / HISTORY_FILE, table.getvalue())
-    if state_dict is not None:
-        weights = io.BytesIO()
-        torch.save(state_dict, weights)
-        _write_atomically(path / MODEL_FILE, weights.getvalue())
-    _write_atomically(path / METRICS_FILE, json.dumps(metrics, indent=2, sort_keys=True) + "\n")
 
 
 def write_file(run_path: str | Path, name: str, data: str | bytes) -> Path:

@@ -18,7 +18,7 @@ from typing import Callable, Mapping, Optional
 from omegaconf import OmegaConf
 from torch import Tensor
 
-from ablate import provenance, results, trackers, transfer, weights
+from ablate import checkpoint, provenance, results, trackers, transfer, weights
 from ablate.config import flatten_config, to_node
 from ablate.data import load_dataset
 from ablate.engine import SeedResult, train_seeds
@@ -115,10 +115,12 @@ def _train_and_store(variant: VariantPlan, seeds: list[int], locks: Mapping[int,
         note = result.note or resolved.strategy_note
         metrics = {**common, **result.metrics, "seed": result.seed, "status": result.status, "error": result.error,
                    "strategy": result.strategy, "strategy_note": note, "wall_seconds": round(result.wall_seconds, 3),
+                   "resumed": result.resumed,
                    "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         node = to_node(seed_cfg)
         config_yaml = OmegaConf.to_yaml(node)
         results.write_run(folders[result.seed], config_yaml, result.history, metrics, result.state_dict)
+        checkpoint.remove(folders[result.seed])  # after metrics.json: the run is finished, its checkpoint is spent
         locks[result.seed].release()
         trackers.log_run(cfg.logger, flatten_config(OmegaConf.to_container(node)), metrics, result.history, result.metrics)
         if result.status != "ok":
@@ -128,8 +130,11 @@ def _train_and_store(variant: VariantPlan, seeds: list[int], locks: Mapping[int,
 
     weights_for = _weights_for(variant, seeds)
     train = replace(cfg.train, strategy=resolved.strategy)
-    return train_seeds(cfg.model, train, data, seeds, resolved.torch_device, resolved.precision, label=f"{cfg.study}/{name}",
-                       on_result=store, weights_for=weights_for)
+    saver = checkpoint.RunCheckpoints(folders, variant.identity_hash, f"{cfg.study}/{name}", cfg.train.epochs, cfg.train.checkpoint_every)
+    with saver.stopping():  # a stop signal: checkpoints written, then the process ends by it (ablate/stopping.py)
+        outcomes = train_seeds(cfg.model, train, data, seeds, resolved.torch_device, resolved.precision, label=f"{cfg.study}/{name}",
+                               on_result=store, weights_for=weights_for, hooks=saver.hooks)
+    return outcomes
 
 
 def statuses(plan: Plan) -> dict[Path, str]:
