@@ -113,7 +113,7 @@ def write(folders: dict[int, Path], states: list[SeedState], settings: str) -> N
 
 
 def read(folder: Path) -> Optional[tuple[str, SeedState]]:
-    """A run's checkpoint as (settings hash, state); None when there is none, or (with a warning) when it is damaged.
+    """A run's checkpoint as (identity hash, state); None when there is none, or (with a warning) when it is damaged.
     Memory-mapped: tensors are read only when used, so a listing does not load every run's weights."""
     path = folder / CHECKPOINT_FILE
     if not path.is_file():

@@ -124,7 +124,7 @@ class PretrainConfig:
 @dataclass
 class LoggerConfig:
     """Where each finished run is also logged, besides runs/ (logger=NAME picks conf/logger/NAME.yaml); it never
-    changes a run's numbers, so it stays out of the config hash."""
+    changes a run's numbers, so it is not part of a run's identity."""
 
     name: str = "none"  # none | tensorboard | mlflow | wandb
     tracking_uri: Optional[str] = None  # mlflow: the store (a sqlite:/// file or a server's http:// address)
