@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-from-pyproject
 # make test adds the launchers, the trackers and the test tools (pip extra `dev`) on top of what running needs.
 DEV_STAMP := $(VENV)/.installed-dev
 # The demo study: the pooling factor (max, avg, strided) on a 10k-image subset of embedded MNIST,
-# 5 seeds x 2 epochs, on the CPU; about 5 minutes on 2 cores (see README).
+# 5 seeds x 2 epochs, on the CPU; about a minute on 2 cores after the install (see README).
 DEMO   := +sweep=pooling data.train_size=10000 train.epochs=2 seeds=[0,1,2,3,4] study=demo
 # Options of bench/bench.py, e.g. make bench BENCH="--study all --seeds 0 1 2 --epochs 5"; default: full MNIST, 1 epoch.
 BENCH  ?=
