@@ -33,10 +33,13 @@ CNN_KEYS = ("depth", "width", "kernel_size", "dilation", "pool", "batchnorm", "h
             "dropout", "activation")
 
 
-# The keys that take one of a few words, with the words in the order reports list their values.
-CHOICES = {"model.pool": POOLS, "model.head": HEADS, "model.activation": ACTIVATIONS, "model.arch": ARCHS,
-           "model.transfer": TRANSFERS, "train.optimizer": OPTIMIZERS, "train.augment": AUGMENTS, "train.strategy": STRATEGIES, "data.name": DATASETS, "device": DEVICES,
-           "precision": PRECISIONS}
+# The keys that take one of a few words: what `validate` allows, in the order reports list the values.
+CHOICES = {
+    "model.pool": POOLS, "model.head": HEADS, "model.activation": ACTIVATIONS, "model.arch": ARCHS,
+    "model.transfer": TRANSFERS, "data.name": DATASETS, "train.optimizer": OPTIMIZERS, "train.augment": AUGMENTS,
+    "train.strategy": STRATEGIES, "device": DEVICES, "precision": PRECISIONS, "logger.name": LOGGERS,
+    "logger.mode": WANDB_MODES,
+}
 
 
 class ConfigError(ValueError):
@@ -218,7 +221,8 @@ def to_node(config: AblateConfig) -> DictConfig:
     return node
 
 
-def _choice(key: str, value: Any, allowed: tuple[str, ...]) -> None:
+def _choice(key: str, value: Any) -> None:
+    allowed = CHOICES[key]
     if value not in allowed:
         raise ConfigError(f"{key}={value!r} is not allowed; choose one of: {', '.join(allowed)}")
 
@@ -240,17 +244,17 @@ def validate(cfg: AblateConfig) -> None:
             f"model.kernel_size={m.kernel_size} is not allowed; 'same' padding needs an odd size such as 3, 5 or 7"
         )
     _at_least("model.dilation", m.dilation, 1)
-    _choice("model.pool", m.pool, POOLS)
-    _choice("model.head", m.head, HEADS)
+    _choice("model.pool", m.pool)
+    _choice("model.head", m.head)
     _at_least("model.hidden", m.hidden, 1)
     _at_least("model.min_map_size", m.min_map_size, 1)
     _at_least("model.max_width", m.max_width, m.width, what=f"an integer no smaller than model.width")
     if not 0 <= m.dropout < 1:
         raise ConfigError(f"model.dropout={m.dropout!r} is not allowed; it must be a probability in [0, 1), e.g. 0.25")
-    _choice("model.activation", m.activation, ACTIVATIONS)
+    _choice("model.activation", m.activation)
     _validate_transfer(cfg)
 
-    _choice("data.name", d.name, DATASETS)
+    _choice("data.name", d.name)
     for key, size in (("data.train_size", d.train_size), ("data.test_size", d.test_size)):
         if size is not None:
             _at_least(key, size, 1, what="null (the whole split) or an integer")
@@ -265,9 +269,9 @@ def validate(cfg: AblateConfig) -> None:
     _at_least("train.batch_size", t.batch_size, 1)
     if not t.lr > 0:
         raise ConfigError(f"train.lr={t.lr!r} is not allowed; it must be a number > 0")
-    _choice("train.optimizer", t.optimizer, OPTIMIZERS)
-    _choice("train.strategy", t.strategy, STRATEGIES)
-    _choice("train.augment", t.augment, AUGMENTS)
+    _choice("train.optimizer", t.optimizer)
+    _choice("train.strategy", t.strategy)
+    _choice("train.augment", t.augment)
     _at_least("train.augment_pixels", t.augment_pixels, 1)
     _at_least("train.checkpoint_every", t.checkpoint_every, 0, what="0 (no checkpoints) or a number of epochs")
     if t.seeds_per_group is not None:
@@ -278,10 +282,10 @@ def validate(cfg: AblateConfig) -> None:
     if len(set(cfg.seeds)) != len(cfg.seeds):
         raise ConfigError(f"seeds={list(cfg.seeds)} is not allowed; each seed may appear only once")
 
-    _choice("device", cfg.device, DEVICES)
-    _choice("precision", cfg.precision, PRECISIONS)
-    _choice("logger.name", cfg.logger.name, LOGGERS)
-    _choice("logger.mode", cfg.logger.mode, WANDB_MODES)
+    _choice("device", cfg.device)
+    _choice("precision", cfg.precision)
+    _choice("logger.name", cfg.logger.name)
+    _choice("logger.mode", cfg.logger.mode)
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.=+-]*", cfg.study):
         raise ConfigError(
             f"study={cfg.study!r} is not allowed; use letters, digits and . _ = + - (it names a folder under runs_dir)"
@@ -306,8 +310,8 @@ def _check_classes(key: str, classes: Optional[list[int]]) -> None:
 def _validate_transfer(cfg: AblateConfig) -> None:
     """model.arch, model.transfer and model.weights fit together; the pretraining task is sound when it is used."""
     m = cfg.model
-    _choice("model.arch", m.arch, ARCHS)
-    _choice("model.transfer", m.transfer, TRANSFERS)
+    _choice("model.arch", m.arch)
+    _choice("model.transfer", m.transfer)
     if m.arch != "cnn":
         changed = [key for key in CNN_KEYS if getattr(m, key) != getattr(ModelConfig(), key)]
         if changed:

@@ -33,7 +33,7 @@ def load_stripes(cfg: config.DataConfig) -> Dataset:
 def test_adding_a_dataset_takes_the_steps_the_readme_lists(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(data.LOADERS, "stripes", load_stripes)                           # step 1: the loader
     monkeypatch.setitem(data.SPECS, "stripes", lambda cfg: ((1, 8, 8), 2))                # step 2: shape, classes
-    monkeypatch.setattr(config, "DATASETS", (*config.DATASETS, "stripes"))               # step 3: the name
+    monkeypatch.setitem(config.CHOICES, "data.name", (*config.DATASETS, "stripes"))       # step 3: the name
     planned = checked(["data.name=stripes", "seeds=[0,1]", "train.epochs=2", "device=cpu", f"runs_dir={tmp_path}"])
     variant = planned.study
     assert "data.image_size" not in variant.identity  # step 4 not taken: the image keys come from its files
