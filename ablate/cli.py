@@ -61,7 +61,7 @@ def _fail(message: str) -> int:
 
 def _config_failure(error: Exception) -> int:
     """A config mistake as one line and exit status 2; the whole traceback with HYDRA_FULL_ERROR=1."""
-    from ablate import preflight
+    from ablate.study import preflight
 
     if os.environ.get("HYDRA_FULL_ERROR") == "1":
         raise error
@@ -74,8 +74,8 @@ def _hydra_main(run_variant: Callable[[Any], object]) -> Callable[[], object]:
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import DictConfig
 
-    from ablate import plan
     from ablate.config import typed
+    from ablate.study import plan
 
     plan.setup_hydra()
 
@@ -106,9 +106,10 @@ def run(arguments: Sequence[str]) -> int:
 
     Exit status: 0 when every planned run is finished and ok, 1 when any failed, diverged or is missing,
     2 for a config error (nothing trained), 130 after Ctrl-C (finished runs kept); after SIGTERM or SIGUSR1 the
-    process writes checkpoints and ends by that signal (143 or 138 in a shell; see ablate/stopping.py).
+    process writes checkpoints and ends by that signal (143 or 138 in a shell; see ablate/training/stopping.py).
     """
-    from ablate import plan, preflight, runner
+    from ablate.study import plan, preflight
+    from ablate.training import runner
 
     flags = {"--dry-run", "--retry-failed"}
     dry_run, retry_failed = "--dry-run" in arguments, "--retry-failed" in arguments
@@ -144,8 +145,8 @@ def run(arguments: Sequence[str]) -> int:
 
 def report(arguments: Sequence[str]) -> int:
     """Summaries, tables and charts of finished studies."""
-    from ablate.report import FORMATS, ReportError, write_reports
-    from ablate.stats import CI_METHODS
+    from ablate.report.stats import CI_METHODS
+    from ablate.report.summary import FORMATS, ReportError, write_reports
 
     parser = argparse.ArgumentParser(prog="ablate report", description="Tables and charts of ablation studies.")
     parser.add_argument("paths", nargs="*", default=["runs"], help="a runs folder (every study in it) or study folders; default: runs")
@@ -165,7 +166,7 @@ def report(arguments: Sequence[str]) -> int:
 
 def inspect(arguments: Sequence[str]) -> int:
     """Print the layer table of the model (or of every variant of a sweep) that the overrides compose to."""
-    from ablate.inspect import FORMATS, inspect_overrides
+    from ablate.inspect.layers import FORMATS, inspect_overrides
 
     parser = argparse.ArgumentParser(prog="ablate inspect", description="Layer table: shapes, parameters, receptive field, FLOPs.")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides as for `ablate run`, e.g. model.depth=5 data=synthetic +sweep=kernel")
@@ -182,8 +183,8 @@ def inspect(arguments: Sequence[str]) -> int:
 
 def viz(arguments: Sequence[str]) -> int:
     """Write the pictures of one trained run (filters, activation maps, saliency) into its folder; print their paths."""
-    from ablate.data import DataError
-    from ablate.viz import write_pictures
+    from ablate.data.datasets import DataError
+    from ablate.inspect.viz import write_pictures
 
     parser = argparse.ArgumentParser(
         prog="ablate viz", description="First-layer filters, activation maps and saliency of a trained run, as PNG.")

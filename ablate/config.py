@@ -2,7 +2,7 @@
 
 The dataclasses are registered with Hydra's ConfigStore, so composition already rejects unknown keys and
 wrong types; `validate` adds the range and choice checks that types cannot express. What depends on the machine
-(a GPU for device=cuda or fp16, what `auto` means) is ablate/resolve.py's.
+(a GPU for device=cuda or fp16, what `auto` means) is ablate/study/resolve.py's.
 """
 
 from __future__ import annotations
@@ -153,6 +153,17 @@ class AblateConfig:
     study: str = "default"
     variant: Optional[str] = None
     retry_failed: bool = False  # set by `ablate run --retry-failed`: train failed and diverged runs again
+
+
+def format_value(value: Any) -> str:
+    """A value as a user types it in an override: true/false for booleans, null for None, plain text otherwise."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if value is None:
+        return "null"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(format_value(v) for v in value) + "]"
+    return str(value)
 
 
 def register_schema() -> None:

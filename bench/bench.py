@@ -33,12 +33,12 @@ from scipy import stats
 from torch.utils.data import DataLoader, Subset
 from torchvision import datasets, transforms
 
-from ablate import results
 from ablate.config import STRATEGIES, AblateConfig, DataConfig, ModelConfig, TrainConfig
-from ablate.data import MNIST_MEAN, MNIST_STD, load_dataset, subset_indices, write_mnist_idx
-from ablate.engine import train_seeds
-from ablate.model import build_model
-from ablate.resolve import resolve, resolve_device
+from ablate.data.datasets import MNIST_MEAN, MNIST_STD, load_dataset, subset_indices, write_mnist_idx
+from ablate.networks.cnn import build_model
+from ablate.store import results
+from ablate.study.resolve import resolve, resolve_device
+from ablate.training.engine import train_seeds
 
 BATCH, LR, EVAL_BATCH = 64, 1e-3, 1000
 

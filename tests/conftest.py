@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from ablate import plan, preflight
 from ablate.config import AblateConfig
-from ablate.runner import VariantSummary, run_variant
-from ablate.variants import Variant
+from ablate.study import plan, preflight
+from ablate.study.variants import Variant
+from ablate.training.runner import VariantSummary, run_variant
 
 # A study small enough to train in seconds on a CPU: synthetic images, 1 epoch.
 TINY = ["data=synthetic", "data.train_size=256", "data.test_size=128", "data.image_size=16", "train.epochs=1", "device=cpu"]

@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
-
-from ablate import checkpoint, results
-from ablate.config import ConfigError
 from conftest import TINY, checked, run_ablate
+
+from ablate.config import ConfigError
+from ablate.store import checkpoints, results
+from ablate.training import checkpoint
 
 # 3 epochs of about a quarter of a second each per seed on one CPU thread: long enough to be stopped in the middle.
 LONG = [*TINY, "data.train_size=1024", "train.epochs=3", "seeds=[0,1]", "study=long"]
@@ -67,13 +68,13 @@ def wait_for(condition: Callable[[], bool], process: subprocess.Popen, timeout: 
 
 
 def first_checkpoint(root: Path) -> Path:
-    return root / "runs/long/baseline/seed=0" / checkpoint.CHECKPOINT_FILE
+    return root / "runs/long/baseline/seed=0" / checkpoints.CHECKPOINT_FILE
 
 
 def group_checkpointed(root: Path, strategy: str) -> Callable[[], bool]:
     """Whether the first checkpoint is there: seed 0's (eager), or both seeds' (vectorized: one group)."""
     seeds = [0, 1] if strategy == "vectorized" else [0]
-    return lambda: all((root / f"runs/long/baseline/seed={s}" / checkpoint.CHECKPOINT_FILE).is_file() for s in seeds)
+    return lambda: all((root / f"runs/long/baseline/seed={s}" / checkpoints.CHECKPOINT_FILE).is_file() for s in seeds)
 
 
 @pytest.mark.parametrize("strategy", ["eager", "vectorized"])
@@ -113,7 +114,7 @@ def test_stop_signal_checkpoints_mid_epoch_and_exits_by_that_signal(
     stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == -stop, stderr  # ended by the signal: 128 + its number in a shell
     assert f"stopped by {stop.name}; checkpoint written" in stdout + stderr
-    found = checkpoint.read(first_checkpoint(tmp_path).parent)
+    found = checkpoints.read(first_checkpoint(tmp_path).parent)
     assert found is not None and found[1].epoch >= 1
 
     rerun = run_ablate("run", *command, cwd=tmp_path)
@@ -124,7 +125,7 @@ def test_stop_signal_checkpoints_mid_epoch_and_exits_by_that_signal(
 def test_damaged_checkpoint_is_ignored_with_a_warning(tmp_path: Path) -> None:
     folder = tmp_path / "runs/tiny/baseline/seed=0"
     folder.mkdir(parents=True)
-    (folder / checkpoint.CHECKPOINT_FILE).write_bytes(b"PK\x03\x04 cut short")
+    (folder / checkpoints.CHECKPOINT_FILE).write_bytes(b"PK\x03\x04 cut short")
     done = run_ablate("run", *TINY, "seeds=[0]", "study=tiny", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "checkpoint.pt is damaged" in done.stdout and "the run starts over" in done.stdout
@@ -135,12 +136,12 @@ def test_damaged_checkpoint_is_ignored_with_a_warning(tmp_path: Path) -> None:
 def test_checkpoint_of_other_settings_is_refused_before_training(workdir: Path) -> None:
     overrides = [*TINY, "seeds=[0]", "study=tiny", f"runs_dir={workdir / 'runs'}"]
     folder = workdir / "runs/tiny/baseline/seed=0"
-    state = checkpoint.SeedState(seed=0, group=[0], strategy="eager", epoch=1, step=0, order=checkpoint.rng_state()["cpu"],
+    state = checkpoints.SeedState(seed=0, group=[0], strategy="eager", epoch=1, step=0, order=checkpoint.rng_state()["cpu"],
                                  trainer={}, rng=checkpoint.rng_state())
-    checkpoint.write({0: folder}, [state], settings="written-under-other-settings")
+    checkpoints.write({0: folder}, [state], settings="written-under-other-settings")
     with pytest.raises(ConfigError, match="checkpoint.pt was written by a run with other settings"):
         checked(overrides)
-    assert (folder / checkpoint.CHECKPOINT_FILE).is_file()  # refused, never deleted
+    assert (folder / checkpoints.CHECKPOINT_FILE).is_file()  # refused, never deleted
 
 
 def test_runs_dir_where_flock_keeps_a_second_process_out_is_accepted(workdir: Path) -> None:
@@ -161,9 +162,9 @@ def test_report_of_a_study_still_training_counts_its_run_as_in_progress(workdir:
     assert run_ablate("run", *TINY, "seeds=[0,1]", "study=tiny", cwd=workdir).returncode == 0
     training = workdir / "runs/tiny/baseline/seed=1"
     (training / results.METRICS_FILE).unlink()  # seed 1 as it is while it trains: a checkpoint, no metrics.json
-    state = checkpoint.SeedState(seed=1, group=[1], strategy="eager", epoch=0, step=2, order=checkpoint.rng_state()["cpu"],
+    state = checkpoints.SeedState(seed=1, group=[1], strategy="eager", epoch=0, step=2, order=checkpoint.rng_state()["cpu"],
                                  trainer={}, rng=checkpoint.rng_state())
-    checkpoint.write({1: training}, [state], settings="any")
+    checkpoints.write({1: training}, [state], settings="any")
     report = run_ablate("report", "runs/tiny", cwd=workdir)
     assert report.returncode == 0, report.stderr
     summary = (workdir / "reports/tiny/summary.md").read_text()
@@ -173,9 +174,9 @@ def test_report_of_a_study_still_training_counts_its_run_as_in_progress(workdir:
 def test_a_group_checkpoint_missing_a_seed_is_ignored_so_the_group_starts_over_together(
         workdir: Path, caplog: pytest.LogCaptureFixture) -> None:
     folders = {seed: workdir / f"seed={seed}" for seed in (0, 1)}
-    state = checkpoint.SeedState(seed=0, group=[0, 1], strategy="vectorized", epoch=1, step=0,
+    state = checkpoints.SeedState(seed=0, group=[0, 1], strategy="vectorized", epoch=1, step=0,
                                  order=checkpoint.rng_state()["cpu"], trainer={}, rng=checkpoint.rng_state())
-    checkpoint.write(folders, [state], settings="mine")  # seed 1's file never written (killed in between)
+    checkpoints.write(folders, [state], settings="mine")  # seed 1's file never written (killed in between)
     saver = checkpoint.RunCheckpoints(folders, "mine", "tiny/baseline", epochs=3, every=1)
     with caplog.at_level("WARNING", logger="ablate"):
         assert saver.resume(0) is None and saver.resume(1) is None

@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import pandas as pd
+from conftest import TINY, run_ablate
 from PIL import Image
 
-from ablate.resolve import auto_precision
-from conftest import TINY, run_ablate
+from ablate.study.resolve import auto_precision
 
 
 def metrics_files(root: Path) -> list[Path]:

@@ -6,11 +6,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import TINY, checked, run_ablate
 
 from ablate.config import ConfigError
-from ablate.preflight import one_line
-from conftest import checked
-from conftest import TINY, run_ablate
+from ablate.study.preflight import one_line
 
 BAD_VALUES = [
     ("model.depth=0", "model.depth", ">= 1"),

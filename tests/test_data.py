@@ -9,7 +9,14 @@ import pytest
 import torch
 
 from ablate.config import DataConfig
-from ablate.data import DataError, embedded_mnist_file, input_spec, load_dataset, read_mnist_pickle, write_mnist_idx
+from ablate.data.datasets import (
+    DataError,
+    embedded_mnist_file,
+    input_spec,
+    load_dataset,
+    read_mnist_pickle,
+    write_mnist_idx,
+)
 
 
 def test_embedded_mnist_has_60k_train_10k_test_normalised() -> None:

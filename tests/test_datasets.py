@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 import torchvision
+from conftest import run_ablate
 from PIL import Image
 
 from ablate.config import DataConfig
-from ablate.data import load_dataset, write_idx
-from conftest import run_ablate
+from ablate.data.datasets import load_dataset, write_idx
 
 RNG = np.random.default_rng(0)
 

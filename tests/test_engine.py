@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 
 from ablate.config import DataConfig, ModelConfig, TrainConfig
-from ablate.data import Dataset, load_dataset
-from ablate.engine import EagerTrainer, evaluate, train_seed, train_seeds
-from ablate.model import build_model
+from ablate.data.datasets import Dataset, load_dataset
+from ablate.networks.cnn import build_model
+from ablate.training.engine import EagerTrainer, evaluate, train_seed, train_seeds
 
 CPU = torch.device("cpu")
 

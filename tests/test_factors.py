@@ -10,19 +10,27 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import TINY, checked, run_ablate
 from torch import nn
 
-from ablate import results
-from ablate.augment import draw_shifts, shift_images
 from ablate.cli import main
 from ablate.config import AblateConfig, DataConfig, ModelConfig, TrainConfig
-from ablate.data import load_dataset
-from ablate.engine import EagerTrainer, VectorizedTrainer, evaluate, init_model, make_optimizer, train_seed, train_vectorized
-from ablate.identity import conflicts, identity
-from ablate.model import build_model, parameter_count, plan_layers, receptive_field
-from ablate.report import _order_key
-from ablate.resolve import Resolved
-from conftest import TINY, checked, run_ablate
+from ablate.data.datasets import load_dataset
+from ablate.networks.cnn import build_model, parameter_count, plan_layers, receptive_field
+from ablate.report.summary import _order_key
+from ablate.store import results
+from ablate.study.identity import conflicts, identity, stored_identity
+from ablate.study.resolve import Resolved
+from ablate.training.augment import draw_shifts, shift_images
+from ablate.training.engine import (
+    EagerTrainer,
+    VectorizedTrainer,
+    evaluate,
+    init_model,
+    make_optimizer,
+    train_seed,
+    train_vectorized,
+)
 
 MNIST = (1, 28, 28)
 CPU = torch.device("cpu")
@@ -205,7 +213,7 @@ def test_adamw_decays_weights_apart_from_the_gradient_and_is_adam_without_decay(
 def test_new_keys_at_their_defaults_leave_the_identity_of_older_runs_unchanged(tmp_path: Path) -> None:
     old = tmp_path / "run"  # a run stored before these keys existed: its config.yaml does not name them
     results.write_run(old, "model: {depth: 2}\nseeds: [0]\n", [], {"status": "ok", "device": "cpu", "precision": "fp32"})
-    stored = results.stored_identity(old, results.read_metrics(old))
+    stored = stored_identity(old, results.read_metrics(old))
     defaults = AblateConfig(model=ModelConfig(dropout=0.0, activation="relu"), train=TrainConfig(augment="none", augment_pixels=2))
     assert stored == identity(defaults, CPU_EAGER)
     changed = {"model.dropout": replace(defaults, model=ModelConfig(dropout=0.25)),

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from ablate.config import AblateConfig, DataConfig, ModelConfig, TrainConfig
-from ablate.data import load_dataset
-from ablate.engine import train_seed
-from ablate.resolve import resolve
+from ablate.data.datasets import load_dataset
+from ablate.study.resolve import resolve
+from ablate.training.engine import train_seed
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 

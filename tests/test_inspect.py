@@ -9,14 +9,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from conftest import checked
 from torch.utils.flop_counter import FlopCounterMode
 
 from ablate.cli import main
 from ablate.config import AblateConfig, DataConfig, ModelConfig
-from ablate.data import input_spec
-from ablate.inspect import describe
-from ablate.model import build_model, parameter_count, plan_layers
-from conftest import checked
+from ablate.data.datasets import input_spec
+from ablate.inspect.layers import describe
+from ablate.networks.cnn import build_model, parameter_count, plan_layers
 
 MNIST = (1, 28, 28)
 # Every one-factor sweep; `all` is their union, so it adds no variant.

@@ -15,10 +15,10 @@ from typing import Iterator
 
 import pytest
 import torch
-
-from ablate import results
-from ablate.plan import compose_config
 from conftest import TINY, run_ablate
+
+from ablate.store import results
+from ablate.study.plan import compose_config
 
 STUDY = ["+sweep=head", "seeds=[0,1]", *TINY]
 

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import checked
 from torch import nn
 
 from ablate.config import ModelConfig
-from ablate.model import build_model, parameter_count, plan_layers, receptive_field, receptive_fields
-from conftest import checked
+from ablate.networks.cnn import build_model, parameter_count, plan_layers, receptive_field, receptive_fields
 
 MNIST = (1, 28, 28)
 SWEEPS = sorted(p.stem for p in (Path(__file__).parents[1] / "conf" / "sweep").glob("*.yaml"))

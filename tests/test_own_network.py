@@ -15,15 +15,16 @@ from types import ModuleType
 
 import pytest
 import torch
+from conftest import TINY, run_ablate
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from ablate import network, plan, preflight
 from ablate.config import ConfigError, ModelConfig, TrainConfig
-from ablate.data import load_dataset
-from ablate.engine import train_seeds
-from ablate.inspect import inspect_overrides
-from conftest import TINY, run_ablate
+from ablate.data.datasets import load_dataset
+from ablate.inspect.layers import inspect_overrides
+from ablate.networks import own as network
+from ablate.study import plan, preflight
+from ablate.training.engine import train_seeds
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 OWN = ["--config-dir", "myconf", "model=mynet"]

@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
-from ablate import identity, plan, results
-from ablate.config import AblateConfig, ConfigError, DataConfig, ModelConfig, TrainConfig
-from ablate.report import summarize
-from ablate.resolve import Resolved, auto_precision, resolve
 from conftest import TINY, checked, run_ablate
+
+from ablate.config import AblateConfig, ConfigError, DataConfig, ModelConfig, TrainConfig
+from ablate.report.summary import summarize
+from ablate.store import results
+from ablate.study import identity, plan
+from ablate.study.resolve import Resolved, auto_precision, resolve
 
 CPU = Resolved("cpu", "fp32", "eager")
 

@@ -7,10 +7,13 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from ablate import config, data, plan, results
-from ablate.data import Dataset, normalised
 from conftest import TINY, checked, run_ablate, train
+
+from ablate import config
+from ablate.data import datasets
+from ablate.data.datasets import Dataset, normalised
+from ablate.store import results
+from ablate.study import plan
 
 
 def load_stripes(cfg: config.DataConfig) -> Dataset:
@@ -31,8 +34,8 @@ def load_stripes(cfg: config.DataConfig) -> Dataset:
 
 
 def test_adding_a_dataset_takes_the_steps_the_readme_lists(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(data.LOADERS, "stripes", load_stripes)                           # step 1: the loader
-    monkeypatch.setitem(data.SPECS, "stripes", lambda cfg: ((1, 8, 8), 2))                # step 2: shape, classes
+    monkeypatch.setitem(datasets.LOADERS, "stripes", load_stripes)                           # step 1: the loader
+    monkeypatch.setitem(datasets.SPECS, "stripes", lambda cfg: ((1, 8, 8), 2))                # step 2: shape, classes
     monkeypatch.setitem(config.CHOICES, "data.name", (*config.DATASETS, "stripes"))       # step 3: the name
     planned = checked(["data.name=stripes", "seeds=[0,1]", "train.epochs=2", "device=cpu", f"runs_dir={tmp_path}"])
     variant = planned.study
@@ -42,12 +45,12 @@ def test_adding_a_dataset_takes_the_steps_the_readme_lists(tmp_path: Path, monke
     record = results.read_metrics(results.run_dir(tmp_path, "default", "baseline", 0))
     assert record["dataset"] == "stripes" and record["test_samples"] == 32 and record["test_acc"] >= 0.5
     assert record["identity"] == dict(variant.identity)
-    shape, classes = data.input_spec(variant.config.data)
+    shape, classes = datasets.input_spec(variant.config.data)
     assert (shape, classes) == ((1, 8, 8), 2)
 
 
 def test_a_name_missing_from_datasets_is_refused_naming_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(data.LOADERS, "stripes", load_stripes)
+    monkeypatch.setitem(datasets.LOADERS, "stripes", load_stripes)
     with pytest.raises(config.ConfigError, match="data.name='stripes' is not allowed; choose one of: mnist"):
         plan.build(["data.name=stripes"])
 

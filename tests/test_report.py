@@ -8,14 +8,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import TINY, run_ablate
 from omegaconf import OmegaConf
 from PIL import Image
 from scipy import stats
 
-from ablate import results
 from ablate.config import AblateConfig, ModelConfig, TrainConfig
-from ablate.report import ReportError, write_reports
-from conftest import TINY, run_ablate
+from ablate.report.summary import ReportError, write_reports
+from ablate.store import results
 
 BASELINE = [0.980, 0.984, 0.982, 0.979, 0.983]
 WIDER = [0.990, 0.991, 0.989, 0.992, 0.990]         # clearly better
@@ -174,8 +174,8 @@ def test_a_variant_with_no_finished_run_is_listed_as_missing(known_study: Path, 
 
 
 def test_equivalence_margin_prints_mde_g_tost_and_verdict_per_row(known_study: Path, tmp_path: Path) -> None:
-    from test_stats import hedges_by_hand, mde_by_hand, power, seeds_by_search, tost_by_hand
     from scipy import optimize
+    from test_stats import hedges_by_hand, mde_by_hand, power, seeds_by_search, tost_by_hand
 
     out = tmp_path / "reports"
     result = run_ablate("report", str(known_study), "--out", str(out), "--equivalence-margin", "1.0", cwd=tmp_path)

@@ -8,9 +8,9 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from ablate import results
 from ablate.config import AblateConfig, DataConfig, ModelConfig
-from ablate.model import build_model
+from ablate.networks.cnn import build_model
+from ablate.store import results
 
 
 def test_a_run_loads_back_with_its_config_and_weights(tmp_path: Path) -> None:

@@ -11,12 +11,14 @@ import time
 from pathlib import Path
 
 import pytest
-
-from ablate import engine, results
-from ablate.config import AblateConfig, DataConfig, ModelConfig, TrainConfig
-from ablate.preflight import one_line
-from ablate.resolve import auto_precision
 from conftest import TINY, checked, run_ablate, train
+
+from ablate.config import AblateConfig, DataConfig, ModelConfig, TrainConfig
+from ablate.store import results
+from ablate.study.identity import stored_identity
+from ablate.study.preflight import one_line
+from ablate.study.resolve import auto_precision
+from ablate.training import engine
 
 STUDY = ["+sweep=batchnorm", "seeds=[0,1,2]", *TINY, "data.train_size=512", "train.epochs=3"]
 
@@ -168,7 +170,7 @@ def test_a_run_stored_before_identities_existed_resumes_and_pools_by_its_derived
     assert "1 finished run(s) skipped, 1 to train" in resumed.stdout + resumed.stderr
     assert results.read_metrics(old)["test_acc"] == 0.5  # untouched
     new = results.read_metrics(tmp_path / "runs/default/baseline/seed=1")
-    assert dict(results.stored_identity(old, OLD_METRICS)) == new["identity"]
+    assert dict(stored_identity(old, OLD_METRICS)) == new["identity"]
     assert run_ablate("report", cwd=tmp_path).returncode == 0
     refused = run_ablate("run", "seeds=[0]", *TINY, "precision=fp32", "train.optimizer=sgd", cwd=tmp_path)
     assert refused.returncode == 2 and "train.optimizer: adam -> sgd" in refused.stderr
@@ -207,6 +209,6 @@ def test_a_damaged_dataset_or_unwritable_runs_dir_is_refused_before_training(tmp
     assert one_line(caught.value).startswith(f"runs_dir='{blocker}/runs': cannot write there")
     damaged = tmp_path / "mnist.pkl.gz"
     damaged.write_bytes(b"\x1f\x8b truncated")
-    monkeypatch.setattr("ablate.data.embedded_mnist_file", lambda: damaged)
+    monkeypatch.setattr("ablate.data.datasets.embedded_mnist_file", lambda: damaged)
     with pytest.raises(Exception, match="fails its checksum"):
         checked(["data=mnist", "data.subset_seed=12345", f"runs_dir={tmp_path}/runs"])  # a config no earlier test cached

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-
-from ablate import checkpoint, results
 from conftest import TINY, run_ablate
 from slurm_cluster import cluster, missing
+
+from ablate.store import checkpoints, results
 
 STUDY = ["+sweep=head", "seeds=[0,1]", *TINY, "data.train_size=1024", "train.epochs=3"]
 # The slurm preset sized for the 2-CPU test node: no GPU, one core and no memory request per job.
@@ -75,13 +75,13 @@ def test_requeued_job_resumes_its_seeds_and_the_study_matches_an_undisturbed_one
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     run = requeued / "runs/head/model.head=gap/seed=0"
     deadline = time.time() + 120
-    while not (run / checkpoint.CHECKPOINT_FILE).is_file() and time.time() < deadline and study.poll() is None:
+    while not (run / checkpoints.CHECKPOINT_FILE).is_file() and time.time() < deadline and study.poll() is None:
         time.sleep(0.05)
     process, job = trainer_of(run)  # epoch 1 of seed 0 is done: its job is mid-run
     subprocess.run(REQUEUES[requeue](job), env=env, check=True)
     while process.exists() and time.time() < deadline:  # it checkpoints and ends
         time.sleep(0.05)
-    stopped = {seed: checkpoint.read(folder) for seed in (0, 1)
+    stopped = {seed: checkpoints.read(folder) for seed in (0, 1)
                if (folder := run.parent / f"seed={seed}").is_dir() and not results.is_finished(folder)}
     output, _ = study.communicate(timeout=180)
 

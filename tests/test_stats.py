@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import optimize, stats
 
-from ablate import stats as ablate_stats
+from ablate.report import stats as ablate_stats
 
 A = [0.981, 0.983, 0.980, 0.984, 0.982]
 B = [0.980, 0.984, 0.982, 0.979, 0.983, 0.981]

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import TINY, run_ablate
 
 # Two variants x two seeds x two epochs: the trackers must keep runs, seeds and epochs apart.

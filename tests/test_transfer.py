@@ -10,15 +10,14 @@ import pandas as pd
 import pytest
 import torch
 import torchvision
+from conftest import TINY, checked, run_ablate
 
-from ablate import transfer
 from ablate.config import AblateConfig, ConfigError, DataConfig, ModelConfig, TrainConfig, validate
-from ablate.data import Dataset, DataError, load_dataset, select_classes
-from ablate.engine import make_optimizer, train_seed
-from ablate.model import build_model, model_parts, parameter_count
-from conftest import checked
-from ablate.weights import check_weights, load_weights
-from conftest import TINY, run_ablate
+from ablate.data.datasets import DataError, Dataset, load_dataset, select_classes
+from ablate.networks import transfer
+from ablate.networks.cnn import build_model, model_parts, parameter_count
+from ablate.networks.weights import check_weights, load_weights
+from ablate.training.engine import make_optimizer, train_seed
 
 CPU = torch.device("cpu")
 GREY = (1, 28, 28)

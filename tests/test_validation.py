@@ -12,15 +12,17 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
-
-from ablate import identity, plan, plots, results
-from ablate.config import ConfigError, DataConfig, ModelConfig
-from ablate.data import DataError, _load_cached, embedded_mnist_file, load_dataset, read_mnist_pickle
-from ablate.model import build_model
-from ablate.report import ReportError, write_reports
 from conftest import TINY, checked, run_ablate
 from test_datasets import write_mnist_family
 from test_report import write
+
+from ablate.config import ConfigError, DataConfig, ModelConfig
+from ablate.data.datasets import DataError, _load_cached, embedded_mnist_file, load_dataset, read_mnist_pickle
+from ablate.networks.cnn import build_model
+from ablate.report import plots
+from ablate.report.summary import ReportError, write_reports
+from ablate.store import results
+from ablate.study import identity, plan
 
 VALIDATION = ["data.validation_size=64", "seeds=[0,1]"]
 

@@ -7,14 +7,23 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from ablate import results
-from ablate.config import AblateConfig, ConfigError, DataConfig, ModelConfig, TrainConfig
-from ablate.data import Dataset, load_dataset
-from ablate.engine import (EagerTrainer, SeedResult, VectorizedTrainer, evaluate, plan_groups, seed_groups, train_seed,
-                           train_seeds, train_vectorized)
-from ablate.model import build_model
 from conftest import checked, train
+
+from ablate.config import AblateConfig, ConfigError, DataConfig, ModelConfig, TrainConfig
+from ablate.data.datasets import Dataset, load_dataset
+from ablate.networks.cnn import build_model
+from ablate.store import results
+from ablate.training.engine import (
+    EagerTrainer,
+    SeedResult,
+    VectorizedTrainer,
+    evaluate,
+    plan_groups,
+    seed_groups,
+    train_seed,
+    train_seeds,
+    train_vectorized,
+)
 
 CPU = torch.device("cpu")
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU; none is visible")

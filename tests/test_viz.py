@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import run_ablate
 from PIL import Image, ImageStat
 
-from ablate import results
 from ablate.cli import main
-from ablate.viz import capture_activations, conv_layers, load_model, saliency
-from conftest import run_ablate
+from ablate.inspect.viz import capture_activations, conv_layers, load_model, saliency
+from ablate.store import results
 
 PICTURES = ("filters.png", "activations_image5.png", "saliency_image5.png")
 

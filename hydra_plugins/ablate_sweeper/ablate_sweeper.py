@@ -3,7 +3,7 @@
 A cartesian product (Hydra's basic sweeper) would vary several factors at once; this sweeper launches ablate's
 one-factor-at-a-time plan (factors from a sweep file's `factors` and from `key=a,b` on the command line) through
 whichever Hydra launcher is configured, so joblib, ray or submitit run it unchanged. Each job gets
-`variant=<name>`, the folder it writes to. Which variants exist is decided by ablate/plan.py alone.
+`variant=<name>`, the folder it writes to. Which variants exist is decided by ablate/study/plan.py alone.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 
 class AblateSweeper(Sweeper):
-    """Launches the variants ablate's plan gives (ablate.plan.study_variants) as one batch."""
+    """Launches the variants ablate's plan gives (ablate.study.plan.study_variants) as one batch."""
 
     def __init__(self, factors: dict[str, list[Any]]) -> None:
         self.factors = factors  # read by the plan from the composed config, where Hydra puts them
@@ -39,7 +39,7 @@ class AblateSweeper(Sweeper):
 
     def plan(self, arguments: Sequence[str]) -> list[list[str]]:
         """The override list of every job: the user's single-valued overrides, then the variant's own."""
-        from ablate.plan import study_variants
+        from ablate.study.plan import study_variants
 
         assert self.config is not None
         plain = [o.input_line for o in OverridesParser.create().parse_overrides(list(arguments)) if not o.is_sweep_override()]

@@ -22,8 +22,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from ablate.config import ConfigError, ModelConfig
-from ablate.variants import format_value
+from ablate.config import ConfigError, ModelConfig, format_value
 
 Shape = tuple[int, ...]
 PROBE_BATCH = 2  # images of the forward that checks a network before training (2: BatchNorm needs more than one)

@@ -1,6 +1,6 @@
 """The checks of a plan that touch files, made before any training, and config errors as one line.
 
-Planning (ablate/plan.py) only computes; here a plan meets the disk: stored runs it must pool with, weights,
+Planning (ablate/study/plan.py) only computes; here a plan meets the disk: stored runs it must pool with, weights,
 datasets and the runs folder. Hydra's own errors are precise but long; `one_line` turns them (and ablate's) into
 one line that names the key and what is allowed.
 """
@@ -17,12 +17,15 @@ from hydra.errors import MissingConfigException
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-from ablate import checkpoint, identity, network, results, trackers
+from ablate import trackers
 from ablate.config import OWN_NETWORK_FIELDS, AblateConfig, ConfigError, ModelConfig
-from ablate.data import input_spec, load_dataset
-from ablate.plan import Plan, VariantPlan, needs_source
-from ablate.variants import keys_of
-from ablate.weights import check_weights
+from ablate.data.datasets import input_spec, load_dataset
+from ablate.networks import own
+from ablate.networks.weights import check_weights
+from ablate.store import checkpoints, results
+from ablate.study import identity
+from ablate.study.plan import Plan, VariantPlan, needs_source
+from ablate.study.variants import keys_of
 
 # The identity keys a user can set back to continue a study trained with another resolution of `auto`.
 RESOLVED_KEYS = ("device", "precision", "train.strategy")
@@ -34,9 +37,9 @@ def check(plan: Plan) -> None:
     trackers.check(plan.study.config.logger)  # the chosen tracker's package imports
     for variant in plan.variants:
         _refuse_conflicts(variant)
-        checkpoint.refuse_stale([run.folder for run in variant.runs], variant.identity_hash)
+        checkpoints.refuse_stale([run.folder for run in variant.runs], variant.identity_hash)
     for config in {repr(v.config.model): v.config for v in plan.variants if v.config.model._target_}.values():
-        network.check(config.model, *input_spec(config.data))  # your network: it imports, builds and runs a batch
+        own.check(config.model, *input_spec(config.data))  # your network: it imports, builds and runs a batch
     for config in {v.config.model.weights: v.config for v in plan.variants
                    if v.config.model.transfer != "scratch" and not needs_source(v.config)}.values():
         check_weights(config.model, config.seeds, *input_spec(config.data))
@@ -53,7 +56,7 @@ def check(plan: Plan) -> None:
 def _refuse_conflicts(variant: VariantPlan) -> None:
     """A planned variant must pool with every stored run of its study: equal identities but for the variants' keys."""
     study_dir = Path(variant.config.runs_dir) / variant.study
-    for folder, stored in results.stored_identities(study_dir):
+    for folder, stored in identity.stored_identities(study_dir):
         found = identity.conflicts(variant.identity, stored, {*variant.variant.keys, *keys_of(folder.parent.name)})
         if found:
             hints = [f"{key}={theirs}" for key, theirs, _ in found if key in RESOLVED_KEYS]

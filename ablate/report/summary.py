@@ -13,11 +13,14 @@ from typing import Optional, Sequence
 
 import pandas as pd
 
-from ablate import checkpoint, identity, plots, results
-from ablate.config import CHOICES, AblateConfig, flatten_config
-from ablate.metrics import held_out_split, metric as declared_metric
-from ablate.stats import adjust_holm, compare, describe, study_sensitivity
-from ablate.variants import BASELINE, format_value, keys_of
+from ablate.config import CHOICES, AblateConfig, flatten_config, format_value
+from ablate.report import plots
+from ablate.report.metrics import held_out_split
+from ablate.report.metrics import metric as declared_metric
+from ablate.report.stats import adjust_holm, compare, describe, study_sensitivity
+from ablate.store import checkpoints, results
+from ablate.study import identity
+from ablate.study.variants import BASELINE, keys_of
 
 FORMATS = ("md", "csv", "tex")
 # Factors are listed in the schema's order of keys (model, data, train, ...); variants changing several keys last.
@@ -61,7 +64,7 @@ def name_factors(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def check_poolable(runs: pd.DataFrame, study: str) -> None:
-    """Refuse a study whose runs' identities differ in anything but their variants' own keys (see ablate/identity.py)."""
+    """Refuse a study whose runs' identities differ in anything but their variants' own keys (see ablate/study/identity.py)."""
     baseline = runs[runs["variant"] == BASELINE]
     reference = (baseline if len(baseline) else runs).iloc[0]
     for _, run in runs.iterrows():
@@ -261,14 +264,14 @@ def write_study_report(study_dir: Path, out_root: Path, metric: str = "test_acc"
     """Tables (md, csv, tex as asked) and forest.png, accuracy.png, curves.png, cost.png for one study under
     out_root/<study>/; returns the summary and its sensitivity line. `margin` is in the metric's display unit."""
     study = study_dir.name
-    runs = results.load_runs(study_dir)
+    runs = results.load_runs(study_dir, lambda folder, record: {"identity": identity.stored_identity(folder, record)})
     if runs.empty:
         raise ReportError(f"study {study!r} has no whole metrics.json; re-run its command to train the missing runs")
     runs = name_factors(runs)
     check_poolable(runs, study)
     order = sorted(results.variant_names(study_dir), key=lambda v: _order_key(v, *_factor_of(runs, v)))
     scale = plots.metric_scale(metric)[0]
-    summary = summarize(runs, order, metric, None if margin is None else margin / scale, ci, checkpoint.in_progress(study_dir))
+    summary = summarize(runs, order, metric, None if margin is None else margin / scale, ci, checkpoints.in_progress(study_dir))
     line = sensitivity(summary, runs, metric, None if margin is None else margin / scale)
     out = out_root / study
     out.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,7 @@
 """A run's identity: the settings that decide its numbers, as a flat dict of dotted keys, and nothing else.
 
 Two runs with equal identities are the same experiment; a study pools runs whose identities differ only in their
-variants' own keys. The run-time check (ablate/preflight.py) and the report (ablate/report.py) both compare
+variants' own keys. The run-time check (ablate/study/preflight.py) and the report (ablate/report/summary.py) both compare
 identities with `conflicts`, so what `ablate run` accepts, `ablate report` pools.
 
 Left out because they decide no number: where files live (runs_dir, data.root), switches (data.download),
@@ -14,10 +14,12 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from ablate.config import AblateConfig, flatten_config, model_node
-from ablate.resolve import Resolved
+from ablate.store import results
+from ablate.study.resolve import Resolved
 
 # Keys that name, place, schedule or report a run: never identity (device, precision and train.strategy enter
 # resolved).
@@ -74,6 +76,18 @@ def recorded_resolution(metrics: Mapping[str, Any]) -> Resolved:
     tf32 = tuple((name, bool(metrics[name])) for name in ("cudnn_tf32", "matmul_tf32") if name in metrics)
     return Resolved(str(metrics.get("device", "cpu")).split(":")[0], str(metrics.get("precision", "fp32")),
                     str(metrics.get("strategy") or "eager"), tf32)
+
+
+def stored_identity(path: Path, record: Mapping[str, Any]) -> dict[str, Any]:
+    """A finished run's identity, derived from its config.yaml (through today's schema) and what its metrics.json
+    says `auto` resolved to; derived rather than read, so runs from before identities were stored compare alike."""
+    return identity(results.stored_config(path), recorded_resolution(record))
+
+
+def stored_identities(study_dir: Path) -> Iterable[tuple[Path, dict[str, Any]]]:
+    """(run folder, identity) of every finished run of a study (none when the study does not exist yet)."""
+    for folder, record in results.finished_runs(study_dir):
+        yield folder, stored_identity(folder, record)
 
 
 def conflicts(mine: Mapping[str, Any], theirs: Mapping[str, Any], own_keys: Iterable[str] = ()) -> list[tuple[str, Any, Any]]:

@@ -22,11 +22,13 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from ablate import augment, transfer
-from ablate.checkpoint import Hooks, SeedState, Stopped, rng_state, set_rng_state
 from ablate.config import ModelConfig, TrainConfig
-from ablate.data import Dataset
-from ablate.model import build_model, model_parts, output_sizes, parameter_count
+from ablate.data.datasets import Dataset
+from ablate.networks import transfer
+from ablate.networks.cnn import build_model, model_parts, output_sizes, parameter_count
+from ablate.store.checkpoints import SeedState
+from ablate.training import augment
+from ablate.training.checkpoint import Hooks, Stopped, rng_state, set_rng_state
 
 EVAL_BATCH = 256  # test images per forward; on the CPU 256 ran 2.5x faster than 1000 (cache-sized maps)
 PRECISION_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -470,7 +472,7 @@ def train_seeds(
     weights_for: Callable[[int], Optional[dict[str, torch.Tensor]]] = lambda seed: None,
     hooks: Hooks = Hooks(),
 ) -> list[SeedResult]:
-    """Train every seed with `train_cfg.strategy` (eager or vectorized, already resolved: see ablate/resolve.py), each
+    """Train every seed with `train_cfg.strategy` (eager or vectorized, already resolved: see ablate/study/resolve.py), each
     starting from `weights_for(seed)` under model.transfer, or going on from its checkpoint (`hooks.resume`);
     `on_result` gets each result as soon as its seed (or group) ends. A resumed vectorized group trains as it did.
 

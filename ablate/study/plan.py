@@ -18,9 +18,10 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, ValueType
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from ablate import checkpoint, identity, resolve, results
 from ablate.config import AblateConfig, ConfigError, register_schema, to_node, typed, validate
-from ablate.variants import BASELINE, Variant, from_name, make_variant, one_off_keys, plan_variants
+from ablate.store import checkpoints, results
+from ablate.study import identity, resolve
+from ablate.study.variants import BASELINE, Variant, from_name, make_variant, one_off_keys, plan_variants
 
 CONFIG_MODULE, CONFIG_NAME = "ablate.conf", "config"
 ROLES = ("study", "source")  # a variant of the study, or the pretraining run a transfer variant starts from
@@ -211,7 +212,7 @@ def describe(plan: Plan, statuses: Mapping[Path, str]) -> str:
     for run in plan.runs:
         state = statuses.get(run.folder, "to train")
         to_train += state == "to train"
-        progress = checkpoint.progress(run.folder, run.variant.config.train.epochs) if state == "to train" else ""
+        progress = checkpoints.progress(run.folder, run.variant.config.train.epochs) if state == "to train" else ""
         going += bool(progress)
         lines.append(f"  {state:9s} {run.folder}{progress}")
     first = plan.study

@@ -23,10 +23,10 @@ from matplotlib.figure import Figure  # noqa: E402
 from torch import nn  # noqa: E402
 from torchvision.utils import make_grid  # noqa: E402
 
-from ablate import results  # noqa: E402
 from ablate.config import AblateConfig  # noqa: E402
-from ablate.data import input_spec, load_dataset  # noqa: E402
-from ablate.model import build_model  # noqa: E402
+from ablate.data.datasets import input_spec, load_dataset  # noqa: E402
+from ablate.networks.cnn import build_model  # noqa: E402
+from ablate.store import results  # noqa: E402
 
 DPI = 120
 WEIGHTS_CMAP = plt.get_cmap("RdBu_r").with_extremes(bad="0.7")  # red positive, blue negative; grey between filters

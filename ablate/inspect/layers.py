@@ -1,7 +1,7 @@
 """The layer table of `ablate inspect`: shapes, output-size formula, parameters, receptive field and FLOPs per layer.
 
-For ablate's CNN every number comes from the layer plan of ablate/model.py; for your own network (`_target_`) from
-forward hooks and torch's FlopCounterMode (ablate/network.py). This module only arranges them as Markdown, CSV or JSON.
+For ablate's CNN every number comes from the layer plan of ablate/networks/cnn.py; for your own network (`_target_`) from
+forward hooks and torch's FlopCounterMode (ablate/networks/own.py). This module only arranges them as Markdown, CSV or JSON.
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from typing import Any, Callable, Sequence
 
 import pandas as pd
 
-from ablate import network, plan
-from ablate.config import AblateConfig, model_node
-from ablate.data import input_spec
-from ablate.model import build_model, parameter_count, plan_layers, receptive_fields
-from ablate.variants import format_value
+from ablate.config import AblateConfig, format_value, model_node
+from ablate.data.datasets import input_spec
+from ablate.networks import own
+from ablate.networks.cnn import build_model, parameter_count, plan_layers, receptive_fields
+from ablate.study import plan
 
 SIZE_COLUMN = "output size: floor((H + 2P - D(K-1) - 1)/S + 1)"
 FLOP_CONVENTION = (
@@ -35,7 +35,7 @@ def describe_own(variant: str, config: AblateConfig) -> dict[str, Any]:
     """What `inspect` says about your own network: one row per leaf module that ran, from forward hooks."""
     shape, classes = input_spec(config.data)
     model = build_model(config.model, shape, classes)
-    rows, flops = network.layer_table(model, shape)
+    rows, flops = own.layer_table(model, shape)
     rows = [{**row, "input": _shape(row["input"]), "output": _shape(row["output"])} for row in rows]
     outside = flops - sum(row["flops"] for row in rows)
     if outside:

@@ -16,16 +16,14 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import IO, Any, Iterable, Optional
+from typing import IO, Any, Callable, Iterable, Optional
 
 import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from ablate import identity
 from ablate.config import AblateConfig, ConfigError, complete, flatten_config, to_node, typed
 
-BASELINE = "baseline"
 METRICS_FILE, HISTORY_FILE, CONFIG_FILE, MODEL_FILE = "metrics.json", "history.csv", "config.yaml", "model.pt"
 LOCK_FILE = ".lock"
 
@@ -60,19 +58,18 @@ def read_config(path: Path) -> dict[str, Any]:
     return flatten_config(OmegaConf.to_container(to_node(typed(_stored_config(path)))))
 
 
-def stored_identity(path: Path, record: dict[str, Any]) -> dict[str, Any]:
-    """A finished run's identity, derived from its config.yaml (through today's schema) and what its metrics.json
-    says `auto` resolved to; derived rather than read, so runs from before identities were stored compare alike."""
-    config = typed(_stored_config(path))
-    return identity.identity(config, identity.recorded_resolution(record))
+def stored_config(path: Path) -> AblateConfig:
+    """The config a finished run was trained with: its config.yaml on today's schema (keys added since get their
+    defaults)."""
+    return typed(_stored_config(path))
 
 
-def stored_identities(study_dir: Path) -> Iterable[tuple[Path, dict[str, Any]]]:
-    """(run folder, identity) of every finished run of a study (none when the study does not exist yet)."""
+def finished_runs(study_dir: Path) -> Iterable[tuple[Path, dict[str, Any]]]:
+    """(run folder, metrics.json) of every finished run of a study (none when the study does not exist yet)."""
     for metrics_file in sorted(study_dir.glob(f"*/seed=*/{METRICS_FILE}")):
         record = read_metrics(metrics_file.parent)
-        if record is not None:
-            yield metrics_file.parent, stored_identity(metrics_file.parent, record)
+        if record is not None:  # else not a finished run: the report counts its seed as missing
+            yield metrics_file.parent, record
 
 
 def _stored_config(path: Path) -> DictConfig:
@@ -196,23 +193,18 @@ def study_dirs(root: str | Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and any(p.glob(f"*/seed=*/{METRICS_FILE}")))
 
 
-def _runs(study_dir: Path) -> Iterable[dict[str, Any]]:
-    for metrics_file in sorted(study_dir.glob(f"*/seed=*/{METRICS_FILE}")):
-        record = read_metrics(metrics_file.parent)
-        if record is None:
-            continue  # not a finished run: the report counts its seed as missing
-        record.update({f"cfg.{key}": value for key, value in read_config(metrics_file.parent).items()})
-        record["identity"] = stored_identity(metrics_file.parent, record)
-        record["run_dir"] = str(metrics_file.parent)
-        yield record
-
-
-def load_runs(study_dir: str | Path) -> pd.DataFrame:
+def load_runs(study_dir: str | Path, derive: Callable[[Path, dict[str, Any]], dict[str, Any]] = lambda folder, record: {}) -> pd.DataFrame:
     """One row per finished run of a study (failed and diverged ones included, with their status).
 
-    Columns: everything in metrics.json, the run's config flattened as `cfg.model.depth` etc., and run_dir.
+    Columns: everything in metrics.json, the run's config flattened as `cfg.model.depth` etc., run_dir, and what
+    `derive(folder, record)` adds (the report adds each run's identity, which the study layer computes).
     """
-    return pd.DataFrame(list(_runs(Path(study_dir))))
+    rows = []
+    for folder, record in finished_runs(Path(study_dir)):
+        record.update({f"cfg.{key}": value for key, value in read_config(folder).items()})
+        record.update(derive(folder, record))
+        rows.append(record | {"run_dir": str(folder)})
+    return pd.DataFrame(rows)
 
 
 def variant_names(study_dir: str | Path) -> list[str]:
@@ -240,5 +232,4 @@ def load_trained(run_path: str | Path) -> tuple[AblateConfig, dict[str, torch.Te
             f"{path} has no {MODEL_FILE}: the run failed or diverged, or was trained before ablate saved weights; "
             "delete its folder and run it again"
         )
-    config = typed(_stored_config(path))
-    return config, torch.load(path / MODEL_FILE, map_location="cpu", weights_only=True)  # type: ignore[return-value]
+    return stored_config(path), torch.load(path / MODEL_FILE, map_location="cpu", weights_only=True)  # type: ignore[return-value]

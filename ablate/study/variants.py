@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
+from ablate.config import format_value
+
 BASELINE = "baseline"
 # Where one key=value ends and the next begins in a variant name: a comma before `section.key=` (values may hold commas).
 _NEXT_OVERRIDE = re.compile(r",(?=[A-Za-z_][\w]*(?:\.[\w]+)+=)")
@@ -44,17 +46,6 @@ class Variant:
     def arguments(self) -> list[str]:
         """The Hydra overrides that turn the baseline into this variant."""
         return [f"{key}={format_value(value)}" for key, value in self.overrides]
-
-
-def format_value(value: Any) -> str:
-    """A value as a user types it in an override: true/false for booleans, null for None, plain text otherwise."""
-    if isinstance(value, bool):
-        return str(value).lower()
-    if value is None:
-        return "null"
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join(format_value(v) for v in value) + "]"
-    return str(value)
 
 
 def make_variant(overrides: Mapping[str, Any]) -> Variant:

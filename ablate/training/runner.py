@@ -2,7 +2,7 @@
 
 This is the glue between the engine (which knows nothing of files) and the results store (which knows nothing of
 training); Hydra calls `run_variant` once per variant through ablate/cli.py, with the variant's plan
-(ablate/plan.py), which says how it trains and what its identity is. The runner only skips, locks, trains and
+(ablate/study/plan.py), which says how it trains and what its identity is. The runner only skips, locks, trains and
 stores.
 """
 
@@ -18,13 +18,16 @@ from typing import Callable, Mapping, Optional
 from omegaconf import OmegaConf
 from torch import Tensor
 
-from ablate import checkpoint, provenance, results, trackers, transfer, weights
-from ablate.config import flatten_config, to_node
-from ablate.data import load_dataset
-from ablate.engine import SeedResult, train_seeds
-from ablate.model import build_model, model_parts, network_receptive_field, parameter_count
-from ablate.plan import Plan, VariantPlan, needs_source, plan_variant, source_config
-from ablate.variants import BASELINE, Variant, format_value
+from ablate import trackers
+from ablate.config import flatten_config, format_value, to_node
+from ablate.data.datasets import load_dataset
+from ablate.networks import transfer, weights
+from ablate.networks.cnn import build_model, model_parts, network_receptive_field, parameter_count
+from ablate.store import checkpoints, provenance, results
+from ablate.study.plan import Plan, VariantPlan, needs_source, plan_variant, source_config
+from ablate.study.variants import BASELINE, Variant
+from ablate.training import checkpoint
+from ablate.training.engine import SeedResult, train_seeds
 
 log = logging.getLogger("ablate")
 
@@ -120,7 +123,7 @@ def _train_and_store(variant: VariantPlan, seeds: list[int], locks: Mapping[int,
         node = to_node(seed_cfg)
         config_yaml = OmegaConf.to_yaml(node)
         results.write_run(folders[result.seed], config_yaml, result.history, metrics, result.state_dict)
-        checkpoint.remove(folders[result.seed])  # after metrics.json: the run is finished, its checkpoint is spent
+        checkpoints.remove(folders[result.seed])  # after metrics.json: the run is finished, its checkpoint is spent
         locks[result.seed].release()
         trackers.log_run(cfg.logger, flatten_config(OmegaConf.to_container(node)), metrics, result.history, result.metrics)
         if result.status != "ok":
@@ -131,7 +134,7 @@ def _train_and_store(variant: VariantPlan, seeds: list[int], locks: Mapping[int,
     weights_for = _weights_for(variant, seeds)
     train = replace(cfg.train, strategy=resolved.strategy)
     saver = checkpoint.RunCheckpoints(folders, variant.identity_hash, f"{cfg.study}/{name}", cfg.train.epochs, cfg.train.checkpoint_every)
-    with saver.stopping():  # a stop signal: checkpoints written, then the process ends by it (ablate/stopping.py)
+    with saver.stopping():  # a stop signal: checkpoints written, then the process ends by it (ablate/training/stopping.py)
         outcomes = train_seeds(cfg.model, train, data, seeds, resolved.torch_device, resolved.precision, label=f"{cfg.study}/{name}",
                                on_result=store, weights_for=weights_for, hooks=saver.hooks)
     return outcomes

@@ -1,7 +1,7 @@
 """Builds every variant of the CNN from a ModelConfig, and answers questions about its shape.
 
 `model.arch=resnet18` is torchvision's network instead (for transfer learning); a model config with `_target_` is
-your own (ablate/network.py). ablate's own CNN follows one
+your own (ablate/networks/own.py). ablate's own CNN follows one
 rule, the seed SimpleCNN's: a conv block (conv, optional BatchNorm, activation: ReLU by default), then
 downsampling by 2 as long as the map stays at least `min_map_size` wide; the width doubles after each
 downsampling, up to `max_width`. The layer plan is computed once (`plan_layers`) and reused for the
@@ -17,8 +17,8 @@ from typing import Optional
 
 from torch import Tensor, nn
 
-from ablate import network
 from ablate.config import ConfigError, ModelConfig
+from ablate.networks import own
 
 Shape = tuple[int, ...]
 
@@ -88,7 +88,7 @@ def output_size(size: int, kernel: int, stride: int, padding: int, dilation: int
 def plan_layers(cfg: ModelConfig, input_shape: Shape, num_classes: int) -> list[Layer]:
     """The ordered layers that `cfg` yields on inputs of shape (C, H, W); ablate's own CNN only."""
     if cfg._target_:
-        raise ConfigError(f"model._target_={cfg._target_}: a layer plan covers ablate's own CNN only; your network's layers come from network.layer_table")
+        raise ConfigError(f"model._target_={cfg._target_}: a layer plan covers ablate's own CNN only; your network's layers come from own.layer_table")
     if cfg.arch != "cnn":
         raise ConfigError(f"model.arch={cfg.arch}: layer tables, receptive fields and ablate viz cover ablate's own CNN (model.arch=cnn) only")
     c, h, w = input_shape
@@ -177,7 +177,7 @@ def build_model(cfg: ModelConfig, input_shape: Shape, num_classes: int) -> nn.Mo
     """The network for `cfg`: ablate's CNN as an nn.Sequential whose module names are the plan's layer names, or
     torchvision's resnet18 (`model.arch=resnet18`), or your own (`model._target_`)."""
     if cfg._target_:
-        return network.build(cfg, input_shape[0], num_classes)
+        return own.build(cfg, input_shape[0], num_classes)
     if cfg.arch == "resnet18":
         return _resnet18(input_shape, num_classes)
     return nn.Sequential(OrderedDict((layer.name, _module(layer)) for layer in plan_layers(cfg, input_shape, num_classes)))
@@ -238,13 +238,13 @@ def network_receptive_field(cfg: ModelConfig, model: nn.Module, input_shape: Sha
     """The receptive field of a built network: from the plan for ablate's CNN, from forward hooks for your own where
     it is defined, None for resnet18 (or where undefined)."""
     if cfg._target_:
-        return network.receptive_field(model, input_shape)
+        return own.receptive_field(model, input_shape)
     return receptive_field(plan_layers(cfg, input_shape, num_classes)) if cfg.arch == "cnn" else None
 
 
 def output_sizes(cfg: ModelConfig, input_shape: Shape, num_classes: int) -> list[int]:
     """Elements of each layer's output for one image: from the plan, or from forward hooks on your own network."""
     if cfg._target_:
-        rows, _ = network.layer_table(build_model(cfg, input_shape, num_classes), input_shape)
+        rows, _ = own.layer_table(build_model(cfg, input_shape, num_classes), input_shape)
         return [math.prod(row["output"]) for row in rows if row["output"] is not None]
     return [math.prod(layer.out_shape) for layer in plan_layers(cfg, input_shape, num_classes)]

@@ -12,9 +12,9 @@ from typing import Optional
 
 import torch
 
-from ablate import network
 from ablate.config import AblateConfig, ConfigError
-from ablate.data import input_spec
+from ablate.data.datasets import input_spec
+from ablate.networks import own
 
 # What `train.strategy=auto` resolves to per device type: what measured faster there. On the 2-core CPU, vectorized
 # ran 1.3 to 1.7x slower per seed-step than eager (3 or 5 seeds; under vmap there is no channels_last); on an H100
@@ -85,7 +85,7 @@ def _strategy(cfg: AblateConfig, device: str, precision: str) -> tuple[str, Opti
                   f"model.arch={model.arch}" if model.arch != "cnn" else
                   f"model.transfer={model.transfer}" if model.transfer != "scratch" else None)
     if only_eager is None and model._target_ and "vectorized" in (asked, AUTO_STRATEGY[device]):
-        only_eager = network.not_vectorizable(model, *input_spec(cfg.data))  # tried on the CPU, once per plan
+        only_eager = own.not_vectorizable(model, *input_spec(cfg.data))  # tried on the CPU, once per plan
     if asked == "vectorized" and only_eager:
         raise ConfigError(f"train.strategy=vectorized is not allowed with {only_eager}; use train.strategy=eager or auto")
     if asked != "auto":

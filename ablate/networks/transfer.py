@@ -9,7 +9,7 @@ finetune  everything trains; the head at train.lr, each backbone stage below it 
           train.finetune_lr_decay^k (k = 1 for the stage just below the head), a discriminative schedule
 
 The head is always new: its weights keep their seeded random init, so a pretrained model with another number
-of classes transfers too. Where the pretrained weights come from is ablate/weights.py's concern; this module
+of classes transfers too. Where the pretrained weights come from is ablate/networks/weights.py's concern; this module
 never touches files, so the engine can use it.
 """
 
@@ -20,7 +20,8 @@ from typing import Any
 from torch import Tensor, nn
 
 from ablate.config import ConfigError, ModelConfig, TrainConfig
-from ablate.model import Parts
+from ablate.networks.cnn import Parts
+
 
 def _trainable_stages(parts: Parts, strategy: str) -> list[list[nn.Module]]:
     return {"scratch": parts.stages, "finetune": parts.stages, "partial": parts.stages[-1:], "frozen": []}[strategy]

@@ -18,8 +18,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from ablate.metrics import metric  # noqa: E402
-from ablate.variants import BASELINE  # noqa: E402
+from ablate.report.metrics import metric  # noqa: E402
+from ablate.study.variants import BASELINE  # noqa: E402
 
 VERDICT_MARKS = {"better": "▲ better", "worse": "▼ worse", "no clear difference": "n.s.", "equivalent": "≈ equiv."}
 # One sequential colour family per factor, so the variants of a factor read as one group and factors never share a

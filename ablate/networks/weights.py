@@ -10,10 +10,10 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ablate import results
 from ablate.config import ConfigError, ModelConfig
-from ablate.model import build_model, model_parts
-from ablate.transfer import load_backbone
+from ablate.networks.cnn import build_model, model_parts
+from ablate.networks.transfer import load_backbone
+from ablate.store import results
 
 TORCHVISION_WEIGHTS = "ResNet18_Weights"
 

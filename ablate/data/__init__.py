@@ -1,0 +1,1 @@
+"""Datasets: loading, checking and subsetting the images a study trains and tests on."""

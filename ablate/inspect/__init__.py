@@ -1,0 +1,1 @@
+"""Looking inside a network: layer tables, filters, activation maps and saliency."""

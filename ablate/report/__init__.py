@@ -1,0 +1,1 @@
+"""Reporting: declared metrics, statistics as pure functions, the summary tables and the pictures."""
