@@ -115,3 +115,13 @@ class Browser:
     def pdf(self) -> bytes:
         """The page printed to PDF with its print style sheet."""
         return base64.b64decode(self.send("Page.printToPDF", preferCSSPageSize=True)["data"])
+
+
+if __name__ == "__main__":  # the README's screenshot: python tests/browser.py reports/pooling/index.html docs/images/report.png 2400
+    import sys
+
+    page, out, height = Path(sys.argv[1]).resolve(), Path(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) > 3 else None
+    with Browser() as chromium:
+        chromium.open(page.as_uri())
+        assert chromium.requests() == [page.as_uri()] and not chromium.errors(), (chromium.requests(), chromium.errors())
+        out.write_bytes(chromium.screenshot(height))

@@ -166,7 +166,7 @@ def curves_chart(curves: pd.DataFrame, summary: pd.DataFrame, study: str, split:
             for variant in shown:
                 line = curves[curves["variant"] == variant]
                 mean, std = line[f"{y}_mean"] * scale, line[f"{y}_std"].fillna(0) * scale
-                axes.plot(line["epoch"], mean, color=colours[variant], linestyle="--" if variant == BASELINE else "-",
+                axes.plot(line["epoch"], mean, color=colours[variant], linestyle="--" if variant == BASELINE else "-", marker="o", markersize=3,
                           label="baseline" if variant == BASELINE else variant.partition("=")[2] or variant)
                 axes.fill_between(line["epoch"], mean - std, mean + std, color=colours[variant], alpha=0.2, linewidth=0)
             axes.set_ylabel(label if column == 0 else "")
@@ -178,7 +178,7 @@ def curves_chart(curves: pd.DataFrame, summary: pd.DataFrame, study: str, split:
                 axes.legend(fontsize=7, loc="best")
     top = grid[0, 0].get_ylim()
     grid[0, 0].set_ylim(top[0], min(top[1], 100.5))
-    figure.suptitle(f"Study '{study}': learning curves per factor (line = mean over seeds, band = ±1 std; grey dashed = baseline)", fontsize=11)
+    figure.suptitle(f"Study '{study}': learning curves per factor\n(line = mean over seeds, band = ±1 std; grey dashed = baseline)", fontsize=11)
     return _finish(figure)
 
 
@@ -193,13 +193,13 @@ def _overlap(box: Bbox, others: list[Bbox], inside: Bbox) -> float:
     return sum(shared(box, other) for other in others) + box.width * box.height - shared(box, inside)
 
 
-def _label_points(axes: plt.Axes, points: list[tuple[float, float]], texts: list[str], colours: list[tuple]) -> None:
+def _label_points(axes: plt.Axes, points: list[tuple[float, float]], texts: list[str]) -> None:
     """Label each point (data coordinates) at the first offset where its text covers no other label, no point and
-    stays inside the axes, or where it covers least; a label away from its point gets a thin line in its colour."""
+    stays inside the axes, or where it covers least; a label away from its point gets a thin dark line to it."""
     renderer = axes.figure.canvas.get_renderer()
     inside = axes.get_window_extent(renderer)
     taken = [Bbox.from_bounds(x - 7, y - 7, 14, 14) for x, y in axes.transData.transform(points)]
-    for point, text, colour in zip(points, texts, colours):
+    for point, text in zip(points, texts):
         tried = []
         for dx, dy in LABEL_OFFSETS:
             label = axes.annotate(text, point, xytext=(dx, dy), textcoords="offset points", fontsize=8,
@@ -214,7 +214,7 @@ def _label_points(axes: plt.Axes, points: list[tuple[float, float]], texts: list
         far = max(abs(dx), abs(dy)) > LABEL_OFFSETS[0][0]
         axes.annotate(text, point, xytext=(dx, dy), textcoords="offset points", fontsize=8,
                       ha="left" if dx > 0 else "right" if dx < 0 else "center", va="bottom" if dy > 0 else "top" if dy < 0 else "center",
-                      arrowprops={"arrowstyle": "-", "color": colour, "linewidth": 0.8, "shrinkA": 1, "shrinkB": 5} if far else None)
+                      arrowprops={"arrowstyle": "-", "color": "#444444", "linewidth": 0.7, "shrinkA": 1, "shrinkB": 4} if far else None)
         taken.append(box)
 
 
@@ -241,7 +241,7 @@ def cost_chart(summary: pd.DataFrame, study: str, metric: str) -> plt.Figure:
     axes.grid(True, which="major", alpha=0.3)
     _finish(figure)
     _label_points(axes, [(row.trainable_params, row.mean * scale) for row in shown.itertuples()],
-                  [_short(v) for v in shown["variant"]], [colours[v] for v in shown["variant"]])
+                  [_short(v) for v in shown["variant"]])
     return figure
 
 
