@@ -19,6 +19,7 @@ from test_report import write
 from ablate.config import ModelConfig
 from ablate.report import plots
 from ablate.report.summary import write_reports
+from ablate.store import checkpoints, results
 
 browser = pytest.importorskip("browser")
 pytestmark = pytest.mark.skipif(browser.CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium; .ci/run installs it)")
@@ -34,15 +35,20 @@ VARIANTS = {
     "model.dropout=0.5": ({"dropout": 0.5}, 0.981, 150_000), "model.activation=gelu": ({"activation": "gelu"}, 0.983, 150_000),
 }
 FAILED = ("model.dropout=0.5", 4)
+IN_PROGRESS = ("model.width=16", 4)  # a checkpoint, no metrics.json yet
 
 
 @pytest.fixture
 def study(tmp_path: Path) -> tuple[Path, dict[str, list[float]]]:
-    """13 variants x 5 seeds written through the results store (one seed failed); returns runs/ and the accuracies."""
+    """13 variants x 5 seeds written through the results store (one seed failed, one still training); returns runs/
+    and the accuracies of the finished ones."""
     runs, noise, written = tmp_path / "runs", np.random.default_rng(0), {}
     for variant, (keys, mean, params) in VARIANTS.items():
         written[variant] = []
         for seed in SEEDS:
+            if (variant, seed) == IN_PROGRESS:
+                results.write_file(results.run_dir(runs, "all", variant, seed), checkpoints.CHECKPOINT_FILE, b"training")
+                continue
             if (variant, seed) == FAILED:
                 write(runs, variant, seed, None, ModelConfig(**keys), status="failed", study="all", params=params)
                 continue
@@ -73,7 +79,11 @@ def test_the_page_opens_offline_with_the_summary_numbers_and_prints(study: tuple
         assert shapes["model.width=16"] == "▼" and shapes["model.batchnorm=true"] == "▲"  # verdicts as shapes, not colour alone
         problems = chromium.evaluate("document.querySelector('#problems').textContent")
         assert f"{FAILED[0]}: seed {FAILED[1]}: failed" in " ".join(problems.split())
+        assert f"{IN_PROGRESS[0]}: in progress: seed {IN_PROGRESS[1]}" in " ".join(problems.split())
         assert chromium.evaluate("document.querySelectorAll('figure svg').length") == 4
+        tips = chromium.evaluate("[...document.querySelectorAll('#figure-cost svg title')].map(t => t.textContent)")
+        width = summary.set_index("variant").loc["model.width=64"]
+        assert len(tips) == len(VARIANTS) and f"model.width=64: {width['mean'] * 100:.2f} ± {width['std'] * 100:.2f}, 560,000 trainable parameters" in tips
         with Image.open(io.BytesIO(chromium.screenshot())) as shot:
             assert shot.size[0] == 1280 and shot.size[1] > 3000
             grey = shot.convert("L")

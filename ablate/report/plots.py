@@ -9,6 +9,8 @@ Matplotlib's Agg backend: nothing opens a window.
 from __future__ import annotations
 
 import io
+import itertools
+import re
 from pathlib import Path
 
 import matplotlib
@@ -33,6 +35,7 @@ FAMILIES = ("Blues", "Oranges", "Greens", "Purples", "Reds", "PuRd", "YlOrBr", "
 BASELINE_COLOUR = (0.55, 0.55, 0.55)
 SIGNIFICANT = f"p < {ALPHA:g}"  # the labels say the levels the statistics used
 POWERED = f"{POWER * 100:g} % power"
+TIP = "ablate-tip:"  # an artist's gid that starts so becomes, in the page's SVG, a title shown on hover
 
 
 def metric_scale(name: str) -> tuple[float, str]:
@@ -78,7 +81,8 @@ def write(figure: plt.Figure, png: Path | None = None) -> str:
         figure.savefig(buffer, format="svg")
     plt.close(figure)
     text = buffer.getvalue()
-    return text[text.index("<svg"):]
+    count = itertools.count()
+    return re.sub(f'<g id="{TIP}([^"]*)">', lambda m: f'<g id="tip-{next(count)}"><title>{m.group(1)}</title>', text[text.index("<svg"):])
 
 
 def _grouped_positions(shown: pd.DataFrame) -> tuple[np.ndarray, list[tuple[float, str]]]:
@@ -220,14 +224,17 @@ def _label_points(axes: plt.Axes, points: list[tuple[float, float]], texts: list
 
 def cost_chart(summary: pd.DataFrame, study: str, metric: str) -> plt.Figure:
     """Mean metric (±1 std) against the number of trainable parameters on a log axis: what each change costs and
-    buys. Each point is labelled beside it, or a little away with a line to it, where no other label or point is."""
+    buys. Each point is labelled beside it, or a little away with a line to it, where no other label or point is;
+    in the page its variant, mean and parameters show on hover."""
     scale, label = metric_scale(metric)
     shown = summary[summary["n"] > 0].reset_index(drop=True)
     colours = variant_colours(summary)
     figure, axes = plt.subplots(figsize=(9.0, max(5.0, 0.3 * len(shown) + 1.5)))
     for row in shown.itertuples():
-        axes.errorbar(row.trainable_params, row.mean * scale, yerr=(row.std or 0) * scale, fmt="o", color=colours[row.variant],
-                      markersize=8, capsize=4, markeredgecolor="black", zorder=3)
+        marks = axes.errorbar(row.trainable_params, row.mean * scale, yerr=(row.std or 0) * scale, fmt="o", color=colours[row.variant],
+                              markersize=8, capsize=4, markeredgecolor="black", zorder=3)
+        spread = "" if pd.isna(row.std) else f" ± {row.std * scale:.2f}"
+        marks.lines[0].set_gid(f"{TIP}{row.variant}: {row.mean * scale:.2f}{spread}, {int(row.trainable_params):,} trainable parameters")
     axes.set_xscale("log")
     axes.set_xlim(shown["trainable_params"].min() / 2, shown["trainable_params"].max() * 2)
     axes.margins(y=0.15)
