@@ -92,6 +92,9 @@ def test_the_page_opens_offline_with_the_summary_numbers_and_prints(study: tuple
         text = " ".join(" ".join(page.extract_text().split()) for page in pdf.pages)
         assert "Summary" in text and all(variant in text for variant in VARIANTS)
         assert f"{summary.loc[summary['variant'] == 'model.width=64', 'mean'].iloc[0] * 100:.2f}" in text
+        chromium.send("Emulation.setEmulatedMedia", media="print")  # A4 landscape less the 12 mm margins, at 96 px per inch:
+        chromium.send("Emulation.setDeviceMetricsOverride", width=1032, height=700, deviceScaleFactor=1, mobile=False)
+        assert chromium.evaluate("document.querySelector('#summary-table').scrollWidth <= document.documentElement.clientWidth")
         chromium.open((tmp_path / "reports" / "index.html").as_uri())
         assert chromium.evaluate("[...document.querySelectorAll('a')].map(a => a.getAttribute('href'))") == ["all/index.html"]
 
