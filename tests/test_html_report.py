@@ -38,11 +38,13 @@ FAILED = ("model.dropout=0.5", 4)
 IN_PROGRESS = ("model.width=16", 4)  # a checkpoint, no metrics.json yet
 
 
-@pytest.fixture
-def study(tmp_path: Path) -> tuple[Path, dict[str, list[float]]]:
-    """13 variants x 5 seeds written through the results store (one seed failed, one still training); returns runs/
-    and the accuracies of the finished ones."""
-    runs, noise, written = tmp_path / "runs", np.random.default_rng(0), {}
+@pytest.fixture(scope="module")
+def study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, list[float]]]:
+    """13 variants x 5 seeds written through the results store (one seed failed, one still training) and reported
+    once for the module's tests (which only read it); returns the folder holding runs/ and reports/, and the
+    accuracies of the finished runs."""
+    folder = tmp_path_factory.mktemp("study")
+    runs, noise, written = folder / "runs", np.random.default_rng(0), {}
     for variant, (keys, mean, params) in VARIANTS.items():
         written[variant] = []
         for seed in SEEDS:
@@ -54,14 +56,14 @@ def study(tmp_path: Path) -> tuple[Path, dict[str, list[float]]]:
                 continue
             written[variant].append(round(mean + noise.normal(0, 0.002), 4))
             write(runs, variant, seed, written[variant][-1], ModelConfig(**keys), study="all", params=params)
-    return runs, written
+    write_reports([str(runs)], str(folder / "reports"))
+    return folder, written
 
 
-def test_the_page_opens_offline_with_the_summary_numbers_and_prints(study: tuple[Path, dict[str, list[float]]], tmp_path: Path) -> None:
-    runs, written = study
-    write_reports([str(runs)], str(tmp_path / "reports"))
-    page = tmp_path / "reports" / "all" / "index.html"
-    summary = pd.read_csv(tmp_path / "reports" / "all" / "summary.csv")
+def test_the_page_opens_offline_with_the_summary_numbers_and_prints(study: tuple[Path, dict[str, list[float]]]) -> None:
+    folder, written = study
+    page = folder / "reports" / "all" / "index.html"
+    summary = pd.read_csv(folder / "reports" / "all" / "summary.csv")
     with browser.Browser() as chromium:
         chromium.open(page.as_uri())
         assert chromium.requests() == [page.as_uri()]  # the page itself, nothing else
@@ -95,30 +97,27 @@ def test_the_page_opens_offline_with_the_summary_numbers_and_prints(study: tuple
         chromium.send("Emulation.setEmulatedMedia", media="print")  # A4 landscape less the 12 mm margins, at 96 px per inch:
         chromium.send("Emulation.setDeviceMetricsOverride", width=1032, height=700, deviceScaleFactor=1, mobile=False)
         assert chromium.evaluate("document.querySelector('#summary-table').scrollWidth <= document.documentElement.clientWidth")
-        chromium.open((tmp_path / "reports" / "index.html").as_uri())
+        chromium.open((folder / "reports" / "index.html").as_uri())
         assert chromium.evaluate("[...document.querySelectorAll('a')].map(a => a.getAttribute('href'))") == ["all/index.html"]
 
 
-def test_each_variants_command_plans_its_finished_runs_again(study: tuple[Path, dict[str, list[float]]], tmp_path: Path) -> None:
-    runs, _ = study
-    write_reports([str(runs)], str(tmp_path / "reports"))
+def test_each_variants_command_plans_its_finished_runs_again(study: tuple[Path, dict[str, list[float]]]) -> None:
+    folder, _ = study
     with browser.Browser() as chromium:
-        chromium.open((tmp_path / "reports" / "all" / "index.html").as_uri())
+        chromium.open((folder / "reports" / "all" / "index.html").as_uri())
         commands = dict(chromium.evaluate("[...document.querySelectorAll('#command-table tbody tr')].map(r => [r.cells[0].textContent, r.cells[2].textContent])"))
     assert sorted(commands) == sorted(VARIANTS)
     line = shlex.split(commands["model.width=64"])
     assert line[:4] == ["ablate", "run", "-m", "model.width=32,64"] and "train.epochs=2" in line and "study=all" in line
-    planned = run_ablate(*line[1:], "--dry-run", cwd=tmp_path)
+    planned = run_ablate(*line[1:], "--dry-run", cwd=folder)
     assert planned.returncode == 0, planned.stderr
     assert "10 run(s) planned, 10 finished, 0 to train" in planned.stdout  # the same identity: nothing to train again
     finished = {row.split()[1] for row in planned.stdout.splitlines() if row.split()[:1] == ["ok"]}
     assert finished == {f"runs/all/{variant}/seed={seed}" for variant in ("baseline", "model.width=64") for seed in SEEDS}
 
 
-def test_the_cost_chart_labels_every_point_without_overlap(study: tuple[Path, dict[str, list[float]]], tmp_path: Path) -> None:
-    runs, _ = study
-    write_reports([str(runs)], str(tmp_path / "reports"), formats=["csv"])
-    summary = pd.read_csv(tmp_path / "reports" / "all" / "summary.csv").fillna({"factor": "", "value": ""})
+def test_the_cost_chart_labels_every_point_without_overlap(study: tuple[Path, dict[str, list[float]]]) -> None:
+    summary = pd.read_csv(study[0] / "reports" / "all" / "summary.csv").fillna({"factor": "", "value": ""})
     figure = plots.cost_chart(summary, "all", "test_acc")
     figure.canvas.draw()
     renderer = figure.canvas.get_renderer()
