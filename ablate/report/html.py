@@ -14,6 +14,7 @@ from markupsafe import Markup
 
 from ablate.config import format_value
 from ablate.report import reproduce
+from ablate.report.metrics import held_out_split
 from ablate.report.metrics import metric as declared_metric
 from ablate.store import provenance
 from ablate.study.variants import BASELINE
@@ -55,12 +56,13 @@ def _cell(value: object, scale: float = 1.0, digits: int = 4) -> str:
 
 
 def _seed_rows(runs: pd.DataFrame, metric: str, order: Sequence[str]) -> dict[str, object]:
-    """Every finished run's numbers, failed and diverged ones with their error, in the summary's variant order."""
-    scale, label = declared_metric(metric).scale, declared_metric(metric).label
-    columns = ["variant", "seed", "status", label, "test_loss", "train_loss", "train s", "error"]
+    """Every finished run's numbers, failed and diverged ones with their error, in the summary's variant order; beside
+    a validation metric the validation loss, so a page that chooses shows no test number."""
+    scale, label, held_out = declared_metric(metric).scale, declared_metric(metric).label, f"{held_out_split(metric)}_loss"
+    columns = ["variant", "seed", "status", label, held_out, "train_loss", "train s", "error"]
     ranked = runs.assign(rank=runs["variant"].map({v: i for i, v in enumerate(order)})).sort_values(["rank", "seed"])
     rows = [[run.variant, run.seed, run.status, _cell(getattr(run, metric), scale, 2 if scale == 100.0 else 4),
-             _cell(getattr(run, "test_loss", None)), _cell(getattr(run, "train_loss", None)),
+             _cell(getattr(run, held_out, None)), _cell(getattr(run, "train_loss", None)),
              _cell(getattr(run, "train_seconds", None), digits=1), run.error if isinstance(run.error, str) else ""] for run in ranked.itertuples()]
     return {"columns": columns, "rows": rows}
 
