@@ -155,7 +155,8 @@ def bar_chart(summary: pd.DataFrame, runs: pd.DataFrame, study: str, metric: str
 
 def curves_chart(curves: pd.DataFrame, summary: pd.DataFrame, study: str, split: str = "test") -> plt.Figure:
     """Test (or, with split="val", validation) accuracy (top) and train loss (bottom) per epoch, one column per factor
-    with the baseline (grey, dashed) in each: the mean over seeds as a line, ±1 std as a band (`summary.curves`)."""
+    with the baseline (grey, dashed) in each: the mean over seeds as a line, ±1 std as a band (a whisker after one
+    epoch); `summary.curves` computes both."""
     colours = variant_colours(summary)
     present = set(curves["variant"])
     factors = [f for f in dict.fromkeys(summary["factor"]) if f and set(summary.loc[summary["factor"] == f, "variant"]) & present]
@@ -167,12 +168,17 @@ def curves_chart(curves: pd.DataFrame, summary: pd.DataFrame, study: str, split:
         shown = ([BASELINE] if BASELINE in present else []) + variants
         for row, (y, scale, label) in enumerate(rows):
             axes = grid[row, column]
-            for variant in shown:
+            for index, variant in enumerate(shown):
                 line = curves[curves["variant"] == variant]
                 mean, std = line[f"{y}_mean"] * scale, line[f"{y}_std"].fillna(0) * scale
-                axes.plot(line["epoch"], mean, color=colours[variant], linestyle="--" if variant == BASELINE else "-", marker="o", markersize=3,
+                # after one epoch there is no band: ±1 std as a whisker, each variant's set a little apart
+                x = line["epoch"] + (0 if len(line) > 1 else 0.1 * (index - (len(shown) - 1) / 2))
+                axes.plot(x, mean, color=colours[variant], linestyle="--" if variant == BASELINE else "-", marker="o", markersize=3,
                           label="baseline" if variant == BASELINE else variant.partition("=")[2] or variant)
-                axes.fill_between(line["epoch"], mean - std, mean + std, color=colours[variant], alpha=0.2, linewidth=0)
+                if len(line) > 1:
+                    axes.fill_between(x, mean - std, mean + std, color=colours[variant], alpha=0.2, linewidth=0)
+                else:
+                    axes.errorbar(x, mean, yerr=std, color=colours[variant], capsize=3, linewidth=1)
             axes.set_ylabel(label if column == 0 else "")
             axes.set_xlabel("epoch")
             axes.set_xticks(sorted(curves["epoch"].unique()))
@@ -182,7 +188,8 @@ def curves_chart(curves: pd.DataFrame, summary: pd.DataFrame, study: str, split:
                 axes.legend(fontsize=7, loc="best")
     top = grid[0, 0].get_ylim()
     grid[0, 0].set_ylim(top[0], min(top[1], 100.5))
-    figure.suptitle(f"Study '{study}': learning curves per factor\n(line = mean over seeds, band = ±1 std; grey dashed = baseline)", fontsize=11)
+    grid[0, 0].set_xlim(curves["epoch"].min() - 0.5, curves["epoch"].max() + 0.5)
+    figure.suptitle(f"Study '{study}': learning curves per factor\n(line = mean over seeds, {'band' if curves['epoch'].nunique() > 1 else 'whisker'} = ±1 std; grey dashed = baseline)", fontsize=11)
     return _finish(figure)
 
 
