@@ -1,5 +1,6 @@
 """The README and the user guide hold together: every relative link in README.md and docs/**/*.md reaches a file of
-the repository (and a heading of it, when it names one), and every page of docs/guide/ is reachable from the README."""
+the repository (and a heading of it, when it names one), every page of docs/guide/ is reachable from the README, and
+the README's demo is the study `make run` trains."""
 
 from __future__ import annotations
 
@@ -72,3 +73,9 @@ def test_every_page_of_the_user_guide_is_linked_from_the_readme() -> None:
     linked = {(ROOT / target.partition("#")[0]).resolve() for target in LINK.findall(prose(readme))}
     guide = set((ROOT / "docs" / "guide").glob("*.md"))
     assert guide and guide <= linked, sorted(p.name for p in guide - linked)
+
+
+def test_the_readme_shows_the_demo_study_that_make_run_trains() -> None:
+    demo = re.search(r"^DEMO\s*:=\s*(.+)$", (ROOT / "Makefile").read_text(), flags=re.M)
+    assert demo, "the Makefile names no DEMO"
+    assert f"    ablate run {demo.group(1).strip()}\n    ablate report runs/demo\n" in (ROOT / "README.md").read_text()
