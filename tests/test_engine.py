@@ -6,8 +6,10 @@ import torch
 
 from ablate.config import DataConfig, ModelConfig, TrainConfig
 from ablate.data.datasets import Dataset, load_dataset
-from ablate.networks.cnn import build_model
-from ablate.training.engine import EagerTrainer, evaluate, train_seed, train_seeds
+from ablate.networks.network import build_model
+from ablate.training.engine import train_seed, train_seeds
+from ablate.training.loop import evaluate
+from ablate.training.strategies import EagerTrainer
 
 CPU = torch.device("cpu")
 
