@@ -19,6 +19,7 @@ from conftest import TINY, run_ablate
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from ablate import recipe
 from ablate.config import ConfigError, ModelConfig, TrainConfig
 from ablate.data.datasets import load_dataset
 from ablate.inspect.layers import inspect_overrides
@@ -179,3 +180,12 @@ def test_vectorized_seeds_train_as_eager_ones_and_a_network_vmap_cannot_run_is_r
     assert ".item()" in str(network.not_vectorizable(own, (1, 16, 16), 10))
     with pytest.raises(ConfigError, match=r"train.strategy=vectorized is not allowed with model._target_=itemnet.Net \(it does not run under torch.func.vmap"):
         plan.build(["model=mynet", "model._target_=itemnet.Net", "~model.hidden", "~model.dropout", "train.strategy=vectorized", *TINY], "myconf")
+
+
+def test_your_network_drawing_dropout_masks_trains_eagerly_and_vectorized_is_refused(mynet: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigError, match=r"train.strategy=vectorized is not allowed with model._target_=mynet.Net \(its forward draws random numbers"):
+        plan.build(["model=mynet", "model.dropout=0.5", "train.strategy=vectorized", *TINY], "myconf")
+    monkeypatch.setitem(recipe.AUTO_STRATEGY, "cpu", "vectorized")  # a device where vectorized is the faster
+    dropped, plain = (plan.build(["model=mynet", f"model.dropout={p}", *TINY], "myconf").study.resolved for p in (0.5, 0.0))
+    assert dropped.strategy == "eager" and "its forward draws random numbers" in dropped.strategy_note
+    assert plain.strategy == "vectorized" and plain.strategy_note is None
