@@ -143,12 +143,15 @@ def fit_effects(design: TwoLevelRuns) -> EffectsFit:
 
 def interaction_means(design: TwoLevelRuns) -> pd.DataFrame:
     """For every pair of factors, the mean response at each of their four level combinations (averaged over the
-    other factors and the seeds): what an interaction plot draws."""
+    other factors and the seeds), and the other two-factor interactions the pair's is aliased with: what an
+    interaction plot draws."""
     frames = []
-    for a, b in itertools.combinations(design.factors, 2):
+    points = design.coded[list(design.factors)].drop_duplicates().to_numpy()
+    aliases = alias_groups(design.factors, points)
+    for (i, a), (j, b) in itertools.combinations(enumerate(design.factors), 2):
         means = design.coded.groupby([a, b])["response"].mean().reset_index()
         frames.append(pd.DataFrame({
-            "x_factor": a, "line_factor": b,
+            "x_factor": a, "line_factor": b, "aliases": " = ".join(w for w in aliases[(i, j)] if w.count("×") == 1),
             "x": [design.levels[a][int(code > 0)] for code in means[a]],
             "line": [design.levels[b][int(code > 0)] for code in means[b]],
             "x_code": means[a], "mean": means["response"],

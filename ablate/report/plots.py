@@ -310,6 +310,8 @@ def interaction_chart(means: pd.DataFrame, study: str, metric: str, path: Path) 
             axes.plot(line["x_code"], line["mean"], marker="o", color=colour, label=f"{_short(b)}={value}")
         axes.set_xticks([-1, 1], list(dict.fromkeys(panel["x"])))
         axes.set_xlabel(_short(a))
+        aliased = panel["aliases"].iloc[0]
+        axes.set_title(f"{_short(a)} × {_short(b)}" + (f"\n(aliased with {aliased})" if aliased else ""), fontsize=9)
         axes.legend(fontsize=7, frameon=False)
         axes.grid(True, alpha=0.3)
     for axes in list(grid.flat)[len(pairs):]:
@@ -323,16 +325,21 @@ def interaction_chart(means: pd.DataFrame, study: str, metric: str, path: Path) 
 def half_normal_chart(scores: pd.DataFrame, study: str, metric: str, path: Path) -> None:
     """Daniel's half-normal plot: |effect| against its half-normal quantile; effects significant after Holm are
     coloured and every point is named; effects far off the line through the small ones are real."""
-    figure, axes = plt.subplots(figsize=(7.0, 5.0))
+    figure, axes = plt.subplots(figsize=(8.0, 5.5))
     significant = scores["p_holm"] < 0.05
     colours = np.where(significant, "#d55e00", "#555555")
     axes.scatter(scores["quantile"], scores["size"], c=list(colours), zorder=3)
-    for row in scores.itertuples():
-        axes.annotate(row.term + (f" (= {row.aliases})" if row.aliases else ""), (row.quantile, row.size),
-                      xytext=(5, 2), textcoords="offset points", fontsize=8)
-    axes.plot([0, *scores["quantile"]], [0, *scores["noise"]], color="#999999", linestyle="--", zorder=1)
+    for index, row in enumerate(scores.itertuples()):  # aliases of up to two factors; labels alternate to stay apart
+        aliases = [word for word in row.aliases.split(" = ") if word and word.count("×") <= 1]
+        axes.annotate(row.term + (f" (= {' = '.join(aliases)})" if aliases else ""), (row.quantile, row.size),
+                      xytext=(6, 3 if index % 2 else -11), textcoords="offset points", fontsize=8)
+    if scores["noise"].notna().all():
+        axes.plot([0, *scores["quantile"]], [0, *scores["noise"]], color="#999999", linestyle="--", zorder=1,
+                  label="where effects that are only noise lie (fitted to those not significant)")
+        axes.legend(fontsize=8, frameon=False, loc="upper left")
+    axes.set_xlim(0, float(scores["quantile"].max()) * 1.45)
     axes.set_xlabel("half-normal quantile")
     axes.set_ylabel(f"|effect| on {metric_scale(metric)[1]}")
-    axes.set_title(f"Study '{study}': half-normal plot of the effects\n(orange: Holm p < 0.05; the dashed line is where noise lies)", fontsize=11)
+    axes.set_title(f"Study '{study}': half-normal plot of the effects\n(orange: Holm p < 0.05; effects far above the noise line are real)", fontsize=11)
     axes.grid(True, alpha=0.3)
     _save(figure, path)
