@@ -130,13 +130,14 @@ def fit_effects(design: TwoLevelRuns) -> EffectsFit:
     residual_df = int(round(model.df_resid))
     intervals = np.asarray(model.conf_int(0.05)) if residual_df > 0 else np.full((len(terms) + 1, 2), np.nan)
     pvalues = np.asarray(model.pvalues) if residual_df > 0 else np.full(len(terms) + 1, np.nan)
+    errors = np.asarray(model.bse) if residual_df > 0 else np.full(len(terms) + 1, np.nan)
     holm = multipletests(pvalues[1:], method="holm")[1] if residual_df > 0 else np.full(len(terms), np.nan)
     aliases = alias_groups(factors, points)
     rows = []
     for index, term in enumerate(terms, start=1):
         change = " × ".join(f"{factors[c].removeprefix('model.')} {design.levels[factors[c]][0]}→{design.levels[factors[c]][1]}" for c in term)
         rows.append({"term": _name(factors, term), "order": len(term), "change": change,
-                     "effect": 2 * model.params[index], "ci_low": 2 * intervals[index, 0], "ci_high": 2 * intervals[index, 1],
+                     "effect": 2 * model.params[index], "se": 2 * errors[index], "ci_low": 2 * intervals[index, 0], "ci_high": 2 * intervals[index, 1],
                      "p": pvalues[index], "p_holm": holm[index - 1], "aliases": " = ".join(aliases[term])})
     return EffectsFit(design_name(factors, points), pd.DataFrame(rows), residual_df)
 
@@ -160,11 +161,8 @@ def interaction_means(design: TwoLevelRuns) -> pd.DataFrame:
 
 
 def half_normal_scores(effects: pd.DataFrame) -> pd.DataFrame:
-    """|effect| in ascending order beside its half-normal quantile (Daniel's plot), and `noise`: the line through
-    the origin that the effects not significant after Holm follow (all of them when none was tested), where an
-    effect that is only noise would lie."""
+    """|effect| in ascending order beside its half-normal quantile (Daniel's plot), and `noise`: where an effect
+    that is only noise would lie, the quantile times the fit's standard error of an effect (NaN without one)."""
     ordered = effects.assign(size=effects["effect"].abs()).sort_values("size").reset_index(drop=True)
     ordered = ordered.assign(quantile=stats.halfnorm.ppf((np.arange(1, len(ordered) + 1) - 0.5) / len(ordered)))
-    small = ordered[~(ordered["p_holm"] < 0.05)]
-    slope = float(np.median(small["size"] / small["quantile"])) if len(small) else float("nan")
-    return ordered.assign(noise=slope * ordered["quantile"])
+    return ordered.assign(noise=float(ordered["se"].median()) * ordered["quantile"])

@@ -332,10 +332,10 @@ def half_normal_chart(scores: pd.DataFrame, study: str, metric: str, path: Path)
     for index, row in enumerate(scores.itertuples()):  # aliases of up to two factors; labels alternate to stay apart
         aliases = [word for word in row.aliases.split(" = ") if word and word.count("×") <= 1]
         axes.annotate(row.term + (f" (= {' = '.join(aliases)})" if aliases else ""), (row.quantile, row.size),
-                      xytext=(6, 3 if index % 2 else -11), textcoords="offset points", fontsize=8)
+                      xytext=(6, 3) if index % 2 else (-6, 3), ha="left" if index % 2 else "right", textcoords="offset points", fontsize=8)
     if scores["noise"].notna().all():
         axes.plot([0, *scores["quantile"]], [0, *scores["noise"]], color="#999999", linestyle="--", zorder=1,
-                  label="where effects that are only noise lie (fitted to those not significant)")
+                  label="where effects that are only noise lie (quantile × the fit's standard error)")
         axes.legend(fontsize=8, frameon=False, loc="upper left")
     axes.set_xlim(0, float(scores["quantile"].max()) * 1.45)
     axes.set_xlabel("half-normal quantile")
