@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 from conftest import TINY, run_ablate
 
 from ablate.config import ConfigError
@@ -56,6 +57,15 @@ def test_the_fit_recovers_known_main_effects_and_an_interaction_from_synthetic_r
     significant = set(table.index[table["p_holm"] < 0.05])
     assert significant == {"depth", "batchnorm", "batchnorm × depth"}
     assert table.loc["batchnorm × depth", "change"] == "batchnorm false→true × depth 2→4"
+    # an effect's standard error in a balanced ±1 design: 2 σ / sqrt(N), σ² the residual mean square
+    coded = np.column_stack([np.ones(32)] + [np.where(runs[f"cfg.{k}"] == v[1], 1.0, -1.0) for k, v in FACTORS.items()])
+    model = np.column_stack([coded, *(coded[:, i] * coded[:, j] for i, j in itertools.combinations(range(1, 4), 2))])
+    residuals = acc - model @ np.linalg.lstsq(model, acc, rcond=None)[0]
+    assert table["se"].to_numpy() == pytest.approx(2 * np.sqrt(residuals @ residuals / 25) / np.sqrt(32))
+    scores = effects.half_normal_scores(fit.effects)
+    assert list(scores["term"][-3:]) == ["batchnorm", "batchnorm × depth", "depth"]  # largest |effect| last
+    assert scores["quantile"].to_numpy() == pytest.approx(stats.norm.ppf(0.5 + 0.5 * (np.arange(1, 7) - 0.5) / 6))
+    assert scores["noise"].to_numpy() == pytest.approx(scores["quantile"].to_numpy() * table["se"].median())
 
 
 def test_a_half_fraction_names_its_aliases_and_estimates_their_sum() -> None:
