@@ -28,7 +28,9 @@ CAPTIONS = {
               "the marker's shape and colour give the verdict.",
     "accuracy": "Mean per variant (bar), ±1 std (whiskers), 95 % CI of the mean (black range), each seed (dot); grouped by factor.",
     "curves": "Learning curves per factor: mean over seeds (line) and ±1 std (band); the baseline grey and dashed.",
-    "cost": "Mean (±1 std) against trainable parameters: what each change costs and buys.",
+    "cost": "Mean (±1 std) against trainable parameters: what each change costs and buys; hover a point for its numbers.",
+    "interactions": "Two-factor interactions: mean response at one factor's two values, a line per value of the other.",
+    "half_normal": "Half-normal plot of the effects: effects far above the noise line are real.",
 }
 _TEMPLATES = jinja2.Environment(loader=jinja2.PackageLoader("ablate.report", "templates"), autoescape=True,
                                 trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
@@ -79,9 +81,10 @@ def _factors(summary: pd.DataFrame, runs: pd.DataFrame) -> list[dict[str, object
 
 
 def study_page(study: str, metric: str, summary: pd.DataFrame, table: pd.DataFrame, runs: pd.DataFrame,
-               sensitivity: str, figures: Mapping[str, str], notes: str) -> str:
-    """The page of one study: question, shared settings, summary table with verdicts, figures (inline SVG from
-    `plots.write`), every seed, failed and in-progress runs, and each variant's command and identity hash."""
+               sensitivity: str, figures: Mapping[str, str], notes: str, effects: str = "") -> str:
+    """The page of one study: question, shared settings, summary table with verdicts, a two-level design's effects
+    (the markdown of `summary.effects_section`, as written), figures (inline SVG from `plots.write`), every seed,
+    failed and in-progress runs, and each variant's command and identity hash."""
     hashes = reproduce.identity_hashes(runs)
     rows = [{"variant": variant, "cells": list(zip(table.columns, cells)), "verdict_mark": verdict_style(verdict)[0],
              "verdict_class": verdict_style(verdict)[1]}
@@ -92,7 +95,7 @@ def study_page(study: str, metric: str, summary: pd.DataFrame, table: pd.DataFra
     return _TEMPLATES.get_template("study.html.j2").render(
         study=study, metric=metric, label=declared_metric(metric).label, sensitivity=sensitivity,
         factors=_factors(summary, runs), settings=reproduce.common_settings(runs),
-        table={"columns": list(table.columns), "rows": rows}, notes=notes,
+        table={"columns": list(table.columns), "rows": rows}, notes=notes, effects=effects,
         verdict_legend={name: style for name, style in VERDICTS.items()},
         figures=[{"name": name, "svg": Markup(svg), "caption": CAPTIONS[name]} for name, svg in figures.items()],
         seeds=_seed_rows(runs, metric, list(summary["variant"])), problems=problems,

@@ -22,7 +22,7 @@ from ablate.store import results
 log = logging.getLogger("ablate")
 
 CHECKPOINT_FILE = "checkpoint.pt"
-FORMAT = 1
+FORMAT = 2  # 2: each seed's trainer state holds its dropout generator
 
 
 @dataclass
