@@ -33,7 +33,7 @@ $(DEV_STAMP): $(STAMP)
 
 install-dev: $(DEV_STAMP) ## add the launchers, the experiment trackers and the test tools to .venv
 
-run: install ## train the demo study on embedded MNIST and write its report under reports/
+run: install ## train the demo study on embedded MNIST; its report under reports/, its page reports/demo/index.html
 	$(BIN)/ablate run $(DEMO)
 	$(BIN)/ablate report runs/demo
 

@@ -138,3 +138,5 @@ def test_a_tiny_factorial_runs_end_to_end_resumes_and_reports_its_effects(workdi
     for picture in ("interactions.png", "half_normal.png"):
         assert (workdir / "reports/fac" / picture).read_bytes()[:4] == b"\x89PNG"
     assert "## Effects on test_acc (%)" in (workdir / "reports/fac/summary.md").read_text()
+    page = (workdir / "reports/fac/index.html").read_text()  # the shared page holds the effects and their pictures
+    assert "Effects on test_acc (%)" in page and page.count('<figure id="figure-') == 6 and 'id="figure-half_normal"' in page

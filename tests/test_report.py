@@ -15,6 +15,7 @@ from scipy import stats
 
 from ablate.config import AblateConfig, ModelConfig, TrainConfig
 from ablate.report.summary import ReportError, write_reports
+from ablate.report.summary import curves as summary_curves
 from ablate.store import results
 
 BASELINE = [0.980, 0.984, 0.982, 0.979, 0.983]
@@ -25,12 +26,12 @@ SEEDS = [0, 1, 2, 3, 4]
 
 
 def write(runs: Path, variant: str, seed: int, acc: float | None, model: ModelConfig, status: str = "ok",
-          train: TrainConfig | None = None, study: str = "known", strategy: str = "eager") -> None:
+          train: TrainConfig | None = None, study: str = "known", strategy: str = "eager", params: int = 1000) -> None:
     """One run through the project's own results store, as the runner writes it."""
     factor, _, value = variant.partition("=") if variant != "baseline" else ("", "", "")
     cfg = AblateConfig(model=model, train=train or TrainConfig(epochs=2), seeds=[seed], study=study, variant=variant)
     metrics = {"study": study, "variant": variant, "factor": factor, "value": value, "seed": seed, "status": status,
-               "params": 1000, "receptive_field": 10, "device": "cpu", "precision": "fp32", "strategy": strategy,
+               "params": params, "receptive_field": 10, "device": "cpu", "precision": "fp32", "strategy": strategy,
                "train_seconds": 1.0, "planned_seeds": SEEDS, "error": None if status == "ok" else "loss became nan"}
     history = []
     if acc is not None:
@@ -219,3 +220,31 @@ def test_bootstrap_intervals_and_a_bad_margin(known_study: Path, tmp_path: Path)
     assert "95% CI (BCa bootstrap)" in (out / "known" / "summary.md").read_text()
     bad = run_ablate("report", str(known_study), "--equivalence-margin", "0", cwd=tmp_path)
     assert bad.returncode == 2 and "--equivalence-margin must be a positive number" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_the_summary_decides_far_outliers_and_the_curves_the_pictures_only_draw(known_study: Path, tmp_path: Path) -> None:
+    collapsed = [0.31, 0.30, 0.33]  # a variant that learned nothing: far below the others, on both axes named off axis
+    for seed, acc in enumerate(collapsed):
+        write(known_study, "model.dropout=0.5", seed, acc, ModelConfig(dropout=0.5))
+    write_reports([str(known_study)], str(tmp_path / "reports"))
+    summary = pd.read_csv(tmp_path / "reports" / "known" / "summary.csv").set_index("variant")
+    means = {v: np.mean(a) for v, a in {"baseline": BASELINE, "model.width=64": WIDER, "model.pool=avg": SAME,
+                                        "model.depth=5": WORSE, "model.head=gap": [0.970], "model.dropout=0.5": collapsed}.items()}
+    diffs = {v: m - means["baseline"] for v, m in means.items() if v not in ("baseline", "model.head=gap")}  # gap: 1 seed, untested
+
+    def far(values: dict[str, float]) -> set[str]:  # 8 median absolute deviations, at least half a point
+        centre = np.median(list(values.values()))
+        spread = max(np.median([abs(v - centre) for v in values.values()]), 0.005)
+        return {k for k, v in values.items() if abs(v - centre) > 8 * spread}
+
+    assert far(means) == {"model.dropout=0.5"} == set(summary.index[summary["mean_off_axis"]])
+    assert far(diffs) == {"model.dropout=0.5"} == set(summary.index[summary["diff_off_axis"]])
+    runs = results.load_runs(known_study / "known")
+    curves = summary_curves(results.load_histories(runs[runs["status"] == "ok"])).set_index(["variant", "epoch"])
+    for variant, accs in (("baseline", BASELINE), ("model.depth=5", WORSE)):  # depth=5: its diverged seed has no curve
+        for epoch in (1, 2):
+            seen = [a - 0.05 / epoch for a in accs]  # write()'s test_acc of that epoch
+            row = curves.loc[(variant, epoch)]
+            assert row["n"] == len(accs)
+            assert (row["acc_mean"], row["acc_std"]) == pytest.approx((np.mean(seen), np.std(seen, ddof=1)))
+            assert row["loss_mean"] == pytest.approx(np.mean([2 - epoch * a / 2 for a in accs]))

@@ -21,6 +21,7 @@ from ablate.data.datasets import DataError, _load_cached, embedded_mnist_file, l
 from ablate.networks.network import build_model
 from ablate.report import plots
 from ablate.report.summary import ReportError, write_reports
+from ablate.report.summary import curves as summary_curves
 from ablate.store import results
 from ablate.study import identity, plan
 
@@ -133,9 +134,11 @@ def test_report_compares_val_acc_and_refuses_it_on_runs_without_a_validation_spl
     assert {"val_loss_mean", "train_loss_mean"} <= set(summary.columns) and "test_loss_mean" not in summary.columns
     table = (workdir / "reports" / "pool" / "summary.md").read_text()
     assert "val_acc (%) mean ± std" in table and "val_loss" in table and "test" not in table.split("\n\n")[1]  # no test number while choosing
+    page = (workdir / "reports" / "pool" / "index.html").read_text()
+    assert "val_loss" in page and "test_acc" not in page and "test_loss" not in page  # nor on the page
     runs = results.load_runs(workdir / "runs" / "pool")
     unseen = results.load_histories(runs).drop(columns=["test_loss", "test_acc"])  # the val curves need no test column
-    plots.curves_chart(unseen, runs.drop_duplicates("variant"), "pool", workdir / "val_curves.png", "val")
+    plots.write(plots.curves_chart(summary_curves(unseen, "val"), runs.drop_duplicates("variant"), "pool", "val"), workdir / "val_curves.png")
     assert (workdir / "val_curves.png").stat().st_size > 10_000
 
     plain = workdir / "plain"

@@ -1,16 +1,22 @@
 """The pictures of a study report: per-variant bars, learning curves, and accuracy against model size.
 
 Every figure uses seaborn's colour-blind-safe palette, sets the baseline apart in grey, and says in its
-title or caption what the marks mean. Matplotlib's Agg backend: nothing opens a window.
+title or caption what the marks mean. Each function draws what the summary computed (no statistic, no outlier rule
+of its own) and returns the figure; `write` saves it as PNG and returns it as inline SVG for the HTML page.
+Matplotlib's Agg backend: nothing opens a window.
 """
 
 from __future__ import annotations
 
+import io
+import itertools
+import re
 from pathlib import Path
 
 import matplotlib
 import matplotlib.patches
 import matplotlib.ticker
+from matplotlib.transforms import Bbox
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -19,6 +25,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from ablate.report.metrics import metric  # noqa: E402
+from ablate.report.stats import ALPHA, POWER  # noqa: E402
 from ablate.study.variants import BASELINE  # noqa: E402
 
 VERDICT_MARKS = {"better": "▲ better", "worse": "▼ worse", "no clear difference": "n.s.", "equivalent": "≈ equiv."}
@@ -26,6 +33,9 @@ VERDICT_MARKS = {"better": "▲ better", "worse": "▼ worse", "no clear differe
 # colour; the baseline is grey in every figure.
 FAMILIES = ("Blues", "Oranges", "Greens", "Purples", "Reds", "PuRd", "YlOrBr", "BuGn")
 BASELINE_COLOUR = (0.55, 0.55, 0.55)
+SIGNIFICANT = f"p < {ALPHA:g}"  # the labels say the levels the statistics used
+POWERED = f"{POWER * 100:g} % power"
+TIP = "ablate-tip:"  # an artist's gid that starts so becomes, in the page's SVG, a title shown on hover
 
 
 def metric_scale(name: str) -> tuple[float, str]:
@@ -51,23 +61,28 @@ def variant_colours(summary: pd.DataFrame) -> dict[str, tuple]:
     return colours | {v: BASELINE_COLOUR for v in summary["variant"] if v not in colours}
 
 
-def _core(values: pd.Series, spread: float) -> pd.Series:
-    """The values that are not far outliers (beyond 8 median absolute deviations, at least `spread`, from the median),
-    so one diverged variant does not squash every other difference on the axis."""
-    centre = float(values.median())
-    deviation = max(float((values - centre).abs().median()), spread)
-    return (values - centre).abs() <= 8 * deviation
-
-
 def _short(variant: str) -> str:
     return variant.removeprefix("model.")
 
 
-def _save(figure: plt.Figure, path: Path) -> None:
+def _finish(figure: plt.Figure) -> plt.Figure:
     sns.despine(figure)
     figure.tight_layout()
-    figure.savefig(path, dpi=130)
+    return figure
+
+
+def write(figure: plt.Figure, png: Path | None = None) -> str:
+    """Save a figure as PNG (when a path is given) and return it as an inline <svg> element with its text as text,
+    so the HTML page needs no other file and prints and searches like the page around it; closes the figure."""
+    if png is not None:
+        figure.savefig(png, dpi=130)
+    buffer = io.StringIO()
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "ablate"}):
+        figure.savefig(buffer, format="svg")
     plt.close(figure)
+    text = buffer.getvalue()
+    count = itertools.count()
+    return re.sub(f'<g id="{TIP}([^"]*)">', lambda m: f'<g id="tip-{next(count)}"><title>{m.group(1)}</title>', text[text.index("<svg"):])
 
 
 def _grouped_positions(shown: pd.DataFrame) -> tuple[np.ndarray, list[tuple[float, str]]]:
@@ -86,7 +101,7 @@ def _grouped_positions(shown: pd.DataFrame) -> tuple[np.ndarray, list[tuple[floa
     return x, groups
 
 
-def bar_chart(summary: pd.DataFrame, runs: pd.DataFrame, study: str, metric: str, path: Path) -> None:
+def bar_chart(summary: pd.DataFrame, runs: pd.DataFrame, study: str, metric: str) -> plt.Figure:
     """Mean per variant (bars, grouped by factor), ±1 std (error bars), 95% CI of the mean (black ranges), each seed
     (dots). The y-axis spans the data, not zero, so differences of a point or less stay visible."""
     scale, label = metric_scale(metric)
@@ -96,7 +111,7 @@ def bar_chart(summary: pd.DataFrame, runs: pd.DataFrame, study: str, metric: str
     x, groups = _grouped_positions(shown)
     means = shown["mean"].astype(float) * scale
     stds = shown["std"].astype(float).fillna(0) * scale
-    core = _core(means, 0.5 if scale == 100.0 else 1e-3)
+    core = ~shown["mean_off_axis"].astype(bool)
     low = float(np.nanmin([(means - stds)[core].min(), (shown["ci_low"].astype(float) * scale)[core].min(), means[core].min()]))
     tops = np.maximum(means + stds, shown["ci_high"].astype(float).fillna(-np.inf) * scale)
     if scale == 100.0:
@@ -133,68 +148,103 @@ def bar_chart(summary: pd.DataFrame, runs: pd.DataFrame, study: str, metric: str
                       ha="center", va="top", fontsize=10, fontweight="bold")
     axes.set_ylabel(f"{label}: mean ± 1 std over seeds" + ("" if bottom == 0 else f"\n(axis starts at {bottom:.1f}, not 0)"))
     axes.set_title(f"Study '{study}': {label} per variant, grouped by factor\n(grey = baseline; ▲/▼ = Holm-adjusted Welch "
-                   f"p < 0.05; n.s. = no clear difference)", fontsize=11)
+                   f"{SIGNIFICANT}; n.s. = no clear difference)", fontsize=11)
     axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
-    _save(figure, path)
+    return _finish(figure)
 
 
-def curves_chart(histories: pd.DataFrame, summary: pd.DataFrame, study: str, path: Path, split: str = "test") -> None:
+def curves_chart(curves: pd.DataFrame, summary: pd.DataFrame, study: str, split: str = "test") -> plt.Figure:
     """Test (or, with split="val", validation) accuracy (top) and train loss (bottom) per epoch, one column per factor
-    with the baseline (grey, dashed) in each: the mean over seeds as a line, ±1 std as a band."""
+    with the baseline (grey, dashed) in each: the mean over seeds as a line, ±1 std as a band (a whisker after one
+    epoch); `summary.curves` computes both."""
     colours = variant_colours(summary)
-    present = set(histories["variant"])
+    present = set(curves["variant"])
     factors = [f for f in dict.fromkeys(summary["factor"]) if f and set(summary.loc[summary["factor"] == f, "variant"]) & present]
     columns = max(len(factors), 1)
     figure, grid = plt.subplots(2, columns, figsize=(max(3.3 * columns, 6.0), 6.4), sharey="row", sharex=True, squeeze=False)
-    data = histories.assign(acc_pct=histories[f"{split}_acc"] * 100)
+    rows = (("acc", 100.0, f"{'validation' if split == 'val' else 'test'} accuracy (%)"), ("loss", 1.0, "train loss"))
     for column, factor in enumerate(factors or [""]):
         variants = [v for v in summary.loc[summary["factor"] == factor, "variant"] if v in present]
         shown = ([BASELINE] if BASELINE in present else []) + variants
-        for row, (y, label) in enumerate((("acc_pct", f"{'validation' if split == 'val' else 'test'} accuracy (%)"), ("train_loss", "train loss"))):
+        for row, (y, scale, label) in enumerate(rows):
             axes = grid[row, column]
-            sns.lineplot(data=data[data["variant"].isin(shown)], x="epoch", y=y, hue="variant", hue_order=shown, palette=colours,
-                         style="variant", dashes={v: (4, 2) if v == BASELINE else "" for v in shown}, markers=False,
-                         errorbar="sd", ax=axes, legend=row == 0)
+            for index, variant in enumerate(shown):
+                line = curves[curves["variant"] == variant]
+                mean, std = line[f"{y}_mean"] * scale, line[f"{y}_std"].fillna(0) * scale
+                # after one epoch there is no band: ±1 std as a whisker, each variant's set a little apart
+                x = line["epoch"] + (0 if len(line) > 1 else 0.1 * (index - (len(shown) - 1) / 2))
+                axes.plot(x, mean, color=colours[variant], linestyle="--" if variant == BASELINE else "-", marker="o", markersize=3,
+                          label="baseline" if variant == BASELINE else variant.partition("=")[2] or variant)
+                if len(line) > 1:
+                    axes.fill_between(x, mean - std, mean + std, color=colours[variant], alpha=0.2, linewidth=0)
+                else:
+                    axes.errorbar(x, mean, yerr=std, color=colours[variant], capsize=3, linewidth=1)
             axes.set_ylabel(label if column == 0 else "")
-            axes.set_xticks(sorted(data["epoch"].unique()))
+            axes.set_xlabel("epoch")
+            axes.set_xticks(sorted(curves["epoch"].unique()))
             axes.grid(True, alpha=0.3)
             if row == 0:
                 axes.set_title(factor.removeprefix("model.") or "baseline", fontsize=10, fontweight="bold")
-                handles, names = axes.get_legend_handles_labels()
-                axes.legend(handles, ["baseline" if n == BASELINE else n.partition("=")[2] or n for n in names], fontsize=7, loc="best")
+                axes.legend(fontsize=7, loc="best")
     top = grid[0, 0].get_ylim()
     grid[0, 0].set_ylim(top[0], min(top[1], 100.5))
-    figure.suptitle(f"Study '{study}': learning curves per factor (line = mean over seeds, band = ±1 std; grey dashed = baseline)", fontsize=11)
-    _save(figure, path)
+    grid[0, 0].set_xlim(curves["epoch"].min() - 0.5, curves["epoch"].max() + 0.5)
+    figure.suptitle(f"Study '{study}': learning curves per factor\n(line = mean over seeds, {'band' if curves['epoch'].nunique() > 1 else 'whisker'} = ±1 std; grey dashed = baseline)", fontsize=11)
+    return _finish(figure)
 
 
-def _spread(wanted: list[float], gap: float) -> list[float]:
-    """Positions in [0, 1] as close to `wanted` (in [0, 1]) as possible and at least `gap` apart (gap <= 1/(n-1))."""
-    order = np.argsort(wanted)
-    placed = np.clip(np.asarray(wanted, dtype=float)[order], 0.0, 1.0)
-    for k in range(1, len(placed)):  # upwards: each at least gap above the one below
-        placed[k] = max(placed[k], placed[k - 1] + gap)
-    if len(placed):
-        placed[-1] = min(placed[-1], 1.0)
-    for k in range(len(placed) - 2, -1, -1):  # downwards: back under 1, keeping the gaps
-        placed[k] = min(placed[k], placed[k + 1] - gap)
-    result = np.empty(len(placed))
-    result[order] = placed
-    return list(result)
+# Where a point's label may go, in points from the point: beside it first, then farther out with a line to it.
+LABEL_OFFSETS = [(dx * r, dy * r) for r in (6, 16, 30) for dx, dy in ((1, 0), (-1, 0), (0, 1), (0, -1), (1, 1), (-1, 1), (1, -1), (-1, -1))]
 
 
-def cost_chart(summary: pd.DataFrame, study: str, metric: str, path: Path) -> None:
+def _overlap(box: Bbox, others: list[Bbox], inside: Bbox) -> float:
+    """Pixels of `box` covered by `others` or outside `inside`: 0 where a label is readable."""
+    def shared(a: Bbox, b: Bbox) -> float:
+        return max(0.0, min(a.x1, b.x1) - max(a.x0, b.x0)) * max(0.0, min(a.y1, b.y1) - max(a.y0, b.y0))
+    return sum(shared(box, other) for other in others) + box.width * box.height - shared(box, inside)
+
+
+def _label_points(axes: plt.Axes, points: list[tuple[float, float]], texts: list[str]) -> None:
+    """Label each point (data coordinates) at the first offset where its text covers no other label, no point and
+    stays inside the axes, or where it covers least; a label away from its point gets a thin dark line to it."""
+    renderer = axes.figure.canvas.get_renderer()
+    inside = axes.get_window_extent(renderer)
+    taken = [Bbox.from_bounds(x - 7, y - 7, 14, 14) for x, y in axes.transData.transform(points)]
+    for point, text in zip(points, texts):
+        tried = []
+        for dx, dy in LABEL_OFFSETS:
+            label = axes.annotate(text, point, xytext=(dx, dy), textcoords="offset points", fontsize=8,
+                                  ha="left" if dx > 0 else "right" if dx < 0 else "center",
+                                  va="bottom" if dy > 0 else "top" if dy < 0 else "center")
+            box = label.get_window_extent(renderer).expanded(1.05, 1.1)
+            label.remove()
+            tried.append((_overlap(box, taken, inside), (dx, dy), box))
+            if tried[-1][0] == 0:
+                break
+        _, (dx, dy), box = min(tried, key=lambda t: t[0])
+        far = max(abs(dx), abs(dy)) > LABEL_OFFSETS[0][0]
+        axes.annotate(text, point, xytext=(dx, dy), textcoords="offset points", fontsize=8,
+                      ha="left" if dx > 0 else "right" if dx < 0 else "center", va="bottom" if dy > 0 else "top" if dy < 0 else "center",
+                      arrowprops={"arrowstyle": "-", "color": "#444444", "linewidth": 0.7, "shrinkA": 1, "shrinkB": 4} if far else None)
+        taken.append(box)
+
+
+def cost_chart(summary: pd.DataFrame, study: str, metric: str) -> plt.Figure:
     """Mean metric (±1 std) against the number of trainable parameters on a log axis: what each change costs and
-    buys. Labels sit in a column right of the plot, each joined to its point, so they never overlap."""
+    buys. Each point is labelled beside it, or a little away with a line to it, where no other label or point is;
+    in the page its variant, mean and parameters show on hover."""
     scale, label = metric_scale(metric)
     shown = summary[summary["n"] > 0].reset_index(drop=True)
     colours = variant_colours(summary)
     figure, axes = plt.subplots(figsize=(9.0, max(5.0, 0.3 * len(shown) + 1.5)))
     for row in shown.itertuples():
-        axes.errorbar(row.trainable_params, row.mean * scale, yerr=(row.std or 0) * scale, fmt="o", color=colours[row.variant],
-                      markersize=8, capsize=4, markeredgecolor="black", zorder=3)
+        marks = axes.errorbar(row.trainable_params, row.mean * scale, yerr=(row.std or 0) * scale, fmt="o", color=colours[row.variant],
+                              markersize=8, capsize=4, markeredgecolor="black", zorder=3)
+        spread = "" if pd.isna(row.std) else f" ± {row.std * scale:.2f}"
+        marks.lines[0].set_gid(f"{TIP}{row.variant}: {row.mean * scale:.2f}{spread}, {int(row.trainable_params):,} trainable parameters")
     axes.set_xscale("log")
-    axes.set_xlim(shown["trainable_params"].min() / 1.4, shown["trainable_params"].max() * 1.4)
+    axes.set_xlim(shown["trainable_params"].min() / 2, shown["trainable_params"].max() * 2)
+    axes.margins(y=0.15)
     axes.xaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     axes.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(
         lambda value, _: f"{value / 1e3:,.0f}k" if value < 1e6 else f"{value / 1e6:,.1f}M"))
@@ -203,23 +253,16 @@ def cost_chart(summary: pd.DataFrame, study: str, metric: str, path: Path) -> No
     axes.set_ylabel(f"{label}: mean ± 1 std")
     axes.set_title(f"Study '{study}': {label} against trainable parameters (grey = baseline)", fontsize=11)
     axes.grid(True, which="major", alpha=0.3)
-    figure.tight_layout(rect=(0, 0, 0.8, 1))
-    to_axes = axes.transData + axes.transAxes.inverted()
-    points = [to_axes.transform((row.trainable_params, row.mean * scale)) for row in shown.itertuples()]
-    heights = _spread([float(p[1]) for p in points], gap=min(1.0 / max(len(points) - 1, 1), 0.07))
-    for row, point, height in zip(shown.itertuples(), points, heights):
-        axes.annotate(_short(row.variant), tuple(point), xycoords="axes fraction", xytext=(1.04, height), textcoords="axes fraction",
-                      va="center", fontsize=8, color="black", annotation_clip=False,
-                      arrowprops={"arrowstyle": "-", "color": colours[row.variant], "linewidth": 0.8, "shrinkA": 0, "shrinkB": 4})
-    sns.despine(figure)
-    figure.savefig(path, dpi=130)
-    plt.close(figure)
+    _finish(figure)
+    _label_points(axes, [(row.trainable_params, row.mean * scale) for row in shown.itertuples()],
+                  [_short(v) for v in shown["variant"]])
+    return figure
 
 
 VERDICT_STYLE = {  # verdict -> (marker, palette index or None for grey, legend text)
-    "better": ("^", 2, "better (Holm p < 0.05)"),
-    "worse": ("v", 3, "worse (Holm p < 0.05)"),
-    "equivalent": ("D", 0, "equivalent (TOST, Holm p < 0.05)"),
+    "better": ("^", 2, f"better (Holm {SIGNIFICANT})"),
+    "worse": ("v", 3, f"worse (Holm {SIGNIFICANT})"),
+    "equivalent": ("D", 0, f"equivalent (TOST, Holm {SIGNIFICANT})"),
 }
 
 
@@ -239,7 +282,7 @@ def _factor_rows(summary: pd.DataFrame) -> tuple[pd.DataFrame, list[tuple[float,
     return ordered.assign(y=positions), headers
 
 
-def forest_chart(summary: pd.DataFrame, study: str, metric: str, margin: float | None, path: Path) -> None:
+def forest_chart(summary: pd.DataFrame, study: str, metric: str, margin: float | None) -> plt.Figure:
     """Δ vs baseline with its 95 % CI per variant (grouped by factor), each comparison's ±MDE as a grey band, the
     equivalence margin as dashed lines when given, and the verdict as the mark's shape and colour."""
     scale = metric_scale(metric)[0]
@@ -252,7 +295,7 @@ def forest_chart(summary: pd.DataFrame, study: str, metric: str, margin: float |
     for row in rows.itertuples():
         if pd.notna(row.mde):
             axes.add_patch(matplotlib.patches.Rectangle((-row.mde * scale, row.y - 0.32), 2 * row.mde * scale, 0.64, color="#dddddd",
-                                                        zorder=1, label=None if "mde" in shown else "±MDE (80 % power)"))
+                                                        zorder=1, label=None if "mde" in shown else f"±MDE ({POWERED})"))
             shown.add("mde")
         if pd.isna(row.diff):
             axes.annotate("not tested", (0, row.y), ha="center", va="center", fontsize=8, color="#777777")
@@ -267,8 +310,7 @@ def forest_chart(summary: pd.DataFrame, study: str, metric: str, margin: float |
         shown.add(text)
         axes.annotate(row.verdict, (1.01, row.y), xycoords=("axes fraction", "data"), va="center", fontsize=8, color=colour)
     axes.axvline(0, color="black", linewidth=1, zorder=2)
-    diffs = rows["diff"].astype(float) * scale
-    core = _core(diffs.dropna(), 0.5 if scale == 100.0 else 1e-3)
+    core = ~rows["diff_off_axis"].astype(bool)[rows["diff"].notna()]
     if len(core) and not core.all():  # far outliers: keep the axis on the others, name the outliers at the edge
         kept = rows.loc[core[core].index]
         low = min(0.0, float((kept["diff_ci_low"].astype(float) * scale).min()), -(margin or 0))
@@ -293,10 +335,10 @@ def forest_chart(summary: pd.DataFrame, study: str, metric: str, margin: float |
                    f"are below what the study can detect)", fontsize=11)
     axes.grid(True, axis="x", alpha=0.3)
     axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.6 / (height - 1.6)), ncol=2, fontsize=8, frameon=False)
-    _save(figure, path)
+    return _finish(figure)
 
 
-def interaction_chart(means: pd.DataFrame, study: str, metric: str, path: Path) -> None:
+def interaction_chart(means: pd.DataFrame, study: str, metric: str) -> plt.Figure:
     """One panel per pair of factors: the mean response at the first factor's two values, a line per value of the
     second; parallel lines mean no interaction, crossing or diverging lines an interaction."""
     pairs = list(dict.fromkeys(zip(means["x_factor"], means["line_factor"])))
@@ -319,14 +361,14 @@ def interaction_chart(means: pd.DataFrame, study: str, metric: str, path: Path) 
     for axes in grid[:, 0]:
         axes.set_ylabel(f"mean {metric_scale(metric)[1]}")
     figure.suptitle(f"Study '{study}': two-factor interactions (means over seeds and the other factors)", fontsize=11)
-    _save(figure, path)
+    return _finish(figure)
 
 
-def half_normal_chart(scores: pd.DataFrame, study: str, metric: str, path: Path) -> None:
+def half_normal_chart(scores: pd.DataFrame, study: str, metric: str) -> plt.Figure:
     """Daniel's half-normal plot: |effect| against its half-normal quantile; effects significant after Holm are
     coloured and every point is named; effects far off the line through the small ones are real."""
     figure, axes = plt.subplots(figsize=(8.0, 5.5))
-    significant = scores["p_holm"] < 0.05
+    significant = scores["p_holm"] < ALPHA
     colours = np.where(significant, "#d55e00", "#555555")
     axes.scatter(scores["quantile"], scores["size"], c=list(colours), zorder=3)
     for index, row in enumerate(scores.itertuples()):  # aliases of up to two factors; labels alternate to stay apart
@@ -340,6 +382,6 @@ def half_normal_chart(scores: pd.DataFrame, study: str, metric: str, path: Path)
     axes.set_xlim(0, float(scores["quantile"].max()) * 1.45)
     axes.set_xlabel("half-normal quantile")
     axes.set_ylabel(f"|effect| on {metric_scale(metric)[1]}")
-    axes.set_title(f"Study '{study}': half-normal plot of the effects\n(orange: Holm p < 0.05; effects far above the noise line are real)", fontsize=11)
+    axes.set_title(f"Study '{study}': half-normal plot of the effects\n(orange: Holm {SIGNIFICANT}; effects far above the noise line are real)", fontsize=11)
     axes.grid(True, alpha=0.3)
-    _save(figure, path)
+    return _finish(figure)

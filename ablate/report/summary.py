@@ -14,18 +14,28 @@ from typing import Optional, Sequence
 import pandas as pd
 
 from ablate.config import CHOICES, AblateConfig, flatten_config, format_value
-from ablate.report import effects, plots
+from ablate.report import effects, html, plots
 from ablate.report.metrics import held_out_split
 from ablate.report.metrics import metric as declared_metric
-from ablate.report.stats import adjust_holm, compare, describe, study_sensitivity
+from ablate.report.stats import ALPHA, adjust_holm, compare, describe, study_sensitivity
 from ablate.store import checkpoints, results
 from ablate.study import identity
 from ablate.study.variants import BASELINE, keys_of
 
 FORMATS = ("md", "csv", "tex")
+# The least spread (in the metric's raw unit, by display scale) under which no value counts as a far outlier:
+# half a percentage point for accuracies.
+OUTLIER_SPREAD = {100.0: 0.005, 1.0: 1e-3}
 # Factors are listed in the schema's order of keys (model, data, train, ...); variants changing several keys last.
 SCHEMA_ORDER = list(flatten_config(asdict(AblateConfig()), ""))
 SEVERAL_KEYS = "changes several keys at once: not a one-factor comparison"
+NOTES = (f"n = finished seeds. Δ = variant − baseline. p Welch: Welch's t-test against the baseline; p Holm: "
+         f"Holm-adjusted across this study's variants; verdict at α = {ALPHA:g} after adjustment. "
+         f"p paired: paired t-test over the seeds both share (same data order). "
+         f"MDE: the smallest difference this comparison detects with {plots.POWERED} (a smaller true effect usually "
+         f"reads 'no clear difference'). g: Hedges' g, the difference in pooled standard deviations. "
+         f"TOST p: two one-sided Welch tests that |Δ| < the equivalence margin (Holm-adjusted in brackets). "
+         f"seeds needed: per variant, for {plots.POWERED} at the margin (or at the observed Δ).")
 
 
 class ReportError(ValueError):
@@ -147,7 +157,29 @@ def summarize(runs: pd.DataFrame, variants: Sequence[str], metric: str = "test_a
     for row, comparison in zip(rows, comparisons):
         row["p_holm"], row["verdict"] = comparison.p_holm, ("baseline" if row["variant"] == BASELINE else comparison.verdict)
         row["p_tost_holm"] = comparison.p_tost_holm
-    return pd.DataFrame(rows)
+    summary = pd.DataFrame(rows)
+    spread = OUTLIER_SPREAD.get(declared_metric(metric).scale, OUTLIER_SPREAD[1.0])
+    return summary.assign(mean_off_axis=far_outliers(summary["mean"], summary["n"] > 0, spread),
+                          diff_off_axis=far_outliers(summary["diff"], summary["variant"] != BASELINE, spread))
+
+
+def far_outliers(values: pd.Series, among: pd.Series, spread: float) -> pd.Series:
+    """True for the values (of the rows `among`) farther than 8 median absolute deviations (at least `spread`) from
+    their median: a diverged variant the pictures name at the axis's edge instead of squashing every other difference."""
+    shown = pd.to_numeric(values, errors="coerce")[among].dropna()
+    if shown.empty:
+        return pd.Series(False, index=values.index)
+    centre = float(shown.median())
+    deviation = max(float((shown - centre).abs().median()), spread)
+    return ((shown - centre).abs() > 8 * deviation).reindex(values.index, fill_value=False)
+
+
+def curves(histories: pd.DataFrame, split: str = "test") -> pd.DataFrame:
+    """Per variant and epoch, over seeds: n, mean and std (n - 1) of the held-out accuracy (`acc_*`, `split` = test or
+    val) and the train loss (`loss_*`): what the curves chart draws."""
+    grouped = histories.groupby(["variant", "epoch"], sort=False)
+    return grouped.agg(n=("seed", "size"), acc_mean=(f"{split}_acc", "mean"), acc_std=(f"{split}_acc", "std"),
+                       loss_mean=("train_loss", "mean"), loss_std=("train_loss", "std")).reset_index()
 
 
 def _number(value: Optional[float], scale: float = 1.0, digits: int = 2, signed: bool = False) -> str:
@@ -195,7 +227,7 @@ def _verdicts(summary: pd.DataFrame, metric: str) -> list[str]:
 
 def sensitivity(summary: pd.DataFrame, runs: pd.DataFrame, metric: str, margin: Optional[float] = None) -> str:
     """One line under a table: the difference a typical comparison of this study can detect, and the seeds a margin
-    (or the median observed difference) needs; α = 0.05, 80 % power."""
+    (or the median observed difference) needs; at ALPHA and POWER (report/stats.py)."""
     scale, unit = plots.metric_scale(metric)[0], _unit(metric)
     ok = runs[runs["status"] == "ok"]
     groups = {v: g[metric].astype(float).tolist() for v, g in ok.groupby("variant")}
@@ -209,7 +241,7 @@ def sensitivity(summary: pd.DataFrame, runs: pd.DataFrame, metric: str, margin: 
     observed = pd.to_numeric(summary["diff"], errors="coerce").abs().dropna()  # None where nothing was compared
     effect = margin if margin is not None else (float(observed.median()) if len(observed) else None)
     mde, needed = study_sensitivity(baseline, list(groups.values()), n, effect)
-    line = f"With {n} seeds per variant this study can detect ±{_number(mde, scale)}{unit} (α = 0.05, 80 % power, median std)"
+    line = f"With {n} seeds per variant this study can detect ±{_number(mde, scale)}{unit} (α = {ALPHA:g}, {plots.POWERED}, median std)"
     if effect is None:
         return line + "."
     what = f"±{_number(effect, scale)}{unit}" if margin is not None else f"the median observed |Δ|, ±{_number(effect, scale)}{unit},"
@@ -259,18 +291,18 @@ def _latex(table: pd.DataFrame) -> str:
     return text.replace("±", r"$\pm$").replace("Δ", r"$\Delta$").replace("–", "--")
 
 
-def effects_section(runs: pd.DataFrame, study: str, metric: str, out: Path, formats: Sequence[str]) -> str:
+def effects_section(runs: pd.DataFrame, study: str, metric: str, out: Path, formats: Sequence[str]) -> tuple[str, dict[str, str]]:
     """For a study whose runs form a two-level design: its effects table (markdown, returned; effects.csv if asked),
-    interactions.png and half_normal.png in `out`. '' for any other study."""
+    interactions.png and half_normal.png in `out` (returned as inline SVG for the page). ('', {}) for any other study."""
     scale, label = plots.metric_scale(metric)
     design = effects.two_level_runs(runs, metric, scale)
     if design is None:
-        return ""
+        return "", {}
     fit = effects.fit_effects(design)
     if "csv" in formats:
         fit.effects.to_csv(out / "effects.csv", index=False)
-    plots.interaction_chart(effects.interaction_means(design), study, metric, out / "interactions.png")
-    plots.half_normal_chart(effects.half_normal_scores(fit.effects), study, metric, out / "half_normal.png")
+    figures = {"interactions": plots.write(plots.interaction_chart(effects.interaction_means(design), study, metric), out / "interactions.png"),
+               "half_normal": plots.write(plots.half_normal_chart(effects.half_normal_scores(fit.effects), study, metric), out / "half_normal.png")}
     unit = _unit(metric)
     table = pd.DataFrame({
         "effect": fit.effects["term"], "change": fit.effects["change"],
@@ -286,14 +318,14 @@ def effects_section(runs: pd.DataFrame, study: str, metric: str, out: Path, form
             f"Effect: the change in the mean from the first value to the second, averaged over the other factors (twice "
             f"the OLS coefficient of ±1 coding); A × B: half the difference between A's effect at B's second value and at "
             f"its first. p Holm: Holm-adjusted over these effects. Aliased effects cannot be told apart by the design: "
-            f"the estimate is their sum (− : their difference). Pictures: interactions.png, half_normal.png.\n")
+            f"the estimate is their sum (− : their difference). Pictures: interactions.png, half_normal.png.\n"), figures
 
 
 def write_study_report(study_dir: Path, out_root: Path, metric: str = "test_acc", formats: Sequence[str] = FORMATS,
                        margin: Optional[float] = None, ci: str = "t") -> tuple[pd.DataFrame, str, str]:
-    """Tables (md, csv, tex as asked) and forest.png, accuracy.png, curves.png, cost.png for one study under
-    out_root/<study>/, and a two-level design's effects (`effects_section`); returns the summary, its sensitivity
-    line and the effects section ('' for a one-factor study). `margin` is in the metric's display unit."""
+    """Tables (md, csv, tex as asked), forest.png, accuracy.png, curves.png, cost.png, a two-level design's effects
+    (`effects_section`) and the one-file page index.html for one study under out_root/<study>/; returns the summary,
+    its sensitivity line and the effects section ('' for a one-factor study). `margin` is in the metric's display unit."""
     study = study_dir.name
     runs = results.load_runs(study_dir, lambda folder, record: {"identity": identity.stored_identity(folder, record)})
     if runs.empty:
@@ -307,26 +339,21 @@ def write_study_report(study_dir: Path, out_root: Path, metric: str = "test_acc"
     out = out_root / study
     out.mkdir(parents=True, exist_ok=True)
     table = display_table(summary, metric)
-    section = effects_section(runs, study, metric, out, formats)
+    section, effect_figures = effects_section(runs, study, metric, out, formats)
     if "csv" in formats:
         summary.to_csv(out / "summary.csv", index=False)
     if "md" in formats:
-        notes = (f"n = finished seeds. Δ = variant − baseline. p Welch: Welch's t-test against the baseline; p Holm: "
-                 f"Holm-adjusted across this study's variants; verdict at α = 0.05 after adjustment. "
-                 f"p paired: paired t-test over the seeds both share (same data order). "
-                 f"MDE: the smallest difference this comparison detects with 80 % power (a smaller true effect usually "
-                 f"reads 'no clear difference'). g: Hedges' g, the difference in pooled standard deviations. "
-                 f"TOST p: two one-sided Welch tests that |Δ| < the equivalence margin (Holm-adjusted in brackets). "
-                 f"seeds needed: per variant, for 80 % power at the margin (or at the observed Δ).")
-        (out / "summary.md").write_text(f"# Study `{study}`: {metric}\n\n{table.to_markdown(index=False)}\n\n{line}\n\n{notes}\n" + (f"\n{section}" if section else ""))
+        (out / "summary.md").write_text(f"# Study `{study}`: {metric}\n\n{table.to_markdown(index=False)}\n\n{line}\n\n{NOTES}\n" + (f"\n{section}" if section else ""))
     if "tex" in formats:
         (out / "summary.tex").write_text(_latex(table.drop(columns=["notes", "failed / missing"])))
-    plots.forest_chart(summary, study, metric, margin, out / "forest.png")
-    plots.bar_chart(summary, runs, study, metric, out / "accuracy.png")
+    figures = {"forest": plots.write(plots.forest_chart(summary, study, metric, margin), out / "forest.png"),
+               "accuracy": plots.write(plots.bar_chart(summary, runs, study, metric), out / "accuracy.png")}
     histories = results.load_histories(runs[runs["status"] == "ok"])
     if len(histories):
-        plots.curves_chart(histories, summary, study, out / "curves.png", held_out_split(metric))
-    plots.cost_chart(summary, study, metric, out / "cost.png")
+        figures["curves"] = plots.write(plots.curves_chart(curves(histories, held_out_split(metric)), summary, study, held_out_split(metric)),
+                                        out / "curves.png")
+    figures["cost"] = plots.write(plots.cost_chart(summary, study, metric), out / "cost.png")
+    (out / "index.html").write_text(html.study_page(study, metric, summary, table, runs, line, figures | effect_figures, NOTES, section))
     return summary, line, section
 
 
@@ -362,7 +389,7 @@ def write_reports(paths: Sequence[str], out_root: str = "reports", metric: str =
     if margin is not None and not (math.isfinite(margin) and margin > 0):
         raise ReportError(f"--equivalence-margin must be a positive number in {plots.metric_scale(metric)[1]} units, got {margin}")
     studies = [s for p in paths for s in _studies(Path(p))]
-    root, done, refused = Path(out_root), [], []
+    root, done, refused, links = Path(out_root), [], [], []
     for study_dir in studies:
         try:
             summary, line, section = write_study_report(study_dir, root, metric, formats, margin, ci)
@@ -371,6 +398,7 @@ def write_reports(paths: Sequence[str], out_root: str = "reports", metric: str =
             print(f"\nStudy {study_dir.name}: not reported: {error}")
             continue
         done.append(study_dir.name)
+        links.append(html.StudyLink(study_dir.name, len(summary), int(summary["n"].sum()), metric, line))
         print(f"\nStudy {study_dir.name} ({study_dir}): {metric}\n{display_table(summary, metric, compact=True).to_markdown(index=False, tablefmt='simple')}\n  {line}")
         problems = summary[summary["problems"] != ""]
         for row in problems.itertuples():
@@ -382,9 +410,12 @@ def write_reports(paths: Sequence[str], out_root: str = "reports", metric: str =
             title, table = section.split("\n\n")[:2]
             print(f"\n{title.removeprefix('## ')}\n{table}\n")
         print(f"  -> {root / study_dir.name}/: summary.{{{','.join(formats)}}}, forest.png, accuracy.png, curves.png, cost.png"
-              + (", effects.csv, interactions.png, half_normal.png" if section else ""))
-    if done and "md" in formats:
-        print(f"\nAll studies: {write_index(root, done, metric)}")
+              + (", effects.csv, interactions.png, half_normal.png" if section else "") + ", index.html")
+    if done:
+        pages = [write_index(root, done, metric)] if "md" in formats else []
+        print(f"\nAll studies: {', '.join(map(str, pages + [html.write_index(root, links)]))}")
+        for name in done:
+            print(f"The page of study {name}, one file to open or send: {root / name / 'index.html'}")
     if refused:
         raise ReportError(" | ".join(refused))
     return done

@@ -1,0 +1,97 @@
+"""What every run of a study shares and how to train each variant again: the settings and commands of its page."""
+
+from __future__ import annotations
+
+import functools
+import shlex
+from pathlib import Path
+from typing import Any, Mapping
+
+import pandas as pd
+from omegaconf import OmegaConf, open_dict
+
+from ablate.config import flatten_config, format_value, to_node, typed
+from ablate.store import results
+from ablate.study import identity, plan
+from ablate.study.variants import BASELINE, keys_of
+
+# Keys a command sets by other means (study=, seeds=) or that decide nothing a reader reproduces.
+NOT_SETTINGS = ("seeds", "study", "variant", "runs_dir", "retry_failed")
+# The settings `auto` may stand for, which a run's identity holds resolved (study/identity.py).
+RESOLVED = ("device", "precision", "train.strategy")
+# What metrics.json records beside the identity, shown among the settings, in this order.
+RECORDED = {"dataset": "dataset", "train_samples": "training images", "validation_samples": "validation images",
+            "test_samples": "test images", "strategy": "strategy (resolved)", "hardware": "hardware",
+            "versions": "versions", "git_commit": "ablate commit"}
+
+
+@functools.lru_cache(maxsize=1)
+def defaults() -> dict[str, Any]:
+    """The flat config `ablate run` composes with no override (conf/config.yaml), as a run's config.yaml reads."""
+    composed = plan.compose_config([])
+    with open_dict(composed):
+        del composed["hydra"]
+    return flatten_config(OmegaConf.to_container(to_node(typed(composed))))  # type: ignore[arg-type]
+
+
+def _text(value: Any) -> str:
+    """A recorded value in words: a dict (versions, hardware) as `key value` pairs."""
+    if isinstance(value, Mapping):
+        return ", ".join(f"{key} {format_value(item)}" for key, item in value.items())
+    return format_value(value)
+
+
+def common_settings(runs: pd.DataFrame) -> dict[str, str]:
+    """Every identity setting with the one value all runs share (each variant's own keys left out), then what the
+    runs recorded about data, strategy, machine and code (several values joined by ' | ' where runs differ)."""
+    found: dict[str, set[str]] = {}
+    for run in runs.itertuples():
+        own = set(keys_of(run.variant))
+        for key, value in run.identity.items():
+            if key not in own:
+                found.setdefault(key, set()).add(format_value(value))
+    settings = {key: " | ".join(sorted(values)) for key, values in sorted(found.items())}
+    for column, name in RECORDED.items():
+        if column in runs:
+            settings[name] = " | ".join(sorted({_text(v) for v in runs[column] if v is not None and not (isinstance(v, float) and pd.isna(v))}))
+    if BASELINE in set(runs["variant"]):
+        settings["identity hash (baseline)"] = identity_hashes(runs)[BASELINE]
+    return settings
+
+
+def identity_hashes(runs: pd.DataFrame) -> dict[str, str]:
+    """Each variant's identity hash, of the identity derived from its stored config (as the report compares them)."""
+    return {variant: identity.identity_hash(rows["identity"].iloc[0]) for variant, rows in runs.groupby("variant", sort=False)}
+
+
+def command(config: Mapping[str, Any], variant: str, baseline: Mapping[str, Any], seeds: list[int], resolved: Mapping[str, Any]) -> str:
+    """The `ablate run` line that trains `variant` again under its study: one key as a factor (`-m key=baseline,value`,
+    so the variant keeps its name and the baseline is trained or found), several keys as a one-off, every other
+    setting that differs from conf/config.yaml as an override, and what `auto` resolved to (`resolved`, from its
+    identity) pinned, so another machine trains the same thing or refuses."""
+    own = keys_of(variant)
+    config = {**config, **{key: resolved[key] for key in RESOLVED if config.get(key) == "auto" and key in resolved}}
+    settings = {key: value for key, value in config.items()
+                if not key.startswith("logger.") and key not in NOT_SETTINGS and key not in own and value != defaults().get(key)}
+    arguments = [f"{key}={format_value(value)}" for key, value in sorted(settings.items())]
+    if len(own) == 1:
+        key = own[0]
+        arguments = ["-m", f"{key}={format_value(baseline.get(key, defaults().get(key)))},{format_value(config[key])}"] + arguments
+    else:
+        arguments = [f"{key}={format_value(config[key])}" for key in own] + arguments
+    arguments += [f"seeds={format_value(seeds)}", f"study={config['study']}"]
+    return shlex.join(["ablate", "run", *arguments])
+
+
+def commands(runs: pd.DataFrame) -> dict[str, str]:
+    """For each variant with a finished run, the command that trains it again (see `command`)."""
+    def config(rows: pd.DataFrame) -> dict[str, Any]:
+        return results.read_config(Path(rows["run_dir"].iloc[0]))
+
+    baseline = runs[runs["variant"] == BASELINE]
+    base = config(baseline) if len(baseline) else {}
+    found = {}
+    for variant, rows in runs.groupby("variant", sort=False):
+        seeds = sorted({int(s) for planned in rows["planned_seeds"] for s in planned}) if "planned_seeds" in rows else sorted(rows["seed"])
+        found[variant] = command(config(rows), variant, base, seeds, rows["identity"].iloc[0])
+    return found
