@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
+import tomllib
 from pathlib import Path
 
 import pandas as pd
 from conftest import TINY, run_ablate
 from PIL import Image
 
+import ablate
 from ablate.study.resolve import auto_precision
 
 
@@ -59,3 +64,15 @@ def test_sweep_all_trains_thirteen_variants_with_one_shared_baseline(workdir: Pa
     variants = sorted(p.name for p in (workdir / "runs" / "everything").iterdir())
     assert len(variants) == 13 and variants.count("baseline") == 1
     assert "model.pool=strided" in variants and "model.head=gap" in variants and "model.depth=8" in variants
+
+
+def test_version_names_the_release_and_its_free_name_on_pypi(workdir: Path) -> None:
+    """`ablate --version` through the installed console script (a process: what a user types), the version and the
+    distribution name pyproject.toml builds (`ablate` on PyPI is another project)."""
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]
+    assert project["name"] == "ablate-cnn" and project["scripts"] == {"ablate": "ablate.cli:main"}
+    shown = subprocess.run([Path(sys.executable).parent / "ablate", "--version"], capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout == f"ablate {ablate.__version__} (ablate-cnn on PyPI)\n"
+    assert re.fullmatch(r"\d+\.\d+\.\d+", ablate.__version__)
+    assert run_ablate("-V", cwd=workdir).stdout == shown.stdout

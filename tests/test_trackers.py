@@ -140,7 +140,7 @@ def test_missing_tracker_package_is_refused_before_training(workdir: Path) -> No
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "ablate: error: logger=mlflow needs the mlflow package, which cannot be imported "
-        "(import of mlflow halted; None in sys.modules); install it with: pip install 'ablate[mlflow]'"
+        "(import of mlflow halted; None in sys.modules); install it with: pip install 'ablate-cnn[mlflow]'"
     ]
     assert not (workdir / "runs").exists()
 
