@@ -124,9 +124,11 @@ def _as_a_fresh_process(cwd: Path) -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
-def _own_working_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every test starts in its own empty folder: a runs/ left in the checkout by a user can never decide a result."""
+def _own_working_folder(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test starts in its own empty folder, with its own cache of checked datasets: a runs/ left in the checkout
+    or a check remembered by a user's earlier command can never decide a result."""
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
 
 
 @pytest.fixture
