@@ -8,13 +8,12 @@ own network where torch.func.vmap cannot run it) live here too.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
-
-import torch
+from typing import TYPE_CHECKING, Optional
 
 from ablate.config import AblateConfig, ConfigError
-from ablate.data.datasets import input_spec
-from ablate.networks import own
+
+if TYPE_CHECKING:  # torch is imported where `auto` is resolved: reading a stored Resolved (the report) needs none
+    import torch
 
 # What `train.strategy=auto` resolves to per device type: what measured faster there. On the 2-core CPU, vectorized
 # ran 1.3 to 1.7x slower per seed-step than eager (3 or 5 seeds; under vmap there is no channels_last); on an H100
@@ -36,6 +35,8 @@ class Resolved:
     @property
     def torch_device(self) -> torch.device:
         """The torch device to train on."""
+        import torch
+
         return torch.device(self.device)
 
     @property
@@ -46,6 +47,8 @@ class Resolved:
 
 def resolve_device(name: str) -> str:
     """`auto` is CUDA when a GPU is visible, else the CPU; `cuda` without a GPU is refused."""
+    import torch
+
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device=cuda is not allowed here: no CUDA GPU is visible; use device=cpu or device=auto")
     if name == "auto":
@@ -56,11 +59,15 @@ def resolve_device(name: str) -> str:
 def gpus_per_job(device: str) -> int:
     """GPUs one job (a variant) needs: 1 when `device` trains on CUDA here, else 0 (the Ray preset's num_gpus), so a
     CPU study does not wait for GPUs it never touches."""
+    import torch
+
     return int(device == "cuda" or (device == "auto" and torch.cuda.is_available()))
 
 
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU computes bf16 in hardware (AVX512-BF16 or AMX tiles), as torch's CPU dispatcher sees it."""
+    import torch
+
     probes = (getattr(torch.cpu, "_is_avx512_bf16_supported", None), getattr(torch.cpu, "_is_amx_tile_supported", None))
     return any(probe is not None and probe() for probe in probes)
 
@@ -75,6 +82,8 @@ def auto_precision(device: str) -> str:
 def _tf32(device: str) -> tuple[tuple[str, bool], ...]:
     if device != "cuda":
         return ()
+    import torch
+
     return (("cudnn_tf32", torch.backends.cudnn.allow_tf32), ("matmul_tf32", torch.backends.cuda.matmul.allow_tf32))
 
 
@@ -85,6 +94,9 @@ def _strategy(cfg: AblateConfig, device: str, precision: str) -> tuple[str, Opti
                   f"model.arch={model.arch}" if model.arch != "cnn" else
                   f"model.transfer={model.transfer}" if model.transfer != "scratch" else None)
     if only_eager is None and model._target_ and "vectorized" in (asked, AUTO_STRATEGY[device]):
+        from ablate.data.datasets import input_spec
+        from ablate.networks import own
+
         only_eager = own.not_vectorizable(model, *input_spec(cfg.data))  # tried on the CPU, once per plan
     if asked == "vectorized" and only_eager:
         raise ConfigError(f"train.strategy=vectorized is not allowed with {only_eager}; use train.strategy=eager or auto")
