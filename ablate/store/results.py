@@ -20,12 +20,12 @@ import tempfile
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Callable, Iterable, Optional
 
-import pandas as pd
 from omegaconf import OmegaConf
 
 from ablate.config import AblateConfig, ConfigError, flatten_config, to_node, typed
 
-if TYPE_CHECKING:  # torch is imported where weights are written or read: listing and reporting runs need none
+if TYPE_CHECKING:  # torch and pandas are imported where they compute: planning needs neither, a report no torch
+    import pandas as pd
     import torch
 
 METRICS_FILE, HISTORY_FILE, CONFIG_FILE, MODEL_FILE = "metrics.json", "history.csv", "config.yaml", "model.pt"
@@ -213,6 +213,8 @@ def load_runs(study_dir: str | Path, derive: Callable[[Path, dict[str, Any]], di
     Columns: everything in metrics.json, the run's config flattened as `cfg.model.depth` etc., run_dir, and what
     `derive(folder, record)` adds (the report adds each run's identity, which the study layer computes).
     """
+    import pandas as pd
+
     rows = []
     for folder, record in finished_runs(Path(study_dir)):
         record.update({f"cfg.{key}": value for key, value in read_config(folder).items()})
@@ -228,6 +230,8 @@ def variant_names(study_dir: str | Path) -> list[str]:
 
 def load_histories(runs: pd.DataFrame) -> pd.DataFrame:
     """Per-epoch curves of the given runs (rows of `load_runs`), tagged with variant and seed."""
+    import pandas as pd
+
     frames = []
     for run in runs.itertuples():
         history = Path(run.run_dir) / HISTORY_FILE
