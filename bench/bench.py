@@ -35,12 +35,13 @@ from torchvision import datasets, transforms
 
 from ablate.config import STRATEGIES, AblateConfig, DataConfig, ModelConfig, TrainConfig
 from ablate.data.datasets import MNIST_MEAN, MNIST_STD, load_dataset, subset_indices, write_mnist_idx
-from ablate.networks.cnn import build_model
+from ablate.networks.network import build_model
+from ablate.recipe import EVAL_BATCH
 from ablate.store import results
 from ablate.study.resolve import resolve, resolve_device
 from ablate.training.engine import train_seeds
 
-BATCH, LR, EVAL_BATCH = 64, 1e-3, 1000
+BATCH, LR = 64, 1e-3  # the seed notebook's; the textbook loop evaluates in ablate's batches (recipe.EVAL_BATCH)
 
 
 def textbook_split(root: Path, train: bool, size: int | None) -> torch.utils.data.Dataset:

@@ -94,3 +94,30 @@ def test_debug_shows_the_traceback_that_the_one_line_error_hides(workdir: Path) 
     result = run_ablate("run", "model.depth=0", "--debug", *TINY, cwd=workdir)
     assert result.returncode != 0
     assert "Traceback" in result.stderr and "ConfigError: model.depth=0 is not allowed" in result.stderr
+
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+def test_every_default_lives_in_the_dataclasses_and_no_yaml_repeats_one():
+    """A YAML option holds only what differs from the schema's defaults, and conf/config.yaml sets no key, so a
+    default is changed in one place (ablate/config.py) and the composed config still holds every key."""
+    from omegaconf import OmegaConf
+
+    from ablate.config import AblateConfig, flatten_config
+    from ablate.study.plan import compose_config
+
+    defaults = flatten_config(OmegaConf.to_container(OmegaConf.structured(AblateConfig)))
+    top = OmegaConf.load(CONF / "config.yaml")
+    assert set(top.keys()) == {"defaults", "hydra"}, "conf/config.yaml sets a key whose default belongs in ablate/config.py"
+    repeated = []
+    for group in ("model", "data", "train", "logger"):
+        for option in sorted((CONF / group).glob("*.yaml")):
+            for key, value in flatten_config(OmegaConf.to_container(OmegaConf.load(option)), f"{group}.").items():
+                if key in defaults and defaults[key] == value and key != f"{group}.name":
+                    repeated.append(f"{option.relative_to(CONF)}: {key}={value}")
+    assert not repeated, "YAML options repeating a schema default:\n" + "\n".join(repeated)
+    composed = flatten_config(OmegaConf.to_container(compose_config(["data=synthetic"]), resolve=False))
+    shared = [key for key in defaults if not key.startswith("data.") and key not in ("model._target_", "model.params")]
+    assert {key: composed[key] for key in shared} == {key: defaults[key] for key in shared}
+    assert (composed["data.name"], composed["data.train_size"], composed["data.image_size"]) == ("synthetic", 2000, 28)

@@ -16,21 +16,16 @@ from torch import nn
 from ablate.cli import main
 from ablate.config import AblateConfig, DataConfig, ModelConfig, TrainConfig
 from ablate.data.datasets import load_dataset
-from ablate.networks.cnn import build_model, parameter_count, plan_layers, receptive_field
+from ablate.networks.cnn import parameter_count, plan_layers, receptive_field
+from ablate.networks.network import build_model
 from ablate.report.summary import _order_key
 from ablate.store import results
 from ablate.study.identity import conflicts, identity, stored_identity
 from ablate.study.resolve import Resolved
 from ablate.training.augment import draw_shifts, shift_images
-from ablate.training.engine import (
-    EagerTrainer,
-    VectorizedTrainer,
-    evaluate,
-    init_model,
-    make_optimizer,
-    train_seed,
-    train_vectorized,
-)
+from ablate.training.engine import train_seed, train_vectorized
+from ablate.training.loop import evaluate
+from ablate.training.strategies import EagerTrainer, VectorizedTrainer, init_model, make_optimizer
 
 MNIST = (1, 28, 28)
 CPU = torch.device("cpu")
@@ -97,10 +92,10 @@ def test_vectorized_dropout_draws_its_own_mask_for_each_seed_and_trains() -> Non
     data, train = tiny(), TrainConfig(epochs=1, batch_size=32)
     cfg = ModelConfig(dropout=0.5)
     same = [init_model(cfg, train, data, 0, CPU)[0] for _ in range(3)]  # three identical networks
-    trainer = VectorizedTrainer(same, train, CPU, "fp32")
+    trainer = VectorizedTrainer(same, train, CPU, "fp32", seeds=[0, 1, 2])
     x, y = data.train_x[:32].expand(3, -1, -1, -1, -1), data.train_y[:32]
     trainer.train(False)
-    evaluated = trainer._per_seed(trainer.params, trainer.buffers, x)
+    evaluated = trainer.logits(x[0])
     assert torch.equal(evaluated[0], evaluated[1]) and torch.equal(evaluated[1], evaluated[2])
     trainer.train(True)
     losses, _ = trainer.step(x, y.expand(3, -1))

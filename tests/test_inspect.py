@@ -16,7 +16,8 @@ from ablate.cli import main
 from ablate.config import AblateConfig, DataConfig, ModelConfig
 from ablate.data.datasets import input_spec
 from ablate.inspect.layers import describe
-from ablate.networks.cnn import build_model, parameter_count, plan_layers
+from ablate.networks.cnn import parameter_count, plan_layers
+from ablate.networks.network import build_model
 
 MNIST = (1, 28, 28)
 # Every one-factor sweep; `all` is their union, so it adds no variant.

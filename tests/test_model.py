@@ -10,7 +10,8 @@ from conftest import checked
 from torch import nn
 
 from ablate.config import ModelConfig
-from ablate.networks.cnn import build_model, parameter_count, plan_layers, receptive_field, receptive_fields
+from ablate.networks.cnn import parameter_count, plan_layers, receptive_field, receptive_fields
+from ablate.networks.network import build_model
 
 MNIST = (1, 28, 28)
 SWEEPS = sorted(p.stem for p in (Path(__file__).parents[1] / "conf" / "sweep").glob("*.yaml"))

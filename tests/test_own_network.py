@@ -1,4 +1,4 @@
-"""Your own network, Hydra's way: the README's mynet.py and myconf/model/mynet.yaml, copied into an empty folder,
+"""Your own network, Hydra's way: the guide's mynet.py and myconf/model/mynet.yaml, copied into an empty folder,
 train a study through the real command, report the network's own parameter count, show its layers in `inspect`,
 resume without training, train vectorized as eager, and refuse a bad `_target_` or constructor key in one line."""
 
@@ -19,6 +19,7 @@ from conftest import TINY, run_ablate
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from ablate import recipe
 from ablate.config import ConfigError, ModelConfig, TrainConfig
 from ablate.data.datasets import load_dataset
 from ablate.inspect.layers import inspect_overrides
@@ -26,23 +27,22 @@ from ablate.networks import own as network
 from ablate.study import plan, preflight
 from ablate.training.engine import train_seeds
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+GUIDE = Path(__file__).resolve().parents[1] / "docs" / "guide" / "your-own-network.md"
 OWN = ["--config-dir", "myconf", "model=mynet"]
 SEEDS = "seeds=[0,1]"
 
 
-def readme_files() -> dict[str, str]:
-    """The files the README's "Your own network" section shows, by the name in their first comment line."""
-    section = README.read_text().split("## Your own network", 1)[1].split("\n## ", 1)[0]
-    blocks = re.findall(r"```(?:python|yaml)\n# (\S+)[^\n]*\n(.*?)```", section, re.S)
+def guide_files() -> dict[str, str]:
+    """The files docs/guide/your-own-network.md shows, by the name in their first comment line."""
+    blocks = re.findall(r"```(?:python|yaml)\n# (\S+)[^\n]*\n(.*?)```", GUIDE.read_text(), re.S)
     return {name: body for name, body in blocks}
 
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An empty folder holding only the README's mynet.py and myconf/model/mynet.yaml."""
+    """An empty folder holding only the guide's mynet.py and myconf/model/mynet.yaml."""
     here = tmp_path_factory.mktemp("own")
-    for name, body in readme_files().items():
+    for name, body in guide_files().items():
         (here / name).parent.mkdir(parents=True, exist_ok=True)
         (here / name).write_text(body)
     assert {p.relative_to(here).as_posix() for p in here.rglob("*.*")} == {"mynet.py", "myconf/model/mynet.yaml"}
@@ -51,7 +51,7 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def mynet(folder: Path, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    """The README's mynet module, imported by the test itself; the working folder is the example's."""
+    """The guide's mynet module, imported by the test itself; the working folder is the example's."""
     monkeypatch.chdir(folder)
     monkeypatch.delitem(sys.modules, "mynet", raising=False)
     spec = importlib.util.spec_from_file_location("mynet", folder / "mynet.py")
@@ -68,7 +68,7 @@ def trained(folder: Path) -> Path:
     return folder / "runs" / "mine"
 
 
-def test_the_readme_study_trains_three_variants_and_reports_the_networks_own_parameters(trained: Path, mynet: ModuleType) -> None:
+def test_the_guides_study_trains_three_variants_and_reports_the_networks_own_parameters(trained: Path, mynet: ModuleType) -> None:
     folders = sorted(p.relative_to(trained).as_posix() for p in trained.glob("*/seed=*"))
     assert folders == [f"{v}/seed={s}" for v in ("baseline", "model.dropout=0.5", "train.optimizer=sgd") for s in (0, 1)]
     params = sum(p.numel() for p in mynet.Net(in_channels=1, num_classes=10, hidden=32, dropout=0.0).parameters())
@@ -180,3 +180,12 @@ def test_vectorized_seeds_train_as_eager_ones_and_a_network_vmap_cannot_run_is_r
     assert ".item()" in str(network.not_vectorizable(own, (1, 16, 16), 10))
     with pytest.raises(ConfigError, match=r"train.strategy=vectorized is not allowed with model._target_=itemnet.Net \(it does not run under torch.func.vmap"):
         plan.build(["model=mynet", "model._target_=itemnet.Net", "~model.hidden", "~model.dropout", "train.strategy=vectorized", *TINY], "myconf")
+
+
+def test_your_network_drawing_dropout_masks_trains_eagerly_and_vectorized_is_refused(mynet: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigError, match=r"train.strategy=vectorized is not allowed with model._target_=mynet.Net \(its forward draws random numbers"):
+        plan.build(["model=mynet", "model.dropout=0.5", "train.strategy=vectorized", *TINY], "myconf")
+    monkeypatch.setitem(recipe.AUTO_STRATEGY, "cpu", "vectorized")  # a device where vectorized is the faster
+    dropped, plain = (plan.build(["model=mynet", f"model.dropout={p}", *TINY], "myconf").study.resolved for p in (0.5, 0.0))
+    assert dropped.strategy == "eager" and "its forward draws random numbers" in dropped.strategy_note
+    assert plain.strategy == "vectorized" and plain.strategy_note is None

@@ -9,7 +9,7 @@ import torch
 from omegaconf import OmegaConf
 
 from ablate.config import AblateConfig, DataConfig, ModelConfig
-from ablate.networks.cnn import build_model
+from ablate.networks.network import build_model
 from ablate.store import results
 
 

@@ -15,9 +15,11 @@ from conftest import TINY, checked, run_ablate
 from ablate.config import AblateConfig, ConfigError, DataConfig, ModelConfig, TrainConfig, validate
 from ablate.data.datasets import DataError, Dataset, load_dataset, select_classes
 from ablate.networks import transfer
-from ablate.networks.cnn import build_model, model_parts, parameter_count
+from ablate.networks.cnn import parameter_count
+from ablate.networks.network import build_model, create_network
 from ablate.networks.weights import check_weights, load_weights
-from ablate.training.engine import make_optimizer, train_seed
+from ablate.training.engine import train_seed
+from ablate.training.strategies import make_optimizer
 
 CPU = torch.device("cpu")
 GREY = (1, 28, 28)
@@ -25,8 +27,9 @@ GREY = (1, 28, 28)
 
 def prepared(cfg: ModelConfig, shape: tuple[int, int, int] = GREY, classes: int = 10) -> tuple[torch.nn.Module, transfer.Parts]:
     """A network built and set trainable the way the runner and the engine do it."""
-    model = build_model(cfg, shape, classes)
-    parts = model_parts(model, cfg, shape, classes)
+    network = create_network(cfg, shape, classes)
+    model = network.build()
+    parts = network.parts(model)
     transfer.set_trainable(parts, cfg.transfer)
     return model, parts
 
@@ -204,8 +207,12 @@ def test_offline_transfer_sweep_pretrains_then_transfers_and_reports(workdir: Pa
     assert [c.strip() for c in header.split("|")].count("trainable") == 1
 
 
-def test_inspect_says_it_covers_ablates_own_cnn_only(capsys: pytest.CaptureFixture) -> None:
-    from ablate.cli import main
+def test_inspect_describes_resnet18_module_by_module() -> None:
+    from ablate.inspect.layers import inspect_overrides
 
-    assert main(["inspect", "model.arch=resnet18"]) == 2
-    assert "model.arch=resnet18: layer tables, receptive fields and ablate viz cover ablate's own CNN" in capsys.readouterr().err
+    (report,) = json.loads(inspect_overrides(["model.arch=resnet18"], "json"))
+    rows = {row["layer"]: row for row in report["layers"]}
+    assert report["total_params"] == sum(p.numel() for p in torchvision.models.resnet18(num_classes=10).parameters())
+    assert sum(row["params"] for row in report["layers"]) == report["total_params"]
+    assert rows["conv1"]["input"] == "(B, 3, 28, 28)" and rows["fc"]["output"] == "(B, 10)"  # grey images enter as RGB
+    assert rows["fc"]["flops"] == 2 * 512 * 10 and report["receptive_field"] is None  # skip connections: no one chain

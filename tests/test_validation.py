@@ -18,7 +18,7 @@ from test_report import write
 
 from ablate.config import ConfigError, DataConfig, ModelConfig
 from ablate.data.datasets import DataError, _load_cached, embedded_mnist_file, load_dataset, read_mnist_pickle
-from ablate.networks.cnn import build_model
+from ablate.networks.network import build_model
 from ablate.report import plots
 from ablate.report.summary import ReportError, write_reports
 from ablate.store import results

@@ -11,19 +11,11 @@ from conftest import checked, train
 
 from ablate.config import AblateConfig, ConfigError, DataConfig, ModelConfig, TrainConfig
 from ablate.data.datasets import Dataset, load_dataset
-from ablate.networks.cnn import build_model
+from ablate.networks.network import build_model
 from ablate.store import results
-from ablate.training.engine import (
-    EagerTrainer,
-    SeedResult,
-    VectorizedTrainer,
-    evaluate,
-    plan_groups,
-    seed_groups,
-    train_seed,
-    train_seeds,
-    train_vectorized,
-)
+from ablate.training.engine import plan_groups, seed_groups, train_seed, train_seeds, train_vectorized
+from ablate.training.loop import SeedResult, evaluate
+from ablate.training.strategies import EagerTrainer, VectorizedTrainer
 
 CPU = torch.device("cpu")
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU; none is visible")
@@ -66,6 +58,17 @@ def test_vectorized_seeds_match_seeds_trained_alone_step_by_step(model: ModelCon
         assert mine["train_acc"] == pytest.approx(theirs["train_acc"], abs=1 / 256)
         assert mine["test_acc"] == pytest.approx(theirs["test_acc"], abs=1 / 128)
     assert not torch.allclose(together[:, 0], together[:, 1])  # different seeds: different inits and batches
+
+
+def test_a_seeds_dropout_masks_are_its_own_alone_or_beside_any_other_seed() -> None:
+    data, train, dropped = tiny(), TrainConfig(epochs=1, batch_size=32), ModelConfig(dropout=0.5)
+    alone, _ = losses_of(lambda hook: train_seed(dropped, train, data, 1, CPU, "fp32", hook))
+    beside_0, _ = losses_of(lambda hook: train_vectorized(dropped, train, data, [0, 1], CPU, "fp32", hook))
+    beside_2, _ = losses_of(lambda hook: train_vectorized(dropped, train, data, [1, 2], CPU, "fp32", hook))
+    torch.testing.assert_close(beside_0[:, 1], alone[:, 0], **TIGHT)  # the same masks eager and vectorized,
+    torch.testing.assert_close(beside_2[:, 0], alone[:, 0], **TIGHT)  # whichever seed trains beside it
+    undropped, _ = losses_of(lambda hook: train_seed(ModelConfig(), train, data, 1, CPU, "fp32", hook))
+    assert not torch.allclose(alone[1:], undropped[1:], rtol=0, atol=1e-3)  # same init and batches: the masks act
 
 
 def test_vectorized_sgd_with_momentum_and_weight_decay_matches_plain_sgd() -> None:

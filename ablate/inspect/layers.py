@@ -1,7 +1,8 @@
 """The layer table of `ablate inspect`: shapes, output-size formula, parameters, receptive field and FLOPs per layer.
 
-For ablate's CNN every number comes from the layer plan of ablate/networks/cnn.py; for your own network (`_target_`) from
-forward hooks and torch's FlopCounterMode (ablate/networks/own.py). This module only arranges them as Markdown, CSV or JSON.
+Every number comes from the network's own description (ablate/networks/network.py: the layer plan for ablate's CNN,
+forward hooks and torch's FlopCounterMode for resnet18 and your own network). This module only arranges them as
+Markdown, CSV or JSON.
 """
 
 from __future__ import annotations
@@ -13,17 +14,10 @@ import pandas as pd
 
 from ablate.config import AblateConfig, format_value, model_node
 from ablate.data.datasets import input_spec
-from ablate.networks import own
-from ablate.networks.cnn import build_model, parameter_count, plan_layers, receptive_fields
+from ablate.networks.network import create_network
 from ablate.study import plan
 
 SIZE_COLUMN = "output size: floor((H + 2P - D(K-1) - 1)/S + 1)"
-FLOP_CONVENTION = (
-    "2 × multiply-accumulates of the conv and linear layers, for one image; "
-    "bias, BatchNorm, activations, dropout and pooling not counted (as torch.utils.flop_counter counts)"
-)
-OWN_FLOP_CONVENTION = "as torch.utils.flop_counter.FlopCounterMode counts them (2 × multiply-accumulates of matmuls and convolutions), for one image"
-OUTSIDE_MODULES = "(ops outside modules)"  # FLOPs of the forward's own tensor ops, so the rows add up to torch's total
 RIGHT = ("params", "RF", "FLOPs")
 
 
@@ -31,47 +25,17 @@ def _shape(shape: tuple[int, ...] | None) -> str:
     return "" if shape is None else f"(B, {', '.join(map(str, shape))})"
 
 
-def describe_own(variant: str, config: AblateConfig) -> dict[str, Any]:
-    """What `inspect` says about your own network: one row per leaf module that ran, from forward hooks."""
-    shape, classes = input_spec(config.data)
-    model = build_model(config.model, shape, classes)
-    rows, flops = own.layer_table(model, shape)
-    rows = [{**row, "input": _shape(row["input"]), "output": _shape(row["output"])} for row in rows]
-    outside = flops - sum(row["flops"] for row in rows)
-    if outside:
-        rows.append({"layer": OUTSIDE_MODULES, "kind": "", "input": "", "output": "", "params": 0, "receptive_field": None, "flops": outside})
-    fields = [row["receptive_field"] for row in rows if row["receptive_field"] is not None]
-    return {
-        "variant": variant, "dataset": config.data.name, "input_shape": list(shape), "num_classes": classes,
-        "model": model_node(config.model), "layers": rows, "total_params": parameter_count(model), "head_layers": [],
-        "receptive_field": fields[-1] if fields else None, "flops": flops, "flop_convention": OWN_FLOP_CONVENTION,
-    }
-
-
 def describe(variant: str, config: AblateConfig) -> dict[str, Any]:
     """Everything `inspect` says about one variant: its layer rows, total and head parameters, FLOPs, receptive field."""
-    if config.model._target_:
-        return describe_own(variant, config)
     shape, classes = input_spec(config.data)
-    layers = plan_layers(config.model, shape, classes)
-    fields = receptive_fields(layers)
-    rows = []
-    for layer, field in zip(layers, fields):
-        params, formula = layer.parameters()
-        rows.append({
-            "layer": layer.name, "kind": layer.kind, "input": _shape(layer.in_shape), "output": _shape(layer.out_shape),
-            "output_size": layer.size_formula(), "params": params, "params_formula": formula,
-            "receptive_field": None if layer.head else field, "flops": layer.flops(),
-        })
-    total = sum(row["params"] for row in rows)
-    head = sum(row["params"] for row, layer in zip(rows, layers) if layer.head)
+    network = create_network(config.model, shape, classes).describe()
+    rows = [{**row, "input": _shape(row["input"]), "output": _shape(row["output"])} for row in network.layers]
+    head = {"head_params": network.head_params, "head_share": network.head_params / network.params} if network.head_layers else {}
     return {
         "variant": variant, "dataset": config.data.name, "input_shape": list(shape), "num_classes": classes,
-        "model": model_node(config.model), "layers": rows,
-        "total_params": total, "head_layers": [layer.name for layer in layers if layer.head],
-        "head_params": head, "head_share": head / total,
-        "receptive_field": fields[-1], "flops": sum(row["flops"] for row in rows),
-        "flop_convention": FLOP_CONVENTION,
+        "model": model_node(config.model), "layers": rows, "total_params": network.params,
+        "head_layers": network.head_layers, **head, "receptive_field": network.receptive_field, "flops": network.flops,
+        "flop_convention": network.flop_convention,
     }
 
 

@@ -25,7 +25,7 @@ from torchvision.utils import make_grid  # noqa: E402
 
 from ablate.config import AblateConfig  # noqa: E402
 from ablate.data.datasets import input_spec, load_dataset  # noqa: E402
-from ablate.networks.cnn import build_model  # noqa: E402
+from ablate.networks.network import build_model  # noqa: E402
 from ablate.store import results  # noqa: E402
 
 DPI = 120

@@ -1,7 +1,6 @@
-"""Builds every variant of the CNN from a ModelConfig, and answers questions about its shape.
-
-`model.arch=resnet18` is torchvision's network instead (for transfer learning); a model config with `_target_` is
-your own (ablate/networks/own.py). ablate's own CNN follows one
+"""Builds every variant of the CNN from a ModelConfig, and answers questions about its shape; also builds
+torchvision's resnet18 (`model.arch=resnet18`, for transfer learning). Consumers reach both through
+ablate/networks/network.py. ablate's own CNN follows one
 rule, the seed SimpleCNN's: a conv block (conv, optional BatchNorm, activation: ReLU by default), then
 downsampling by 2 as long as the map stays at least `min_map_size` wide; the width doubles after each
 downsampling, up to `max_width`. The layer plan is computed once (`plan_layers`) and reused for the
@@ -15,10 +14,10 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Optional
 
+import torch
 from torch import Tensor, nn
 
-from ablate.config import ConfigError, ModelConfig
-from ablate.networks import own
+from ablate.config import ModelConfig
 
 Shape = tuple[int, ...]
 
@@ -86,11 +85,7 @@ def output_size(size: int, kernel: int, stride: int, padding: int, dilation: int
 
 
 def plan_layers(cfg: ModelConfig, input_shape: Shape, num_classes: int) -> list[Layer]:
-    """The ordered layers that `cfg` yields on inputs of shape (C, H, W); ablate's own CNN only."""
-    if cfg._target_:
-        raise ConfigError(f"model._target_={cfg._target_}: a layer plan covers ablate's own CNN only; your network's layers come from own.layer_table")
-    if cfg.arch != "cnn":
-        raise ConfigError(f"model.arch={cfg.arch}: layer tables, receptive fields and ablate viz cover ablate's own CNN (model.arch=cnn) only")
+    """The ordered layers that `cfg` yields on inputs of shape (C, H, W); ablate's own CNN (model.arch=cnn) only."""
     c, h, w = input_shape
     width, act = cfg.width, cfg.activation
     layers: list[Layer] = []
@@ -127,6 +122,29 @@ def plan_layers(cfg: ModelConfig, input_shape: Shape, num_classes: int) -> list[
     return layers
 
 
+class SeededDropout(nn.Dropout):
+    """nn.Dropout whose mask the trainer gives (`mask`, drawn from the seed's own generator), so a seed's masks are the
+    same whether it trains alone or in a vectorized group; without one, torch's own dropout (the global generator)."""
+
+    mask: Optional[Tensor] = None
+
+    def __init__(self, p: float, shape: Shape) -> None:
+        super().__init__(p)
+        self.shape = shape  # one image's input to this layer, the shape of its mask without the batch
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x times the given mask (already scaled by 1/(1-p)) in training, x unchanged in evaluation."""
+        if not self.training or self.mask is None:
+            return super().forward(x)
+        return x * self.mask.to(x.dtype)
+
+
+def dropout_mask(layer: SeededDropout, batch: int, generator: torch.Generator) -> Tensor:
+    """One seed's mask for a batch: each unit kept with probability 1-p and scaled by 1/(1-p)."""
+    keep = torch.rand((batch, *layer.shape), generator=generator, device=generator.device) >= layer.p
+    return keep / (1 - layer.p)
+
+
 def _module(layer: Layer) -> nn.Module:
     if layer.kind in CONVS:
         return nn.Conv2d(layer.in_shape[0], layer.out_shape[0], layer.kernel, layer.stride, layer.padding, layer.dilation)
@@ -139,7 +157,7 @@ def _module(layer: Layer) -> nn.Module:
     if layer.kind in ACTIVATION_MODULES:
         return ACTIVATION_MODULES[layer.kind]()
     if layer.kind == "dropout":
-        return nn.Dropout(layer.rate)
+        return SeededDropout(layer.rate, layer.in_shape)
     if layer.kind == "gap":
         return nn.AdaptiveAvgPool2d(1)
     if layer.kind == "flatten":
@@ -159,7 +177,7 @@ def _grey_to_rgb(module: nn.Module, inputs: tuple[Tensor, ...]) -> tuple[Tensor,
     return (x.expand(-1, 3, -1, -1), *inputs[1:]) if x.shape[1] == 1 else inputs
 
 
-def _resnet18(input_shape: Shape, num_classes: int) -> nn.Module:
+def build_resnet18(input_shape: Shape, num_classes: int) -> nn.Module:
     """torchvision's resnet18, the same modules and state_dict keys (so its weights load unchanged), taking the data's
     images: grey ones go through `_grey_to_rgb`, and images under SMALL_IMAGE px skip the stem's max-pool (no weights)."""
     from torchvision.models import resnet18  # imported here: torchvision adds seconds to every command's start
@@ -173,13 +191,8 @@ def _resnet18(input_shape: Shape, num_classes: int) -> nn.Module:
     return model
 
 
-def build_model(cfg: ModelConfig, input_shape: Shape, num_classes: int) -> nn.Module:
-    """The network for `cfg`: ablate's CNN as an nn.Sequential whose module names are the plan's layer names, or
-    torchvision's resnet18 (`model.arch=resnet18`), or your own (`model._target_`)."""
-    if cfg._target_:
-        return own.build(cfg, input_shape[0], num_classes)
-    if cfg.arch == "resnet18":
-        return _resnet18(input_shape, num_classes)
+def build_cnn(cfg: ModelConfig, input_shape: Shape, num_classes: int) -> nn.Sequential:
+    """ablate's CNN for `cfg` as an nn.Sequential whose module names are the plan's layer names."""
     return nn.Sequential(OrderedDict((layer.name, _module(layer)) for layer in plan_layers(cfg, input_shape, num_classes)))
 
 
@@ -191,16 +204,11 @@ class Parts:
     head: list[nn.Module]
 
 
-def model_parts(model: nn.Module, cfg: ModelConfig, input_shape: Shape, num_classes: int) -> Parts:
-    """Stages and head of a network from `build_model`: for the CNN, one stage per conv block (conv, BatchNorm,
-    strided downsampling) and the plan's head layers; for resnet18, the stem, layer1..layer4, and fc; your own network
-    is all head (it trains from scratch, as a whole)."""
-    if cfg._target_:
-        return Parts([], [model])
-    if cfg.arch == "resnet18":
-        return Parts([[model.conv1, model.bn1], [model.layer1], [model.layer2], [model.layer3], [model.layer4]], [model.fc])
+def cnn_parts(model: nn.Module, layers: list[Layer]) -> Parts:
+    """Stages and head of ablate's CNN built from `layers`: one stage per conv block (conv, BatchNorm, strided
+    downsampling), and the plan's head layers."""
     parts = Parts([], [])
-    for layer in plan_layers(cfg, input_shape, num_classes):
+    for layer in layers:
         module = model.get_submodule(layer.name)
         if layer.head:
             parts.head.append(module)
@@ -232,19 +240,3 @@ def receptive_fields(layers: list[Layer]) -> list[int]:
 def receptive_field(layers: list[Layer]) -> int:
     """Receptive field of one unit of the last feature map (the head, which pools or flattens it, is not counted)."""
     return receptive_fields(layers)[-1]
-
-
-def network_receptive_field(cfg: ModelConfig, model: nn.Module, input_shape: Shape, num_classes: int) -> Optional[int]:
-    """The receptive field of a built network: from the plan for ablate's CNN, from forward hooks for your own where
-    it is defined, None for resnet18 (or where undefined)."""
-    if cfg._target_:
-        return own.receptive_field(model, input_shape)
-    return receptive_field(plan_layers(cfg, input_shape, num_classes)) if cfg.arch == "cnn" else None
-
-
-def output_sizes(cfg: ModelConfig, input_shape: Shape, num_classes: int) -> list[int]:
-    """Elements of each layer's output for one image: from the plan, or from forward hooks on your own network."""
-    if cfg._target_:
-        rows, _ = own.layer_table(build_model(cfg, input_shape, num_classes), input_shape)
-        return [math.prod(row["output"]) for row in rows if row["output"] is not None]
-    return [math.prod(layer.out_shape) for layer in plan_layers(cfg, input_shape, num_classes)]

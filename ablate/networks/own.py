@@ -106,7 +106,9 @@ def check(cfg: ModelConfig, input_shape: Shape, num_classes: int) -> None:
 
 def not_vectorizable(cfg: ModelConfig, input_shape: Shape, num_classes: int) -> Optional[str]:
     """Why the network cannot train as one vmapped model of stacked seeds (torch.func.stack_module_state and
-    functional_call, as the vectorized engine does; forward and backward tried on a blank batch), or None if it can."""
+    functional_call, as the vectorized engine does; forward and backward tried in training mode on a blank batch), or
+    None if it can. A forward that draws random numbers (nn.Dropout) is refused: vmap draws them from torch's global
+    generator for the whole group, so a seed's numbers would depend on the seeds trained beside it."""
     models = [build(cfg, input_shape[0], num_classes) for _ in range(2)]
     try:
         params, buffers = torch.func.stack_module_state(models)
@@ -116,8 +118,11 @@ def not_vectorizable(cfg: ModelConfig, input_shape: Shape, num_classes: int) -> 
             return torch.func.functional_call(base, (p, b), (x,))
 
         x = torch.zeros(2, PROBE_BATCH, *input_shape)
-        torch.vmap(forward, randomness="different")(params, buffers, x).sum().backward()
+        torch.vmap(forward, randomness="error")(params, buffers, x).sum().backward()
     except Exception as error:  # noqa: BLE001 - whatever vmap cannot take makes the network eager-only
+        if "randomness" in str(error):
+            return (f"model._target_={cfg._target_} (its forward draws random numbers, e.g. nn.Dropout, which "
+                    "torch.func.vmap cannot draw from each seed's own generator)")
         return f"model._target_={cfg._target_} (it does not run under torch.func.vmap: {type(error).__name__}: {str(error).splitlines()[0]})"
     return None
 

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from ablate.config import ConfigError, ModelConfig
-from ablate.networks.cnn import build_model, model_parts
+from ablate.networks.network import create_network
 from ablate.networks.transfer import load_backbone
 from ablate.store import results
 
@@ -68,7 +68,8 @@ def check_weights(model_cfg: ModelConfig, seeds: list[int], input_shape: tuple[i
     training; raises ConfigError naming the file and the first tensor that does not fit."""
     spec = model_cfg.weights or ""
     per_seed = Path(spec).is_dir() and not results.is_finished(Path(spec))  # a variant folder: one run per seed
-    model = build_model(model_cfg, input_shape, num_classes)
-    parts = model_parts(model, model_cfg, input_shape, num_classes)
+    network = create_network(model_cfg, input_shape, num_classes)
+    model = network.build()
+    parts = network.parts(model)
     for seed in seeds if per_seed else seeds[:1]:
         load_backbone(model, parts, load_weights(spec, seed, model_cfg.arch), spec)

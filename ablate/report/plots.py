@@ -294,3 +294,52 @@ def forest_chart(summary: pd.DataFrame, study: str, metric: str, margin: float |
     axes.grid(True, axis="x", alpha=0.3)
     axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.6 / (height - 1.6)), ncol=2, fontsize=8, frameon=False)
     _save(figure, path)
+
+
+def interaction_chart(means: pd.DataFrame, study: str, metric: str, path: Path) -> None:
+    """One panel per pair of factors: the mean response at the first factor's two values, a line per value of the
+    second; parallel lines mean no interaction, crossing or diverging lines an interaction."""
+    pairs = list(dict.fromkeys(zip(means["x_factor"], means["line_factor"])))
+    columns = min(3, len(pairs))
+    rows = -(-len(pairs) // columns)
+    figure, grid = plt.subplots(rows, columns, figsize=(3.6 * columns, 3.0 * rows + 0.6), squeeze=False)
+    palette = sns.color_palette("colorblind")
+    for axes, (a, b) in zip(grid.flat, pairs):
+        panel = means[(means["x_factor"] == a) & (means["line_factor"] == b)].sort_values("x_code")
+        for colour, (value, line) in zip(palette, panel.groupby("line", sort=False)):
+            axes.plot(line["x_code"], line["mean"], marker="o", color=colour, label=f"{_short(b)}={value}")
+        axes.set_xticks([-1, 1], list(dict.fromkeys(panel["x"])))
+        axes.set_xlabel(_short(a))
+        aliased = panel["aliases"].iloc[0]
+        axes.set_title(f"{_short(a)} × {_short(b)}" + (f"\n(aliased with {aliased})" if aliased else ""), fontsize=9)
+        axes.legend(fontsize=7, frameon=False)
+        axes.grid(True, alpha=0.3)
+    for axes in list(grid.flat)[len(pairs):]:
+        axes.set_visible(False)
+    for axes in grid[:, 0]:
+        axes.set_ylabel(f"mean {metric_scale(metric)[1]}")
+    figure.suptitle(f"Study '{study}': two-factor interactions (means over seeds and the other factors)", fontsize=11)
+    _save(figure, path)
+
+
+def half_normal_chart(scores: pd.DataFrame, study: str, metric: str, path: Path) -> None:
+    """Daniel's half-normal plot: |effect| against its half-normal quantile; effects significant after Holm are
+    coloured and every point is named; effects far off the line through the small ones are real."""
+    figure, axes = plt.subplots(figsize=(8.0, 5.5))
+    significant = scores["p_holm"] < 0.05
+    colours = np.where(significant, "#d55e00", "#555555")
+    axes.scatter(scores["quantile"], scores["size"], c=list(colours), zorder=3)
+    for index, row in enumerate(scores.itertuples()):  # aliases of up to two factors; labels alternate to stay apart
+        aliases = [word for word in row.aliases.split(" = ") if word and word.count("×") <= 1]
+        axes.annotate(row.term + (f" (= {' = '.join(aliases)})" if aliases else ""), (row.quantile, row.size),
+                      xytext=(6, 3) if index % 2 else (-6, 3), ha="left" if index % 2 else "right", textcoords="offset points", fontsize=8)
+    if scores["noise"].notna().all():
+        axes.plot([0, *scores["quantile"]], [0, *scores["noise"]], color="#999999", linestyle="--", zorder=1,
+                  label="where effects that are only noise lie (quantile × the fit's standard error)")
+        axes.legend(fontsize=8, frameon=False, loc="upper left")
+    axes.set_xlim(0, float(scores["quantile"].max()) * 1.45)
+    axes.set_xlabel("half-normal quantile")
+    axes.set_ylabel(f"|effect| on {metric_scale(metric)[1]}")
+    axes.set_title(f"Study '{study}': half-normal plot of the effects\n(orange: Holm p < 0.05; effects far above the noise line are real)", fontsize=11)
+    axes.grid(True, alpha=0.3)
+    _save(figure, path)

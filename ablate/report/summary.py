@@ -14,7 +14,7 @@ from typing import Optional, Sequence
 import pandas as pd
 
 from ablate.config import CHOICES, AblateConfig, flatten_config, format_value
-from ablate.report import plots
+from ablate.report import effects, plots
 from ablate.report.metrics import held_out_split
 from ablate.report.metrics import metric as declared_metric
 from ablate.report.stats import adjust_holm, compare, describe, study_sensitivity
@@ -259,10 +259,41 @@ def _latex(table: pd.DataFrame) -> str:
     return text.replace("±", r"$\pm$").replace("Δ", r"$\Delta$").replace("–", "--")
 
 
+def effects_section(runs: pd.DataFrame, study: str, metric: str, out: Path, formats: Sequence[str]) -> str:
+    """For a study whose runs form a two-level design: its effects table (markdown, returned; effects.csv if asked),
+    interactions.png and half_normal.png in `out`. '' for any other study."""
+    scale, label = plots.metric_scale(metric)
+    design = effects.two_level_runs(runs, metric, scale)
+    if design is None:
+        return ""
+    fit = effects.fit_effects(design)
+    if "csv" in formats:
+        fit.effects.to_csv(out / "effects.csv", index=False)
+    plots.interaction_chart(effects.interaction_means(design), study, metric, out / "interactions.png")
+    plots.half_normal_chart(effects.half_normal_scores(fit.effects), study, metric, out / "half_normal.png")
+    unit = _unit(metric)
+    table = pd.DataFrame({
+        "effect": fit.effects["term"], "change": fit.effects["change"],
+        f"effect{f' ({unit.strip()})' if unit else ''} [95% CI]": [f"{_number(e, signed=True)} [{_number(lo, signed=True)}, {_number(hi, signed=True)}]" if not pd.isna(lo) else _number(e, signed=True)
+                                   for e, lo, hi in zip(fit.effects["effect"], fit.effects["ci_low"], fit.effects["ci_high"])],
+        "p": [_p(v) for v in fit.effects["p"]], "p Holm": [_p(v) for v in fit.effects["p_holm"]],
+        "aliased with": [a or "–" for a in fit.effects["aliases"]],
+    })
+    residual = (f"{fit.residual_df} residual degrees of freedom" if fit.residual_df else
+                "no residual degrees of freedom, so no intervals or tests: train more seeds")
+    return (f"## Effects on {label}: {fit.design}, OLS on {len(design.coded)} finished runs, {residual}\n\n"
+            f"{table.to_markdown(index=False)}\n\n"
+            f"Effect: the change in the mean from the first value to the second, averaged over the other factors (twice "
+            f"the OLS coefficient of ±1 coding); A × B: half the difference between A's effect at B's second value and at "
+            f"its first. p Holm: Holm-adjusted over these effects. Aliased effects cannot be told apart by the design: "
+            f"the estimate is their sum (− : their difference). Pictures: interactions.png, half_normal.png.\n")
+
+
 def write_study_report(study_dir: Path, out_root: Path, metric: str = "test_acc", formats: Sequence[str] = FORMATS,
-                       margin: Optional[float] = None, ci: str = "t") -> tuple[pd.DataFrame, str]:
+                       margin: Optional[float] = None, ci: str = "t") -> tuple[pd.DataFrame, str, str]:
     """Tables (md, csv, tex as asked) and forest.png, accuracy.png, curves.png, cost.png for one study under
-    out_root/<study>/; returns the summary and its sensitivity line. `margin` is in the metric's display unit."""
+    out_root/<study>/, and a two-level design's effects (`effects_section`); returns the summary, its sensitivity
+    line and the effects section ('' for a one-factor study). `margin` is in the metric's display unit."""
     study = study_dir.name
     runs = results.load_runs(study_dir, lambda folder, record: {"identity": identity.stored_identity(folder, record)})
     if runs.empty:
@@ -276,6 +307,7 @@ def write_study_report(study_dir: Path, out_root: Path, metric: str = "test_acc"
     out = out_root / study
     out.mkdir(parents=True, exist_ok=True)
     table = display_table(summary, metric)
+    section = effects_section(runs, study, metric, out, formats)
     if "csv" in formats:
         summary.to_csv(out / "summary.csv", index=False)
     if "md" in formats:
@@ -286,7 +318,7 @@ def write_study_report(study_dir: Path, out_root: Path, metric: str = "test_acc"
                  f"reads 'no clear difference'). g: Hedges' g, the difference in pooled standard deviations. "
                  f"TOST p: two one-sided Welch tests that |Δ| < the equivalence margin (Holm-adjusted in brackets). "
                  f"seeds needed: per variant, for 80 % power at the margin (or at the observed Δ).")
-        (out / "summary.md").write_text(f"# Study `{study}`: {metric}\n\n{table.to_markdown(index=False)}\n\n{line}\n\n{notes}\n")
+        (out / "summary.md").write_text(f"# Study `{study}`: {metric}\n\n{table.to_markdown(index=False)}\n\n{line}\n\n{notes}\n" + (f"\n{section}" if section else ""))
     if "tex" in formats:
         (out / "summary.tex").write_text(_latex(table.drop(columns=["notes", "failed / missing"])))
     plots.forest_chart(summary, study, metric, margin, out / "forest.png")
@@ -295,7 +327,7 @@ def write_study_report(study_dir: Path, out_root: Path, metric: str = "test_acc"
     if len(histories):
         plots.curves_chart(histories, summary, study, out / "curves.png", held_out_split(metric))
     plots.cost_chart(summary, study, metric, out / "cost.png")
-    return summary, line
+    return summary, line, section
 
 
 def _factor_of(runs: pd.DataFrame, variant: str) -> tuple[str, str]:
@@ -312,7 +344,7 @@ def write_index(out_root: Path, studies: Sequence[str], metric: str) -> Path:
         if not (folder / "summary.md").is_file():
             continue
         body = (folder / "summary.md").read_text().split("\n", 2)[2]
-        pictures = "\n".join(f"![{name}]({study}/{name})" for name in ("forest.png", "accuracy.png", "curves.png", "cost.png") if (folder / name).is_file())
+        pictures = "\n".join(f"![{name}]({study}/{name})" for name in ("forest.png", "accuracy.png", "curves.png", "cost.png", "interactions.png", "half_normal.png") if (folder / name).is_file())
         sections.append(f"## [{study}]({study}/summary.md): {metric}\n\n{body}\n{pictures}\n")
     path = out_root / "index.md"
     path.write_text("\n".join(sections))
@@ -333,7 +365,7 @@ def write_reports(paths: Sequence[str], out_root: str = "reports", metric: str =
     root, done, refused = Path(out_root), [], []
     for study_dir in studies:
         try:
-            summary, line = write_study_report(study_dir, root, metric, formats, margin, ci)
+            summary, line, section = write_study_report(study_dir, root, metric, formats, margin, ci)
         except ReportError as error:
             refused.append(str(error))
             print(f"\nStudy {study_dir.name}: not reported: {error}")
@@ -343,9 +375,14 @@ def write_reports(paths: Sequence[str], out_root: str = "reports", metric: str =
         problems = summary[summary["problems"] != ""]
         for row in problems.itertuples():
             print(f"  ! {row.variant}: {row.problems}")
-        for row in summary[summary["factor"].str.contains("+", regex=False)].itertuples():
+        several = summary[summary["factor"].str.contains("+", regex=False)] if not section else summary.iloc[:0]
+        for row in several.itertuples():  # in a two-level design every point changes several keys by design
             print(f"  ! {row.variant}: {SEVERAL_KEYS}")
-        print(f"  -> {root / study_dir.name}/: summary.{{{','.join(formats)}}}, forest.png, accuracy.png, curves.png, cost.png")
+        if section:
+            title, table = section.split("\n\n")[:2]
+            print(f"\n{title.removeprefix('## ')}\n{table}\n")
+        print(f"  -> {root / study_dir.name}/: summary.{{{','.join(formats)}}}, forest.png, accuracy.png, curves.png, cost.png"
+              + (", effects.csv, interactions.png, half_normal.png" if section else ""))
     if done and "md" in formats:
         print(f"\nAll studies: {write_index(root, done, metric)}")
     if refused:

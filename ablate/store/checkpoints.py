@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # torch is imported where checkpoints are written or read: pl
 log = logging.getLogger("ablate")
 
 CHECKPOINT_FILE = "checkpoint.pt"
-FORMAT = 1
+FORMAT = 2  # 2: each seed's trainer state holds its dropout generator
 
 
 @dataclass

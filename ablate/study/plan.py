@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from ablate.config import AblateConfig, ConfigError, register_schema, to_node, typed, validate
 from ablate.store import checkpoints, results
 from ablate.study import identity, resolve
+from ablate.study.designs import DESIGNS, design_variants
 from ablate.study.variants import BASELINE, Variant, from_name, make_variant, one_off_keys, plan_variants
 
 CONFIG_MODULE, CONFIG_NAME = "ablate.conf", "config"
@@ -85,8 +86,13 @@ def factors_of(composed: DictConfig, overrides: Sequence[str]) -> dict[str, list
 
 def study_variants(composed: DictConfig, overrides: Sequence[str]) -> list[Variant]:
     """Every variant a command line trains: one factor at a time around the config's own values when it has
-    factors, else the one variant its model overrides make."""
+    factors (or the points of a two-level design, `+design=factorial|fractional`), else the one variant its model
+    overrides make."""
     factors = factors_of(composed, overrides)
+    design = OmegaConf.select(composed, "hydra.sweeper.design", default=DESIGNS[0])
+    if design != DESIGNS[0]:
+        config_values = {key: OmegaConf.select(composed, key) for key in factors}
+        return design_variants(config_values, factors, design, OmegaConf.select(composed, "hydra.sweeper.resolution", default=None))
     if factors:
         return plan_variants({key: OmegaConf.select(composed, key) for key in factors}, factors)
     return [make_variant({key: OmegaConf.select(composed, key) for key in one_off_keys(overrides)})]

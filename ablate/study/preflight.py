@@ -20,6 +20,8 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 from ablate import trackers
 from ablate.config import OWN_NETWORK_FIELDS, AblateConfig, ConfigError, ModelConfig
 from ablate.data.datasets import check_dataset, input_spec
+from ablate.networks.network import create_network
+from ablate.networks.weights import check_weights
 from ablate.store import checkpoints, results
 from ablate.study import identity
 from ablate.study.plan import Plan, VariantPlan, needs_source
@@ -36,14 +38,10 @@ def check(plan: Plan) -> None:
     for variant in plan.variants:
         _refuse_conflicts(variant)
         checkpoints.refuse_stale([run.folder for run in variant.runs], variant.identity_hash)
-    for config in {repr(v.config.model): v.config for v in plan.variants if v.config.model._target_}.values():
-        from ablate.networks import own  # imported only for a plan that has your network (1 s of torch modules)
-
-        own.check(config.model, *input_spec(config.data))  # your network: it imports, builds and runs a batch
+    for config in {repr(v.config.model): v.config for v in plan.variants}.values():
+        create_network(config.model, *input_spec(config.data)).check()  # your network: it imports, builds and runs a batch
     for config in {v.config.model.weights: v.config for v in plan.variants
                    if v.config.model.transfer != "scratch" and not needs_source(v.config)}.values():
-        from ablate.networks.weights import check_weights
-
         check_weights(config.model, config.seeds, *input_spec(config.data))
     for data in {repr(v.config.data): v.config.data for v in plan.variants}.values():
         check_dataset(data)  # files, checksums, shapes, classes and subset sizes, before any training

@@ -11,14 +11,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional
 
 from ablate.config import AblateConfig, ConfigError
+from ablate.recipe import AUTO_STRATEGY
 
 if TYPE_CHECKING:  # torch is imported where `auto` is resolved: reading a stored Resolved (the report) needs none
     import torch
-
-# What `train.strategy=auto` resolves to per device type: what measured faster there. On the 2-core CPU, vectorized
-# ran 1.3 to 1.7x slower per seed-step than eager (3 or 5 seeds; under vmap there is no channels_last); on an H100
-# (the bench's GPU figures in the README) vmap without a CUDA graph was slower than eager.
-AUTO_STRATEGY = {"cpu": "eager", "cuda": "eager"}
 
 
 @dataclass(frozen=True)
@@ -90,14 +86,14 @@ def _tf32(device: str) -> tuple[tuple[str, bool], ...]:
 def _strategy(cfg: AblateConfig, device: str, precision: str) -> tuple[str, Optional[str]]:
     """The strategy and, where `auto` could not take what is fastest here, why."""
     asked, model = cfg.train.strategy, cfg.model
-    only_eager = ("precision=fp16 (one loss scale per seed)" if precision == "fp16" else
-                  f"model.arch={model.arch}" if model.arch != "cnn" else
-                  f"model.transfer={model.transfer}" if model.transfer != "scratch" else None)
-    if only_eager is None and model._target_ and "vectorized" in (asked, AUTO_STRATEGY[device]):
+    only_eager = "precision=fp16 (one loss scale per seed)" if precision == "fp16" else None
+    if only_eager is None and "vectorized" in (asked, AUTO_STRATEGY[device]):
         from ablate.data.datasets import input_spec
-        from ablate.networks import own
+        from ablate.networks.network import create_network
 
-        only_eager = own.not_vectorizable(model, *input_spec(cfg.data))  # tried on the CPU, once per plan
+        only_eager = create_network(model, *input_spec(cfg.data)).not_vectorizable()  # your network: tried on the CPU
+    if only_eager is None and model.transfer != "scratch":
+        only_eager = f"model.transfer={model.transfer}"
     if asked == "vectorized" and only_eager:
         raise ConfigError(f"train.strategy=vectorized is not allowed with {only_eager}; use train.strategy=eager or auto")
     if asked != "auto":

@@ -21,13 +21,14 @@ from torch import Tensor
 from ablate import trackers
 from ablate.config import flatten_config, format_value, to_node
 from ablate.data.datasets import load_dataset
-from ablate.networks import transfer, weights
-from ablate.networks.cnn import build_model, model_parts, network_receptive_field, parameter_count
+from ablate.networks import weights
+from ablate.networks.network import create_network
 from ablate.store import checkpoints, provenance, results
 from ablate.study.plan import Plan, VariantPlan, needs_source, plan_variant, source_config
 from ablate.study.variants import BASELINE, Variant
 from ablate.training import checkpoint
-from ablate.training.engine import SeedResult, train_seeds
+from ablate.training.engine import train_seeds
+from ablate.training.loop import SeedResult
 
 log = logging.getLogger("ablate")
 
@@ -98,14 +99,12 @@ def _train_and_store(variant: VariantPlan, seeds: list[int], locks: Mapping[int,
     cfg, name, resolved = variant.config, variant.variant.name, variant.resolved
     folders = {run.seed: run.folder for run in variant.runs}
     data = load_dataset(cfg.data)
-    model = build_model(cfg.model, data.input_shape, data.num_classes)
-    transfer.set_trainable(model_parts(model, cfg.model, data.input_shape, data.num_classes), cfg.model.transfer)
+    described = create_network(cfg.model, data.input_shape, data.num_classes).describe()
     common = {
         "study": cfg.study, "variant": name, "factor": variant.variant.factor, "value": variant.variant.value,
         "variant_overrides": {key: format_value(value) for key, value in variant.variant.overrides},
         "identity": dict(variant.identity), "identity_hash": variant.identity_hash,
-        "params": parameter_count(model), "trainable_params": parameter_count(model, trainable_only=True),
-        "receptive_field": network_receptive_field(cfg.model, model, data.input_shape, data.num_classes),
+        "params": described.params, "trainable_params": described.trainable_params, "receptive_field": described.receptive_field,
         "device": resolved.device, "precision": resolved.precision, **resolved.numerics,
         "dataset": data.name, "train_samples": len(data.train_y), "test_samples": len(data.test_y),
         "validation_samples": len(data.val_y),

@@ -26,8 +26,9 @@ log = logging.getLogger(__name__)
 class AblateSweeper(Sweeper):
     """Launches the variants ablate's plan gives (ablate.study.plan.study_variants) as one batch."""
 
-    def __init__(self, factors: dict[str, list[Any]]) -> None:
-        self.factors = factors  # read by the plan from the composed config, where Hydra puts them
+    def __init__(self, factors: dict[str, list[Any]], design: str = "one_at_a_time", resolution: Optional[int] = None) -> None:
+        # read by the plan from the composed config, where Hydra puts them
+        self.factors, self.design, self.resolution = factors, design, resolution
         self.config: Optional[DictConfig] = None
         self.launcher: Optional[Launcher] = None
 

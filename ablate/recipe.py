@@ -1,0 +1,40 @@
+"""The training recipe's constants: how ablate trains fast without changing what a run measures.
+
+Each constant has its unit and the measurement that chose it, so changing one means measuring again (`make bench`).
+They decide speed and memory, not what is trained; where one changes a run's float results (the strategy `auto`
+picks), the resolved value is part of the run's identity, never the constant.
+"""
+
+from __future__ import annotations
+
+EVAL_BATCH = 256
+"""Test (and validation) images per forward when a split is evaluated. On the 2-core CPU 256 ran 2.5x faster than
+1000 (its maps stay cache-sized); the benchmark's textbook loop evaluates in the same batches, so the comparison is
+about the training loop."""
+
+MEMORY_SHARE = 0.7
+"""Share of the free GPU memory (a fraction, 0 to 1) a vectorized group of seeds may plan to fill; the rest is headroom
+for the caching allocator and cuDNN's workspaces, which `seed_bytes` does not estimate."""
+
+TRAINING_COPIES = 4
+"""Copies of the weights one seed holds while it trains (fp32): the weights, their gradients and Adam's two moments."""
+
+ACTIVATION_COPIES = 3
+"""Copies of each layer's output per training image kept at once: the output saved for backward, its gradient and a
+workspace (an upper estimate for `seed_bytes`)."""
+
+AUTO_STRATEGY = {"cpu": "eager", "cuda": "eager"}
+"""What `train.strategy=auto` resolves to per device type: what measured faster there. On the 2-core CPU vectorized
+ran 1.3 to 1.7x slower per seed-step than eager (3 or 5 seeds; under vmap there is no channels_last); on an H100
+(the bench's GPU figures) vmap without a CUDA graph was slower than eager."""
+
+CPU_CHANNELS_LAST = True
+"""Eager training on the CPU keeps images and weights in channels_last (oneDNN's fast layout): 1.0 to 1.35x faster
+per step, never slower, in the bench's CNN variants."""
+
+CPU_FUSED_OPTIMIZER = True
+"""torch's fused Adam, AdamW and SGD kernels on the CPU (measured faster there); on CUDA torch's own default."""
+
+PROGRESS_SECONDS = 1.0
+"""Least seconds between two redraws of the progress bar; a redraw reads the loss from the device, the loop's only
+host sync, so a fast GPU step is never held up by it."""
