@@ -11,7 +11,7 @@ DEMO   := +sweep=pooling data.train_size=10000 train.epochs=2 seeds=[0,1,2,3,4] 
 # Options of bench/bench.py, e.g. make bench BENCH="--study all --seeds 0 1 2 --epochs 5"; default: full MNIST, 1 epoch.
 BENCH  ?=
 
-.PHONY: help install install-dev run test test-full report bench clean
+.PHONY: help install install-dev run test test-fast report bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-10s %s\n", $$1, $$2}'
@@ -42,11 +42,11 @@ run: install ## train the demo study on embedded MNIST; its report under reports
 TEST_WORKERS ?= 2
 PYTEST := OMP_NUM_THREADS=1 $(BIN)/pytest -q -n $(TEST_WORKERS)
 
-test: install-dev ## the fast test suite (CPU, a few hundred samples; about 8 minutes from a fresh clone)
+test: install-dev ## every test, what CI runs (CPU, tiny studies; SLURM, Ray and trackers too)
 	$(PYTEST)
 
-test-full: install-dev ## every test, the slow ones too
-	$(PYTEST) -m ""
+test-fast: install-dev ## every test but those marked slow (daemons: SLURM, Ray; experiment trackers)
+	$(PYTEST) -m "not slow"
 
 report: install ## tables and charts of every study under runs/
 	$(BIN)/ablate report

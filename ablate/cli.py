@@ -8,7 +8,9 @@ import os
 import sys
 from typing import Any, Callable, Sequence
 
-USAGE = """usage: ablate COMMAND [ARGS]
+from ablate import DISTRIBUTION, __version__
+
+USAGE = """usage: ablate COMMAND [ARGS]    (ablate --version: the installed version)
 
 commands:
   run [OVERRIDES]     train a study: ablate run +sweep=depth train.epochs=2 seeds=[0,1,2]
@@ -209,6 +211,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = {"run": run, "report": report, "inspect": inspect, "viz": viz}
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE)
+        return 0
+    if argv[0] in ("-V", "--version"):
+        print(f"ablate {__version__} ({DISTRIBUTION} on PyPI)")
         return 0
     if argv[0] not in commands:
         return _fail(f"unknown command {argv[0]!r}; choose one of: {', '.join(commands)}")

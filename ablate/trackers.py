@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from ablate import DISTRIBUTION
 from ablate.config import ConfigError, LoggerConfig
 
 log = logging.getLogger("ablate")
@@ -60,7 +61,7 @@ def check(logger: LoggerConfig) -> None:
         except ImportError as error:
             raise ConfigError(
                 f"logger={logger.name} needs the {module} package, which cannot be imported ({error}); "
-                f"install it with: pip install 'ablate[{logger.name}]'"
+                f"install it with: pip install '{DISTRIBUTION}[{logger.name}]'"
             ) from None
 
 

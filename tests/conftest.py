@@ -1,15 +1,26 @@
-"""Shared helpers: tiny data settings, a way to run the installed `ablate` command in a temp folder, plans of a
-command line, and a fresh working folder for every test (so no test reads what a user left in the checkout)."""
+"""Shared helpers: tiny data settings, a way to run the `ablate` command in a temp folder (in this process, or as a
+process where only a process shows it), plans of a command line, and a fresh working folder for every test (so no
+test reads what a user left in the checkout)."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import os
+import signal
 import subprocess
 import sys
+import traceback
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import pytest
+from hydra.core.global_hydra import GlobalHydra
 
+from ablate.cli import main
 from ablate.config import AblateConfig
 from ablate.study import plan, preflight
 from ablate.study.variants import Variant
@@ -18,17 +29,106 @@ from ablate.training.runner import VariantSummary, run_variant
 # A study small enough to train in seconds on a CPU: synthetic images, 1 epoch.
 TINY = ["data=synthetic", "data.train_size=256", "data.test_size=128", "data.image_size=16", "train.epochs=1", "device=cpu"]
 
+# A command in a process of its own whose training delivers `signal` to itself at its `step`-th step (1-based,
+# counted over every seed and variant it trains): training asks StopSignals between two steps whether to stop, so
+# the signal lands at a fixed point, with nothing racing a clock.
+SIGNAL_AT_STEP = """
+import os, sys
+from ablate.cli import main
+from ablate.training.stopping import StopSignals
+step, number, steps, plain = int(sys.argv[1]), int(sys.argv[2]), [0], StopSignals.requested
+def requested(self):
+    steps[0] += 1
+    if steps[0] == step:
+        os.kill(os.getpid(), number)
+    return plain(self)
+StopSignals.requested = requested
+sys.exit(main(sys.argv[3:]))
+"""
 
-def run_ablate(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    """`python -m ablate ARGS` in `cwd`, as a user would run it; output captured."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": ""}
-    return subprocess.run([sys.executable, "-m", "ablate", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+@dataclass
+class Finished:
+    """What a finished command shows: its exit status and everything it printed."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_ablate(*args: str, cwd: Path, process: bool = False) -> Finished | subprocess.CompletedProcess:
+    """`ablate ARGS` typed in `cwd`, output captured: called in this process (no 4 s of imports per call), or with
+    `process=True` as `python -m ablate` (what only a process shows: launchers that start workers, trackers)."""
+    if process:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": ""}
+        return subprocess.run([sys.executable, "-m", "ablate", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with _as_a_fresh_process(cwd), contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        try:
+            status = main(list(args))
+        except SystemExit as ended:  # Hydra and argparse end by sys.exit
+            status = ended.code if isinstance(ended.code, int) else int(ended.code is not None)
+            if isinstance(ended.code, str):
+                print(ended.code, file=sys.stderr)
+        except Exception:  # noqa: BLE001 - what a process would print before exiting with status 1
+            traceback.print_exc()
+            status = 1
+    return Finished(status, stdout.getvalue(), stderr.getvalue())
+
+
+def signalled_at_step(step: int, number: signal.Signals, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """`ablate ARGS` in a process of its own that gets signal `number` at training step `step` (see SIGNAL_AT_STEP),
+    started as a shell starts it: Ctrl-C neither ignored nor blocked (a test runner's threads may block it)."""
+    def as_from_a_terminal() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+    return subprocess.run([sys.executable, "-c", SIGNAL_AT_STEP, str(step), str(int(number)), *args], cwd=cwd,
+                          env={**os.environ, "PYTHONUNBUFFERED": "1"}, capture_output=True, text=True, timeout=600,
+                          preexec_fn=as_from_a_terminal)
+
+
+@contextlib.contextmanager
+def _as_a_fresh_process(cwd: Path) -> Iterator[None]:
+    """Inside, the state a new `python -m ablate` starts from; outside again, this process's own: working folder,
+    argv, environment, logging (Hydra configures the root logger per job), warnings shown once per call, Hydra."""
+    before = (Path.cwd(), list(sys.argv), dict(os.environ))
+    loggers = {name: (lg.level, list(lg.handlers), lg.disabled, lg.propagate)
+               for name, lg in [("", logging.getLogger()), *logging.Logger.manager.loggerDict.items()] if isinstance(lg, logging.Logger)}
+    root = logging.getLogger()
+    root.handlers.clear()  # so cli.main's logging.basicConfig writes to this call's stderr, as in a new process
+    os.chdir(cwd)
+    os.environ["HYDRA_FULL_ERROR"] = ""
+    try:
+        with warnings.catch_warnings():
+            warnings.resetwarnings()
+            for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
+                warnings.simplefilter("ignore", category)  # Python's own defaults in a new process
+            warnings.showwarning = lambda message, category, filename, lineno, file=None, line=None: print(
+                warnings.formatwarning(message, category, filename, lineno, line), end="", file=sys.stderr)
+            yield
+    finally:
+        GlobalHydra.instance().clear()
+        os.chdir(before[0])
+        sys.argv[:] = before[1]
+        os.environ.clear()
+        os.environ.update(before[2])
+        for name in [*logging.Logger.manager.loggerDict, ""]:
+            logger = logging.getLogger(name or None)
+            level, handlers, disabled, propagate = loggers.get(name, (logger.level, [], logger.disabled, logger.propagate))
+            for handler in set(logger.handlers) - set(handlers):
+                handler.close()
+            logger.setLevel(level)
+            logger.handlers[:] = handlers
+            logger.disabled, logger.propagate = disabled, propagate
 
 
 @pytest.fixture(autouse=True)
-def _own_working_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every test starts in its own empty folder: a runs/ left in the checkout by a user can never decide a result."""
+def _own_working_folder(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test starts in its own empty folder, with its own cache of checked datasets: a runs/ left in the checkout
+    or a check remembered by a user's earlier command can never decide a result."""
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
 
 
 @pytest.fixture

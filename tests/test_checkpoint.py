@@ -3,23 +3,21 @@
 from __future__ import annotations
 
 import csv
-import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Callable
 
 import pytest
-from conftest import TINY, checked, run_ablate
+from conftest import TINY, checked, run_ablate, signalled_at_step
 
 from ablate.config import ConfigError
 from ablate.store import checkpoints, results
 from ablate.training import checkpoint
+from ablate.training.stopping import StopSignals
 
-# 3 epochs of about a quarter of a second each per seed on one CPU thread: long enough to be stopped in the middle.
+# 3 epochs of 16 steps (1024 images, batches of 64) per seed: room to be stopped in the middle.
 LONG = [*TINY, "data.train_size=1024", "train.epochs=3", "seeds=[0,1]", "study=long"]
+STEPS_PER_EPOCH = 16
 TIMINGS = {"train_seconds", "wall_seconds", "finished_at", "resumed"}  # resumed: where it stopped, compared apart
 
 
@@ -54,37 +52,17 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., dict]:
     return numbers_for
 
 
-def start(root: Path, *args: str) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "ablate", "run", *args], cwd=root, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def wait_for(condition: Callable[[], bool], process: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.time() + timeout
-    while not condition() and time.time() < deadline and process.poll() is None:
-        time.sleep(0.01)
-    assert condition(), "the run ended before the moment to stop it"
-
-
 def first_checkpoint(root: Path) -> Path:
     return root / "runs/long/baseline/seed=0" / checkpoints.CHECKPOINT_FILE
-
-
-def group_checkpointed(root: Path, strategy: str) -> Callable[[], bool]:
-    """Whether the first checkpoint is there: seed 0's (eager), or both seeds' (vectorized: one group)."""
-    seeds = [0, 1] if strategy == "vectorized" else [0]
-    return lambda: all((root / f"runs/long/baseline/seed={s}" / checkpoints.CHECKPOINT_FILE).is_file() for s in seeds)
 
 
 @pytest.mark.parametrize("strategy", ["eager", "vectorized"])
 def test_sigkill_after_epoch_one_then_rerun_gives_the_uninterrupted_numbers(
         tmp_path: Path, strategy: str, reference: Callable[..., dict]) -> None:
     command = [*LONG, f"train.strategy={strategy}"]
-    process = start(tmp_path, *command)
-    wait_for(group_checkpointed(tmp_path, strategy), process)
-    process.send_signal(signal.SIGKILL)
-    process.communicate()
+    killed = signalled_at_step(STEPS_PER_EPOCH + 4, signal.SIGKILL, "run", *command, cwd=tmp_path)  # in epoch 2
+    assert killed.returncode == -signal.SIGKILL
+    assert first_checkpoint(tmp_path).is_file()  # epoch 1's, of seed 0 (eager) or of the group (vectorized)
     run = first_checkpoint(tmp_path).parent
     assert not results.is_finished(run), "a checkpoint is never a finished run"
     rows = list(csv.DictReader((run / results.HISTORY_FILE).open()))
@@ -106,20 +84,30 @@ def test_stop_signal_checkpoints_mid_epoch_and_exits_by_that_signal(
         tmp_path: Path, stop: signal.Signals, strategy: str, reference: Callable[..., dict]) -> None:
     augment = "train.augment=shift"  # random shifts drawn per epoch: a mid-epoch resume must draw the same ones
     command = [*LONG, f"train.strategy={strategy}", augment, "train.checkpoint_every=0"]  # only the signal writes one
-    process = start(tmp_path, *command)
-    history = first_checkpoint(tmp_path).parent / results.HISTORY_FILE
-    wait_for(lambda: history.is_file() and history.stat().st_size > 0, process)  # epoch 1 done
-    assert not first_checkpoint(tmp_path).is_file()  # checkpoint_every=0: none per epoch
-    process.send_signal(stop)
-    stdout, stderr = process.communicate(timeout=120)
-    assert process.returncode == -stop, stderr  # ended by the signal: 128 + its number in a shell
-    assert f"stopped by {stop.name}; checkpoint written" in stdout + stderr
+    stopped = signalled_at_step(STEPS_PER_EPOCH + 7, stop, "run", *command, cwd=tmp_path)  # step 7 of epoch 2
+    assert stopped.returncode == -stop, stopped.stderr  # ended by the signal: 128 + its number in a shell
+    assert f"stopped by {stop.name}; checkpoint written" in stopped.stdout + stopped.stderr
     found = checkpoints.read(first_checkpoint(tmp_path).parent)
-    assert found is not None and found[1].epoch >= 1
+    assert found is not None and (found[1].epoch, found[1].step) == (1, 6)  # 1 epoch and 6 steps done: mid-epoch
 
     rerun = run_ablate("run", *command, cwd=tmp_path)
     assert rerun.returncode == 0, rerun.stderr
     assert numbers(tmp_path) == reference(strategy, augment)
+
+
+@pytest.mark.parametrize("every, written", [(0, [False] * 8), (1, [False] * 4 + [True] * 4)])
+def test_checkpoint_every_epochs_decides_whether_an_epoch_leaves_a_checkpoint(
+        workdir: Path, monkeypatch: pytest.MonkeyPatch, every: int, written: list[bool]) -> None:
+    seen, plain = [], StopSignals.requested
+
+    def requested(signals: StopSignals) -> bool:  # asked before each of the 2 x 4 steps
+        seen.append(first_checkpoint(workdir).is_file())
+        return plain(signals)
+
+    monkeypatch.setattr(StopSignals, "requested", requested)
+    done = run_ablate("run", *TINY, "train.epochs=2", "seeds=[0]", "study=long", f"train.checkpoint_every={every}", cwd=workdir)
+    assert done.returncode == 0, done.stderr
+    assert seen == written and not first_checkpoint(workdir).is_file()  # a finished run keeps none
 
 
 def test_damaged_checkpoint_is_ignored_with_a_warning(tmp_path: Path) -> None:

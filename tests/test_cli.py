@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
+import tomllib
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from conftest import TINY, run_ablate
 from PIL import Image
 
+import ablate
+from ablate.data import datasets
 from ablate.study.resolve import auto_precision
 
 
@@ -59,3 +66,31 @@ def test_sweep_all_trains_thirteen_variants_with_one_shared_baseline(workdir: Pa
     variants = sorted(p.name for p in (workdir / "runs" / "everything").iterdir())
     assert len(variants) == 13 and variants.count("baseline") == 1
     assert "model.pool=strided" in variants and "model.head=gap" in variants and "model.depth=8" in variants
+
+
+def test_version_names_the_release_and_its_free_name_on_pypi(workdir: Path) -> None:
+    """`ablate --version` through the installed console script (a process: what a user types), the version and the
+    distribution name pyproject.toml builds (`ablate` on PyPI is another project)."""
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]
+    assert project["name"] == "ablate-cnn" and project["scripts"] == {"ablate": "ablate.cli:main"}
+    shown = subprocess.run([Path(sys.executable).parent / "ablate", "--version"], capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout == f"ablate {ablate.__version__} (ablate-cnn on PyPI)\n"
+    assert re.fullmatch(r"\d+\.\d+\.\d+", ablate.__version__)
+    assert run_ablate("-V", cwd=workdir).stdout == shown.stdout
+
+
+def test_a_report_imports_no_torch_and_a_repeated_plan_reads_no_image(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What makes everyday commands start at once: `ablate report` never imports torch, and a dry run of MNIST
+    after the first reads no image (its check is remembered while the file is unchanged)."""
+    assert run_ablate("run", "seeds=[0]", *TINY, cwd=workdir).returncode == 0
+    program = "import sys; from ablate.cli import main; status = main(sys.argv[1:]); print('torch' in sys.modules); sys.exit(status)"
+    report = subprocess.run([sys.executable, "-c", program, "report"], cwd=workdir, capture_output=True, text=True, timeout=300)
+    assert report.returncode == 0, report.stderr
+    assert report.stdout.splitlines()[-1] == "False" and (workdir / "reports/default/summary.md").is_file()
+    first = run_ablate("run", "+sweep=depth", "--dry-run", cwd=workdir)
+    assert first.returncode == 0, first.stderr
+    monkeypatch.setattr(datasets, "load_dataset", lambda cfg: pytest.fail(f"read {cfg.name} again"))
+    again = run_ablate("run", "+sweep=depth", "--dry-run", cwd=workdir)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == first.stdout and "12 run(s) planned, 0 finished, 12 to train" in again.stdout

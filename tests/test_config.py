@@ -50,12 +50,18 @@ def test_bad_value_is_refused_naming_key_and_allowed_values(override: str, key: 
     assert key in message and allowed in message and "\n" not in message
 
 
-def test_cuda_is_refused_where_no_gpu_is_visible(tmp_path: Path) -> None:
-    if torch.cuda.is_available():
-        checked(["device=cuda", f"runs_dir={tmp_path}"])  # accepted where a GPU exists
+@pytest.mark.parametrize("visible", [False, True])
+def test_cuda_is_refused_where_no_gpu_is_visible(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, visible: bool) -> None:
+    """Both sides on any machine: torch's answer to "is a GPU visible" decides, not the machine the test runs on."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: visible)
+    command = ["device=cuda", "data=synthetic", f"runs_dir={tmp_path}"]
+    if not visible:
+        with pytest.raises(ConfigError, match="device=cuda is not allowed here: no CUDA GPU is visible"):
+            checked(command)
         return
-    with pytest.raises(ConfigError, match="device=cuda"):
-        checked(["device=cuda"])
+    planned = checked(command)  # accepted where a GPU exists, and trained there in bf16 by default
+    assert {(v.resolved.device, v.resolved.precision) for v in planned.variants} == {("cuda", "bf16")}
+    assert all(v.identity["device"] == "cuda" for v in planned.variants)
 
 
 def test_a_sweep_refuses_one_value_for_its_own_factor_and_a_glob_as_values() -> None:

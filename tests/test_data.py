@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -9,8 +10,10 @@ import pytest
 import torch
 
 from ablate.config import DataConfig
+from ablate.data import datasets
 from ablate.data.datasets import (
     DataError,
+    check_dataset,
     embedded_mnist_file,
     input_spec,
     load_dataset,
@@ -25,6 +28,32 @@ def test_embedded_mnist_has_60k_train_10k_test_normalised() -> None:
     assert data.train_y.dtype == torch.int64 and set(data.train_y.unique().tolist()) == set(range(10))
     assert abs(data.train_x.mean().item()) < 0.01 and abs(data.train_x.std().item() - 1) < 0.01
     assert data.train_y[:5].tolist() == [5, 0, 4, 1, 9]  # the first digits of MNIST's training set
+
+
+def test_a_passed_dataset_check_is_remembered_until_the_file_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plan after the first reads no image of an unchanged MNIST file; a touched or truncated one is read again."""
+    copy = tmp_path / "mnist.pkl.gz"
+    shutil.copy(embedded_mnist_file(), copy)
+    loads: list[DataConfig] = []
+    plain = datasets.load_dataset
+    monkeypatch.setattr(datasets, "embedded_mnist_file", lambda: copy)
+    monkeypatch.setattr(datasets, "load_dataset", lambda cfg: loads.append(cfg) or plain(cfg))
+    small, other = DataConfig(name="mnist", train_size=100), DataConfig(name="mnist", train_size=100, subset_seed=7)
+    for cfg in (small, small, other, small):
+        check_dataset(cfg)
+    assert loads == [small, other]  # each setting read once
+    os.utime(copy, ns=(copy.stat().st_atime_ns, copy.stat().st_mtime_ns + 1))
+    check_dataset(small)
+    assert loads == [small, other, small]
+    with pytest.raises(DataError, match="data.train_size=70000 is larger than the 60000 images"):
+        check_dataset(DataConfig(name="mnist", train_size=70_000))
+    with pytest.raises(DataError, match="data.train_size=70000 is larger"):  # a refusal is not remembered
+        check_dataset(DataConfig(name="mnist", train_size=70_000))
+    with copy.open("r+b") as handle:
+        handle.truncate(1000)
+    datasets._mnist_bytes_of.cache_clear(), datasets._load_cached.cache_clear()  # as in a new process
+    with pytest.raises(DataError, match="fails its checksum"):
+        check_dataset(small)
 
 
 def test_a_truncated_or_altered_file_fails_its_checksum(tmp_path: Path) -> None:

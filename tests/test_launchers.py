@@ -90,17 +90,17 @@ def basic_numbers(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple]:
     return numbers(folder)
 
 
-@pytest.mark.parametrize("launcher", ["parallel", "slurm_local", "ray_tasks"])
+@pytest.mark.parametrize("launcher", ["parallel", "slurm_local", pytest.param("ray_tasks", marks=pytest.mark.slow)])  # Ray: a daemon
 def test_a_launcher_gives_the_same_runs_and_numbers_as_the_basic_launcher(
         tmp_path: Path, launcher: str, basic_numbers: dict[str, tuple], request: pytest.FixtureRequest) -> None:
     other = tmp_path / launcher
     other.mkdir()
     chosen = launcher_overrides(launcher, request)
-    result = run_ablate("run", *STUDY, *chosen, cwd=other)
+    result = run_ablate("run", *STUDY, *chosen, cwd=other, process=True)  # launchers start their workers
     assert result.returncode == 0, result.stderr
     assert len(basic_numbers) == 4 and same_numbers(numbers(other), basic_numbers)
     stamps = sorted(p.stat().st_mtime_ns for p in other.glob("runs/head/*/seed=*/metrics.json"))
-    again = run_ablate("run", *STUDY, *chosen, cwd=other)  # resume: nothing is trained again
+    again = run_ablate("run", *STUDY, *chosen, cwd=other, process=True)  # resume: nothing is trained again
     assert again.returncode == 0 and "4 ok" in again.stdout
     assert sorted(p.stat().st_mtime_ns for p in other.glob("runs/head/*/seed=*/metrics.json")) == stamps
 

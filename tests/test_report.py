@@ -176,7 +176,7 @@ def test_a_variant_with_no_finished_run_is_listed_as_missing(known_study: Path, 
 
 def test_equivalence_margin_prints_mde_g_tost_and_verdict_per_row(known_study: Path, tmp_path: Path) -> None:
     from scipy import optimize
-    from test_stats import hedges_by_hand, mde_by_hand, power, seeds_by_search, tost_by_hand
+    from by_hand import hedges_by_hand, mde_by_hand, power, seeds_by_search, tost_by_hand
 
     out = tmp_path / "reports"
     result = run_ablate("report", str(known_study), "--out", str(out), "--equivalence-margin", "1.0", cwd=tmp_path)
@@ -208,7 +208,7 @@ def test_equivalence_margin_prints_mde_g_tost_and_verdict_per_row(known_study: P
 
 
 def test_bootstrap_intervals_and_a_bad_margin(known_study: Path, tmp_path: Path) -> None:
-    from test_stats import bca_by_enumeration
+    from by_hand import bca_by_enumeration
 
     out = tmp_path / "reports"
     write_reports([str(known_study)], str(out), ci="bootstrap")

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
-from conftest import TINY, checked, run_ablate, train
+from conftest import TINY, checked, run_ablate, signalled_at_step, train
 
 from ablate.config import AblateConfig, DataConfig, ModelConfig, TrainConfig
 from ablate.store import results
@@ -21,6 +17,7 @@ from ablate.study.resolve import auto_precision
 from ablate.training import engine
 
 STUDY = ["+sweep=batchnorm", "seeds=[0,1,2]", *TINY, "data.train_size=512", "train.epochs=3"]
+STEPS_PER_RUN = 3 * 512 // 64  # one seed's steps: 3 epochs of 8 batches; seeds train one after the other on the CPU
 
 
 def finished(root: Path) -> dict[str, dict]:
@@ -33,36 +30,15 @@ def finished(root: Path) -> dict[str, dict]:
     return runs
 
 
-def start(root: Path, *args: str) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "ablate", "run", *args], cwd=root, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=as_from_a_terminal)
-
-
-def as_from_a_terminal() -> None:
-    """Start the child as a shell would: Ctrl-C neither ignored nor blocked (a test runner's threads may block it)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-
-
-def wait_for_first_run(root: Path, process: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.time() + timeout
-    while not finished(root) and time.time() < deadline and process.poll() is None:
-        time.sleep(0.02)
-
-
 def test_sigkill_mid_study_then_rerun_trains_exactly_the_missing_runs(tmp_path: Path) -> None:
     reference = tmp_path / "uninterrupted"
     reference.mkdir()
     assert run_ablate("run", *STUDY, cwd=reference).returncode == 0
     killed = tmp_path / "killed"
     killed.mkdir()
-    process = start(killed, *STUDY)
-    wait_for_first_run(killed, process)
-    process.send_signal(signal.SIGKILL)
-    process.communicate()
+    assert signalled_at_step(STEPS_PER_RUN + 5, signal.SIGKILL, "run", *STUDY, cwd=killed).returncode == -signal.SIGKILL
     before = finished(killed)
-    assert 0 < len(before) < 6, "the kill should land mid-study"
+    assert list(before) == ["runs/batchnorm/baseline/seed=0"], "killed in the second run: the first is finished"
     rerun = run_ablate("run", *STUDY, cwd=killed)
     assert rerun.returncode == 0, rerun.stderr
     after = finished(killed)
@@ -72,14 +48,11 @@ def test_sigkill_mid_study_then_rerun_trains_exactly_the_missing_runs(tmp_path: 
 
 
 def test_ctrl_c_keeps_finished_runs_and_says_how_to_resume(tmp_path: Path) -> None:
-    process = start(tmp_path, *STUDY, "seeds=[0,1,2,3,4]", "train.epochs=6")  # long enough to be interrupted
-    wait_for_first_run(tmp_path, process)
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=120)
-    assert process.returncode == 130
-    assert "run the same command again" in stderr and "Traceback" not in stderr
+    interrupted = signalled_at_step(2 * STEPS_PER_RUN + 5, signal.SIGINT, "run", *STUDY, cwd=tmp_path)  # in the 3rd run
+    assert interrupted.returncode == 130
+    assert "run the same command again" in interrupted.stderr and "Traceback" not in interrupted.stderr
     kept = finished(tmp_path)
-    assert 0 < len(kept) < 10 and all(run["status"] == "ok" for run in kept.values())
+    assert len(kept) == 2 and all(run["status"] == "ok" for run in kept.values())
     assert not list(tmp_path.glob("runs/**/*.tmp"))
 
 

@@ -17,6 +17,8 @@ from slurm_cluster import cluster, missing
 
 from ablate.store import checkpoints, results
 
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # SLURM daemons: slurmctld, slurmd, munged
+
 STUDY = ["+sweep=head", "seeds=[0,1]", *TINY, "data.train_size=1024", "train.epochs=3"]
 # The slurm preset sized for the 2-CPU test node: no GPU, one core and no memory request per job.
 ON_SLURM = ["hydra/launcher=slurm", "hydra.launcher.gpus_per_node=0", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=null"]

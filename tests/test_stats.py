@@ -1,75 +1,16 @@
 """The statistics of "no clear difference" (MDE, Hedges' g, TOST, seeds needed, BCa bootstrap) against computations
-written out here from scipy's distributions, independently of statsmodels and of the project's code."""
+written out in tests/by_hand.py from scipy's distributions, independently of statsmodels and of the project's code."""
 
 from __future__ import annotations
 
-import itertools
-import math
-
 import numpy as np
 import pytest
-from scipy import optimize, stats
+from by_hand import bca_by_enumeration, hedges_by_hand, mde_by_hand, pooled, power, seeds_by_search, tost_by_hand
 
 from ablate.report import stats as ablate_stats
 
 A = [0.981, 0.983, 0.980, 0.984, 0.982]
 B = [0.980, 0.984, 0.982, 0.979, 0.983, 0.981]
-
-
-def pooled(a: list[float], b: list[float]) -> float:
-    return math.sqrt(((len(a) - 1) * np.var(a, ddof=1) + (len(b) - 1) * np.var(b, ddof=1)) / (len(a) + len(b) - 2))
-
-
-def power(d: float, n1: int, n2: int) -> float:
-    """Power of the two-sided two-sample t-test at 0.05 for a standardised effect d, from the noncentral t."""
-    df, ncp = n1 + n2 - 2, d / math.sqrt(1 / n1 + 1 / n2)
-    critical = stats.t.ppf(0.975, df)
-    return stats.nct.sf(critical, df, ncp) + stats.nct.cdf(-critical, df, ncp)
-
-
-def mde_by_hand(a: list[float], b: list[float]) -> float:
-    return optimize.brentq(lambda d: power(d, len(a), len(b)) - 0.8, 1e-6, 4) * pooled(a, b)
-
-
-def seeds_by_search(effect: float, std: float) -> int:
-    return next(n for n in range(2, 100_000) if power(effect / std, n, n) >= 0.8)
-
-
-def tost_by_hand(a: list[float], b: list[float], margin: float) -> float:
-    """Two one-sided Welch tests: Δ > -margin and Δ < +margin; the TOST p is the larger one-sided p."""
-    above = stats.ttest_ind(np.add(a, margin), b, equal_var=False, alternative="greater").pvalue
-    below = stats.ttest_ind(np.subtract(a, margin), b, equal_var=False, alternative="less").pvalue
-    return max(above, below)
-
-
-def hedges_by_hand(a: list[float], b: list[float]) -> tuple[float, float, float]:
-    """g = J·d and its CI from the noncentral-t quantiles found on a fine grid of noncentralities."""
-    n1, n2 = len(a), len(b)
-    d = (np.mean(a) - np.mean(b)) / pooled(a, b)
-    j = 1 - 3 / (4 * (n1 + n2) - 9)
-    scale, df = math.sqrt(1 / n1 + 1 / n2), n1 + n2 - 2
-    t = d / scale
-    grid = np.linspace(t - 15, t + 15, 300_001)
-    cdf = stats.nct.cdf(t, df, grid)
-    low = grid[np.nanargmin(np.abs(cdf - 0.975))]
-    high = grid[np.nanargmin(np.abs(cdf - 0.025))]
-    return j * d, j * low * scale, j * high * scale
-
-
-def bca_by_enumeration(values: list[float]) -> tuple[float, float]:
-    """The BCa 95 % interval of the mean over every one of the n^n equally likely resamples (Efron 1987)."""
-    x = np.asarray(values)
-    n, estimate = len(x), x.mean()
-    means = np.sort(np.array([x[list(i)].mean() for i in itertools.product(range(n), repeat=n)]))
-    z0 = stats.norm.ppf(np.mean(means < estimate))
-    jack = np.array([np.delete(x, i).mean() for i in range(n)])
-    spread = jack.mean() - jack
-    acceleration = (spread**3).sum() / (6 * ((spread**2).sum()) ** 1.5)
-    bounds = []
-    for z in stats.norm.ppf([0.025, 0.975]):
-        level = stats.norm.cdf(z0 + (z0 + z) / (1 - acceleration * (z0 + z)))
-        bounds.append(float(np.quantile(means, level)))
-    return bounds[0], bounds[1]
 
 
 def test_minimum_detectable_effect_is_the_difference_found_with_80_percent_power() -> None:

@@ -48,11 +48,12 @@ def assert_logged(logged: dict[str, dict[str, Any]], root: Path, rel: float, see
 
 
 def train(root: Path, *args: str) -> subprocess.CompletedProcess:
-    result = run_ablate("run", *STUDY, *args, cwd=root)
+    result = run_ablate("run", *STUDY, *args, cwd=root, process=True)  # a tracker's globals and threads end with it
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 
 
+@pytest.mark.slow  # a tracker's store and background threads
 def test_mlflow_sqlite_store_holds_every_run(workdir: Path) -> None:
     pytest.importorskip("mlflow")
     pytest.importorskip("sqlalchemy")
@@ -72,6 +73,7 @@ def test_mlflow_sqlite_store_holds_every_run(workdir: Path) -> None:
     assert_logged(logged, workdir, rel=1e-12)
 
 
+@pytest.mark.slow  # a tracker's store and background threads
 def test_tensorboard_event_files_per_run_and_logger_is_not_a_setting(workdir: Path) -> None:
     """Seed 0 trained without a tracker, then seeds 0 and 1 with TensorBoard: the same study (the logger decides
     no numbers), seed 0 is not retrained, and the report pools runs logged differently."""
@@ -105,6 +107,7 @@ def wandb_records(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in printed.splitlines()]
 
 
+@pytest.mark.slow  # a tracker's store and background threads
 def test_wandb_offline_run_files(workdir: Path) -> None:
     pytest.importorskip("wandb")
 
@@ -137,18 +140,19 @@ def test_missing_tracker_package_is_refused_before_training(workdir: Path) -> No
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "ablate: error: logger=mlflow needs the mlflow package, which cannot be imported "
-        "(import of mlflow halted; None in sys.modules); install it with: pip install 'ablate[mlflow]'"
+        "(import of mlflow halted; None in sys.modules); install it with: pip install 'ablate-cnn[mlflow]'"
     ]
     assert not (workdir / "runs").exists()
 
 
+@pytest.mark.slow  # a tracker's store and background threads
 def test_tracker_failure_keeps_the_results(workdir: Path) -> None:
     """An MLflow store that cannot be opened (its folder is a file) is a warning; every run is finished on disk."""
     pytest.importorskip("mlflow")
     pytest.importorskip("sqlalchemy")
     (workdir / "blocker").write_text("not a folder\n")
     result = run_ablate("run", *TINY, "seeds=[0,1]", "study=kept", "logger=mlflow", "logger.tracking_uri=sqlite:///blocker/mlruns.db",
-                        cwd=workdir)
+                        cwd=workdir, process=True)
     assert result.returncode == 0, result.stderr[-3000:]
     for seed in (0, 1):
         assert f"kept/baseline/seed={seed}: not logged to mlflow (" in result.stdout

@@ -12,12 +12,13 @@ import io
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Optional
-
-import torch
+from typing import TYPE_CHECKING, Any, Optional
 
 from ablate.config import ConfigError
 from ablate.store import results
+
+if TYPE_CHECKING:  # torch is imported where checkpoints are written or read: planning and listing need none
+    import torch
 
 log = logging.getLogger("ablate")
 
@@ -63,6 +64,8 @@ class SeedState:
 def write(folders: dict[int, Path], states: list[SeedState], settings: str) -> None:
     """Store seeds' states beside their runs, each file atomically (a kill mid-write leaves the previous one whole);
     all are serialized before the first is replaced, so a group's files change within moments of each other."""
+    import torch
+
     encoded = []
     for state in states:
         buffer = io.BytesIO()
@@ -78,6 +81,8 @@ def read(folder: Path) -> Optional[tuple[str, SeedState]]:
     path = folder / CHECKPOINT_FILE
     if not path.is_file():
         return None
+    import torch
+
     try:
         stored = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         if stored["format"] != FORMAT:

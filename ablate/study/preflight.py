@@ -19,7 +19,7 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 
 from ablate import trackers
 from ablate.config import OWN_NETWORK_FIELDS, AblateConfig, ConfigError, ModelConfig
-from ablate.data.datasets import input_spec, load_dataset
+from ablate.data.datasets import check_dataset, input_spec
 from ablate.networks.network import create_network
 from ablate.networks.weights import check_weights
 from ablate.store import checkpoints, results
@@ -44,7 +44,7 @@ def check(plan: Plan) -> None:
                    if v.config.model.transfer != "scratch" and not needs_source(v.config)}.values():
         check_weights(config.model, config.seeds, *input_spec(config.data))
     for data in {repr(v.config.data): v.config.data for v in plan.variants}.values():
-        load_dataset(data)  # files, checksums, shapes, classes and subset sizes, before any training
+        check_dataset(data)  # files, checksums, shapes, classes and subset sizes, before any training
     runs_dir = plan.study.config.runs_dir
     try:
         results.check_writable(runs_dir)

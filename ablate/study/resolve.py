@@ -8,14 +8,13 @@ own network where torch.func.vmap cannot run it) live here too.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
-
-import torch
+from typing import TYPE_CHECKING, Optional
 
 from ablate.config import AblateConfig, ConfigError
-from ablate.data.datasets import input_spec
-from ablate.networks.network import create_network
 from ablate.recipe import AUTO_STRATEGY
+
+if TYPE_CHECKING:  # torch is imported where `auto` is resolved: reading a stored Resolved (the report) needs none
+    import torch
 
 
 @dataclass(frozen=True)
@@ -32,6 +31,8 @@ class Resolved:
     @property
     def torch_device(self) -> torch.device:
         """The torch device to train on."""
+        import torch
+
         return torch.device(self.device)
 
     @property
@@ -42,6 +43,8 @@ class Resolved:
 
 def resolve_device(name: str) -> str:
     """`auto` is CUDA when a GPU is visible, else the CPU; `cuda` without a GPU is refused."""
+    import torch
+
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device=cuda is not allowed here: no CUDA GPU is visible; use device=cpu or device=auto")
     if name == "auto":
@@ -52,11 +55,15 @@ def resolve_device(name: str) -> str:
 def gpus_per_job(device: str) -> int:
     """GPUs one job (a variant) needs: 1 when `device` trains on CUDA here, else 0 (the Ray preset's num_gpus), so a
     CPU study does not wait for GPUs it never touches."""
+    import torch
+
     return int(device == "cuda" or (device == "auto" and torch.cuda.is_available()))
 
 
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU computes bf16 in hardware (AVX512-BF16 or AMX tiles), as torch's CPU dispatcher sees it."""
+    import torch
+
     probes = (getattr(torch.cpu, "_is_avx512_bf16_supported", None), getattr(torch.cpu, "_is_amx_tile_supported", None))
     return any(probe is not None and probe() for probe in probes)
 
@@ -71,6 +78,8 @@ def auto_precision(device: str) -> str:
 def _tf32(device: str) -> tuple[tuple[str, bool], ...]:
     if device != "cuda":
         return ()
+    import torch
+
     return (("cudnn_tf32", torch.backends.cudnn.allow_tf32), ("matmul_tf32", torch.backends.cuda.matmul.allow_tf32))
 
 
@@ -79,6 +88,9 @@ def _strategy(cfg: AblateConfig, device: str, precision: str) -> tuple[str, Opti
     asked, model = cfg.train.strategy, cfg.model
     only_eager = "precision=fp16 (one loss scale per seed)" if precision == "fp16" else None
     if only_eager is None and "vectorized" in (asked, AUTO_STRATEGY[device]):
+        from ablate.data.datasets import input_spec
+        from ablate.networks.network import create_network
+
         only_eager = create_network(model, *input_spec(cfg.data)).not_vectorizable()  # your network: tried on the CPU
     if only_eager is None and model.transfer != "scratch":
         only_eager = f"model.transfer={model.transfer}"
