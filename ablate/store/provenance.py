@@ -7,9 +7,12 @@ import platform
 import subprocess
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+import ablate
+
+if TYPE_CHECKING:
+    import torch
 
 
 def _version(package: str) -> str | None:
@@ -22,7 +25,8 @@ def _version(package: str) -> str | None:
 @functools.lru_cache(maxsize=1)
 def versions() -> dict[str, str | None]:
     """Versions of Python and of the libraries that decide the numbers."""
-    return {"python": platform.python_version(), **{p: _version(p) for p in ("ablate", "torch", "torchvision", "hydra-core", "numpy")}}
+    libraries = {p: _version(p) for p in ("torch", "torchvision", "hydra-core", "numpy")}
+    return {"python": platform.python_version(), "ablate": ablate.__version__, **libraries}
 
 
 @functools.lru_cache(maxsize=1)
@@ -51,5 +55,7 @@ def hardware(device: torch.device) -> dict[str, Any]:
     needs to reproduce a timing or a last-digit difference."""
     found: dict[str, Any] = {"cpu": _cpu_name()}
     if device.type == "cuda":
+        import torch  # only here: a report, which reads provenance, never imports torch
+
         found.update(gpu=torch.cuda.get_device_name(device), cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version())
     return found
