@@ -14,6 +14,7 @@ from typing import Optional, Sequence
 import pandas as pd
 
 from ablate.config import CHOICES, AblateConfig, flatten_config, format_value
+from ablate.report import adaptive as adaptive_report
 from ablate.report import plots
 from ablate.report.metrics import held_out_split
 from ablate.report.metrics import metric as declared_metric
@@ -118,7 +119,8 @@ def summarize(runs: pd.DataFrame, variants: Sequence[str], metric: str = "test_a
     if metric not in runs.columns or not pd.api.types.is_numeric_dtype(runs[metric]):
         raise ReportError(f"--metric {metric!r} is not recorded in these runs' metrics.json (it needs data.validation_size "
                           "for val_*); choose test_acc, test_loss, train_acc, train_loss, train_seconds or wall_seconds")
-    planned = {int(s) for seeds in runs["planned_seeds"] for s in seeds} if "planned_seeds" in runs else set()
+    planned = _planned(runs)
+    adaptive = adaptive_report.is_adaptive(runs)  # seeds=auto: each variant planned only its own rounds
     ok = runs[runs["status"] == "ok"]
     per_seed = {v: dict(zip(g["seed"], g[metric].astype(float))) for v, g in ok.groupby("variant")}
     baseline = per_seed.get(BASELINE, {})
@@ -140,14 +142,19 @@ def summarize(runs: pd.DataFrame, variants: Sequence[str], metric: str = "test_a
             "trainable_params": _first(group, "trainable_params") or _first(group, "params"),
             "receptive_field": _first(group, "receptive_field"),
             "train_seconds": mine["train_seconds"].mean() if len(mine) else None,
-            "problems": _problems(group, planned, (in_progress or {}).get(variant, set())),
+            "problems": _problems(group, _planned(group) if adaptive else planned, (in_progress or {}).get(variant, set())),
             "notes": "; ".join(comparison.notes + ([SEVERAL_KEYS] if "+" in variant_factor else [])),
         })
     adjust_holm(comparisons[1:] if variants and variants[0] == BASELINE else comparisons, higher_is_better=higher_is_better)
     for row, comparison in zip(rows, comparisons):
         row["p_holm"], row["verdict"] = comparison.p_holm, ("baseline" if row["variant"] == BASELINE else comparison.verdict)
-        row["p_tost_holm"] = comparison.p_tost_holm
-    return pd.DataFrame(rows)
+        row["p_tost_holm"], row["seeds_needed"] = comparison.p_tost_holm, comparison.seeds_needed
+    return adaptive_report.apply(pd.DataFrame(rows), runs) if adaptive else pd.DataFrame(rows)
+
+
+def _planned(runs: pd.DataFrame) -> set[int]:
+    """The seeds these runs' commands planned."""
+    return {int(s) for seeds in runs["planned_seeds"] for s in seeds} if "planned_seeds" in runs else set()
 
 
 def _number(value: Optional[float], scale: float = 1.0, digits: int = 2, signed: bool = False) -> str:
@@ -216,6 +223,11 @@ def sensitivity(summary: pd.DataFrame, runs: pd.DataFrame, metric: str, margin: 
     return f"{line}; {what} needs {_seeds(needed)} seeds per variant."
 
 
+def _delta_ci_name(summary: pd.DataFrame, ci_name: str) -> str:
+    """What the interval beside Δ is: the fixed-n one, or seeds=auto's anytime-valid interval."""
+    return "anytime-valid CI" if (summary["ci_method"] == adaptive_report.CI_METHOD).any() else ci_name
+
+
 def display_table(summary: pd.DataFrame, metric: str, compact: bool = False) -> pd.DataFrame:
     """The summary as a person reads it: percentages, mean ± std, intervals in brackets, '–' where undefined."""
     scale, label = plots.metric_scale(metric)
@@ -229,7 +241,7 @@ def display_table(summary: pd.DataFrame, metric: str, compact: bool = False) -> 
         "n": summary["n"],
         f"{label} mean ± std": [mean_std(m, s) for m, s in zip(summary["mean"], summary["std"])],
         ci_name: [interval(lo, hi) for lo, hi in zip(summary["ci_low"], summary["ci_high"])],
-        f"Δ vs baseline [{ci_name}]": ["–" if pd.isna(d) else f"{_number(d, scale, signed=True)} {interval(lo, hi, signed=True)}"
+        f"Δ vs baseline [{_delta_ci_name(summary, ci_name)}]": ["–" if pd.isna(d) else f"{_number(d, scale, signed=True)} {interval(lo, hi, signed=True)}"
                                    for d, lo, hi in zip(summary["diff"], summary["diff_ci_low"], summary["diff_ci_high"])],
         "p Welch": [_p(p) for p in summary["p_welch"]],
         "p Holm": [_p(p) for p in summary["p_holm"]],
@@ -272,7 +284,7 @@ def write_study_report(study_dir: Path, out_root: Path, metric: str = "test_acc"
     order = sorted(results.variant_names(study_dir), key=lambda v: _order_key(v, *_factor_of(runs, v)))
     scale = plots.metric_scale(metric)[0]
     summary = summarize(runs, order, metric, None if margin is None else margin / scale, ci, checkpoints.in_progress(study_dir))
-    line = sensitivity(summary, runs, metric, None if margin is None else margin / scale)
+    line = adaptive_report.note(runs) if adaptive_report.is_adaptive(runs) else sensitivity(summary, runs, metric, None if margin is None else margin / scale)
     out = out_root / study
     out.mkdir(parents=True, exist_ok=True)
     table = display_table(summary, metric)
@@ -285,7 +297,9 @@ def write_study_report(study_dir: Path, out_root: Path, metric: str = "test_acc"
                  f"MDE: the smallest difference this comparison detects with 80 % power (a smaller true effect usually "
                  f"reads 'no clear difference'). g: Hedges' g, the difference in pooled standard deviations. "
                  f"TOST p: two one-sided Welch tests that |Δ| < the equivalence margin (Holm-adjusted in brackets). "
-                 f"seeds needed: per variant, for 80 % power at the margin (or at the observed Δ).")
+                 f"seeds needed: per variant, for 80 % power of the test that would decide an open comparison at its Holm "
+                 f"level (TOST if the observed Δ lies within the margin, else the t-test for the observed Δ); shown only "
+                 f"where that is more than the seeds already run.")
         (out / "summary.md").write_text(f"# Study `{study}`: {metric}\n\n{table.to_markdown(index=False)}\n\n{line}\n\n{notes}\n")
     if "tex" in formats:
         (out / "summary.tex").write_text(_latex(table.drop(columns=["notes", "failed / missing"])))
