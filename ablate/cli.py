@@ -23,6 +23,8 @@ commands:
 ablate run -m model.depth=2,3 train.lr=0.01,0.1 study=NAME
                       one factor at a time over the listed keys, around the config's own values
 ablate run --dry-run  lists the planned runs (finished, failed, to train) and trains nothing;
+ablate run +sweep=all seeds=auto  adds seeds in rounds only where a comparison with the baseline is still open
+                      (adaptive.budget, .batch, .margin, .alpha; see docs/guide/adaptive-seeds.md)
 ablate run --retry-failed  trains failed and diverged runs again (they are kept as results otherwise);
 ablate run --cfg job  prints the composed config without training; --debug shows tracebacks.
 """

@@ -135,3 +135,18 @@ def test_the_loop_trains_round_after_round_then_a_rerun_trains_nothing(workdir: 
     assert row["diff"] == pytest.approx(differences.mean()) and (row["diff_ci_low"], row["diff_ci_high"]) == pytest.approx((low, high))
     assert row["verdict"] == final.split("4 paired seed(s)")[1].split("\n")[0].split()[-1] and pd.isna(row["p_holm"])
     assert "missing" not in report.stdout
+
+
+def test_the_report_judges_with_the_latest_commands_settings() -> None:
+    """A study continued with a smaller budget: what reached that budget reads inconclusive, not open."""
+    from ablate.report import adaptive as adaptive_report
+
+    rows = [{"variant": v, "seed": s, "status": "ok", "adaptive": True, "test_acc": 0.9 + (0.02 * (s % 2) if v != "baseline" else 0.0),
+             "finished_at": f"2026-01-0{1 + (s >= 3)}", **{f"cfg.adaptive.{k}": x for k, x in
+             (("budget", 20 if s < 3 else 6), ("batch", 3), ("margin", 1.0), ("alpha", 0.05), ("metric", "test_acc"))}}
+            for v in ("baseline", "model.depth=3") for s in range(6)]
+    runs = pd.DataFrame(rows)
+    assert adaptive_report.settings_of(runs).budget == 6
+    summary = adaptive_report.apply(pd.DataFrame({"variant": ["baseline", "model.depth=3"], "ci_method": "t", "verdict": ""}), runs)
+    assert summary.set_index("variant").loc["model.depth=3", "verdict"] == "inconclusive"
+    assert summary.set_index("variant").loc["model.depth=3", "diff"] == pytest.approx(0.01)

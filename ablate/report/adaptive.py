@@ -13,9 +13,10 @@ from ablate.config import AdaptiveConfig
 from ablate.study.adaptive import PERCENT, judge_stored
 from ablate.study.variants import BASELINE
 
-# The fixed-n columns that do not hold once seeds were added where a comparison was still open.
+# The fixed-n columns that do not hold once seeds were added where a comparison was still open, and their headers.
 FIXED_N = ("p_welch", "p_holm", "n_paired", "p_paired", "mde", "hedges_g", "hedges_g_ci_low", "hedges_g_ci_high",
            "margin", "p_tost", "p_tost_holm", "seeds_needed")
+FIXED_N_HEADERS = ("p Welch", "p Holm", "p paired (n)", "MDE", "g [95% CI]", "TOST p (Holm)", "seeds needed")
 CI_METHOD = "anytime"
 
 
@@ -25,8 +26,9 @@ def is_adaptive(runs: pd.DataFrame) -> bool:
 
 
 def settings_of(runs: pd.DataFrame) -> AdaptiveConfig:
-    """The adaptive settings the study ran with (from its runs' config.yaml, the baseline's first)."""
-    first = runs.sort_values("variant", key=lambda v: v != BASELINE).iloc[0]
+    """The adaptive settings of the study's latest command (its last finished run's config.yaml): a study may be
+    continued with another budget, and the last budget is the one that decides what stays inconclusive."""
+    first = runs.sort_values("finished_at", ascending=False, kind="stable").iloc[0]
     return AdaptiveConfig(**{key: first[f"cfg.adaptive.{key}"] for key in ("budget", "batch", "margin", "alpha", "metric")})
 
 
@@ -52,12 +54,12 @@ def apply(summary: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
         judged, _ = judge_stored(seeds.get(name, []), values.get(name, {}), seeds.get(BASELINE, []), values.get(BASELINE, {}),
                                  settings, len(comparisons))
         differences = [values[name][s] - values[BASELINE][s] for s in judged.seeds]
-        out.at[index, "diff"] = sum(differences) / len(differences) if differences else None
-        out.at[index, "diff_ci_low"], out.at[index, "diff_ci_high"] = _finite(judged.low), _finite(judged.high)
-        out.at[index, "n_paired"] = len(judged.seeds)
-        out.at[index, "margin"] = settings.margin / PERCENT
-        out.at[index, "ci_method"] = CI_METHOD
-        out.at[index, "verdict"] = judged.decision
+        out.loc[index, "diff"] = sum(differences) / len(differences) if differences else None
+        out.loc[index, "diff_ci_low"], out.loc[index, "diff_ci_high"] = _finite(judged.low), _finite(judged.high)
+        out.loc[index, "n_paired"] = len(judged.seeds)
+        out.loc[index, "margin"] = settings.margin / PERCENT
+        out.loc[index, "ci_method"] = CI_METHOD
+        out.loc[index, "verdict"] = judged.decision
     return out
 
 

@@ -249,11 +249,13 @@ def display_table(summary: pd.DataFrame, metric: str, compact: bool = False) -> 
         **_statistics(summary, metric),
         "verdict": _verdicts(summary, metric),
     })
+    if (summary["ci_method"] == adaptive_report.CI_METHOD).any():
+        table = table.drop(columns=list(adaptive_report.FIXED_N_HEADERS), errors="ignore")
     counts = {"params": [f"{int(p):,}" if not pd.isna(p) else "–" for p in summary["params"]]}
     if not summary["trainable_params"].equals(summary["params"]):  # transfer learning: not everything trains
         counts["trainable"] = [f"{int(p):,}" if not pd.isna(p) else "–" for p in summary["trainable_params"]]
     if compact:
-        return table.drop(columns=[ci_name, "p Welch", "p paired (n)", "seeds needed"]).assign(**counts)
+        return table.drop(columns=[ci_name, "p Welch", "p paired (n)", "seeds needed"], errors="ignore").assign(**counts)
     for m in (f"{held_out_split(metric)}_loss", "train_loss"):
         if f"{m}_mean" in summary:
             table[m] = [mean_std(a, b, 1.0, 4) for a, b in zip(summary[f"{m}_mean"], summary[f"{m}_std"])]
