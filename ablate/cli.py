@@ -25,6 +25,8 @@ commands:
 ablate run -m model.depth=2,3 train.lr=0.01,0.1 study=NAME
                       one factor at a time over the listed keys, around the config's own values
 ablate run --dry-run  lists the planned runs (finished, failed, to train) and trains nothing;
+ablate run +sweep=all seeds=auto  adds seeds in rounds only where a comparison with the baseline is still open
+                      (adaptive.budget, .batch, .margin, .alpha; see docs/guide/adaptive-seeds.md)
 ablate run --retry-failed  trains failed and diverged runs again (they are kept as results otherwise);
 ablate run --cfg job  prints the composed config without training; --debug shows tracebacks.
 """
@@ -110,7 +112,7 @@ def run(arguments: Sequence[str]) -> int:
     2 for a config error (nothing trained), 130 after Ctrl-C (finished runs kept); after SIGTERM or SIGUSR1 the
     process writes checkpoints and ends by that signal (143 or 138 in a shell; see ablate/training/stopping.py).
     """
-    from ablate.study import plan, preflight
+    from ablate.study import adaptive, plan, preflight
     from ablate.training import runner
 
     flags = {"--dry-run", "--retry-failed"}
@@ -124,8 +126,11 @@ def run(arguments: Sequence[str]) -> int:
     try:
         planned = plan.build([*overrides, *(["retry_failed=true"] if retry_failed else [])], _config_dir(arguments))
         preflight.check(planned)
+        auto = adaptive.is_adaptive(planned)
     except Exception as error:  # noqa: BLE001 - every config mistake becomes one line, no traceback
         return _config_failure(error)
+    if auto:
+        return _run_adaptive(planned, dry_run)
     if dry_run:
         print(plan.describe(planned, runner.statuses(planned)))
         return 0
@@ -141,6 +146,34 @@ def run(arguments: Sequence[str]) -> int:
               "run the same command again to train only the missing ones.", file=sys.stderr)
         return 130
     outcome = runner.study_status(planned)
+    print(f"\nStudy {planned.study.study}: {runner.describe_status(outcome)}")
+    return 0 if set(outcome) <= {"ok"} else 1
+
+
+def _run_adaptive(planned: Any, dry_run: bool) -> int:
+    """seeds=auto: train round after round the seeds the stored runs leave open, in this process (no launcher),
+    until every comparison is decided or has spent its budget; --dry-run prints the state and the next round."""
+    from ablate.study import adaptive
+    from ablate.training import runner
+
+    metric = planned.study.config.adaptive.metric
+    where = f"{planned.study.config.runs_dir}/{planned.study.study}/"
+    current = adaptive.state(planned)
+    print(adaptive.describe(current, metric))
+    if dry_run:
+        return 0
+    try:
+        while current.next_seeds:
+            trained = [runner.run_variant(v.with_batch(current.next_seeds[v.variant.name])) for v in planned.variants
+                       if v.role == "study" and v.variant.name in current.next_seeds]
+            if not sum(summary.trained for summary in trained):
+                return _fail("the next round's runs are being trained by another process; run the same command again when it ends")
+            current = adaptive.state(planned)
+            print(adaptive.describe(current, metric))
+    except KeyboardInterrupt:
+        print(f"\nInterrupted. Finished runs are kept under {where}; run the same command again to go on from them.", file=sys.stderr)
+        return 130
+    outcome = runner.study_status(adaptive.trained(planned))
     print(f"\nStudy {planned.study.study}: {runner.describe_status(outcome)}")
     return 0 if set(outcome) <= {"ok"} else 1
 

@@ -27,6 +27,8 @@ ARCHS = ("cnn", "resnet18")
 TRANSFERS = ("scratch", "frozen", "partial", "finetune")
 LOGGERS = ("none", "tensorboard", "mlflow", "wandb")
 WANDB_MODES = ("offline", "online", "disabled")
+ADAPTIVE_METRICS = ("test_acc", "val_acc")
+AUTO_SEEDS = "auto"  # seeds=auto: seeds are added where a comparison with the baseline is still open (adaptive.*)
 
 # The model keys that shape ablate's own CNN; model.arch=resnet18 is torchvision's network and ignores them.
 CNN_KEYS = ("depth", "width", "kernel_size", "dilation", "pool", "batchnorm", "head", "hidden", "min_map_size", "max_width",
@@ -38,7 +40,7 @@ CHOICES = {
     "model.pool": POOLS, "model.head": HEADS, "model.activation": ACTIVATIONS, "model.arch": ARCHS,
     "model.transfer": TRANSFERS, "data.name": DATASETS, "train.optimizer": OPTIMIZERS, "train.augment": AUGMENTS,
     "train.strategy": STRATEGIES, "device": DEVICES, "precision": PRECISIONS, "logger.name": LOGGERS,
-    "logger.mode": WANDB_MODES,
+    "logger.mode": WANDB_MODES, "adaptive.metric": ADAPTIVE_METRICS,
 }
 
 
@@ -140,6 +142,18 @@ class LoggerConfig:
 
 
 @dataclass
+class AdaptiveConfig:
+    """seeds=auto: seeds 0, 1, ... in batches, each comparison with the baseline stopped once its anytime-valid
+    interval decides it (ablate/study/adaptive.py); decides no run's numbers, so it is not part of any identity."""
+
+    budget: int = 20  # at most this many seeds per variant; a comparison still open then stays inconclusive
+    batch: int = 3  # seeds per round for each open comparison (the first round trains every variant)
+    margin: float = 1.0  # equivalent when the interval lies within ±margin, in percentage points
+    alpha: float = 0.05  # family-wise error over the study's comparisons (Bonferroni: alpha / comparisons each)
+    metric: str = "test_acc"  # test_acc | val_acc (needs data.validation_size)
+
+
+@dataclass
 class AblateConfig:
     """The whole run config: what `ablate run` composes from conf/ and the command line."""
 
@@ -150,7 +164,8 @@ class AblateConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    adaptive: AdaptiveConfig = field(default_factory=AdaptiveConfig)
+    seeds: Any = field(default_factory=lambda: [0, 1, 2])  # a list of seeds, or auto (typed Any: OmegaConf has no unions)
     device: str = "auto"  # auto | cpu | cuda (auto = cuda when a GPU is visible)
     precision: str = "auto"  # auto | fp32 | bf16 | fp16 (auto = bf16 autocast on CUDA and on CPUs with native bf16; else fp32)
     runs_dir: str = "runs"  # results go to <runs_dir>/<study>/<variant>/seed=<s>/
@@ -271,7 +286,7 @@ def validate(cfg: AblateConfig) -> None:
     _choice("model.head", m.head)
     _at_least("model.hidden", m.hidden, 1)
     _at_least("model.min_map_size", m.min_map_size, 1)
-    _at_least("model.max_width", m.max_width, m.width, what=f"an integer no smaller than model.width")
+    _at_least("model.max_width", m.max_width, m.width, what="an integer no smaller than model.width")
     if not 0 <= m.dropout < 1:
         raise ConfigError(f"model.dropout={m.dropout!r} is not allowed; it must be a probability in [0, 1), e.g. 0.25")
     _choice("model.activation", m.activation)
@@ -300,10 +315,7 @@ def validate(cfg: AblateConfig) -> None:
     if t.seeds_per_group is not None:
         _at_least("train.seeds_per_group", t.seeds_per_group, 1, what="null (as many as fit) or an integer")
 
-    if not cfg.seeds:
-        raise ConfigError("seeds=[] is not allowed; give at least one seed, e.g. seeds=[0,1,2]")
-    if len(set(cfg.seeds)) != len(cfg.seeds):
-        raise ConfigError(f"seeds={list(cfg.seeds)} is not allowed; each seed may appear only once")
+    _validate_seeds(cfg)
 
     _choice("device", cfg.device)
     _choice("precision", cfg.precision)
@@ -313,6 +325,30 @@ def validate(cfg: AblateConfig) -> None:
         raise ConfigError(
             f"study={cfg.study!r} is not allowed; use letters, digits and . _ = + - (it names a folder under runs_dir)"
         )
+
+
+def _validate_seeds(cfg: AblateConfig) -> None:
+    """seeds is a list of distinct integers, or auto with a sound adaptive node."""
+    if cfg.seeds == AUTO_SEEDS:
+        a = cfg.adaptive
+        _at_least("adaptive.budget", a.budget, 2)
+        _at_least("adaptive.batch", a.batch, 1)
+        if a.batch > a.budget:
+            raise ConfigError(f"adaptive.batch={a.batch} is not allowed; it must be at most adaptive.budget ({a.budget})")
+        if not a.margin > 0:
+            raise ConfigError(f"adaptive.margin={a.margin!r} is not allowed; it must be a number of percentage points > 0, e.g. 1.0")
+        if not 0 < a.alpha < 1:
+            raise ConfigError(f"adaptive.alpha={a.alpha!r} is not allowed; it must be in (0, 1), e.g. 0.05")
+        _choice("adaptive.metric", a.metric)
+        if a.metric == "val_acc" and cfg.data.validation_size is None:
+            raise ConfigError("adaptive.metric=val_acc needs data.validation_size (images held out for validation), e.g. 1000")
+        return
+    if not isinstance(cfg.seeds, (list, tuple)) or not all(isinstance(s, int) and not isinstance(s, bool) for s in cfg.seeds):
+        raise ConfigError(f"seeds={format_value(cfg.seeds)} is not allowed; give a list of integers such as [0,1,2], or auto")
+    if not cfg.seeds:
+        raise ConfigError("seeds=[] is not allowed; give at least one seed, e.g. seeds=[0,1,2]")
+    if len(set(cfg.seeds)) != len(cfg.seeds):
+        raise ConfigError(f"seeds={list(cfg.seeds)} is not allowed; each seed may appear only once")
 
 
 def _validate_own_network(m: ModelConfig) -> None:

@@ -14,10 +14,10 @@ def pooled(a: list[float], b: list[float]) -> float:
     return math.sqrt(((len(a) - 1) * np.var(a, ddof=1) + (len(b) - 1) * np.var(b, ddof=1)) / (len(a) + len(b) - 2))
 
 
-def power(d: float, n1: int, n2: int) -> float:
-    """Power of the two-sided two-sample t-test at 0.05 for a standardised effect d, from the noncentral t."""
+def power(d: float, n1: int, n2: int, alpha: float = 0.05) -> float:
+    """Power of the two-sided two-sample t-test at alpha for a standardised effect d, from the noncentral t."""
     df, ncp = n1 + n2 - 2, d / math.sqrt(1 / n1 + 1 / n2)
-    critical = stats.t.ppf(0.975, df)
+    critical = stats.t.ppf(1 - alpha / 2, df)
     return stats.nct.sf(critical, df, ncp) + stats.nct.cdf(-critical, df, ncp)
 
 
@@ -25,8 +25,8 @@ def mde_by_hand(a: list[float], b: list[float]) -> float:
     return optimize.brentq(lambda d: power(d, len(a), len(b)) - 0.8, 1e-6, 4) * pooled(a, b)
 
 
-def seeds_by_search(effect: float, std: float) -> int:
-    return next(n for n in range(2, 100_000) if power(effect / std, n, n) >= 0.8)
+def seeds_by_search(effect: float, std: float, alpha: float = 0.05) -> int:
+    return next(n for n in range(2, 100_000) if power(effect / std, n, n, alpha) >= 0.8)
 
 
 def tost_by_hand(a: list[float], b: list[float], margin: float) -> float:
@@ -64,3 +64,19 @@ def bca_by_enumeration(values: list[float]) -> tuple[float, float]:
         level = stats.norm.cdf(z0 + (z0 + z) / (1 - acceleration * (z0 + z)))
         bounds.append(float(np.quantile(means, level)))
     return bounds[0], bounds[1]
+
+
+def tost_power_by_simulation(n: int, diff: float, std: float, margin: float, alpha: float) -> float:
+    """The share of 40,000 simulated pairs of n-seed groups whose two one-sided pooled t-tests both reject."""
+    rng = np.random.default_rng(5)
+    a, b = rng.normal(diff, std, (40_000, n)), rng.normal(0, std, (40_000, n))
+    se = np.sqrt((a.var(axis=1, ddof=1) + b.var(axis=1, ddof=1)) / n)
+    delta, critical = a.mean(axis=1) - b.mean(axis=1), stats.t.ppf(1 - alpha, 2 * n - 2)
+    return float(np.mean(((delta + margin) / se > critical) & ((margin - delta) / se > critical)))
+
+
+def tost_power_by_hand(n: int, diff: float, std: float, margin: float, alpha: float) -> float:
+    """P(both one-sided t-tests reject) bounded below by P(first) + P(second) - 1, each from the noncentral t."""
+    df, se = 2 * n - 2, std * math.sqrt(2 / n)
+    critical = stats.t.ppf(1 - alpha, df)
+    return max(0.0, stats.nct.sf(critical, df, (margin + diff) / se) + stats.nct.sf(critical, df, (margin - diff) / se) - 1)

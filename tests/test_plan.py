@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import TINY, checked, run_ablate
+from conftest import TINY, run_ablate
 
 from ablate.config import AblateConfig, ConfigError, DataConfig, ModelConfig, TrainConfig
 from ablate.report.summary import summarize

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import TINY, checked, run_ablate, signalled_at_step, train
 
-from ablate.config import AblateConfig, DataConfig, ModelConfig, TrainConfig
+from ablate.config import AblateConfig, DataConfig, TrainConfig
 from ablate.store import results
 from ablate.study.identity import stored_identity
 from ablate.study.preflight import one_line

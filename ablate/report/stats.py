@@ -52,6 +52,7 @@ class Comparison:
     p_tost: Optional[float] = None
     p_tost_holm: Optional[float] = None
     seeds_needed: Optional[int] = None
+    pooled_std: Optional[float] = None
     ci_method: str = "t"
     verdict: str = ""
     notes: list[str] = field(default_factory=list)
@@ -78,20 +79,42 @@ def minimum_detectable_effect(n1: int, n2: int, std: Optional[float]) -> Optiona
     return _finite(float(effect) * std)
 
 
-def seeds_needed(effect: Optional[float], std: Optional[float]) -> Optional[int]:
-    """Seeds per group for a two-sided t-test at ALPHA to detect a difference `effect` with POWER, given this std."""
+def seeds_needed(effect: Optional[float], std: Optional[float], alpha: float = ALPHA) -> Optional[int]:
+    """Seeds per group for a two-sided t-test at alpha to detect a difference `effect` with POWER, given this std."""
     if effect is None or std is None or effect == 0:
         return None
     if std == 0:
         return 2
     size, power = abs(effect) / std, TTestIndPower()
     for n in range(2, 11):  # large effects: the solver does not converge below a few seeds, so count them out
-        if power.power(effect_size=size, nobs1=n, ratio=1.0, alpha=ALPHA) >= POWER:
+        if power.power(effect_size=size, nobs1=n, ratio=1.0, alpha=alpha) >= POWER:
             return n
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        n = power.solve_power(effect_size=size, nobs1=None, ratio=1.0, alpha=ALPHA, power=POWER)
+        n = power.solve_power(effect_size=size, nobs1=None, ratio=1.0, alpha=alpha, power=POWER)
     return math.ceil(n) if math.isfinite(n) else None
+
+
+def tost_power(n: np.ndarray, diff: float, std: float, margin: float, alpha: float) -> np.ndarray:
+    """Power of TOST (two one-sided t-tests at alpha, n seeds per group, pooled std) to show |Δ| < margin when the
+    true difference is `diff`: P(both one-sided tests reject) >= P(first) + P(second) - 1, from the noncentral t."""
+    n = np.asarray(n, dtype=float)
+    df, se = 2 * n - 2, std * np.sqrt(2 / n)
+    critical = stats.t.ppf(1 - alpha, df)
+    both = stats.nct.sf(critical, df, (margin + diff) / se) + stats.nct.sf(critical, df, (margin - diff) / se) - 1
+    return np.maximum(both, 0.0)
+
+
+def tost_seeds_needed(diff: float, std: Optional[float], margin: float, alpha: float, most: int = 10_001) -> Optional[int]:
+    """Seeds per group for TOST at alpha to show equivalence within ±margin with POWER, if the true difference is
+    `diff`; None where |diff| >= margin (equivalence is then false) or more than `most` would be needed."""
+    if std is None or abs(diff) >= margin:
+        return None
+    if std == 0:
+        return 2
+    counts = np.arange(2, most + 1)
+    enough = np.nonzero(tost_power(counts, diff, std, margin, alpha) >= POWER)[0]
+    return int(counts[enough[0]]) if len(enough) else None
 
 
 def hedges_g(a: Sequence[float], b: Sequence[float]) -> tuple[Optional[float], Optional[float], Optional[float]]:
@@ -185,14 +208,12 @@ def compare(variant: dict[int, float], baseline: dict[int, float], margin: Optio
             result.p_paired = _finite(stats.ttest_rel([variant[s] for s in shared], [baseline[s] for s in shared]).pvalue)
         if margin is not None:
             result.p_tost = _finite(ttost_ind(a, b, -margin, margin, usevar="unequal")[0])
-    if ci == "bootstrap":
-        paired = set(variant) == set(baseline)
-        ordered = ([variant[s] for s in shared], [baseline[s] for s in shared]) if paired else (a, b)
-        result.diff_ci_low, result.diff_ci_high = bootstrap_diff_ci(*ordered, paired=paired)
+    if ci == "bootstrap":  # unpaired, as the Welch test the verdict reads (a paired interval would not match it)
+        result.diff_ci_low, result.diff_ci_high = bootstrap_diff_ci(a, b, paired=False)
     std = pooled_std(a, b)
     result.mde = minimum_detectable_effect(len(a), len(b), std)
     result.hedges_g, result.hedges_g_ci_low, result.hedges_g_ci_high = hedges_g(a, b)
-    result.seeds_needed = seeds_needed(margin if margin is not None else result.diff, std)
+    result.pooled_std = std
     if result.p_welch is None:
         result.notes.append("no variance in either group: no test")
     return result
@@ -202,17 +223,32 @@ def _holm(pvalues: list[float]) -> list[float]:
     return [float(p) for p in multipletests(pvalues, alpha=ALPHA, method="holm")[1]] if pvalues else []
 
 
+def _holm_levels(pvalues: list[float]) -> list[float]:
+    """The level Holm's step-down tests each p-value at: alpha / (m - its rank), rank 0 for the smallest."""
+    ranks = np.argsort(np.argsort(pvalues, kind="stable"), kind="stable")
+    return [ALPHA / (len(pvalues) - int(rank)) for rank in ranks]
+
+
 def adjust_holm(comparisons: Sequence[Comparison], higher_is_better: bool = True) -> None:
     """Holm-adjust the Welch (and TOST) p-values of a study's variants in place and set each verdict at ALPHA:
-    better or worse; with a margin, equivalent or inconclusive (with the seeds a conclusive study would need)."""
+    better or worse; with a margin, equivalent or inconclusive. An undecided comparison gets the seeds per group the
+    test that would decide it needs for 80 % power at its Holm level (TOST within the margin if the observed Δ lies
+    inside it, else the t-test for the observed Δ); none where that is no more than the seeds it already has."""
     tested = [c for c in comparisons if c.p_welch is not None]
-    for comparison, p in zip(tested, _holm([c.p_welch for c in tested])):
+    for comparison, p, level in zip(tested, _holm([c.p_welch for c in tested]), _holm_levels([c.p_welch for c in tested])):
         comparison.p_holm = p
+        comparison.seeds_needed = seeds_needed(comparison.diff, comparison.pooled_std, level)
     tost = [c for c in comparisons if c.p_tost is not None]
-    for comparison, p in zip(tost, _holm([c.p_tost for c in tost])):
+    for comparison, p, level in zip(tost, _holm([c.p_tost for c in tost]), _holm_levels([c.p_tost for c in tost])):
         comparison.p_tost_holm = p
+        if abs(comparison.diff) < comparison.margin:
+            comparison.seeds_needed = tost_seeds_needed(comparison.diff, comparison.pooled_std, comparison.margin, level)
     for comparison in comparisons:
+        if (comparison.seeds_needed or 0) <= comparison.n:
+            comparison.seeds_needed = None
         comparison.verdict = _verdict(comparison, higher_is_better)
+        if comparison.verdict in ("better", "worse", "equivalent"):
+            comparison.seeds_needed = None
 
 
 def _verdict(comparison: Comparison, higher_is_better: bool) -> str:

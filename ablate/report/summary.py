@@ -14,6 +14,7 @@ from typing import Optional, Sequence
 import pandas as pd
 
 from ablate.config import CHOICES, AblateConfig, flatten_config, format_value
+from ablate.report import adaptive as adaptive_report
 from ablate.report import effects, html, plots
 from ablate.report.metrics import held_out_split
 from ablate.report.metrics import metric as declared_metric
@@ -35,7 +36,9 @@ NOTES = (f"n = finished seeds. Δ = variant − baseline. p Welch: Welch's t-tes
          f"MDE: the smallest difference this comparison detects with {plots.POWERED} (a smaller true effect usually "
          f"reads 'no clear difference'). g: Hedges' g, the difference in pooled standard deviations. "
          f"TOST p: two one-sided Welch tests that |Δ| < the equivalence margin (Holm-adjusted in brackets). "
-         f"seeds needed: per variant, for {plots.POWERED} at the margin (or at the observed Δ).")
+         f"seeds needed: per variant, for {plots.POWERED} of the test that would decide an open comparison at its Holm "
+         f"level (TOST if the observed Δ lies within the margin, else the t-test for the observed Δ); shown only where "
+         f"that is more than the seeds already run.")
 
 
 class ReportError(ValueError):
@@ -128,7 +131,8 @@ def summarize(runs: pd.DataFrame, variants: Sequence[str], metric: str = "test_a
     if metric not in runs.columns or not pd.api.types.is_numeric_dtype(runs[metric]):
         raise ReportError(f"--metric {metric!r} is not recorded in these runs' metrics.json (it needs data.validation_size "
                           "for val_*); choose test_acc, test_loss, train_acc, train_loss, train_seconds or wall_seconds")
-    planned = {int(s) for seeds in runs["planned_seeds"] for s in seeds} if "planned_seeds" in runs else set()
+    planned = _planned(runs)
+    adaptive = adaptive_report.is_adaptive(runs)  # seeds=auto: each variant planned only its own rounds
     ok = runs[runs["status"] == "ok"]
     per_seed = {v: dict(zip(g["seed"], g[metric].astype(float))) for v, g in ok.groupby("variant")}
     baseline = per_seed.get(BASELINE, {})
@@ -150,14 +154,14 @@ def summarize(runs: pd.DataFrame, variants: Sequence[str], metric: str = "test_a
             "trainable_params": _first(group, "trainable_params") or _first(group, "params"),
             "receptive_field": _first(group, "receptive_field"),
             "train_seconds": mine["train_seconds"].mean() if len(mine) else None,
-            "problems": _problems(group, planned, (in_progress or {}).get(variant, set())),
+            "problems": _problems(group, _planned(group) if adaptive else planned, (in_progress or {}).get(variant, set())),
             "notes": "; ".join(comparison.notes + ([SEVERAL_KEYS] if "+" in variant_factor else [])),
         })
     adjust_holm(comparisons[1:] if variants and variants[0] == BASELINE else comparisons, higher_is_better=higher_is_better)
     for row, comparison in zip(rows, comparisons):
         row["p_holm"], row["verdict"] = comparison.p_holm, ("baseline" if row["variant"] == BASELINE else comparison.verdict)
-        row["p_tost_holm"] = comparison.p_tost_holm
-    summary = pd.DataFrame(rows)
+        row["p_tost_holm"], row["seeds_needed"] = comparison.p_tost_holm, comparison.seeds_needed
+    summary = adaptive_report.apply(pd.DataFrame(rows), runs) if adaptive else pd.DataFrame(rows)
     spread = OUTLIER_SPREAD.get(declared_metric(metric).scale, OUTLIER_SPREAD[1.0])
     return summary.assign(mean_off_axis=far_outliers(summary["mean"], summary["n"] > 0, spread),
                           diff_off_axis=far_outliers(summary["diff"], summary["variant"] != BASELINE, spread))
@@ -180,6 +184,11 @@ def curves(histories: pd.DataFrame, split: str = "test") -> pd.DataFrame:
     grouped = histories.groupby(["variant", "epoch"], sort=False)
     return grouped.agg(n=("seed", "size"), acc_mean=(f"{split}_acc", "mean"), acc_std=(f"{split}_acc", "std"),
                        loss_mean=("train_loss", "mean"), loss_std=("train_loss", "std")).reset_index()
+
+
+def _planned(runs: pd.DataFrame) -> set[int]:
+    """The seeds these runs' commands planned."""
+    return {int(s) for seeds in runs["planned_seeds"] for s in seeds} if "planned_seeds" in runs else set()
 
 
 def _number(value: Optional[float], scale: float = 1.0, digits: int = 2, signed: bool = False) -> str:
@@ -248,6 +257,11 @@ def sensitivity(summary: pd.DataFrame, runs: pd.DataFrame, metric: str, margin: 
     return f"{line}; {what} needs {_seeds(needed)} seeds per variant."
 
 
+def _delta_ci_name(summary: pd.DataFrame, ci_name: str) -> str:
+    """What the interval beside Δ is: the fixed-n one, or seeds=auto's anytime-valid interval."""
+    return "anytime-valid CI" if (summary["ci_method"] == adaptive_report.CI_METHOD).any() else ci_name
+
+
 def display_table(summary: pd.DataFrame, metric: str, compact: bool = False) -> pd.DataFrame:
     """The summary as a person reads it: percentages, mean ± std, intervals in brackets, '–' where undefined."""
     scale, label = plots.metric_scale(metric)
@@ -261,7 +275,7 @@ def display_table(summary: pd.DataFrame, metric: str, compact: bool = False) -> 
         "n": summary["n"],
         f"{label} mean ± std": [mean_std(m, s) for m, s in zip(summary["mean"], summary["std"])],
         ci_name: [interval(lo, hi) for lo, hi in zip(summary["ci_low"], summary["ci_high"])],
-        f"Δ vs baseline [{ci_name}]": ["–" if pd.isna(d) else f"{_number(d, scale, signed=True)} {interval(lo, hi, signed=True)}"
+        f"Δ vs baseline [{_delta_ci_name(summary, ci_name)}]": ["–" if pd.isna(d) else f"{_number(d, scale, signed=True)} {interval(lo, hi, signed=True)}"
                                    for d, lo, hi in zip(summary["diff"], summary["diff_ci_low"], summary["diff_ci_high"])],
         "p Welch": [_p(p) for p in summary["p_welch"]],
         "p Holm": [_p(p) for p in summary["p_holm"]],
@@ -269,11 +283,13 @@ def display_table(summary: pd.DataFrame, metric: str, compact: bool = False) -> 
         **_statistics(summary, metric),
         "verdict": _verdicts(summary, metric),
     })
+    if (summary["ci_method"] == adaptive_report.CI_METHOD).any():
+        table = table.drop(columns=list(adaptive_report.FIXED_N_HEADERS), errors="ignore")
     counts = {"params": [f"{int(p):,}" if not pd.isna(p) else "–" for p in summary["params"]]}
     if not summary["trainable_params"].equals(summary["params"]):  # transfer learning: not everything trains
         counts["trainable"] = [f"{int(p):,}" if not pd.isna(p) else "–" for p in summary["trainable_params"]]
     if compact:
-        return table.drop(columns=[ci_name, "p Welch", "p paired (n)", "seeds needed"]).assign(**counts)
+        return table.drop(columns=[ci_name, "p Welch", "p paired (n)", "seeds needed"], errors="ignore").assign(**counts)
     for m in (f"{held_out_split(metric)}_loss", "train_loss"):
         if f"{m}_mean" in summary:
             table[m] = [mean_std(a, b, 1.0, 4) for a, b in zip(summary[f"{m}_mean"], summary[f"{m}_std"])]
@@ -335,7 +351,7 @@ def write_study_report(study_dir: Path, out_root: Path, metric: str = "test_acc"
     order = sorted(results.variant_names(study_dir), key=lambda v: _order_key(v, *_factor_of(runs, v)))
     scale = plots.metric_scale(metric)[0]
     summary = summarize(runs, order, metric, None if margin is None else margin / scale, ci, checkpoints.in_progress(study_dir))
-    line = sensitivity(summary, runs, metric, None if margin is None else margin / scale)
+    line = adaptive_report.note(runs) if adaptive_report.is_adaptive(runs) else sensitivity(summary, runs, metric, None if margin is None else margin / scale)
     out = out_root / study
     out.mkdir(parents=True, exist_ok=True)
     table = display_table(summary, metric)

@@ -18,7 +18,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, ValueType
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from ablate.config import AblateConfig, ConfigError, register_schema, to_node, typed, validate
+from ablate.config import AUTO_SEEDS, AblateConfig, ConfigError, register_schema, to_node, typed, validate
 from ablate.store import checkpoints, results
 from ablate.study import identity, resolve
 from ablate.study.designs import DESIGNS, design_variants
@@ -107,9 +107,15 @@ class RunSpec:
     folder: Path
 
 
+def seeds_of(config: AblateConfig) -> list[int]:
+    """The seeds a config may train: its list, or under seeds=auto every seed of the budget (0 .. budget - 1)."""
+    return list(range(config.adaptive.budget)) if config.seeds == AUTO_SEEDS else list(config.seeds)
+
+
 @dataclass(frozen=True)
 class VariantPlan:
-    """A variant with its config (all seeds), what auto resolved to, its identity and hash, and its runs."""
+    """A variant with its config (all seeds), what auto resolved to, its identity and hash, and its runs; under
+    seeds=auto, `batch` names the seeds one round trains (`with_batch`)."""
 
     role: str
     variant: Variant
@@ -117,6 +123,7 @@ class VariantPlan:
     resolved: resolve.Resolved
     identity: Mapping[str, Any]
     identity_hash: str
+    batch: Optional[tuple[int, ...]] = None
 
     @property
     def study(self) -> str:
@@ -125,8 +132,13 @@ class VariantPlan:
 
     @property
     def runs(self) -> list[RunSpec]:
-        """One spec per seed, in the config's seed order."""
-        return [RunSpec(self, seed, results.run_dir(self.config.runs_dir, self.study, self.variant.name, seed)) for seed in self.config.seeds]
+        """One spec per seed, in the config's seed order (the batch's, when one is set)."""
+        seeds = seeds_of(self.config) if self.batch is None else self.batch
+        return [RunSpec(self, seed, results.run_dir(self.config.runs_dir, self.study, self.variant.name, seed)) for seed in seeds]
+
+    def with_batch(self, seeds: Sequence[int]) -> "VariantPlan":
+        """The same variant training only these seeds (one round of seeds=auto)."""
+        return replace(self, batch=tuple(seeds))
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from ablate.networks.network import create_network
 from ablate.networks.weights import check_weights
 from ablate.store import checkpoints, results
 from ablate.study import identity
-from ablate.study.plan import Plan, VariantPlan, needs_source
+from ablate.study.plan import Plan, VariantPlan, needs_source, seeds_of
 from ablate.study.variants import keys_of
 
 # The identity keys a user can set back to continue a study trained with another resolution of `auto`.
@@ -42,7 +42,7 @@ def check(plan: Plan) -> None:
         create_network(config.model, *input_spec(config.data)).check()  # your network: it imports, builds and runs a batch
     for config in {v.config.model.weights: v.config for v in plan.variants
                    if v.config.model.transfer != "scratch" and not needs_source(v.config)}.values():
-        check_weights(config.model, config.seeds, *input_spec(config.data))
+        check_weights(config.model, seeds_of(config), *input_spec(config.data))
     for data in {repr(v.config.data): v.config.data for v in plan.variants}.values():
         check_dataset(data)  # files, checksums, shapes, classes and subset sizes, before any training
     runs_dir = plan.study.config.runs_dir

@@ -19,7 +19,7 @@ from omegaconf import OmegaConf
 from torch import Tensor
 
 from ablate import trackers
-from ablate.config import flatten_config, format_value, to_node
+from ablate.config import AUTO_SEEDS, flatten_config, format_value, to_node
 from ablate.data.datasets import load_dataset
 from ablate.networks import weights
 from ablate.networks.network import create_network
@@ -58,7 +58,7 @@ def run_variant(variant: VariantPlan) -> VariantSummary:
     locks = {seed: results.RunLock(runs[seed].folder) for seed in pending}
     mine = [seed for seed in pending if locks[seed].acquire() and not is_done(runs[seed].folder, cfg.retry_failed)]
     busy = [seed for seed in pending if seed not in mine]
-    skipped = len(cfg.seeds) - len(pending)
+    skipped = len(runs) - len(pending)
     if skipped or busy:
         others = f", {len(busy)} being trained by another process" if busy else ""
         log.info(f"{cfg.study}/{name}: {skipped} finished run(s) skipped{others}, {len(mine)} to train")
@@ -108,7 +108,8 @@ def _train_and_store(variant: VariantPlan, seeds: list[int], locks: Mapping[int,
         "device": resolved.device, "precision": resolved.precision, **resolved.numerics,
         "dataset": data.name, "train_samples": len(data.train_y), "test_samples": len(data.test_y),
         "validation_samples": len(data.val_y),
-        "epochs": cfg.train.epochs, "planned_seeds": list(cfg.seeds), "versions": provenance.versions(),
+        "epochs": cfg.train.epochs, "planned_seeds": [run.seed for run in variant.runs],
+        "adaptive": cfg.seeds == AUTO_SEEDS, "versions": provenance.versions(),
         "hardware": provenance.hardware(resolved.torch_device), "git_commit": provenance.git_commit(),
     }
 
