@@ -15,9 +15,11 @@ import hashlib
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Optional
 
 from ablate.config import AblateConfig, flatten_config, model_node
+from ablate.data.datasets import data_files
+from ablate.networks.weights import weights_identity
 from ablate.store import results
 from ablate.study.resolve import Resolved
 
@@ -28,6 +30,8 @@ NOT_IDENTITY = frozenset({
     "train.seeds_per_group", "data.root", "data.download",
     "train.checkpoint_every",  # how often a run in training is saved: a resumed run's numbers are the same
 })
+# Keys that name files: identity holds what the files hold (see `content`).
+CONTENT_KEYS = ("data.files", "model.weights")
 # Sections that only say where else a finished run is logged.
 NOT_IDENTITY_SECTIONS = ("logger.",)
 # The image keys each dataset reads from the config; the others take shape and classes from their files.
@@ -41,6 +45,8 @@ def _unused(cfg: AblateConfig) -> set[str]:
     unused = {f"data.{key}" for key in IMAGE_KEYS if key not in DATASET_IMAGE_KEYS.get(d.name, ())}
     if d.name != "synthetic" and d.train_size is None and d.test_size is None and d.validation_size is None:
         unused.add("data.subset_seed")  # it only picks subsets (synthetic draws its images from it)
+    if m.head == "gap":
+        unused.add("model.hidden")  # the hidden layer belongs to the flatten head
     if m.transfer == "scratch":
         unused.add("model.weights")
     if m.transfer != "finetune":
@@ -54,12 +60,26 @@ def _unused(cfg: AblateConfig) -> set[str]:
     return unused
 
 
-def identity(cfg: AblateConfig, resolved: Resolved) -> dict[str, Any]:
-    """The settings that decide a run's numbers: its config less what decides nothing, plus what auto resolved to."""
+def content(cfg: AblateConfig, kept: Mapping[str, Any]) -> dict[str, Any]:
+    """The identity keys that name files, by what the files hold (read now): the data's (`data.files`) and
+    model.weights'."""
+    found: dict[str, Any] = {"data.files": data_files(cfg.data)}
+    if kept.get("model.weights") is not None:
+        found["model.weights"] = weights_identity(kept["model.weights"], cfg.model.arch)
+    return {key: value for key, value in found.items() if value is not None}
+
+
+def identity(cfg: AblateConfig, resolved: Resolved, recorded: Optional[Mapping[str, Any]] = None) -> dict[str, Any]:
+    """The settings that decide a run's numbers: its config less what decides nothing, the files it reads by content,
+    plus what auto resolved to. A stored run passes its `recorded` identity: its files' content is what they held
+    when it trained (CONTENT_KEYS taken from there; absent from runs older than them), not what they hold now; a run
+    stored before identities were recorded has none, and its files are read as they are now."""
     settings = flatten_config({**asdict(cfg), "model": model_node(cfg.model)})  # your network: its `_target_` and own keys
     skip = NOT_IDENTITY | _unused(cfg)
     kept = {key: (list(value) if isinstance(value, tuple) else value) for key, value in settings.items()
             if key not in skip and not key.startswith(NOT_IDENTITY_SECTIONS)}
+    files = content(cfg, kept) if recorded is None else {key: recorded[key] for key in CONTENT_KEYS if key in recorded}
+    kept = {key: value for key, value in kept.items() if key not in CONTENT_KEYS} | files
     # Named as the user types them, holding what they resolved to: `train.strategy: eager -> vectorized`.
     kept.update({"device": resolved.device, "precision": resolved.precision, "train.strategy": resolved.strategy})
     kept.update(dict(resolved.tf32))
@@ -81,7 +101,7 @@ def recorded_resolution(metrics: Mapping[str, Any]) -> Resolved:
 def stored_identity(path: Path, record: Mapping[str, Any]) -> dict[str, Any]:
     """A finished run's identity, derived from its config.yaml (through today's schema) and what its metrics.json
     says `auto` resolved to; derived rather than read, so runs from before identities were stored compare alike."""
-    return identity(results.stored_config(path), recorded_resolution(record))
+    return identity(results.stored_config(path), recorded_resolution(record), record.get("identity"))
 
 
 def stored_identities(study_dir: Path) -> Iterable[tuple[Path, dict[str, Any]]]:

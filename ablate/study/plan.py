@@ -18,7 +18,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, ValueType
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from ablate.config import AblateConfig, ConfigError, register_schema, to_node, typed, validate
+from ablate.config import AblateConfig, ConfigError, complete, register_schema, to_node, typed, validate
 from ablate.store import checkpoints, results
 from ablate.study import identity, resolve
 from ablate.study.variants import BASELINE, Variant, from_name, make_variant, one_off_keys, plan_variants
@@ -83,13 +83,24 @@ def factors_of(composed: DictConfig, overrides: Sequence[str]) -> dict[str, list
     return factors
 
 
+def typed_value(app: DictConfig, key: str, value: Any) -> Any:
+    """A factor's value as the schema types it (`0` at a float key is 0.0), so equal values make one variant."""
+    node = app.copy()
+    OmegaConf.update(node, key, value)
+    return OmegaConf.select(complete(node), key)
+
+
 def study_variants(composed: DictConfig, overrides: Sequence[str]) -> list[Variant]:
     """Every variant a command line trains: one factor at a time around the config's own values when it has
-    factors, else the one variant its model overrides make."""
+    factors, else the one variant its model overrides make. Values are typed through the schema first."""
     factors = factors_of(composed, overrides)
+    app = composed.copy()
+    with open_dict(app):
+        app.pop("hydra", None)
     if factors:
-        return plan_variants({key: OmegaConf.select(composed, key) for key in factors}, factors)
-    return [make_variant({key: OmegaConf.select(composed, key) for key in one_off_keys(overrides)})]
+        typed_factors = {key: [typed_value(app, key, value) for value in values] for key, values in factors.items()}
+        return plan_variants({key: OmegaConf.select(app, key) for key in factors}, typed_factors)
+    return [make_variant({key: OmegaConf.select(app, key) for key in one_off_keys(overrides)})]
 
 
 @dataclass(frozen=True)

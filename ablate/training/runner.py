@@ -108,7 +108,7 @@ def _train_and_store(variant: VariantPlan, seeds: list[int], locks: Mapping[int,
         "receptive_field": network_receptive_field(cfg.model, model, data.input_shape, data.num_classes),
         "device": resolved.device, "precision": resolved.precision, **resolved.numerics,
         "dataset": data.name, "train_samples": len(data.train_y), "test_samples": len(data.test_y),
-        "validation_samples": len(data.val_y),
+        "validation_samples": len(data.val_y), "normalisation": data.normalisation,
         "epochs": cfg.train.epochs, "planned_seeds": list(cfg.seeds), "versions": provenance.versions(),
         "hardware": provenance.hardware(resolved.torch_device), "git_commit": provenance.git_commit(),
     }
@@ -133,7 +133,8 @@ def _train_and_store(variant: VariantPlan, seeds: list[int], locks: Mapping[int,
 
     weights_for = _weights_for(variant, seeds)
     train = replace(cfg.train, strategy=resolved.strategy)
-    saver = checkpoint.RunCheckpoints(folders, variant.identity_hash, f"{cfg.study}/{name}", cfg.train.epochs, cfg.train.checkpoint_every)
+    saver = checkpoint.RunCheckpoints(folders, variant.identity_hash, f"{cfg.study}/{name}", cfg.train.epochs, cfg.train.checkpoint_every,
+                                    held=seeds)
     with saver.stopping():  # a stop signal: checkpoints written, then the process ends by it (ablate/training/stopping.py)
         outcomes = train_seeds(cfg.model, train, data, seeds, resolved.torch_device, resolved.precision, label=f"{cfg.study}/{name}",
                                on_result=store, weights_for=weights_for, hooks=saver.hooks)
