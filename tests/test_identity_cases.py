@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TINY, train
+from conftest import TINY, image_folder, train
+from omegaconf import OmegaConf
 from PIL import Image
 
 from ablate.cli import main
@@ -50,20 +51,8 @@ def test_model_weights_varied_over_two_run_folders_makes_one_folder_per_variant_
 # case 8: normalisation statistics computed before the hold-out and the class selection
 
 
-def image_folder(root: Path, seed: int = 0) -> Path:
-    """3 classes of 8x8 grey PNGs, 6 train and 2 test images each, with class-dependent brightness."""
-    rng = np.random.default_rng(seed)
-    for split, count in (("train", 6), ("test", 2)):
-        for label in range(3):
-            (root / split / str(label)).mkdir(parents=True, exist_ok=True)
-            for n in range(count):
-                pixels = np.clip(rng.normal(40 + 80 * label, 30, (8, 8)), 0, 255).astype(np.uint8)
-                Image.fromarray(pixels, mode="L").save(root / split / str(label) / f"{n}.png")
-    return root
-
-
 def test_normalisation_comes_from_the_images_trained_on_and_is_recorded(workdir: Path) -> None:
-    root = image_folder(workdir / "images")
+    root = image_folder(workdir / "images", 0, train=6, test=2)
     cfg = AblateConfig(data=DataConfig(name="folder", root=str(root), image_size=8, classes=[2, 0], validation_size=3),
                        train=TrainConfig(epochs=1, batch_size=8, strategy="eager"), seeds=[0], device="cpu", precision="fp32")
     # written out here: ImageFolder order (class, file name), classes 2 and 0 kept, then 3 of them held out by subset_seed
@@ -106,3 +95,25 @@ def test_a_resumed_group_trains_only_the_seeds_this_process_holds(workdir: Path,
     assert "resuming seed 0 of variant default/baseline at epoch 2/2" in caplog.text
     assert results.is_finished(folders[0]) and not results.is_finished(folders[1])
     assert (folders[1] / checkpoints.CHECKPOINT_FILE).is_file()  # left to its holder
+
+
+# case 4: the report's pooling check was weaker than the run-time one
+
+
+@pytest.mark.parametrize(("sweep", "variant", "key", "value"), [
+    ("train.optimizer=adam,sgd", "train.optimizer=sgd", "train.momentum", 0.5),
+    ("train.augment=none,shift", "train.augment=shift", "train.augment_pixels", 1),
+])
+def test_run_and_report_refuse_the_same_seeds_of_one_variant_that_differ(
+        workdir: Path, capsys: pytest.CaptureFixture, sweep: str, variant: str, key: str, value: float) -> None:
+    study = [*TINY_RUN, "seeds=[0,1]", sweep, "study=s"]
+    assert main(["run", *study]) == 0
+    stale = workdir / "runs" / "s" / variant / "seed=1" / results.CONFIG_FILE
+    config = OmegaConf.load(stale)
+    OmegaConf.update(config, key, value)  # seed 1 trained with another value of a key its variant makes matter
+    OmegaConf.save(config, stale)
+    capsys.readouterr()
+    assert main(["run", *study]) == 2
+    assert f"{key}: {value} -> " in capsys.readouterr().err
+    assert main(["report", "runs/s"]) == 2
+    assert f"differ in {key}: " in capsys.readouterr().err and not (workdir / "reports" / "s" / "summary.md").exists()

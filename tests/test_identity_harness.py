@@ -20,9 +20,10 @@ from typing import Any, Callable, Iterator, Optional
 import numpy as np
 import pytest
 import torch
+from conftest import image_folder
 from PIL import Image
 
-from ablate.config import CHOICES, OWN_NETWORK_FIELDS, AblateConfig, DataConfig, ModelConfig, TrainConfig
+from ablate.config import CHOICES, AblateConfig, DataConfig, ModelConfig, TrainConfig
 from ablate.store import results
 from ablate.study import identity as ident
 from ablate.study import plan
@@ -110,18 +111,6 @@ def _walk(cfg: AblateConfig, keys: Iterator[str], alternatives: Optional[dict[st
 
 
 # ---- the settings, each with the keys it makes matter ------------------------------------------------------------
-
-def _images(root: Path, seed: int) -> Path:
-    """A tiny image folder (3 classes, 8 train and 4 test images each, 8x8 grey PNGs) drawn by `seed`."""
-    rng = np.random.default_rng(seed)
-    for split, count in (("train", 8), ("test", 4)):
-        for label in range(3):
-            (root / split / str(label)).mkdir(parents=True, exist_ok=True)
-            for n in range(count):
-                pixels = np.clip(rng.normal(60 + 60 * label, 40, (8, 8)), 0, 255).astype(np.uint8)
-                Image.fromarray(pixels, mode="L").save(root / split / str(label) / f"{n}.png")
-    return root
-
 
 OWN_NETWORK = '''
 from torch import nn
@@ -253,9 +242,9 @@ def train(cfg: AblateConfig, runs_dir: Path) -> tuple[str, dict[str, Any]]:
 def files(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Image folders, weights files and a source run the settings read, and your own network's module on sys.path."""
     root = tmp_path_factory.mktemp("harness-files")
-    _images(root / "images", 0)
+    image_folder(root / "images", 0)
     shutil.copytree(root / "images", root / "images-copy")
-    _images(root / "other-images", 1)
+    image_folder(root / "other-images", 1)
     torch.manual_seed(1)
     from ablate.networks.cnn import build_model
 

@@ -22,6 +22,7 @@ from ablate.data.datasets import data_files
 from ablate.networks.weights import weights_identity
 from ablate.store import results
 from ablate.study.resolve import Resolved
+from ablate.study.variants import BASELINE, keys_of
 
 # Keys that name, place, schedule or report a run: never identity (device, precision and train.strategy enter
 # resolved).
@@ -115,6 +116,27 @@ def conflicts(mine: Mapping[str, Any], theirs: Mapping[str, Any], own_keys: Iter
     skip = set(own_keys)
     return [(key, theirs[key], mine[key]) for key in mine
             if key in theirs and key not in skip and not _same(mine[key], theirs[key])]
+
+
+def pool_conflicts(mine: tuple[str, Mapping[str, Any]], theirs: tuple[str, Mapping[str, Any]]) -> list[tuple[str, Any, Any]]:
+    """The one pooling rule, used by `ablate run`, by every job and by the report: two runs, each (variant name,
+    identity), pool when their identities agree on every setting both hold except the keys their variants change
+    (none between two runs of one variant)."""
+    return conflicts(mine[1], theirs[1], {*keys_of(mine[0]), *keys_of(theirs[0])})
+
+
+def first_conflict(runs: Iterable[tuple[str, str, Mapping[str, Any]]]) -> Optional[tuple[str, str, list[tuple[str, Any, Any]]]]:
+    """(theirs, mine, conflicts) of the first two runs, each (variant name, label, identity), that do not pool: every run
+    against the first run of its own variant, and that one against the baseline's first run (or the first run)."""
+    firsts: dict[str, tuple[str, str, Mapping[str, Any]]] = {}
+    for run in runs:
+        reference = firsts.setdefault(run[0], run)
+        anchor = firsts.get(BASELINE, next(iter(firsts.values())))
+        for other in (reference, anchor):
+            found = pool_conflicts((run[0], run[2]), (other[0], other[2]))
+            if found:
+                return other[1], run[1], found
+    return None
 
 
 def _same(a: Any, b: Any) -> bool:

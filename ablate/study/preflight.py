@@ -25,7 +25,6 @@ from ablate.networks.weights import check_weights
 from ablate.store import checkpoints, results
 from ablate.study import identity
 from ablate.study.plan import Plan, VariantPlan, needs_source
-from ablate.study.variants import keys_of
 
 # The identity keys a user can set back to continue a study trained with another resolution of `auto`.
 RESOLVED_KEYS = ("device", "precision", "train.strategy")
@@ -57,7 +56,7 @@ def _refuse_conflicts(variant: VariantPlan) -> None:
     """A planned variant must pool with every stored run of its study: equal identities but for the variants' keys."""
     study_dir = Path(variant.config.runs_dir) / variant.study
     for folder, stored in identity.stored_identities(study_dir):
-        found = identity.conflicts(variant.identity, stored, {*variant.variant.keys, *keys_of(folder.parent.name)})
+        found = identity.pool_conflicts((variant.variant.name, variant.identity), (results.variant_of(folder.parent), stored))
         if found:
             hints = [f"{key}={theirs}" for key, theirs, _ in found if key in RESOLVED_KEYS]
             resume = f"to continue it, add {' '.join(hints)}; or " if hints else ""
