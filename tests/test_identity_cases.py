@@ -5,6 +5,7 @@ who trains. Each test failed on main before its fix."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -117,3 +118,19 @@ def test_run_and_report_refuse_the_same_seeds_of_one_variant_that_differ(
     assert f"{key}: {value} -> " in capsys.readouterr().err
     assert main(["report", "runs/s"]) == 2
     assert f"differ in {key}: " in capsys.readouterr().err and not (workdir / "reports" / "s" / "summary.md").exists()
+
+
+# item 5: every job checks its variant where it runs, before it trains
+
+
+def test_a_job_whose_settings_conflict_with_stored_runs_trains_nothing_and_names_the_key(
+        workdir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    cfg = AblateConfig(data=DataConfig(name="synthetic", train_size=64, test_size=32, image_size=8),
+                       train=TrainConfig(epochs=1, batch_size=32, strategy="eager"), seeds=[0], device="cpu", precision="fp32")
+    assert train(cfg).trained == 1
+    other = replace(cfg, seeds=[1], train=replace(cfg.train, lr=0.01))  # a job that resolved or was given another setting
+    with caplog.at_level("ERROR", logger="ablate"):
+        summary = train(other)
+    assert (summary.trained, summary.failed) == (0, 1)
+    assert "train.lr: 0.001 -> 0.01" in caplog.text
+    assert not results.run_dir("runs", "default", "baseline", 1).exists() or not results.is_finished(results.run_dir("runs", "default", "baseline", 1))

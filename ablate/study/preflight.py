@@ -35,7 +35,7 @@ def check(plan: Plan) -> None:
     build or run, weights that do not fit, a dataset that cannot be loaded, or a runs_dir that cannot be written."""
     trackers.check(plan.study.config.logger)  # the chosen tracker's package imports
     for variant in plan.variants:
-        _refuse_conflicts(variant)
+        refuse_conflicts(variant)
         checkpoints.refuse_stale([run.folder for run in variant.runs], variant.identity_hash)
     for config in {repr(v.config.model): v.config for v in plan.variants if v.config.model._target_}.values():
         own.check(config.model, *input_spec(config.data))  # your network: it imports, builds and runs a batch
@@ -52,8 +52,9 @@ def check(plan: Plan) -> None:
     results.check_locking(runs_dir)  # RunLock's flock must keep other processes out
 
 
-def _refuse_conflicts(variant: VariantPlan) -> None:
-    """A planned variant must pool with every stored run of its study: equal identities but for the variants' keys."""
+def refuse_conflicts(variant: VariantPlan) -> None:
+    """A planned variant must pool with every stored run of its study: equal identities but for the variants' keys.
+    `ablate run` checks every variant before training; each job checks its own again where it runs."""
     study_dir = Path(variant.config.runs_dir) / variant.study
     for folder, stored in identity.stored_identities(study_dir):
         found = identity.pool_conflicts((variant.variant.name, variant.identity), (results.variant_of(folder.parent), stored))

@@ -19,11 +19,12 @@ from omegaconf import OmegaConf
 from torch import Tensor
 
 from ablate import trackers
-from ablate.config import flatten_config, format_value, to_node
+from ablate.config import ConfigError, flatten_config, format_value, to_node
 from ablate.data.datasets import load_dataset
 from ablate.networks import transfer, weights
 from ablate.networks.cnn import build_model, model_parts, network_receptive_field, parameter_count
 from ablate.store import checkpoints, provenance, results
+from ablate.study import preflight
 from ablate.study.plan import Plan, VariantPlan, needs_source, plan_variant, source_config
 from ablate.study.variants import BASELINE, Variant
 from ablate.training import checkpoint
@@ -54,6 +55,11 @@ def run_variant(variant: VariantPlan) -> VariantSummary:
     cfg, name = variant.config, variant.variant.name
     runs = {run.seed: run for run in variant.runs}
     pending = [seed for seed, run in runs.items() if not is_done(run.folder, cfg.retry_failed)]
+    try:
+        preflight.refuse_conflicts(variant)  # again where the job runs, with what `auto` resolved to there
+    except ConfigError as error:
+        log.error(f"{cfg.study}/{name}: not trained: {error}")
+        return VariantSummary(cfg.study, name, 0, len(cfg.seeds) - len(pending), len(pending))
     locks = {seed: results.RunLock(runs[seed].folder) for seed in pending}
     mine = [seed for seed in pending if locks[seed].acquire() and not is_done(runs[seed].folder, cfg.retry_failed)]
     busy = [seed for seed in pending if seed not in mine]
