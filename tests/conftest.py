@@ -17,8 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 import pytest
 from hydra.core.global_hydra import GlobalHydra
+from PIL import Image
 
 from ablate.cli import main
 from ablate.config import AblateConfig
@@ -135,6 +137,19 @@ def _own_working_folder(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
 def workdir(tmp_path: Path) -> Path:
     """An empty working folder; runs/ and reports/ appear inside it."""
     return tmp_path
+
+
+def image_folder(root: Path, seed: int, train: int = 8, test: int = 4) -> Path:
+    """An image folder dataset (data=folder): 3 classes of 8x8 grey PNGs, `train` and `test` images per class, drawn
+    by `seed` with a brightness that depends on the class."""
+    rng = np.random.default_rng(seed)
+    for split, count in (("train", train), ("test", test)):
+        for label in range(3):
+            (root / split / str(label)).mkdir(parents=True, exist_ok=True)
+            for n in range(count):
+                pixels = np.clip(rng.normal(40 + 80 * label, 30, (8, 8)), 0, 255).astype(np.uint8)
+                Image.fromarray(pixels, mode="L").save(root / split / str(label) / f"{n}.png")
+    return root
 
 
 def checked(overrides: list[str]) -> plan.Plan:

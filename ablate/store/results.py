@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import urllib.parse
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Callable, Iterable, Optional
 
@@ -34,7 +35,18 @@ LOCK_FILE = ".lock"
 
 def run_dir(runs_dir: str | Path, study: str, variant: str, seed: int) -> Path:
     """Folder of one run; the names come from the study, the variant's override and the seed, never a timestamp."""
-    return seed_folder(Path(runs_dir) / study / variant, seed)
+    return seed_folder(Path(runs_dir) / study / variant_folder(variant), seed)
+
+
+def variant_folder(variant: str) -> str:
+    """A variant's folder name: its name with `/` (a path in a value, model.weights=runs/x) written %2F and `%` as %25,
+    so every variant is one folder beside the others; the real value stays in its metrics.json."""
+    return variant.replace("%", "%25").replace("/", "%2F")
+
+
+def variant_of(folder: Path) -> str:
+    """The variant name a variant folder holds (the inverse of `variant_folder`)."""
+    return urllib.parse.unquote(folder.name)
 
 
 def seed_folder(variant_dir: str | Path, seed: int) -> Path:
@@ -224,8 +236,8 @@ def load_runs(study_dir: str | Path, derive: Callable[[Path, dict[str, Any]], di
 
 
 def variant_names(study_dir: str | Path) -> list[str]:
-    """Every variant folder of a study, finished runs or not."""
-    return sorted(p.name for p in Path(study_dir).iterdir() if p.is_dir() and not p.name.startswith("."))
+    """Every variant of a study that has a folder, finished runs or not."""
+    return sorted(variant_of(p) for p in Path(study_dir).iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
 def load_histories(runs: pd.DataFrame) -> pd.DataFrame:

@@ -15,11 +15,14 @@ import hashlib
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Optional
 
 from ablate.config import AblateConfig, flatten_config, model_node
+from ablate.data.datasets import data_files
+from ablate.networks.weights import weights_identity
 from ablate.store import results
 from ablate.study.resolve import Resolved
+from ablate.study.variants import BASELINE, keys_of
 
 # Keys that name, place, schedule or report a run: never identity (device, precision and train.strategy enter
 # resolved).
@@ -28,6 +31,8 @@ NOT_IDENTITY = frozenset({
     "train.seeds_per_group", "data.root", "data.download",
     "train.checkpoint_every",  # how often a run in training is saved: a resumed run's numbers are the same
 })
+# Keys that name files: identity holds what the files hold (see `content`).
+CONTENT_KEYS = ("data.files", "model.weights")
 # Sections that only say where else a finished run is logged, or how seeds=auto chooses seeds.
 NOT_IDENTITY_SECTIONS = ("logger.", "adaptive.")
 # The image keys each dataset reads from the config; the others take shape and classes from their files.
@@ -41,6 +46,8 @@ def _unused(cfg: AblateConfig) -> set[str]:
     unused = {f"data.{key}" for key in IMAGE_KEYS if key not in DATASET_IMAGE_KEYS.get(d.name, ())}
     if d.name != "synthetic" and d.train_size is None and d.test_size is None and d.validation_size is None:
         unused.add("data.subset_seed")  # it only picks subsets (synthetic draws its images from it)
+    if m.head == "gap":
+        unused.add("model.hidden")  # the hidden layer belongs to the flatten head
     if m.transfer == "scratch":
         unused.add("model.weights")
     if m.transfer != "finetune":
@@ -54,12 +61,26 @@ def _unused(cfg: AblateConfig) -> set[str]:
     return unused
 
 
-def identity(cfg: AblateConfig, resolved: Resolved) -> dict[str, Any]:
-    """The settings that decide a run's numbers: its config less what decides nothing, plus what auto resolved to."""
+def content(cfg: AblateConfig, kept: Mapping[str, Any]) -> dict[str, Any]:
+    """The identity keys that name files, by what the files hold (read now): the data's (`data.files`) and
+    model.weights'."""
+    found: dict[str, Any] = {"data.files": data_files(cfg.data)}
+    if kept.get("model.weights") is not None:
+        found["model.weights"] = weights_identity(kept["model.weights"], cfg.model.arch)
+    return {key: value for key, value in found.items() if value is not None}
+
+
+def identity(cfg: AblateConfig, resolved: Resolved, recorded: Optional[Mapping[str, Any]] = None) -> dict[str, Any]:
+    """The settings that decide a run's numbers: its config less what decides nothing, the files it reads by content,
+    plus what auto resolved to. A stored run passes its `recorded` identity: its files' content is what they held
+    when it trained (CONTENT_KEYS taken from there; absent from runs older than them), not what they hold now; a run
+    stored before identities were recorded has none, and its files are read as they are now."""
     settings = flatten_config({**asdict(cfg), "model": model_node(cfg.model)})  # your network: its `_target_` and own keys
     skip = NOT_IDENTITY | _unused(cfg)
     kept = {key: (list(value) if isinstance(value, tuple) else value) for key, value in settings.items()
             if key not in skip and not key.startswith(NOT_IDENTITY_SECTIONS)}
+    files = content(cfg, kept) if recorded is None else {key: recorded[key] for key in CONTENT_KEYS if key in recorded}
+    kept = {key: value for key, value in kept.items() if key not in CONTENT_KEYS} | files
     # Named as the user types them, holding what they resolved to: `train.strategy: eager -> vectorized`.
     kept.update({"device": resolved.device, "precision": resolved.precision, "train.strategy": resolved.strategy})
     kept.update(dict(resolved.tf32))
@@ -81,7 +102,7 @@ def recorded_resolution(metrics: Mapping[str, Any]) -> Resolved:
 def stored_identity(path: Path, record: Mapping[str, Any]) -> dict[str, Any]:
     """A finished run's identity, derived from its config.yaml (through today's schema) and what its metrics.json
     says `auto` resolved to; derived rather than read, so runs from before identities were stored compare alike."""
-    return identity(results.stored_config(path), recorded_resolution(record))
+    return identity(results.stored_config(path), recorded_resolution(record), record.get("identity"))
 
 
 def stored_identities(study_dir: Path) -> Iterable[tuple[Path, dict[str, Any]]]:
@@ -95,6 +116,27 @@ def conflicts(mine: Mapping[str, Any], theirs: Mapping[str, Any], own_keys: Iter
     skip = set(own_keys)
     return [(key, theirs[key], mine[key]) for key in mine
             if key in theirs and key not in skip and not _same(mine[key], theirs[key])]
+
+
+def pool_conflicts(mine: tuple[str, Mapping[str, Any]], theirs: tuple[str, Mapping[str, Any]]) -> list[tuple[str, Any, Any]]:
+    """The one pooling rule, used by `ablate run`, by every job and by the report: two runs, each (variant name,
+    identity), pool when their identities agree on every setting both hold except the keys their variants change
+    (none between two runs of one variant)."""
+    return conflicts(mine[1], theirs[1], {*keys_of(mine[0]), *keys_of(theirs[0])})
+
+
+def first_conflict(runs: Iterable[tuple[str, str, Mapping[str, Any]]]) -> Optional[tuple[str, str, list[tuple[str, Any, Any]]]]:
+    """(theirs, mine, conflicts) of the first two runs, each (variant name, label, identity), that do not pool: every run
+    against the first run of its own variant, and that one against the baseline's first run (or the first run)."""
+    firsts: dict[str, tuple[str, str, Mapping[str, Any]]] = {}
+    for run in runs:
+        reference = firsts.setdefault(run[0], run)
+        anchor = firsts.get(BASELINE, next(iter(firsts.values())))
+        for other in (reference, anchor):
+            found = pool_conflicts((run[0], run[2]), (other[0], other[2]))
+            if found:
+                return other[1], run[1], found
+    return None
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -18,7 +18,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, ValueType
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from ablate.config import AUTO_SEEDS, AblateConfig, ConfigError, register_schema, to_node, typed, validate
+from ablate.config import AUTO_SEEDS, AblateConfig, ConfigError, complete, register_schema, to_node, typed, validate
 from ablate.store import checkpoints, results
 from ablate.study import identity, resolve
 from ablate.study.designs import DESIGNS, design_variants
@@ -84,18 +84,29 @@ def factors_of(composed: DictConfig, overrides: Sequence[str]) -> dict[str, list
     return factors
 
 
+def typed_value(app: DictConfig, key: str, value: Any) -> Any:
+    """A factor's value as the schema types it (`0` at a float key is 0.0), so equal values make one variant."""
+    node = app.copy()
+    OmegaConf.update(node, key, value)
+    return OmegaConf.select(complete(node), key)
+
+
 def study_variants(composed: DictConfig, overrides: Sequence[str]) -> list[Variant]:
     """Every variant a command line trains: one factor at a time around the config's own values when it has
     factors (or the points of a two-level design, `+design=factorial|fractional`), else the one variant its model
-    overrides make."""
+    overrides make. Values are typed through the schema first, so `0` and `0.0` are one value."""
     factors = factors_of(composed, overrides)
+    app = composed.copy()
+    with open_dict(app):
+        app.pop("hydra", None)
+    typed_factors = {key: [typed_value(app, key, value) for value in values] for key, values in factors.items()}
+    config_values = {key: OmegaConf.select(app, key) for key in factors}
     design = OmegaConf.select(composed, "hydra.sweeper.design", default=DESIGNS[0])
     if design != DESIGNS[0]:
-        config_values = {key: OmegaConf.select(composed, key) for key in factors}
-        return design_variants(config_values, factors, design, OmegaConf.select(composed, "hydra.sweeper.resolution", default=None))
+        return design_variants(config_values, typed_factors, design, OmegaConf.select(composed, "hydra.sweeper.resolution", default=None))
     if factors:
-        return plan_variants({key: OmegaConf.select(composed, key) for key in factors}, factors)
-    return [make_variant({key: OmegaConf.select(composed, key) for key in one_off_keys(overrides)})]
+        return plan_variants(config_values, typed_factors)
+    return [make_variant({key: OmegaConf.select(app, key) for key in one_off_keys(overrides)})]
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,6 @@ from ablate.networks.weights import check_weights
 from ablate.store import checkpoints, results
 from ablate.study import identity
 from ablate.study.plan import Plan, VariantPlan, needs_source, seeds_of
-from ablate.study.variants import keys_of
 
 # The identity keys a user can set back to continue a study trained with another resolution of `auto`.
 RESOLVED_KEYS = ("device", "precision", "train.strategy")
@@ -36,7 +35,7 @@ def check(plan: Plan) -> None:
     build or run, weights that do not fit, a dataset that cannot be loaded, or a runs_dir that cannot be written."""
     trackers.check(plan.study.config.logger)  # the chosen tracker's package imports
     for variant in plan.variants:
-        _refuse_conflicts(variant)
+        refuse_conflicts(variant)
         checkpoints.refuse_stale([run.folder for run in variant.runs], variant.identity_hash)
     for config in {repr(v.config.model): v.config for v in plan.variants}.values():
         create_network(config.model, *input_spec(config.data)).check()  # your network: it imports, builds and runs a batch
@@ -53,11 +52,12 @@ def check(plan: Plan) -> None:
     results.check_locking(runs_dir)  # RunLock's flock must keep other processes out
 
 
-def _refuse_conflicts(variant: VariantPlan) -> None:
-    """A planned variant must pool with every stored run of its study: equal identities but for the variants' keys."""
+def refuse_conflicts(variant: VariantPlan) -> None:
+    """A planned variant must pool with every stored run of its study: equal identities but for the variants' keys.
+    `ablate run` checks every variant before training; each job checks its own again where it runs."""
     study_dir = Path(variant.config.runs_dir) / variant.study
     for folder, stored in identity.stored_identities(study_dir):
-        found = identity.conflicts(variant.identity, stored, {*variant.variant.keys, *keys_of(folder.parent.name)})
+        found = identity.pool_conflicts((variant.variant.name, variant.identity), (results.variant_of(folder.parent), stored))
         if found:
             hints = [f"{key}={theirs}" for key, theirs, _ in found if key in RESOLVED_KEYS]
             resume = f"to continue it, add {' '.join(hints)}; or " if hints else ""

@@ -7,9 +7,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 import torch
 
@@ -60,8 +60,10 @@ class RunCheckpoints:
     """The runner's side of the hooks for one variant: reads checkpoints to resume from, writes history.csv after
     every epoch and a checkpoint every `every` epochs (0: never), and writes every seed's state when stopped."""
 
-    def __init__(self, folders: dict[int, Path], settings: str, label: str, epochs: int, every: int) -> None:
+    def __init__(self, folders: dict[int, Path], settings: str, label: str, epochs: int, every: int,
+                 held: Optional[Iterable[int]] = None) -> None:
         self.folders, self.settings, self.label, self.epochs, self.every = folders, settings, label, epochs, every
+        self.held = set(folders if held is None else held)  # the seeds this process holds the locks of
         self.signals = StopSignals()
         self.found: Optional[dict[int, SeedState]] = None
         self.hooks = Hooks(resume=self.resume, on_epoch=self.on_epoch, stop=self.signals.requested)
@@ -82,7 +84,8 @@ class RunCheckpoints:
 
     def resume(self, seed: int) -> Optional[SeedState]:
         """The seed's checkpoint, if its run is unfinished, it was written under these settings (the preflight refuses
-        others) and every seed of its group has one at the same point (else the group starts over together)."""
+        others) and every seed of its group has one at the same point (else the group starts over together); its
+        group narrowed to the seeds this process holds, so a seed another process trains is never trained here."""
         if self.found is None:
             self.found = self._consistent()
         state = self.found.get(seed)
@@ -98,7 +101,7 @@ class RunCheckpoints:
         for seed in sorted(states.keys() - kept.keys()):
             log.warning(f"{self.label}: seed {seed}'s checkpoint is ignored: the seeds it trained with together "
                         f"({states[seed].group}) have none at the same point; they start over")
-        return kept
+        return {seed: replace(state, group=[s for s in state.group if s in self.held]) for seed, state in kept.items() if seed in self.held}
 
     def on_epoch(self, epoch: int, outcomes: list, states: Callable[[], list[SeedState]]) -> None:
         """history.csv of every seed still training, and the checkpoints when one is due."""

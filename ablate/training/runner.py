@@ -19,11 +19,12 @@ from omegaconf import OmegaConf
 from torch import Tensor
 
 from ablate import trackers
-from ablate.config import AUTO_SEEDS, flatten_config, format_value, to_node
+from ablate.config import AUTO_SEEDS, ConfigError, flatten_config, format_value, to_node
 from ablate.data.datasets import load_dataset
 from ablate.networks import weights
 from ablate.networks.network import create_network
 from ablate.store import checkpoints, provenance, results
+from ablate.study import preflight
 from ablate.study.plan import Plan, VariantPlan, needs_source, plan_variant, source_config
 from ablate.study.variants import BASELINE, Variant
 from ablate.training import checkpoint
@@ -55,6 +56,11 @@ def run_variant(variant: VariantPlan) -> VariantSummary:
     cfg, name = variant.config, variant.variant.name
     runs = {run.seed: run for run in variant.runs}
     pending = [seed for seed, run in runs.items() if not is_done(run.folder, cfg.retry_failed)]
+    try:
+        preflight.refuse_conflicts(variant)  # again where the job runs, with what `auto` resolved to there
+    except ConfigError as error:
+        log.error(f"{cfg.study}/{name}: not trained: {error}")
+        return VariantSummary(cfg.study, name, 0, len(cfg.seeds) - len(pending), len(pending))
     locks = {seed: results.RunLock(runs[seed].folder) for seed in pending}
     mine = [seed for seed in pending if locks[seed].acquire() and not is_done(runs[seed].folder, cfg.retry_failed)]
     busy = [seed for seed in pending if seed not in mine]
@@ -107,7 +113,7 @@ def _train_and_store(variant: VariantPlan, seeds: list[int], locks: Mapping[int,
         "params": described.params, "trainable_params": described.trainable_params, "receptive_field": described.receptive_field,
         "device": resolved.device, "precision": resolved.precision, **resolved.numerics,
         "dataset": data.name, "train_samples": len(data.train_y), "test_samples": len(data.test_y),
-        "validation_samples": len(data.val_y),
+        "validation_samples": len(data.val_y), "normalisation": data.normalisation,
         "epochs": cfg.train.epochs, "planned_seeds": [run.seed for run in variant.runs],
         "adaptive": cfg.seeds == AUTO_SEEDS, "versions": provenance.versions(),
         "hardware": provenance.hardware(resolved.torch_device), "git_commit": provenance.git_commit(),
@@ -133,7 +139,8 @@ def _train_and_store(variant: VariantPlan, seeds: list[int], locks: Mapping[int,
 
     weights_for = _weights_for(variant, seeds)
     train = replace(cfg.train, strategy=resolved.strategy)
-    saver = checkpoint.RunCheckpoints(folders, variant.identity_hash, f"{cfg.study}/{name}", cfg.train.epochs, cfg.train.checkpoint_every)
+    saver = checkpoint.RunCheckpoints(folders, variant.identity_hash, f"{cfg.study}/{name}", cfg.train.epochs, cfg.train.checkpoint_every,
+                                    held=seeds)
     with saver.stopping():  # a stop signal: checkpoints written, then the process ends by it (ablate/training/stopping.py)
         outcomes = train_seeds(cfg.model, train, data, seeds, resolved.torch_device, resolved.precision, label=f"{cfg.study}/{name}",
                                on_result=store, weights_for=weights_for, hooks=saver.hooks)
