@@ -278,15 +278,9 @@ class Harness:
         return self.bases[name]
 
 
-# What the harness found wrong on main (issue 20), until each is fixed: strict, so a fix that lands shows here.
-FOUND_ON_MAIN = {
-    "vectorized dropout:seeds": "case 2: dropout masks from the global generator (item 4, the engine's)",
-    "vectorized dropout:train.seeds_per_group": "case 2: dropout masks from the global generator (item 4, the engine's)",
-}
 CASES = [(s.name, key, how) for s in settings(Path("files")) for key, how, _, _ in s.cases]
 IDS = [f"{s}:{k}{':' + h if h else ''}" for s, k, h in CASES]
-PARAMS = [pytest.param(*case, id=name, marks=[pytest.mark.xfail(reason=FOUND_ON_MAIN[name], strict=True)] if name in FOUND_ON_MAIN else [])
-          for case, name in zip(CASES, IDS)]
+PARAMS = [pytest.param(*case, id=name) for case, name in zip(CASES, IDS)]
 
 
 @pytest.fixture(scope="module")
