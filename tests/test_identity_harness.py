@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import math
 import shutil
 import sys
 import typing
@@ -246,7 +247,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     shutil.copytree(root / "images", root / "images-copy")
     image_folder(root / "other-images", 1)
     torch.manual_seed(1)
-    from ablate.networks.cnn import build_model
+    from ablate.networks.network import build_model
 
     for name, seed in (("w.pt", 1), ("other.pt", 2)):
         torch.manual_seed(seed)
@@ -281,6 +282,22 @@ class Harness:
 CASES = [(s.name, key, how) for s in settings(Path("files")) for key, how, _, _ in s.cases]
 IDS = [f"{s}:{k}{':' + h if h else ''}" for s, k, h in CASES]
 PARAMS = [pytest.param(*case, id=name) for case, name in zip(CASES, IDS)]
+# The one place equal identities give equal numbers only to float rounding: a vectorized group's size decides which
+# batched kernels compute each seed (their summation order), so the same seed's loss may differ in the 7th digit
+# beside other seeds. Masks, order and init are its own (bit-equal training loss); everything else is bit-equal.
+ROUNDING_ONLY = {("vectorized dropout", "seeds"), ("vectorized dropout", "train.seeds_per_group")}
+
+
+def close(mine: Any, theirs: Any) -> bool:
+    """Equal up to float rounding (relative 1e-6), numbers written as text included."""
+    if isinstance(mine, dict) and isinstance(theirs, dict):
+        return mine.keys() == theirs.keys() and all(close(mine[k], theirs[k]) for k in mine)
+    if isinstance(mine, list) and isinstance(theirs, list):
+        return len(mine) == len(theirs) and all(close(a, b) for a, b in zip(mine, theirs))
+    try:
+        return math.isclose(float(mine), float(theirs), rel_tol=1e-6)
+    except (TypeError, ValueError):
+        return mine == theirs
 
 
 @pytest.fixture(scope="module")
@@ -310,7 +327,9 @@ def test_identity_is_equal_exactly_when_the_numbers_are(harness: Harness, settin
         base_hash, base_numbers = train(base, where / "base")
     changed_hash, changed_numbers = train(change(base, where), where / "runs")
     what = f"{setting}: {key} ({how or 'another value'})"
-    if base_hash == changed_hash:
+    if base_hash == changed_hash and (setting, key) in ROUNDING_ONLY:
+        assert close(changed_numbers, base_numbers), f"{what} changes the numbers beyond rounding but not the identity"
+    elif base_hash == changed_hash:
         assert changed_numbers == base_numbers, f"{what} changes the numbers but not the identity"
     else:
         assert changed_numbers != base_numbers, f"{what} changes the identity but no number: a refusal without a cause"

@@ -18,8 +18,6 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional
 
 from ablate.config import AblateConfig, flatten_config, model_node
-from ablate.data.datasets import data_files
-from ablate.networks.weights import weights_identity
 from ablate.store import results
 from ablate.study.resolve import Resolved
 from ablate.study.variants import BASELINE, keys_of
@@ -63,7 +61,10 @@ def _unused(cfg: AblateConfig) -> set[str]:
 
 def content(cfg: AblateConfig, kept: Mapping[str, Any]) -> dict[str, Any]:
     """The identity keys that name files, by what the files hold (read now): the data's (`data.files`) and
-    model.weights'."""
+    model.weights'. Imported here: they need torch, which a report (stored runs recorded theirs) never imports."""
+    from ablate.data.datasets import data_files
+    from ablate.networks.weights import weights_identity
+
     found: dict[str, Any] = {"data.files": data_files(cfg.data)}
     if kept.get("model.weights") is not None:
         found["model.weights"] = weights_identity(kept["model.weights"], cfg.model.arch)
