@@ -72,8 +72,8 @@ def _config_failure(error: Exception) -> int:
     return _fail(preflight.one_line(error))
 
 
-def _hydra_main(run_variant: Callable[[Any], object]) -> Callable[[], object]:
-    """The Hydra application: one call per variant, with the variant's plan."""
+def _hydra_main(run_job: Callable[[Any, Any], object]) -> Callable[[], object]:
+    """The Hydra application: one call per variant, with the variant's config and its planned spec."""
     import hydra
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import DictConfig
@@ -88,9 +88,20 @@ def _hydra_main(run_variant: Callable[[Any], object]) -> Callable[[], object]:
         # A launcher may start the job in another folder (a Ray worker starts where `ray start` ran): go where
         # `ablate run` was typed, so relative paths (runs_dir, data.root) mean the same in every job.
         os.chdir(HydraConfig.get().runtime.cwd)
-        return run_variant(plan.job_plan(typed(cfg), HydraConfig.get().overrides.task))
+        return run_job(typed(cfg), plan.read_spec(HydraConfig.get().job.env_set.get(plan.SPEC_VARIABLE)))
 
     return train
+
+
+def _jobs(planned: Any, hydra_arguments: list[str]) -> list[list[str]]:
+    """The sweeper's jobs, one per planned variant: the command line's single-valued overrides, the variant's own,
+    and its spec (which the job verifies instead of planning again)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from ablate.study import plan
+
+    plain = [o.input_line for o in OverridesParser.create().parse_overrides(_overrides(hydra_arguments)) if not o.is_sweep_override()]
+    return [[*plain, *v.variant.arguments, plan.spec_override(v)] for v in planned.variants if v.role == "study"]
 
 
 def _hydra_arguments(arguments: list[str], overrides: list[str], retry_failed: bool) -> list[str]:
@@ -121,7 +132,7 @@ def run(arguments: Sequence[str]) -> int:
     overrides = _overrides(arguments)
     if any(a in HYDRA_INFO_FLAGS for a in arguments):
         sys.argv = ["ablate run", *arguments]
-        _hydra_main(runner.run_variant)()  # Hydra prints help or the composed config and trains nothing
+        _hydra_main(runner.run_job)()  # Hydra prints help or the composed config and trains nothing
         return 0
     try:
         planned = plan.build([*overrides, *(["retry_failed=true"] if retry_failed else [])], _config_dir(arguments))
@@ -135,11 +146,16 @@ def run(arguments: Sequence[str]) -> int:
         print(plan.describe(planned, runner.statuses(planned)))
         return 0
 
-    train = _hydra_main(runner.run_variant)
-    sys.argv = ["ablate run", *_hydra_arguments(arguments, overrides, retry_failed)]
+    from hydra_plugins.ablate_sweeper.ablate_sweeper import launching
+
+    train = _hydra_main(runner.run_job)
+    hydra_arguments = _hydra_arguments(arguments, overrides, retry_failed)
+    multirun = "--multirun" in hydra_arguments or "-m" in hydra_arguments or planned.multirun
+    sys.argv = ["ablate run", *hydra_arguments, *([] if multirun else [plan.spec_override(planned.study)])]
     where = f"{planned.study.config.runs_dir}/{planned.study.study}/"
     try:
-        train()
+        with launching(_jobs(planned, hydra_arguments)):
+            train()
     except KeyboardInterrupt:
         outcome = runner.study_status(planned)
         print(f"\nInterrupted. {len(outcome.get('ok', []))} finished run(s) are kept under {where}; "

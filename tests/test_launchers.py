@@ -111,3 +111,14 @@ def test_the_ray_preset_gives_a_job_a_gpu_only_when_it_trains_on_cuda(
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda_visible)
     composed = compose_config(["+sweep=head", "hydra/launcher=ray_tasks", f"device={device}"])
     assert composed.hydra.launcher.ray.remote.num_gpus == gpus
+
+
+def test_a_cuda_study_sent_to_slurm_from_a_cpu_host_is_not_refused_there_and_each_job_fails_naming_device(tmp_path: Path) -> None:
+    assert not torch.cuda.is_available()  # this machine stands for a CPU login node and (slurm_local) its worker
+    tiny = [a for a in TINY if not a.startswith("device=")]
+    result = run_ablate("run", "+sweep=head", "seeds=[0]", *tiny, "device=cuda", "hydra/launcher=slurm_local", cwd=tmp_path, process=True)
+    assert result.returncode == 1, result.stderr  # submitted and launched (a refusal before launching exits 2)
+    assert "2 missing" in result.stdout and not list(tmp_path.glob("runs/head/*/seed=*/metrics.json"))
+    job_logs = "".join(path.read_text() for path in tmp_path.glob("runs/.hydra/*/*/*.log"))
+    for name in ("baseline", "model.head=gap"):
+        assert f"head/{name}: not trained: device=cuda is not allowed here" in job_logs

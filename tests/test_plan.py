@@ -17,6 +17,7 @@ from ablate.report.summary import summarize
 from ablate.store import results
 from ablate.study import identity, plan
 from ablate.study.resolve import Resolved, auto_precision, resolve
+from ablate.training import runner
 
 CPU = Resolved("cpu", "fp32", "eager")
 
@@ -153,3 +154,50 @@ def test_the_suite_passes_in_a_checkout_whose_runs_folder_holds_other_studies(tm
 
 
 OLD_STALE_CONFIG = "train: {epochs: 9, lr: 0.5}\nseeds: [0]\n"
+
+
+def test_a_job_trains_the_variant_it_was_planned_without_planning_again(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    built: list[plan.Plan] = []
+    real_build = plan.build
+
+    def build_once(*args: object, **kwargs: object) -> plan.Plan:
+        built.append(real_build(*args, **kwargs))  # type: ignore[arg-type]
+
+        def planning_again(*_: object) -> None:
+            raise AssertionError("a sweeper or job planned the study again")
+        monkeypatch.setattr(plan, "study_variants", planning_again)
+        return built[-1]
+
+    monkeypatch.setattr(plan, "build", build_once)
+    result = run_ablate("run", "+sweep=head", "seeds=[0]", *TINY, cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    stored = {path.parent.name: results.read_metrics(path)["identity_hash"] for path in workdir.glob("runs/head/*/seed=0")}
+    assert stored == {v.variant.name: v.identity_hash for v in built[0].variants}
+    assert set(stored) == {"baseline", "model.head=gap"}
+
+
+def test_a_job_whose_config_differs_from_its_spec_trains_nothing_and_names_the_key(
+        workdir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    planned = plan.build(["model.depth=2", *TINY, f"runs_dir={workdir / 'runs'}"]).study
+    spec = plan.read_spec(plan.job_spec(planned))
+    assert plan.job_plan(planned.config, spec).identity_hash == planned.identity_hash  # the spec verifies as planned
+    spec["identity"]["train.lr"] = 0.5  # the submitting host's config said another learning rate
+    with pytest.raises(ConfigError, match=r"train.lr: this job's config gives 0.001 where its plan has 0.5"):
+        plan.job_plan(planned.config, spec)
+    assert runner.run_job(planned.config, spec) is None
+    assert "default/model.depth=2: not trained: train.lr" in caplog.text
+    assert not list(workdir.glob("runs/default/*/seed=*"))
+
+
+def test_a_plan_for_jobs_elsewhere_leaves_auto_to_each_job(workdir: Path) -> None:
+    tiny = [a for a in TINY if not a.startswith("device=")]
+    planned = plan.build(["device=cuda", "precision=fp16", "hydra/launcher=slurm_local", *tiny]).study
+    assert planned.deferred and (planned.resolved.device, planned.resolved.precision) == ("cuda", "fp16")
+    with pytest.raises(ConfigError, match="device=cuda is not allowed here"):  # the job, on this CPU machine
+        plan.job_plan(planned.config, plan.read_spec(plan.job_spec(planned)))
+    auto = plan.build(["hydra/launcher=slurm_local", *tiny]).study
+    assert auto.identity["device"] == "auto"
+    here = plan.job_plan(auto.config, plan.read_spec(plan.job_spec(auto)))
+    assert here.identity["device"] == resolve(here.config).device and not here.deferred
+    with pytest.raises(ConfigError, match="device=cuda is not allowed here"):  # a local launcher: refused at submit
+        plan.build(["device=cuda", "hydra/launcher=parallel", *tiny])

@@ -1,13 +1,17 @@
 """The plan of a command: its overrides turned, once, into every run it means, each fully described.
 
 A run spec holds the study, the variant (its name and the overrides that make it), the seed, the typed config,
-what `auto` resolved to, the run's identity and its folder. `ablate run` checks and launches the plan (the sweeper
-launches the same variants through `study_variants`), each Hydra job plans its own variant with `job_plan`,
-`--dry-run` prints it and `inspect` reads it. Planning touches no file: it composes configs and computes.
+what `auto` resolved to, the run's identity and its folder. `ablate run` plans, checks and hands each variant to
+its job as a serialised spec (`job_spec`); the sweeper launches those jobs and plans nothing; each job verifies
+its spec where it runs (`job_plan`), resolving `auto` there. `--dry-run` prints the plan and `inspect` reads it.
+Planning touches no file: it composes configs and computes.
 """
 
 from __future__ import annotations
 
+import base64
+import json
+import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
@@ -22,10 +26,17 @@ from ablate.config import AUTO_SEEDS, AblateConfig, ConfigError, complete, regis
 from ablate.store import checkpoints, results
 from ablate.study import identity, resolve
 from ablate.study.designs import DESIGNS, design_variants
-from ablate.study.variants import BASELINE, Variant, from_name, make_variant, one_off_keys, plan_variants
+from ablate.study.variants import BASELINE, Variant, make_variant, one_off_keys, plan_variants
 
 CONFIG_MODULE, CONFIG_NAME = "ablate.conf", "config"
 ROLES = ("study", "source")  # a variant of the study, or the pretraining run a transfer variant starts from
+# The environment variable (set through hydra.job.env_set, so it rides with the job to any launcher's worker)
+# that holds a job's planned variant.
+SPEC_VARIABLE = "ABLATE_JOB_SPEC"
+# Launchers whose jobs run on other machines (SLURM, Ray): there `auto` is the job's to resolve.
+REMOTE_LAUNCHERS = ("hydra_submitit_launcher", "hydra_ray_launcher")
+# Identity keys that hold what `auto` resolved to (the TF32 switches exist on CUDA only).
+AUTO_KEYS = frozenset({"device", "precision", "train.strategy", "cudnn_tf32", "matmul_tf32"})
 
 
 def setup_hydra() -> None:
@@ -126,7 +137,8 @@ def seeds_of(config: AblateConfig) -> list[int]:
 @dataclass(frozen=True)
 class VariantPlan:
     """A variant with its config (all seeds), what auto resolved to, its identity and hash, and its runs; under
-    seeds=auto, `batch` names the seeds one round trains (`with_batch`)."""
+    seeds=auto, `batch` names the seeds one round trains (`with_batch`); `deferred` when each job resolves `auto`
+    where it runs (a launcher that runs jobs elsewhere): `resolved` then holds the values as requested."""
 
     role: str
     variant: Variant
@@ -135,6 +147,7 @@ class VariantPlan:
     identity: Mapping[str, Any]
     identity_hash: str
     batch: Optional[tuple[int, ...]] = None
+    deferred: bool = False
 
     @property
     def study(self) -> str:
@@ -154,9 +167,11 @@ class VariantPlan:
 
 @dataclass(frozen=True)
 class Plan:
-    """Everything one command trains: the study's variants, then the pretraining runs they need."""
+    """Everything one command trains: the study's variants, then the pretraining runs they need; `multirun` when
+    Hydra sweeps them (a factor or a sweep file), else its one variant is a single run."""
 
     variants: tuple[VariantPlan, ...]
+    multirun: bool = False
 
     @property
     def study(self) -> VariantPlan:
@@ -169,12 +184,19 @@ class Plan:
         return [run for variant in self.variants for run in variant.runs]
 
 
-def plan_variant(config: AblateConfig, variant: Variant, role: str = "study") -> VariantPlan:
-    """Validate a variant's config, resolve its `auto` settings and compute its identity."""
+def plan_variant(config: AblateConfig, variant: Variant, role: str = "study", deferred: bool = False) -> VariantPlan:
+    """Validate a variant's config, resolve its `auto` settings (or, `deferred`, leave them to the job) and compute
+    its identity."""
     validate(config)
-    resolved = resolve.resolve(config)
+    resolved = resolve.requested(config) if deferred else resolve.resolve(config)
     settings = identity.identity(config, resolved)
-    return VariantPlan(role, variant, replace(config, variant=variant.name), resolved, settings, identity.identity_hash(settings))
+    return VariantPlan(role, variant, replace(config, variant=variant.name), resolved, settings, identity.identity_hash(settings), deferred=deferred)
+
+
+def runs_elsewhere(composed: DictConfig) -> bool:
+    """Whether the composed config's launcher starts its jobs on other machines (SLURM, Ray), whose GPUs decide `auto`."""
+    target = str(OmegaConf.select(composed, "hydra.launcher._target_", default=""))
+    return any(name in target for name in REMOTE_LAUNCHERS)
 
 
 def needs_source(cfg: AblateConfig) -> bool:
@@ -207,22 +229,55 @@ def build(overrides: Sequence[str], config_dir: Optional[str] = None) -> Plan:
     app = composed.copy()
     with open_dict(app):
         del app["hydra"]
-    planned = [plan_variant(_apply(app, variant), variant) for variant in study_variants(composed, overrides)]
+    deferred = runs_elsewhere(composed) and app.seeds != AUTO_SEEDS  # seeds=auto trains in this process
+    planned = [plan_variant(_apply(app, variant), variant, deferred=deferred) for variant in study_variants(composed, overrides)]
     if "model.transfer" not in factors_of(composed, overrides):
         _refuse_unused_weights(planned[0].config)
     sources = [v.config for v in planned if needs_source(v.config)]
     if sources:
-        planned.append(plan_variant(source_config(sources[0]), Variant(BASELINE), role="source"))
-    return Plan(tuple(planned))
+        planned.append(plan_variant(source_config(sources[0]), Variant(BASELINE), role="source", deferred=deferred))
+    multirun = str(OmegaConf.select(composed, "hydra.mode", default="")).endswith("MULTIRUN") or bool(factors_of(composed, overrides))
+    return Plan(tuple(planned), multirun)
 
 
-def job_plan(config: AblateConfig, task_overrides: Sequence[str]) -> VariantPlan:
-    """The plan of one Hydra job: a sweep job names its variant (variant=NAME); a single run's model overrides do."""
-    node = to_node(config)
-    variant = from_name(config.variant, lambda key: OmegaConf.select(node, key)) if config.variant else None
-    if variant is None:
-        variant = make_variant({key: OmegaConf.select(node, key) for key in one_off_keys(task_overrides)})
-    return plan_variant(config, variant)
+def _plain(values: Any) -> Any:
+    """Values as JSON gives them back (tuples as lists), so a spec and what a job computes compare alike."""
+    return json.loads(json.dumps(values, default=str))
+
+
+def job_spec(variant: VariantPlan) -> str:
+    """A planned variant as its job receives it: name, overrides, identity, and whether `auto` is the job's to
+    resolve; compressed JSON in URL-safe base64, which Hydra's override grammar passes unchanged."""
+    spec = {"variant": variant.variant.name, "overrides": [[key, value] for key, value in variant.variant.overrides],
+            "identity": dict(variant.identity), "deferred": variant.deferred}
+    return base64.urlsafe_b64encode(zlib.compress(json.dumps(spec, default=str).encode(), 9)).decode()
+
+
+def spec_override(variant: VariantPlan) -> str:
+    """The Hydra override that hands a job its planned variant (`job_spec`) in its environment."""
+    return f"++hydra.job.env_set.{SPEC_VARIABLE}='{job_spec(variant)}'"
+
+
+def read_spec(text: Optional[str]) -> dict[str, Any]:
+    """A job's spec as `job_spec` wrote it; a job started without one (not through `ablate run`) is refused."""
+    if not text:
+        raise ConfigError(f"{SPEC_VARIABLE}: this job has no planned variant; start studies with `ablate run`")
+    return json.loads(zlib.decompress(base64.urlsafe_b64decode(text)))
+
+
+def job_plan(config: AblateConfig, spec: Mapping[str, Any]) -> VariantPlan:
+    """The variant a job was planned to train, verified where it runs: the spec's overrides applied to the job's
+    config, `auto` resolved on this machine, and the identity the plan's (but for what `auto` resolved to, where the
+    plan left that to the job); a ConfigError names the first key that differs. Nothing is planned again."""
+    variant = Variant(spec["variant"], tuple((key, value) for key, value in spec["overrides"]))
+    here = plan_variant(_apply(to_node(replace(config, variant=None)), variant), variant)
+    mine, planned = _plain(here.identity), spec["identity"]
+    skipped = AUTO_KEYS if spec["deferred"] else frozenset()
+    for key in sorted((set(mine) | set(planned)) - skipped):
+        if mine.get(key) != planned.get(key):
+            raise ConfigError(f"{key}: this job's config gives {mine.get(key)!r} where its plan has {planned.get(key)!r}; "
+                              "the job trains nothing (a worker with other configs or files than the submitting host?)")
+    return here
 
 
 def _refuse_unused_weights(config: AblateConfig) -> None:
@@ -246,5 +301,6 @@ def describe(plan: Plan, statuses: Mapping[Path, str]) -> str:
         lines.append(f"  {state:9s} {run.folder}{progress}")
     first = plan.study
     header = (f"{len(lines)} run(s) planned, {len(lines) - to_train} finished, {to_train} to train ({going} in progress) "
-              f"(device {first.resolved.device}, precision {first.resolved.precision}, strategy {first.resolved.strategy}):")
+              f"(device {first.resolved.device}, precision {first.resolved.precision}, strategy {first.resolved.strategy}"
+              f"{'; each job resolves auto where it runs' if first.deferred else ''}):")
     return "\n".join([header, *lines])

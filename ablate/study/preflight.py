@@ -24,7 +24,7 @@ from ablate.networks.network import create_network
 from ablate.networks.weights import check_weights
 from ablate.store import checkpoints, results
 from ablate.study import identity
-from ablate.study.plan import Plan, VariantPlan, needs_source, seeds_of
+from ablate.study.plan import AUTO_KEYS, Plan, VariantPlan, needs_source, seeds_of
 
 # The identity keys a user can set back to continue a study trained with another resolution of `auto`.
 RESOLVED_KEYS = ("device", "precision", "train.strategy")
@@ -36,7 +36,8 @@ def check(plan: Plan) -> None:
     trackers.check(plan.study.config.logger)  # the chosen tracker's package imports
     for variant in plan.variants:
         refuse_conflicts(variant)
-        checkpoints.refuse_stale([run.folder for run in variant.runs], variant.identity_hash)
+        if not variant.deferred:  # a job that resolves `auto` itself checks its checkpoints where it runs
+            checkpoints.refuse_stale([run.folder for run in variant.runs], variant.identity_hash)
     for config in {repr(v.config.model): v.config for v in plan.variants}.values():
         create_network(config.model, *input_spec(config.data)).check()  # your network: it imports, builds and runs a batch
     for config in {v.config.model.weights: v.config for v in plan.variants
@@ -54,10 +55,12 @@ def check(plan: Plan) -> None:
 
 def refuse_conflicts(variant: VariantPlan) -> None:
     """A planned variant must pool with every stored run of its study: equal identities but for the variants' keys.
-    `ablate run` checks every variant before training; each job checks its own again where it runs."""
+    `ablate run` checks every variant before training (but for what `auto` resolves to, where each job resolves it);
+    each job checks its own again where it runs, with its own resolution."""
     study_dir = Path(variant.config.runs_dir) / variant.study
     for folder, stored in identity.stored_identities(study_dir):
         found = identity.pool_conflicts((variant.variant.name, variant.identity), (results.variant_of(folder.parent), stored))
+        found = [conflict for conflict in found if not (variant.deferred and conflict[0] in AUTO_KEYS)]
         if found:
             hints = [f"{key}={theirs}" for key, theirs, _ in found if key in RESOLVED_KEYS]
             resume = f"to continue it, add {' '.join(hints)}; or " if hints else ""

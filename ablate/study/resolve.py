@@ -104,6 +104,12 @@ def _strategy(cfg: AblateConfig, device: str, precision: str) -> tuple[str, Opti
     return fastest, None
 
 
+def requested(cfg: AblateConfig) -> Resolved:
+    """Device, precision and strategy as the config asks for them, `auto` kept: the plan of jobs that run on other
+    machines, each of which resolves on its own (`resolve`)."""
+    return Resolved(cfg.device, cfg.precision, cfg.train.strategy)
+
+
 def resolve(cfg: AblateConfig) -> Resolved:
     """Device, precision and strategy of a config as this machine will train it; raises ConfigError for settings
     the device cannot take."""

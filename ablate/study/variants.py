@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from ablate.config import format_value
 
@@ -66,16 +66,10 @@ def plan_variants(baseline: Mapping[str, Any], factors: Mapping[str, Sequence[An
 
 
 def keys_of(name: str) -> list[str]:
-    """The keys a variant's name changes ([] for the baseline); how a job and a stored run recover them."""
+    """The keys a variant's name changes ([] for the baseline); how a stored run recovers them."""
     if name == BASELINE:
         return []
     return [part.partition("=")[0] for part in _NEXT_OVERRIDE.split(name)]
-
-
-def from_name(name: str, lookup: Callable[[str], Any]) -> Variant:
-    """The variant named `name`, its values read from the config it was trained with (`lookup(key)`)."""
-    keys = keys_of(name)
-    return Variant(name, tuple((key, lookup(key)) for key in keys))
 
 
 def one_off_keys(overrides: Sequence[str]) -> list[str]:

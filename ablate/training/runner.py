@@ -13,19 +13,19 @@ from collections import Counter
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 from omegaconf import OmegaConf
 from torch import Tensor
 
 from ablate import trackers
-from ablate.config import AUTO_SEEDS, ConfigError, flatten_config, format_value, to_node
+from ablate.config import AUTO_SEEDS, AblateConfig, ConfigError, flatten_config, format_value, to_node
 from ablate.data.datasets import load_dataset
 from ablate.networks import weights
 from ablate.networks.network import create_network
 from ablate.store import checkpoints, provenance, results
 from ablate.study import preflight
-from ablate.study.plan import Plan, VariantPlan, needs_source, plan_variant, source_config
+from ablate.study.plan import Plan, VariantPlan, job_plan, needs_source, plan_variant, source_config
 from ablate.study.variants import BASELINE, Variant
 from ablate.training import checkpoint
 from ablate.training.engine import train_seeds
@@ -76,6 +76,17 @@ def run_variant(variant: VariantPlan) -> VariantSummary:
         for lock in locks.values():
             lock.release()
     return VariantSummary(cfg.study, name, len(mine), skipped, sum(r.status != "ok" for r in outcomes))
+
+
+def run_job(config: AblateConfig, spec: Mapping[str, Any]) -> Optional[VariantSummary]:
+    """One Hydra job: verify its planned variant here (`auto` resolved on this machine), then train it. A plan this
+    machine cannot keep trains nothing and is logged, naming the key; the study's other jobs go on."""
+    try:
+        variant = job_plan(config, spec)
+    except ConfigError as error:
+        log.error(f"{config.study}/{spec['variant']}: not trained: {error}")
+        return None
+    return run_variant(variant)
 
 
 def pretrain(variant: VariantPlan, seeds: list[int]) -> Path:

@@ -2,16 +2,17 @@
 
 A cartesian product (Hydra's basic sweeper) would vary several factors at once; this sweeper launches ablate's
 one-factor-at-a-time plan (factors from a sweep file's `factors` and from `key=a,b` on the command line) through
-whichever Hydra launcher is configured, so joblib, ray or submitit run it unchanged. Each job gets
-`variant=<name>`, the folder it writes to. Which variants exist is decided by ablate/study/plan.py alone.
+whichever Hydra launcher is configured, so joblib, ray or submitit run it unchanged. It plans nothing: `ablate run`
+plans once (ablate/study/plan.py) and hands it the override list of every job (`launching`), each holding its
+variant's spec, which the job verifies where it runs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from typing import Any, List, Optional, Sequence
+from typing import Any, ClassVar, Iterator, List, Optional, Sequence
 
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.plugins import Plugins
 from hydra.plugins.launcher import Launcher
 from hydra.plugins.sweeper import Sweeper
@@ -24,7 +25,9 @@ log = logging.getLogger(__name__)
 
 
 class AblateSweeper(Sweeper):
-    """Launches the variants ablate's plan gives (ablate.study.plan.study_variants) as one batch."""
+    """Launches the jobs `ablate run` planned (set by `launching`) as one batch."""
+
+    jobs: ClassVar[Optional[list[list[str]]]] = None
 
     def __init__(self, factors: dict[str, list[Any]], design: str = "one_at_a_time", resolution: Optional[int] = None) -> None:
         # read by the plan from the composed config, where Hydra puts them
@@ -38,20 +41,24 @@ class AblateSweeper(Sweeper):
             hydra_context=hydra_context, task_function=task_function, config=config
         )
 
-    def plan(self, arguments: Sequence[str]) -> list[list[str]]:
-        """The override list of every job: the user's single-valued overrides, then the variant's own."""
-        from ablate.study.plan import study_variants
-
-        assert self.config is not None
-        plain = [o.input_line for o in OverridesParser.create().parse_overrides(list(arguments)) if not o.is_sweep_override()]
-        return [plain + variant.arguments + [f"variant='{variant.name}'"] for variant in study_variants(self.config, arguments)]
-
     def sweep(self, arguments: List[str]) -> Any:
         assert self.launcher is not None
-        jobs = self.plan(arguments)
+        if self.jobs is None:
+            raise RuntimeError("the ablate sweeper launches the jobs `ablate run` planned; start studies with `ablate run`")
+        jobs = self.jobs
         log.info(f"Ablation: {len(jobs)} variant(s) (baseline + {len(jobs) - 1})")
         returns = self.launcher.launch(jobs, initial_job_idx=0)
         return [r.return_value for r in returns]
+
+
+@contextlib.contextmanager
+def launching(jobs: Sequence[list[str]]) -> Iterator[None]:
+    """While inside, a sweep launches these jobs (each a list of overrides): the plan of one `ablate run`."""
+    AblateSweeper.jobs = list(jobs)
+    try:
+        yield
+    finally:
+        AblateSweeper.jobs = None
 
 
 def register() -> None:
