@@ -135,6 +135,8 @@ def test_the_loop_trains_round_after_round_then_a_rerun_trains_nothing(workdir: 
     assert row["diff"] == pytest.approx(differences.mean()) and (row["diff_ci_low"], row["diff_ci_high"]) == pytest.approx((low, high))
     assert row["verdict"] == final.split("4 paired seed(s)")[1].split("\n")[0].split()[-1] and pd.isna(row["p_holm"])
     assert "missing" not in report.stdout
+    forest = (workdir / "reports/loop/index.html").read_text()  # the page's forest plot, as inline SVG
+    assert "anytime-valid interval" in forest and "with 95 % CI" not in forest
 
 
 def test_the_report_judges_with_the_latest_commands_settings() -> None:

@@ -25,6 +25,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from ablate.report.metrics import metric  # noqa: E402
+from ablate.report.adaptive import CI_METHOD as ANYTIME_CI  # noqa: E402
 from ablate.report.stats import ALPHA, POWER  # noqa: E402
 from ablate.study.variants import BASELINE  # noqa: E402
 
@@ -264,6 +265,12 @@ VERDICT_STYLE = {  # verdict -> (marker, palette index or None for grey, legend 
     "worse": ("v", 3, f"worse (Holm {SIGNIFICANT})"),
     "equivalent": ("D", 0, f"equivalent (TOST, Holm {SIGNIFICANT})"),
 }
+# seeds=auto studies: the interval is the anytime-valid one the decision was made on (report/adaptive.py).
+ANYTIME_STYLE = {
+    "better": ("^", 2, "better (anytime-valid interval above 0)"),
+    "worse": ("v", 3, "worse (anytime-valid interval below 0)"),
+    "equivalent": ("D", 0, "equivalent (anytime-valid interval within the margin)"),
+}
 
 
 def _factor_rows(summary: pd.DataFrame) -> tuple[pd.DataFrame, list[tuple[float, str]]]:
@@ -288,6 +295,8 @@ def forest_chart(summary: pd.DataFrame, study: str, metric: str, margin: float |
     scale = metric_scale(metric)[0]
     unit = "pt" if scale == 100.0 else ""
     rows, headers = _factor_rows(summary)
+    anytime = "ci_method" in summary and bool((summary["ci_method"] == ANYTIME_CI).any())
+    styles, interval = (ANYTIME_STYLE, "anytime-valid interval") if anytime else (VERDICT_STYLE, "95 % CI")
     palette = sns.color_palette("colorblind")
     height = 1.9 + 0.36 * (len(rows) + len(headers))
     figure, axes = plt.subplots(figsize=(9.0, height))
@@ -301,7 +310,7 @@ def forest_chart(summary: pd.DataFrame, study: str, metric: str, margin: float |
             axes.annotate("not tested", (0, row.y), ha="center", va="center", fontsize=8, color="#777777")
             continue
         key = "equivalent" if row.verdict == "equivalent" else row.verdict
-        marker, colour, text = VERDICT_STYLE.get(key, ("o", None, "no clear difference / inconclusive"))
+        marker, colour, text = styles.get(key, ("o", None, "no clear difference / inconclusive"))
         colour = palette[colour] if colour is not None else (0.35, 0.35, 0.35)
         low, high = row.diff_ci_low * scale, row.diff_ci_high * scale
         axes.errorbar(row.diff * scale, row.y, xerr=[[row.diff * scale - low], [high - row.diff * scale]] if pd.notna(low) else None,
@@ -330,7 +339,7 @@ def forest_chart(summary: pd.DataFrame, study: str, metric: str, margin: float |
         tick.set_fontweight("bold" if bold else "normal")
     axes.invert_yaxis()
     axes.tick_params(axis="y", length=0)
-    axes.set_xlabel(f"Δ {metric} vs baseline (variant − baseline){' in percentage points' if unit else ''}, with 95 % CI")
+    axes.set_xlabel(f"Δ {metric} vs baseline (variant − baseline){' in percentage points' if unit else ''}, with its {interval}")
     axes.set_title(f"Study '{study}': difference to the baseline per variant\n(grey band = ±MDE: differences inside it "
                    f"are below what the study can detect)", fontsize=11)
     axes.grid(True, axis="x", alpha=0.3)
