@@ -12,7 +12,6 @@ import itertools
 from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
-from pyDOE3 import ff2n, fracfact, fracfact_opt
 
 from ablate.config import ConfigError, format_value
 from ablate.study.variants import Variant, make_variant
@@ -33,6 +32,8 @@ def resolution(matrix: np.ndarray) -> Optional[int]:
 
 def fraction(factors: int, wanted: int) -> np.ndarray:
     """The smallest 2^(k-p) design of `factors` factors whose resolution is at least `wanted`."""
+    from pyDOE3 import fracfact, fracfact_opt  # here: pyDOE3 brings scipy, 0.8 s that a plan without a design skips
+
     for erased in range(factors - 1, 0, -1):
         try:
             generator = fracfact_opt(factors, erased)[0]
@@ -49,6 +50,8 @@ def fraction(factors: int, wanted: int) -> np.ndarray:
 def design_matrix(factors: int, design: str, wanted: Optional[int]) -> np.ndarray:
     """The coded design (-1: a factor's first value, +1: its second), one row per design point."""
     if design == "factorial":
+        from pyDOE3 import ff2n
+
         return ff2n(factors)
     if not isinstance(wanted, int) or wanted < 3:
         raise ConfigError(f"hydra.sweeper.resolution={wanted}: a fractional design needs a resolution of 3 or more "
