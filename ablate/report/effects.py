@@ -16,8 +16,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
-import statsmodels.api as sm
 from scipy import stats
+from statsmodels.regression.linear_model import OLS
 from statsmodels.stats.multitest import multipletests
 
 from ablate.config import format_value
@@ -126,7 +126,7 @@ def fit_effects(design: TwoLevelRuns) -> EffectsFit:
     terms = _estimable(points, candidates)
     runs = design.coded[list(factors)].to_numpy()
     columns = np.column_stack([np.ones(len(runs))] + [np.prod(runs[:, list(term)], axis=1) for term in terms])
-    model = sm.OLS(design.coded["response"].to_numpy(), columns).fit()
+    model = OLS(design.coded["response"].to_numpy(), columns).fit()
     residual_df = int(round(model.df_resid))
     intervals = np.asarray(model.conf_int(0.05)) if residual_df > 0 else np.full((len(terms) + 1, 2), np.nan)
     pvalues = np.asarray(model.pvalues) if residual_df > 0 else np.full(len(terms) + 1, np.nan)
