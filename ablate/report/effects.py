@@ -21,6 +21,7 @@ from statsmodels.regression.linear_model import OLS
 from statsmodels.stats.multitest import multipletests
 
 from ablate.config import format_value
+from ablate.report.stats import ALPHA
 from ablate.study.designs import resolution
 from ablate.study.variants import keys_of
 
@@ -128,7 +129,7 @@ def fit_effects(design: TwoLevelRuns) -> EffectsFit:
     columns = np.column_stack([np.ones(len(runs))] + [np.prod(runs[:, list(term)], axis=1) for term in terms])
     model = OLS(design.coded["response"].to_numpy(), columns).fit()
     residual_df = int(round(model.df_resid))
-    intervals = np.asarray(model.conf_int(0.05)) if residual_df > 0 else np.full((len(terms) + 1, 2), np.nan)
+    intervals = np.asarray(model.conf_int(ALPHA)) if residual_df > 0 else np.full((len(terms) + 1, 2), np.nan)
     pvalues = np.asarray(model.pvalues) if residual_df > 0 else np.full(len(terms) + 1, np.nan)
     errors = np.asarray(model.bse) if residual_df > 0 else np.full(len(terms) + 1, np.nan)
     holm = multipletests(pvalues[1:], method="holm")[1] if residual_df > 0 else np.full(len(terms), np.nan)
