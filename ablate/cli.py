@@ -123,14 +123,15 @@ def run(arguments: Sequence[str]) -> int:
     2 for a config error (nothing trained), 130 after Ctrl-C (finished runs kept); after SIGTERM or SIGUSR1 the
     process writes checkpoints and ends by that signal (143 or 138 in a shell; see ablate/training/stopping.py).
     """
-    from ablate.study import adaptive, plan, preflight
-    from ablate.training import runner
+    from ablate.study import adaptive, plan, preflight, status
 
     flags = {"--dry-run", "--retry-failed"}
     dry_run, retry_failed = "--dry-run" in arguments, "--retry-failed" in arguments
     arguments = [a for a in arguments if a not in flags]
     overrides = _overrides(arguments)
     if any(a in HYDRA_INFO_FLAGS for a in arguments):
+        from ablate.training import runner  # training imports torch (1.7 s); planning and --dry-run do not
+
         sys.argv = ["ablate run", *arguments]
         _hydra_main(runner.run_job)()  # Hydra prints help or the composed config and trains nothing
         return 0
@@ -143,10 +144,12 @@ def run(arguments: Sequence[str]) -> int:
     if auto:
         return _run_adaptive(planned, dry_run)
     if dry_run:
-        print(plan.describe(planned, runner.statuses(planned)))
+        print(status.describe(planned))
         return 0
 
     from hydra_plugins.ablate_sweeper.ablate_sweeper import launching
+
+    from ablate.training import runner
 
     train = _hydra_main(runner.run_job)
     hydra_arguments = _hydra_arguments(arguments, overrides, retry_failed)
@@ -157,20 +160,19 @@ def run(arguments: Sequence[str]) -> int:
         with launching(_jobs(planned, hydra_arguments)):
             train()
     except KeyboardInterrupt:
-        outcome = runner.study_status(planned)
+        outcome = status.study_status(planned)
         print(f"\nInterrupted. {len(outcome.get('ok', []))} finished run(s) are kept under {where}; "
               "run the same command again to train only the missing ones.", file=sys.stderr)
         return 130
-    outcome = runner.study_status(planned)
-    print(f"\nStudy {planned.study.study}: {runner.describe_status(outcome)}")
+    outcome = status.study_status(planned)
+    print(f"\nStudy {planned.study.study}: {status.describe_status(outcome)}")
     return 0 if set(outcome) <= {"ok"} else 1
 
 
 def _run_adaptive(planned: Any, dry_run: bool) -> int:
     """seeds=auto: train round after round the seeds the stored runs leave open, in this process (no launcher),
     until every comparison is decided or has spent its budget; --dry-run prints the state and the next round."""
-    from ablate.study import adaptive
-    from ablate.training import runner
+    from ablate.study import adaptive, status
 
     metric = planned.study.config.adaptive.metric
     where = f"{planned.study.config.runs_dir}/{planned.study.study}/"
@@ -178,6 +180,8 @@ def _run_adaptive(planned: Any, dry_run: bool) -> int:
     print(adaptive.describe(current, metric))
     if dry_run:
         return 0
+    from ablate.training import runner
+
     try:
         while current.next_seeds:
             trained = [runner.run_variant(v.with_batch(current.next_seeds[v.variant.name])) for v in planned.variants
@@ -189,8 +193,8 @@ def _run_adaptive(planned: Any, dry_run: bool) -> int:
     except KeyboardInterrupt:
         print(f"\nInterrupted. Finished runs are kept under {where}; run the same command again to go on from them.", file=sys.stderr)
         return 130
-    outcome = runner.study_status(adaptive.trained(planned))
-    print(f"\nStudy {planned.study.study}: {runner.describe_status(outcome)}")
+    outcome = status.study_status(adaptive.trained(planned))
+    print(f"\nStudy {planned.study.study}: {status.describe_status(outcome)}")
     return 0 if set(outcome) <= {"ok"} else 1
 
 
@@ -234,7 +238,7 @@ def inspect(arguments: Sequence[str]) -> int:
 
 def viz(arguments: Sequence[str]) -> int:
     """Write the pictures of one trained run (filters, activation maps, saliency) into its folder; print their paths."""
-    from ablate.data.datasets import DataError
+    from ablate.data.catalog import DataError
     from ablate.inspect.viz import write_pictures
 
     parser = argparse.ArgumentParser(

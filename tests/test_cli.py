@@ -80,9 +80,10 @@ def test_version_names_the_release_and_its_free_name_on_pypi(workdir: Path) -> N
     assert run_ablate("-V", cwd=workdir).stdout == shown.stdout
 
 
-def test_a_report_imports_no_torch_and_a_repeated_plan_reads_no_image(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_report_and_a_repeated_plan_import_no_torch_and_read_no_image(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """What makes everyday commands start at once: `ablate report` never imports torch, and a dry run of MNIST
-    after the first reads no image (its check is remembered while the file is unchanged)."""
+    after the first reads no image (its check is remembered while the file is unchanged) and imports no torch (the
+    machine's answers for `auto` are remembered too)."""
     assert run_ablate("run", "seeds=[0]", *TINY, cwd=workdir).returncode == 0
     program = "import sys; from ablate.cli import main; status = main(sys.argv[1:]); print('torch' in sys.modules); sys.exit(status)"
     report = subprocess.run([sys.executable, "-c", program, "report"], cwd=workdir, capture_output=True, text=True, timeout=300)
@@ -94,3 +95,8 @@ def test_a_report_imports_no_torch_and_a_repeated_plan_reads_no_image(workdir: P
     again = run_ablate("run", "+sweep=depth", "--dry-run", cwd=workdir)
     assert again.returncode == 0, again.stderr
     assert again.stdout == first.stdout and "12 run(s) planned, 0 finished, 12 to train" in again.stdout
+    # A new process plans the same from what is remembered (the dataset check, the machine's devices), without torch.
+    fresh = subprocess.run([sys.executable, "-c", program, "run", "+sweep=depth", "--dry-run"], cwd=workdir,
+                           capture_output=True, text=True, timeout=300)
+    assert fresh.returncode == 0, fresh.stderr
+    assert fresh.stdout.splitlines()[-1] == "False" and fresh.stdout.splitlines()[:-1] == first.stdout.splitlines()

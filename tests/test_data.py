@@ -10,16 +10,10 @@ import pytest
 import torch
 
 from ablate.config import DataConfig
-from ablate.data import datasets
-from ablate.data.datasets import (
-    DataError,
-    check_dataset,
-    embedded_mnist_file,
-    input_spec,
-    load_dataset,
-    read_mnist_pickle,
-    write_mnist_idx,
-)
+from ablate.data import catalog, datasets
+from ablate.data.catalog import DataError, embedded_mnist_file, input_spec
+from ablate.data.datasets import load_dataset, read_mnist_pickle, write_mnist_idx
+from ablate.study.preflight import check_dataset
 
 
 def test_embedded_mnist_has_60k_train_10k_test_normalised() -> None:
@@ -36,7 +30,8 @@ def test_a_passed_dataset_check_is_remembered_until_the_file_changes(tmp_path: P
     shutil.copy(embedded_mnist_file(), copy)
     loads: list[DataConfig] = []
     plain = datasets.load_dataset
-    monkeypatch.setattr(datasets, "embedded_mnist_file", lambda: copy)
+    monkeypatch.setattr(datasets, "embedded_mnist_file", lambda: copy)  # what is loaded
+    monkeypatch.setattr(catalog, "embedded_mnist_file", lambda: copy)  # what the remembered check is keyed on
     monkeypatch.setattr(datasets, "load_dataset", lambda cfg: loads.append(cfg) or plain(cfg))
     small, other = DataConfig(name="mnist", train_size=100), DataConfig(name="mnist", train_size=100, subset_seed=7)
     for cfg in (small, small, other, small):

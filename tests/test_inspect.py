@@ -14,7 +14,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ablate.cli import main
 from ablate.config import AblateConfig, DataConfig, ModelConfig
-from ablate.data.datasets import input_spec
+from ablate.data.catalog import input_spec
 from ablate.inspect.layers import describe
 from ablate.networks.cnn import parameter_count, plan_layers
 from ablate.networks.network import build_model

@@ -10,7 +10,7 @@ import torch
 from conftest import TINY, checked, run_ablate, train
 
 from ablate import config
-from ablate.data import datasets
+from ablate.data import catalog, datasets
 from ablate.data.datasets import Dataset, normalised
 from ablate.store import results
 from ablate.study import plan
@@ -35,7 +35,7 @@ def load_stripes(cfg: config.DataConfig) -> Dataset:
 
 def test_adding_a_dataset_takes_the_steps_the_readme_lists(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(datasets.LOADERS, "stripes", load_stripes)                           # step 1: the loader
-    monkeypatch.setitem(datasets.SPECS, "stripes", lambda cfg: ((1, 8, 8), 2))                # step 2: shape, classes
+    monkeypatch.setitem(catalog.SPECS, "stripes", lambda cfg: ((1, 8, 8), 2))                 # step 2: shape, classes
     monkeypatch.setitem(config.CHOICES, "data.name", (*config.DATASETS, "stripes"))       # step 3: the name
     planned = checked(["data.name=stripes", "seeds=[0,1]", "train.epochs=2", "device=cpu", f"runs_dir={tmp_path}"])
     variant = planned.study
@@ -45,7 +45,7 @@ def test_adding_a_dataset_takes_the_steps_the_readme_lists(tmp_path: Path, monke
     record = results.read_metrics(results.run_dir(tmp_path, "default", "baseline", 0))
     assert record["dataset"] == "stripes" and record["test_samples"] == 32 and record["test_acc"] >= 0.5
     assert record["identity"] == dict(variant.identity)
-    shape, classes = datasets.input_spec(variant.config.data)
+    shape, classes = catalog.input_spec(variant.config.data)
     assert (shape, classes) == ((1, 8, 8), 2)
 
 

@@ -183,5 +183,6 @@ def test_a_damaged_dataset_or_unwritable_runs_dir_is_refused_before_training(tmp
     damaged = tmp_path / "mnist.pkl.gz"
     damaged.write_bytes(b"\x1f\x8b truncated")
     monkeypatch.setattr("ablate.data.datasets.embedded_mnist_file", lambda: damaged)
+    monkeypatch.setattr("ablate.data.catalog.embedded_mnist_file", lambda: damaged)
     with pytest.raises(Exception, match="fails its checksum"):
         checked(["data=mnist", "data.subset_seed=12345", f"runs_dir={tmp_path}/runs"])  # a config no earlier test cached

@@ -13,7 +13,8 @@ import torchvision
 from conftest import TINY, checked, run_ablate
 
 from ablate.config import AblateConfig, ConfigError, DataConfig, ModelConfig, TrainConfig, validate
-from ablate.data.datasets import DataError, Dataset, load_dataset, select_classes
+from ablate.data.catalog import DataError
+from ablate.data.datasets import Dataset, load_dataset, select_classes
 from ablate.networks import transfer
 from ablate.networks.cnn import parameter_count
 from ablate.networks.network import build_model, create_network

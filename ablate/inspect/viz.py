@@ -24,7 +24,8 @@ from torch import nn  # noqa: E402
 from torchvision.utils import make_grid  # noqa: E402
 
 from ablate.config import AblateConfig  # noqa: E402
-from ablate.data.datasets import input_spec, load_dataset  # noqa: E402
+from ablate.data.catalog import input_spec  # noqa: E402
+from ablate.data.datasets import load_dataset  # noqa: E402
 from ablate.networks.network import build_model  # noqa: E402
 from ablate.store import results  # noqa: E402
 

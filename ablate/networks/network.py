@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Optional
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any, Optional
 
 from ablate.config import ModelConfig
-from ablate.networks import own, transfer
-from ablate.networks.cnn import Parts, build_cnn, build_resnet18, cnn_parts, parameter_count, plan_layers, receptive_fields
+
+if TYPE_CHECKING:  # torch is imported where a network is built: planning asks only `check`, a no-op for ablate's own
+    from torch import nn
+
+    from ablate.networks.cnn import Parts
 
 Shape = tuple[int, ...]
 CNN_FLOPS = ("2 × multiply-accumulates of the conv and linear layers, for one image; "
@@ -64,6 +64,8 @@ class Network:
 
     def parts(self, model: nn.Module) -> Parts:
         """The module cut into backbone stages (input side first) and classifier head, for model.transfer."""
+        from ablate.networks.cnn import Parts
+
         return Parts([], [model])
 
     def check(self) -> None:
@@ -76,6 +78,9 @@ class Network:
 
     def describe(self) -> Description:
         """Layers, parameters, receptive field and FLOPs; here from forward hooks on a module built on the CPU."""
+        from ablate.networks import own
+        from ablate.networks.cnn import parameter_count
+
         model = self.build()
         rows, flops = own.layer_table(model, self.input_shape)
         outside = flops - sum(row["flops"] for row in rows)
@@ -88,6 +93,9 @@ class Network:
 
     def _trainable(self, model: nn.Module) -> int:
         """Parameters of `model` that train under model.transfer (it is changed: requires_grad set as training sets it)."""
+        from ablate.networks import transfer
+        from ablate.networks.cnn import parameter_count
+
         transfer.set_trainable(self.parts(model), self.cfg.transfer)
         return parameter_count(model, trainable_only=True)
 
@@ -98,15 +106,23 @@ class CNN(Network):
 
     def build(self) -> nn.Module:
         """The plan's layers as an nn.Sequential named by them."""
+        from ablate.networks.cnn import build_cnn
+
         return build_cnn(self.cfg, self.input_shape, self.num_classes)
 
     def parts(self, model: nn.Module) -> Parts:
         """One stage per conv block, and the plan's head layers."""
+        from ablate.networks.cnn import cnn_parts, plan_layers
+
         return cnn_parts(model, plan_layers(self.cfg, self.input_shape, self.num_classes))
 
     def describe(self) -> Description:
         """Every number from the layer plan, with its formula; the counts from a module built on the meta device (no
         memory, no init)."""
+        import torch
+
+        from ablate.networks.cnn import parameter_count, plan_layers, receptive_fields
+
         layers = plan_layers(self.cfg, self.input_shape, self.num_classes)
         rows = []
         for layer, field in zip(layers, receptive_fields(layers)):
@@ -126,10 +142,14 @@ class ResNet18(Network):
 
     def build(self) -> nn.Module:
         """torchvision's module, taking the data's images (see cnn.build_resnet18)."""
+        from ablate.networks.cnn import build_resnet18
+
         return build_resnet18(self.input_shape, self.num_classes)
 
     def parts(self, model: nn.Module) -> Parts:
         """The stem, layer1 to layer4, and fc."""
+        from ablate.networks.cnn import Parts
+
         return Parts([[model.conv1, model.bn1], [model.layer1], [model.layer2], [model.layer3], [model.layer4]], [model.fc])
 
     def not_vectorizable(self) -> Optional[str]:
@@ -143,14 +163,20 @@ class OwnNetwork(Network):
 
     def build(self) -> nn.Module:
         """`Class(in_channels=..., num_classes=..., **own keys)`."""
+        from ablate.networks import own
+
         return own.build(self.cfg, self.input_shape[0], self.num_classes)
 
     def check(self) -> None:
         """It imports, builds and runs a batch of blank images to logits of the right shape (see own.check)."""
+        from ablate.networks import own
+
         own.check(self.cfg, self.input_shape, self.num_classes)
 
     def not_vectorizable(self) -> Optional[str]:
         """Tried on the CPU: a vmapped forward and backward of two stacked copies (see own.not_vectorizable)."""
+        from ablate.networks import own
+
         return own.not_vectorizable(self.cfg, self.input_shape, self.num_classes)
 
 

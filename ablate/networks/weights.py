@@ -6,15 +6,15 @@ the network before any training.
 from __future__ import annotations
 
 from pathlib import Path
-
-import torch
-from torch import Tensor
+from typing import TYPE_CHECKING
 
 from ablate.config import ConfigError, ModelConfig
 from ablate.data.fingerprint import file_digest
 from ablate.networks.network import create_network
-from ablate.networks.transfer import load_backbone
 from ablate.store import results
+
+if TYPE_CHECKING:  # torch is imported where weights are read: a plan needs only their identity
+    from torch import Tensor
 
 TORCHVISION_WEIGHTS = "ResNet18_Weights"
 
@@ -35,6 +35,8 @@ def _torchvision_weights(name: str) -> dict[str, Tensor]:
     try:
         return weights.get_state_dict(progress=False)
     except OSError as error:  # URLError included: no network and nothing in the cache
+        import torch
+
         cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
         raise ConfigError(
             f"model.weights={name}: cannot load {weights.url} ({error}); put the file at {cached} or give a local state_dict file"
@@ -52,8 +54,10 @@ def load_weights(spec: str, seed: int, arch: str) -> dict[str, Tensor]:
         except FileNotFoundError as error:
             raise ConfigError(f"model.weights={spec}: {error}") from None
     if path.is_file():
+        import torch
+
         state = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
             raise ConfigError(f"model.weights={spec}: not a state_dict (a dict of tensors saved with torch.save)")
         return state
     if arch == "resnet18" and "/" not in spec and not path.suffix:
@@ -88,6 +92,8 @@ def weights_identity(spec: str, arch: str) -> str:
 def check_weights(model_cfg: ModelConfig, seeds: list[int], input_shape: tuple[int, int, int], num_classes: int) -> None:
     """Load model.weights for every seed that may read a different file, and fit it to the network, before any
     training; raises ConfigError naming the file and the first tensor that does not fit."""
+    from ablate.networks.transfer import load_backbone
+
     spec = model_cfg.weights or ""
     per_seed = Path(spec).is_dir() and not results.is_finished(Path(spec))  # a variant folder: one run per seed
     network = create_network(model_cfg, input_shape, num_classes)

@@ -62,7 +62,7 @@ def _unused(cfg: AblateConfig) -> set[str]:
 def content(cfg: AblateConfig, kept: Mapping[str, Any]) -> dict[str, Any]:
     """The identity keys that name files, by what the files hold (read now): the data's (`data.files`) and
     model.weights'. Imported here: they need torch, which a report (stored runs recorded theirs) never imports."""
-    from ablate.data.datasets import data_files
+    from ablate.data.catalog import data_files
     from ablate.networks.weights import weights_identity
 
     found: dict[str, Any] = {"data.files": data_files(cfg.data)}

@@ -3,7 +3,7 @@
 A run spec holds the study, the variant (its name and the overrides that make it), the seed, the typed config,
 what `auto` resolved to, the run's identity and its folder. `ablate run` plans, checks and hands each variant to
 its job as a serialised spec (`job_spec`); the sweeper launches those jobs and plans nothing; each job verifies
-its spec where it runs (`job_plan`), resolving `auto` there. `--dry-run` prints the plan and `inspect` reads it.
+its spec where it runs (`job_plan`), resolving `auto` there. `--dry-run` prints the plan (ablate/study/status.py) and `inspect` reads it.
 Planning touches no file: it composes configs and computes.
 """
 
@@ -23,7 +23,7 @@ from hydra.core.override_parser.types import Override, ValueType
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ablate.config import AUTO_SEEDS, AblateConfig, ConfigError, complete, register_schema, to_node, typed, validate
-from ablate.store import checkpoints, results
+from ablate.store import results
 from ablate.study import identity, resolve
 from ablate.study.designs import DESIGNS, design_variants
 from ablate.study.variants import BASELINE, Variant, make_variant, one_off_keys, plan_variants
@@ -288,19 +288,3 @@ def _refuse_unused_weights(config: AblateConfig) -> None:
             f"model.weights={config.model.weights} is not used with model.transfer=scratch (random init); "
             "choose model.transfer=frozen, partial or finetune, or drop model.weights"
         )
-
-
-def describe(plan: Plan, statuses: Mapping[Path, str]) -> str:
-    """What a command would do: every planned run with its state (finished, failed, to train), nothing trained."""
-    lines, to_train, going = [], 0, 0
-    for run in plan.runs:
-        state = statuses.get(run.folder, "to train")
-        to_train += state == "to train"
-        progress = checkpoints.progress(run.folder, run.variant.config.train.epochs) if state == "to train" else ""
-        going += bool(progress)
-        lines.append(f"  {state:9s} {run.folder}{progress}")
-    first = plan.study
-    header = (f"{len(lines)} run(s) planned, {len(lines) - to_train} finished, {to_train} to train ({going} in progress) "
-              f"(device {first.resolved.device}, precision {first.resolved.precision}, strategy {first.resolved.strategy}"
-              f"{'; each job resolves auto where it runs' if first.deferred else ''}):")
-    return "\n".join([header, *lines])

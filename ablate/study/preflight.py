@@ -18,16 +18,18 @@ from omegaconf import OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from ablate import trackers
-from ablate.config import OWN_NETWORK_FIELDS, AblateConfig, ConfigError, ModelConfig
-from ablate.data.datasets import check_dataset, input_spec
+from ablate.config import OWN_NETWORK_FIELDS, AblateConfig, ConfigError, DataConfig, ModelConfig
+from ablate.data import catalog
+from ablate.data.catalog import input_spec
 from ablate.networks.network import create_network
 from ablate.networks.weights import check_weights
-from ablate.store import checkpoints, results
+from ablate.store import cache, checkpoints, results
 from ablate.study import identity
 from ablate.study.plan import AUTO_KEYS, Plan, VariantPlan, needs_source, seeds_of
 
 # The identity keys a user can set back to continue a study trained with another resolution of `auto`.
 RESOLVED_KEYS = ("device", "precision", "train.strategy")
+DATASETS_CHECKED = "datasets-checked"  # the cache's kind for dataset checks that passed (catalog.check_key)
 
 
 def check(plan: Plan) -> None:
@@ -51,6 +53,21 @@ def check(plan: Plan) -> None:
     except OSError as error:
         raise ConfigError(f"runs_dir={runs_dir!r}: cannot write there ({error.strerror or error})") from None
     results.check_locking(runs_dir)  # RunLock's flock must keep other processes out
+
+
+def check_dataset(cfg: DataConfig) -> None:
+    """Refuse, before any training, what loading would refuse (files, checksums, shapes, classes, subset sizes):
+    the dataset is loaded and checked; a passed check of embedded MNIST is remembered under `catalog.check_key`, so
+    the next plan of the same data reads no image and imports no torch."""
+    catalog.check_name(cfg)
+    key = catalog.check_key(cfg)
+    if key is not None and cache.recall(DATASETS_CHECKED, key):
+        return
+    from ablate.data.datasets import load_dataset  # loading needs torch (1.7 s to import); a remembered check does not
+
+    load_dataset(cfg)
+    if key is not None:
+        cache.remember(DATASETS_CHECKED, key, True)
 
 
 def refuse_conflicts(variant: VariantPlan) -> None:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Optional
 
 from ablate.config import AblateConfig, ConfigError
 from ablate.recipe import AUTO_STRATEGY
+from ablate.study import machine
 
 if TYPE_CHECKING:  # torch is imported where `auto` is resolved: reading a stored Resolved (the report) needs none
     import torch
@@ -43,36 +44,24 @@ class Resolved:
 
 def resolve_device(name: str) -> str:
     """`auto` is CUDA when a GPU is visible, else the CPU; `cuda` without a GPU is refused."""
-    import torch
-
-    if name == "cuda" and not torch.cuda.is_available():
+    if name == "cuda" and not machine.cuda_available():
         raise ConfigError("device=cuda is not allowed here: no CUDA GPU is visible; use device=cpu or device=auto")
     if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        return "cuda" if machine.cuda_available() else "cpu"
     return name
 
 
 def gpus_per_job(device: str) -> int:
     """GPUs one job (a variant) needs: 1 when `device` trains on CUDA here, else 0 (the Ray preset's num_gpus), so a
     CPU study does not wait for GPUs it never touches."""
-    import torch
-
-    return int(device == "cuda" or (device == "auto" and torch.cuda.is_available()))
-
-
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bf16 in hardware (AVX512-BF16 or AMX tiles), as torch's CPU dispatcher sees it."""
-    import torch
-
-    probes = (getattr(torch.cpu, "_is_avx512_bf16_supported", None), getattr(torch.cpu, "_is_amx_tile_supported", None))
-    return any(probe is not None and probe() for probe in probes)
+    return int(device == "cuda" or (device == "auto" and machine.cuda_available()))
 
 
 def auto_precision(device: str) -> str:
     """What `precision=auto` means here: bf16 autocast on CUDA (tensor cores) and on a CPU that computes bf16 natively
     (AVX512-BF16 or AMX: there one epoch of 10,000 MNIST images took 2.6 CPU s against 4.7 in fp32, one thread,
     eager, test accuracy 96.39 % against 96.47 %); fp32 on other CPUs, where bf16 is emulated and slower."""
-    return "bf16" if device == "cuda" or cpu_has_native_bf16() else "fp32"
+    return "bf16" if device == "cuda" or machine.cpu_has_native_bf16() else "fp32"
 
 
 def _tf32(device: str) -> tuple[tuple[str, bool], ...]:
@@ -88,7 +77,7 @@ def _strategy(cfg: AblateConfig, device: str, precision: str) -> tuple[str, Opti
     asked, model = cfg.train.strategy, cfg.model
     only_eager = "precision=fp16 (one loss scale per seed)" if precision == "fp16" else None
     if only_eager is None and "vectorized" in (asked, AUTO_STRATEGY[device]):
-        from ablate.data.datasets import input_spec
+        from ablate.data.catalog import input_spec
         from ablate.networks.network import create_network
 
         only_eager = create_network(model, *input_spec(cfg.data)).not_vectorizable()  # your network: tried on the CPU

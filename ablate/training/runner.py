@@ -9,7 +9,6 @@ stores.
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,7 +24,7 @@ from ablate.networks import weights
 from ablate.networks.network import create_network
 from ablate.store import checkpoints, provenance, results
 from ablate.study import preflight
-from ablate.study.plan import Plan, VariantPlan, job_plan, needs_source, plan_variant, source_config
+from ablate.study.plan import VariantPlan, job_plan, needs_source, plan_variant, source_config
 from ablate.study.variants import BASELINE, Variant
 from ablate.training import checkpoint
 from ablate.training.engine import train_seeds
@@ -156,26 +155,3 @@ def _train_and_store(variant: VariantPlan, seeds: list[int], locks: Mapping[int,
         outcomes = train_seeds(cfg.model, train, data, seeds, resolved.torch_device, resolved.precision, label=f"{cfg.study}/{name}",
                                on_result=store, weights_for=weights_for, hooks=saver.hooks)
     return outcomes
-
-
-def statuses(plan: Plan) -> dict[Path, str]:
-    """The status of every planned run that has a metrics.json (ok, failed, diverged), by folder."""
-    found = {run.folder: results.read_metrics(run.folder) for run in plan.runs}
-    return {folder: record["status"] for folder, record in found.items() if record is not None}
-
-
-def study_status(plan: Plan) -> dict[str, list[str]]:
-    """Each planned run by outcome (ok, failed, diverged, missing): `study/variant/seed=N` names per outcome."""
-    known, outcome = statuses(plan), {}
-    for run in plan.runs:
-        outcome.setdefault(known.get(run.folder, "missing"), []).append(f"{run.variant.study}/{run.variant.variant.name}/seed={run.seed}")
-    return outcome
-
-
-def describe_status(outcome: dict[str, list[str]]) -> str:
-    """A one-screen account of a study's runs: counts, then each run that did not end well."""
-    counts = Counter({status: len(names) for status, names in outcome.items()})
-    lines = [", ".join(f"{counts[s]} {s}" for s in ("ok", "failed", "diverged", "missing") if counts[s])]
-    for status in ("failed", "diverged", "missing"):
-        lines += [f"  {status}: {name}" for name in outcome.get(status, [])[:20]]
-    return "\n".join(lines)
