@@ -7,7 +7,6 @@ import json
 import subprocess
 import sys
 
-
 from ablate.study import machine
 
 ASK = ("import json, sys; from ablate.study import machine; "

@@ -44,3 +44,17 @@ def test_a_run_without_weights_is_refused_with_the_reason(tmp_path: Path) -> Non
         results.load_trained(tmp_path / "run")
     with pytest.raises(FileNotFoundError, match="is not a finished run"):
         results.load_trained(tmp_path)
+
+
+def test_stored_configs_read_as_omegaconf_reads_them(tmp_path: Path) -> None:
+    """The report's fast YAML reader (libyaml with OmegaConf's rules) gives what OmegaConf.load gives, on the values
+    where YAML readers differ: exponents without a dot, dates, yes/no, octal-looking and quoted numbers."""
+    import yaml
+    from omegaconf import OmegaConf
+
+    text = ("lr: 1e-3\nmomentum: 9.0E-1\nstudy: 2026-12-02\nflag: yes\nnone: null\ncode: 0o17\nquoted: '1.5'\n"
+            "seeds:\n- 0\n- 1\nnested:\n  inf: .inf\n  when: 2026-12-02 07:00:00\n  word: 'on'\n")
+    (tmp_path / "config.yaml").write_text(text)
+    expected = OmegaConf.to_container(OmegaConf.load(tmp_path / "config.yaml"))
+    assert yaml.load(text, Loader=results._yaml_loader()) == expected
+    assert expected["lr"] == 0.001 and expected["study"] == "2026-12-02"  # the cases that make the rules matter

@@ -17,7 +17,6 @@ from typing import Optional, Sequence
 import numpy as np
 import pandas as pd
 from scipy import stats
-from statsmodels.regression.linear_model import OLS
 from statsmodels.stats.multitest import multipletests
 
 from ablate.config import format_value
@@ -121,6 +120,8 @@ def design_name(factors: Sequence[str], points: np.ndarray) -> str:
 
 def fit_effects(design: TwoLevelRuns) -> EffectsFit:
     """OLS of the response on the estimable main effects and two-factor interactions, one observation per seed."""
+    from statsmodels.regression.linear_model import OLS  # 0.13 s to import, and only a two-level design needs it
+
     factors = design.factors
     points = design.coded[list(factors)].drop_duplicates().to_numpy()
     candidates = [(i,) for i in range(len(factors))] + list(itertools.combinations(range(len(factors)), 2))

@@ -69,6 +69,7 @@ def _short(variant: str) -> str:
 def _finish(figure: plt.Figure) -> plt.Figure:
     sns.despine(figure)
     figure.tight_layout()
+    figure.set_layout_engine(None)  # laid out once: without an engine each savefig draws once, not twice
     return figure
 
 
