@@ -13,6 +13,7 @@ import pytest
 from conftest import TINY, run_ablate
 
 from ablate.config import AblateConfig, ConfigError, DataConfig, ModelConfig, TrainConfig
+from ablate.data.catalog import input_spec
 from ablate.report.summary import summarize
 from ablate.store import results
 from ablate.study import identity, plan
@@ -138,19 +139,24 @@ def test_resolution_refusals_name_the_key() -> None:
 
 
 def test_the_suite_passes_in_a_checkout_whose_runs_folder_holds_other_studies(tmp_path: Path) -> None:
+    """Tests run with this suite's conftest in a checkout where the README's commands left studies trained with other
+    settings: each test plans in its own folder, so none of them meets those runs (without the conftest's fixture
+    every plan below is refused for mixing settings)."""
     checkout = tmp_path / "checkout"
-    tests = Path(__file__).parent
     (checkout / "tests").mkdir(parents=True)
-    for name in ("conftest.py", "test_model.py", "test_config.py"):
-        (checkout / "tests" / name).write_text((tests / name).read_text())
+    (checkout / "tests" / "conftest.py").write_text((Path(__file__).parent / "conftest.py").read_text())
+    (checkout / "tests" / "test_readme_studies.py").write_text(
+        "import pytest\nfrom ablate.study import plan, preflight\n\n"
+        "@pytest.mark.parametrize('overrides', [['+sweep=kernel'], ['+sweep=depth'], ['+sweep=all'], []])\n"
+        "def test_a_readme_study_plans_and_passes_preflight(overrides):\n"
+        "    preflight.check(plan.build([*overrides, 'data=synthetic', 'device=cpu']))\n")
     for study in ("kernel", "depth", "all", "default"):  # what the README's commands leave, with other settings
         stale = checkout / "runs" / study / "baseline" / "seed=0"
         results.write_run(stale, OLD_STALE_CONFIG, [], {"status": "ok", "device": "cpu", "precision": "fp32"})
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0", "tests/test_model.py",
-                          "tests/test_config.py", "-k", "sweep or refused"], cwd=checkout, env=env, capture_output=True, text=True, timeout=600)
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0", "tests"],
+                         cwd=checkout, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout[-3000:]
-    assert " passed" in run.stdout
+    assert "4 passed" in run.stdout
 
 
 OLD_STALE_CONFIG = "train: {epochs: 9, lr: 0.5}\nseeds: [0]\n"
@@ -174,6 +180,33 @@ def test_a_job_trains_the_variant_it_was_planned_without_planning_again(workdir:
     stored = {path.parent.name: results.read_metrics(path)["identity_hash"] for path in workdir.glob("runs/head/*/seed=0")}
     assert stored == {v.variant.name: v.identity_hash for v in built[0].variants}
     assert set(stored) == {"baseline", "model.head=gap"}
+
+
+@pytest.mark.parametrize("strategy", ["eager", "vectorized"])
+def test_a_variant_is_described_once_and_built_once_per_seed(workdir: Path, monkeypatch: pytest.MonkeyPatch, strategy: str) -> None:
+    """The plan's description is what every run records and what a vectorized group's memory is planned from; the
+    network is built once per seed that trains (the description needs no build of its own: the meta device)."""
+    from ablate.networks import network
+
+    calls = {"describe": 0, "build": 0}
+    describe, build = network.CNN.describe, network.CNN.build
+
+    def counted(name: str, method):  # type: ignore[no-untyped-def]
+        def call(self):  # type: ignore[no-untyped-def]
+            made = method(self)
+            calls[name] += name == "describe" or next(made.parameters()).device.type != "meta"  # meta: no memory, no init
+            return made
+        return call
+
+    monkeypatch.setattr(network.CNN, "describe", counted("describe", describe))
+    monkeypatch.setattr(network.CNN, "build", counted("build", build))
+    result = run_ablate("run", "seeds=[0,1,2]", f"train.strategy={strategy}", *TINY, cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert calls == {"describe": 1, "build": 3}
+    expected = network.CNN(ModelConfig(), *input_spec(DataConfig(name="synthetic", image_size=16))).describe()
+    for seed in (0, 1, 2):
+        record = results.read_metrics(results.run_dir(workdir / "runs", "default", "baseline", seed))
+        assert (record["params"], record["receptive_field"]) == (expected.params, expected.receptive_field)
 
 
 def test_a_job_whose_config_differs_from_its_spec_trains_nothing_and_names_the_key(

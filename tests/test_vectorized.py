@@ -11,7 +11,7 @@ from conftest import checked, train
 
 from ablate.config import AblateConfig, ConfigError, DataConfig, ModelConfig, TrainConfig
 from ablate.data.datasets import Dataset, load_dataset
-from ablate.networks.network import build_model
+from ablate.networks.network import build_model, create_network
 from ablate.store import results
 from ablate.training.engine import plan_groups, seed_groups, train_seed, train_seeds, train_vectorized
 from ablate.training.loop import SeedResult, evaluate
@@ -162,8 +162,9 @@ def test_groups_split_by_memory_and_limit_evenly_keeping_every_seed_once() -> No
 
 def test_cpu_groups_follow_seeds_per_group() -> None:
     data = tiny()
-    assert seed_groups(ModelConfig(), TrainConfig(), data, [0, 1, 2, 3, 4], CPU) == [[0, 1, 2, 3, 4]]
-    assert seed_groups(ModelConfig(), TrainConfig(seeds_per_group=2), data, [0, 1, 2, 3, 4], CPU) == [[0, 1], [2, 3], [4]]
+    described = create_network(ModelConfig(), data.input_shape, data.num_classes).describe()
+    assert seed_groups(described, TrainConfig(), data, [0, 1, 2, 3, 4], CPU) == [[0, 1, 2, 3, 4]]
+    assert seed_groups(described, TrainConfig(seeds_per_group=2), data, [0, 1, 2, 3, 4], CPU) == [[0, 1], [2, 3], [4]]
 
 
 def test_every_run_records_the_strategy_it_used_and_it_changes_the_identity(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ Planning touches no file: it composes configs and computes.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import zlib
 from dataclasses import dataclass, replace
@@ -23,6 +24,8 @@ from hydra.core.override_parser.types import Override, ValueType
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ablate.config import AUTO_SEEDS, AblateConfig, ConfigError, complete, register_schema, to_node, typed, validate
+from ablate.data.catalog import input_spec
+from ablate.networks.network import Description, create_network
 from ablate.store import results
 from ablate.study import identity, resolve
 from ablate.study.designs import DESIGNS, design_variants
@@ -159,6 +162,13 @@ class VariantPlan:
         """One spec per seed, in the config's seed order (the batch's, when one is set)."""
         seeds = seeds_of(self.config) if self.batch is None else self.batch
         return [RunSpec(self, seed, results.run_dir(self.config.runs_dir, self.study, self.variant.name, seed)) for seed in seeds]
+
+    @functools.cached_property
+    def network(self) -> Description:
+        """The variant's network described (layers, parameters, receptive field, FLOPs; see networks/network.py),
+        once per process that asks: the job that trains the variant records it in every run's metrics.json and the
+        engine plans a vectorized group's memory from it. A plan that only lists runs never builds it."""
+        return create_network(self.config.model, *input_spec(self.config.data)).describe()
 
     def with_batch(self, seeds: Sequence[int]) -> "VariantPlan":
         """The same variant training only these seeds (one round of seeds=auto)."""

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from ablate import recipe
 from ablate.config import ModelConfig, TrainConfig
 from ablate.data.datasets import Dataset
-from ablate.networks.network import create_network
+from ablate.networks.network import Description, create_network
 from ablate.store.checkpoints import SeedState
 from ablate.training.checkpoint import Hooks
 from ablate.training.loop import SeedResult, StepHook, train_group
@@ -51,11 +51,10 @@ def train_vectorized(model_cfg: ModelConfig, train_cfg: TrainConfig, data: Datas
     return train_group(trainer, seeds, train_cfg, data, device, on_step, hooks, resume)
 
 
-def seed_bytes(model_cfg: ModelConfig, data: Dataset, train_cfg: TrainConfig) -> int:
+def seed_bytes(described: Description, data: Dataset, train_cfg: TrainConfig) -> int:
     """Rough upper estimate of one seed's memory when trained vectorised, in bytes (fp32): recipe.TRAINING_COPIES of
     the weights, plus recipe.ACTIVATION_COPIES of each layer's output for a training batch, or the two largest maps of
-    an evaluation batch."""
-    described = create_network(model_cfg, data.input_shape, data.num_classes).describe()
+    an evaluation batch, from the network's description."""
     sizes = sorted(described.output_sizes)
     activations = max(recipe.ACTIVATION_COPIES * sum(sizes) * train_cfg.batch_size, sum(sizes[-2:]) * recipe.EVAL_BATCH)
     return 4 * (recipe.TRAINING_COPIES * described.params + activations)
@@ -77,23 +76,25 @@ def plan_groups(seeds: list[int], per_seed_bytes: int, available_bytes: Optional
     return [seeds[sum(sizes[:i]) : sum(sizes[: i + 1])] for i in range(count)]
 
 
-def seed_groups(model_cfg: ModelConfig, train_cfg: TrainConfig, data: Dataset, seeds: list[int], device: torch.device) -> list[list[int]]:
+def seed_groups(described: Description, train_cfg: TrainConfig, data: Dataset, seeds: list[int], device: torch.device) -> list[list[int]]:
     """The groups of seeds to train together: bounded by `train.seeds_per_group` and, on CUDA, by recipe.MEMORY_SHARE
     of the free GPU memory."""
     available = None
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         available = int(free * recipe.MEMORY_SHARE)
-    return plan_groups(seeds, seed_bytes(model_cfg, data, train_cfg), available, train_cfg.seeds_per_group)
+    return plan_groups(seeds, seed_bytes(described, data, train_cfg), available, train_cfg.seeds_per_group)
 
 
 def _planned(model_cfg: ModelConfig, train_cfg: TrainConfig, data: Dataset, seeds: list[int], device: torch.device,
-             states: dict[int, SeedState]) -> list[list[int]]:
-    """The groups to train in order: eager, one seed each; vectorized, a resumed group as it was, then the others."""
+             states: dict[int, SeedState], described: Optional[Description]) -> list[list[int]]:
+    """The groups to train in order: eager, one seed each; vectorized, a resumed group as it was, then the others
+    (in groups sized from the network's description: the caller's, or made here)."""
     if train_cfg.strategy == "eager":
         return [[seed] for seed in seeds]
     resumed = [list(group) for group in dict.fromkeys(tuple(state.group) for state in states.values())]
-    return resumed + seed_groups(model_cfg, train_cfg, data, [seed for seed in seeds if seed not in states], device)
+    described = described or create_network(model_cfg, data.input_shape, data.num_classes).describe()
+    return resumed + seed_groups(described, train_cfg, data, [seed for seed in seeds if seed not in states], device)
 
 
 def _train(group: list[int], model_cfg: ModelConfig, train_cfg: TrainConfig, data: Dataset, device: torch.device,
@@ -136,6 +137,7 @@ def train_seeds(
     progress: bool = True,
     weights_for: Callable[[int], Optional[dict[str, torch.Tensor]]] = lambda seed: None,
     hooks: Hooks = Hooks(),
+    described: Optional[Description] = None,
 ) -> list[SeedResult]:
     """Train every seed with `train_cfg.strategy` (eager or vectorized, already resolved: see ablate/study/resolve.py), each
     starting from `weights_for(seed)` under model.transfer, or going on from its checkpoint (`hooks.resume`);
@@ -143,14 +145,15 @@ def train_seeds(
 
     An exception in one seed (a shape error, CUDA out of memory) becomes a `failed` result; the others go on. A
     vectorized group that runs out of memory is put back as two smaller vectorized groups, trained next, so a study
-    never mixes strategies; any other error fails the group's seeds.
+    never mixes strategies; any other error fails the group's seeds. `described`: the network's description where the
+    caller has it (a variant's plan), so a vectorized group's memory is planned without describing it again.
     """
     if train_cfg.strategy not in ("eager", "vectorized"):
         raise ValueError(f"train_seeds needs a resolved strategy (eager or vectorized), not {train_cfg.strategy!r}")
     data = data.to(device)
     steps = math.ceil(len(data.train_y) / train_cfg.batch_size)
     states = {seed: state for seed in seeds if (state := hooks.resume(seed)) is not None}
-    pending = collections.deque(_planned(model_cfg, train_cfg, data, seeds, device, states))
+    pending = collections.deque(_planned(model_cfg, train_cfg, data, seeds, device, states, described))
     results: list[SeedResult] = []
     with tqdm(total=len(seeds) * train_cfg.epochs * steps, desc=label, unit="step", disable=not progress, dynamic_ncols=True,
               mininterval=recipe.PROGRESS_SECONDS) as bar:

@@ -21,7 +21,6 @@ from ablate import trackers
 from ablate.config import AUTO_SEEDS, AblateConfig, ConfigError, flatten_config, format_value, to_node
 from ablate.data.datasets import load_dataset
 from ablate.networks import weights
-from ablate.networks.network import create_network
 from ablate.store import checkpoints, provenance, results
 from ablate.study import preflight
 from ablate.study.plan import VariantPlan, job_plan, needs_source, plan_variant, source_config
@@ -115,7 +114,7 @@ def _train_and_store(variant: VariantPlan, seeds: list[int], locks: Mapping[int,
     cfg, name, resolved = variant.config, variant.variant.name, variant.resolved
     folders = {run.seed: run.folder for run in variant.runs}
     data = load_dataset(cfg.data)
-    described = create_network(cfg.model, data.input_shape, data.num_classes).describe()
+    described = variant.network
     common = {
         "study": cfg.study, "variant": name, "factor": variant.variant.factor, "value": variant.variant.value,
         "variant_overrides": {key: format_value(value) for key, value in variant.variant.overrides},
@@ -153,5 +152,5 @@ def _train_and_store(variant: VariantPlan, seeds: list[int], locks: Mapping[int,
                                     held=seeds)
     with saver.stopping():  # a stop signal: checkpoints written, then the process ends by it (ablate/training/stopping.py)
         outcomes = train_seeds(cfg.model, train, data, seeds, resolved.torch_device, resolved.precision, label=f"{cfg.study}/{name}",
-                               on_result=store, weights_for=weights_for, hooks=saver.hooks)
+                               on_result=store, weights_for=weights_for, hooks=saver.hooks, described=described)
     return outcomes
