@@ -100,3 +100,11 @@ def test_a_report_and_a_repeated_plan_import_no_torch_and_read_no_image(workdir:
                            capture_output=True, text=True, timeout=300)
     assert fresh.returncode == 0, fresh.stderr
     assert fresh.stdout.splitlines()[-1] == "False" and fresh.stdout.splitlines()[:-1] == first.stdout.splitlines()
+
+
+def test_a_dry_run_writes_nothing_where_it_is_typed(workdir: Path) -> None:
+    """The plan is checked against the disk (runs_dir writable, file locks working) without making runs_dir."""
+    result = run_ablate("run", "+sweep=depth", *TINY, "--dry-run", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert "to train  runs/depth/baseline/seed=0" in result.stdout
+    assert list(workdir.iterdir()) == []

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import errno
 import fcntl
 import functools
 import io
@@ -145,10 +146,20 @@ class RunLock:
             self.handle = None
 
 
+def existing_folder(runs_dir: str | Path) -> Path:
+    """runs_dir, or where it does not exist yet the nearest path above it that does (where it will be made): what a
+    check of the disk looks at, so that checking (a dry run) creates nothing."""
+    path = Path(runs_dir).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
 def check_writable(runs_dir: str | Path) -> None:
-    """Raise OSError unless runs_dir exists or can be made, and a file can be written in it."""
-    root = Path(runs_dir)
-    root.mkdir(parents=True, exist_ok=True)
+    """Raise OSError unless a file can be written in runs_dir (or in the folder it will be made in); leaves nothing."""
+    root = existing_folder(runs_dir)
+    if not root.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(root))
     with tempfile.NamedTemporaryFile(dir=root, prefix=".write-test-"):
         pass
 
@@ -161,7 +172,7 @@ def check_locking(runs_dir: str | Path) -> None:
     """Raise ConfigError unless flock in runs_dir keeps a second process out, as RunLock needs (some NFS and Lustre
     mounts refuse flock or ignore it). A second process, not a second open: NFS emulates flock with POSIX locks,
     which exclude other processes but never the holder itself. Locks kept to one node cannot be seen from here."""
-    with tempfile.NamedTemporaryFile(dir=runs_dir, prefix=".lock-test-") as probe:
+    with tempfile.NamedTemporaryFile(dir=existing_folder(runs_dir), prefix=".lock-test-") as probe:
         try:
             fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
             second = subprocess.run([sys.executable, "-c", _SECOND_LOCKER, probe.name], capture_output=True, timeout=60)
