@@ -58,3 +58,20 @@ def test_stored_configs_read_as_omegaconf_reads_them(tmp_path: Path) -> None:
     expected = OmegaConf.to_container(OmegaConf.load(tmp_path / "config.yaml"))
     assert yaml.load(text, Loader=results._yaml_loader()) == expected
     assert expected["lr"] == 0.001 and expected["study"] == "2026-12-02"  # the cases that make the rules matter
+
+
+def test_run_files_get_the_mode_the_umask_gives_like_any_other_file(tmp_path: Path) -> None:
+    """Written atomically through a temporary file, yet readable by a group as `open` would make them (not 0600)."""
+    import os
+    import stat
+
+    previous = os.umask(0o027)
+    try:
+        run = results.run_dir(tmp_path, "study", "baseline", 0)
+        results.write_run(run, "seeds: [0]\n", [{"epoch": 1, "test_acc": 0.5}], {"status": "ok"}, {"w": torch.zeros(2)})
+        (tmp_path / "plain.txt").write_text("x")
+    finally:
+        os.umask(previous)
+    modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in run.iterdir()}
+    assert set(modes) >= {"config.yaml", "metrics.json", "history.csv", "model.pt"}
+    assert set(modes.values()) == {stat.S_IMODE((tmp_path / "plain.txt").stat().st_mode)} == {0o640}
