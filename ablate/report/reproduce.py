@@ -13,12 +13,11 @@ from omegaconf import OmegaConf, open_dict
 from ablate.config import flatten_config, format_value, to_node, typed
 from ablate.store import results
 from ablate.study import identity, plan
+from ablate.study.resolve import AUTO_SETTINGS
 from ablate.study.variants import BASELINE, keys_of
 
 # Keys a command sets by other means (study=, seeds=) or that decide nothing a reader reproduces.
 NOT_SETTINGS = ("seeds", "study", "variant", "runs_dir", "retry_failed")
-# The settings `auto` may stand for, which a run's identity holds resolved (study/identity.py).
-RESOLVED = ("device", "precision", "train.strategy")
 # What metrics.json records beside the identity, shown among the settings, in this order.
 RECORDED = {"dataset": "dataset", "train_samples": "training images", "validation_samples": "validation images",
             "test_samples": "test images", "strategy": "strategy (resolved)", "hardware": "hardware",
@@ -70,7 +69,7 @@ def command(config: Mapping[str, Any], variant: str, baseline: Mapping[str, Any]
     setting that differs from conf/config.yaml as an override, and what `auto` resolved to (`resolved`, from its
     identity) pinned, so another machine trains the same thing or refuses."""
     own = keys_of(variant)
-    config = {**config, **{key: resolved[key] for key in RESOLVED if config.get(key) == "auto" and key in resolved}}
+    config = {**config, **{key: resolved[key] for key in AUTO_SETTINGS if config.get(key) == "auto" and key in resolved}}
     settings = {key: value for key, value in config.items()
                 if not key.startswith("logger.") and key not in NOT_SETTINGS and key not in own and value != defaults().get(key)}
     arguments = [f"{key}={format_value(value)}" for key, value in sorted(settings.items())]

@@ -19,13 +19,13 @@ from typing import Any, Iterable, Mapping, Optional
 
 from ablate.config import AblateConfig, flatten_config, model_node
 from ablate.store import results
-from ablate.study.resolve import Resolved
+from ablate.study.resolve import AUTO_SETTINGS, TF32_SWITCHES, Resolved
 from ablate.study.variants import BASELINE, keys_of
 
 # Keys that name, place, schedule or report a run: never identity (device, precision and train.strategy enter
 # resolved).
 NOT_IDENTITY = frozenset({
-    "seeds", "variant", "study", "runs_dir", "retry_failed", "device", "precision", "train.strategy",
+    "seeds", "variant", "study", "runs_dir", "retry_failed", *AUTO_SETTINGS,
     "train.seeds_per_group", "data.root", "data.download",
     "train.checkpoint_every",  # how often a run in training is saved: a resumed run's numbers are the same
 })
@@ -83,8 +83,7 @@ def identity(cfg: AblateConfig, resolved: Resolved, recorded: Optional[Mapping[s
     files = content(cfg, kept) if recorded is None else {key: recorded[key] for key in CONTENT_KEYS if key in recorded}
     kept = {key: value for key, value in kept.items() if key not in CONTENT_KEYS} | files
     # Named as the user types them, holding what they resolved to: `train.strategy: eager -> vectorized`.
-    kept.update({"device": resolved.device, "precision": resolved.precision, "train.strategy": resolved.strategy})
-    kept.update(dict(resolved.tf32))
+    kept.update(resolved.settings)
     return dict(sorted(kept.items()))
 
 
@@ -95,7 +94,7 @@ def identity_hash(settings: Mapping[str, Any]) -> str:
 
 def recorded_resolution(metrics: Mapping[str, Any]) -> Resolved:
     """What a stored run trained with, from its metrics.json (runs from before train.strategy existed were eager)."""
-    tf32 = tuple((name, bool(metrics[name])) for name in ("cudnn_tf32", "matmul_tf32") if name in metrics)
+    tf32 = tuple((name, bool(metrics[name])) for name in TF32_SWITCHES if name in metrics)
     return Resolved(str(metrics.get("device", "cpu")).split(":")[0], str(metrics.get("precision", "fp32")),
                     str(metrics.get("strategy") or "eager"), tf32)
 

@@ -38,8 +38,6 @@ ROLES = ("study", "source")  # a variant of the study, or the pretraining run a 
 SPEC_VARIABLE = "ABLATE_JOB_SPEC"
 # Launchers whose jobs run on other machines (SLURM, Ray): there `auto` is the job's to resolve.
 REMOTE_LAUNCHERS = ("hydra_submitit_launcher", "hydra_ray_launcher")
-# Identity keys that hold what `auto` resolved to (the TF32 switches exist on CUDA only).
-AUTO_KEYS = frozenset({"device", "precision", "train.strategy", "cudnn_tf32", "matmul_tf32"})
 
 
 def setup_hydra() -> None:
@@ -282,7 +280,7 @@ def job_plan(config: AblateConfig, spec: Mapping[str, Any]) -> VariantPlan:
     variant = Variant(spec["variant"], tuple((key, value) for key, value in spec["overrides"]))
     here = plan_variant(_apply(to_node(replace(config, variant=None)), variant), variant)
     mine, planned = _plain(here.identity), spec["identity"]
-    skipped = AUTO_KEYS if spec["deferred"] else frozenset()
+    skipped = resolve.RESOLVED_KEYS if spec["deferred"] else frozenset()
     for key in sorted((set(mine) | set(planned)) - skipped):
         if mine.get(key) != planned.get(key):
             raise ConfigError(f"{key}: this job's config gives {mine.get(key)!r} where its plan has {planned.get(key)!r}; "

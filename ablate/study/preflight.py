@@ -25,10 +25,9 @@ from ablate.networks.network import create_network
 from ablate.networks.weights import check_weights
 from ablate.store import cache, checkpoints, results
 from ablate.study import identity
-from ablate.study.plan import AUTO_KEYS, Plan, VariantPlan, needs_source, seeds_of
+from ablate.study.plan import Plan, VariantPlan, needs_source, seeds_of
+from ablate.study.resolve import AUTO_SETTINGS, RESOLVED_KEYS
 
-# The identity keys a user can set back to continue a study trained with another resolution of `auto`.
-RESOLVED_KEYS = ("device", "precision", "train.strategy")
 DATASETS_CHECKED = "datasets-checked"  # the cache's kind for dataset checks that passed (catalog.check_key)
 
 
@@ -77,9 +76,9 @@ def refuse_conflicts(variant: VariantPlan) -> None:
     study_dir = Path(variant.config.runs_dir) / variant.study
     for folder, stored in identity.stored_identities(study_dir):
         found = identity.pool_conflicts((variant.variant.name, variant.identity), (results.variant_of(folder.parent), stored))
-        found = [conflict for conflict in found if not (variant.deferred and conflict[0] in AUTO_KEYS)]
+        found = [conflict for conflict in found if not (variant.deferred and conflict[0] in RESOLVED_KEYS)]
         if found:
-            hints = [f"{key}={theirs}" for key, theirs, _ in found if key in RESOLVED_KEYS]
+            hints = [f"{key}={theirs}" for key, theirs, _ in found if key in AUTO_SETTINGS]  # what a user can set back
             resume = f"to continue it, add {' '.join(hints)}; or " if hints else ""
             raise ConfigError(
                 f"study={variant.study!r} already holds runs trained with other settings, e.g. {folder} "

@@ -17,6 +17,10 @@ from ablate.study import machine
 if TYPE_CHECKING:  # torch is imported where `auto` is resolved: reading a stored Resolved (the report) needs none
     import torch
 
+AUTO_SETTINGS = ("device", "precision", "train.strategy")  # the keys `auto` may stand for, as a user types them
+TF32_SWITCHES = ("cudnn_tf32", "matmul_tf32")  # CUDA's TF32 switches, which change float results
+RESOLVED_KEYS = frozenset(AUTO_SETTINGS + TF32_SWITCHES)  # the identity keys that hold what a machine resolved
+
 
 @dataclass(frozen=True)
 class Resolved:
@@ -40,6 +44,11 @@ class Resolved:
     def numerics(self) -> dict[str, bool]:
         """The TF32 switches as a dict (empty on the CPU)."""
         return dict(self.tf32)
+
+    @property
+    def settings(self) -> dict[str, object]:
+        """What was resolved under RESOLVED_KEYS, as identity holds it: `train.strategy: vectorized`."""
+        return dict(zip(AUTO_SETTINGS, (self.device, self.precision, self.strategy))) | self.numerics
 
 
 def resolve_device(name: str) -> str:
@@ -69,7 +78,7 @@ def _tf32(device: str) -> tuple[tuple[str, bool], ...]:
         return ()
     import torch
 
-    return (("cudnn_tf32", torch.backends.cudnn.allow_tf32), ("matmul_tf32", torch.backends.cuda.matmul.allow_tf32))
+    return tuple(zip(TF32_SWITCHES, (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)))
 
 
 def _strategy(cfg: AblateConfig, device: str, precision: str) -> tuple[str, Optional[str]]:
