@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -140,3 +141,9 @@ def test_a_tiny_factorial_runs_end_to_end_resumes_and_reports_its_effects(workdi
     assert "## Effects on test_acc (%)" in (workdir / "reports/fac/summary.md").read_text()
     page = (workdir / "reports/fac/index.html").read_text()  # the shared page holds the effects and their pictures
     assert "Effects on test_acc (%)" in page and page.count('<figure id="figure-') == 6 and 'id="figure-half_normal"' in page
+    shown = page[page.index('<table id="effects-table">'):]
+    shown = shown[:shown.index("</table>")]
+    rows = [re.findall(r"<td>(.*?)</td>", row) for row in re.findall(r"<tbody>.*", shown, re.S)[0].split("</tr>") if "<td>" in row]
+    assert [row[0] for row in rows] == list(table.index)  # a table of its own on the page, one row per effect
+    for row in rows:
+        assert row[2].startswith(f"{table.loc[row[0], 'effect']:+.2f} [")

@@ -29,6 +29,24 @@ ROMAN = {3: "III", 4: "IV", 5: "V", 6: "VI", 7: "VII", 8: "VIII"}
 
 
 @dataclass(frozen=True)
+class EffectsSection:
+    """A two-level design's effects as a report shows them: a title, the table (cells as displayed) and what it means;
+    summary.md and the console take its markdown, the page its table."""
+
+    title: str
+    table: pd.DataFrame
+    note: str
+
+    def markdown_table(self) -> str:
+        """The table in markdown, every cell as displayed (`1.000` stays `1.000`, not a number tabulate reformats)."""
+        return self.table.to_markdown(index=False, disable_numparse=True)
+
+    def markdown(self) -> str:
+        """The section as summary.md holds it."""
+        return f"## {self.title}\n\n{self.markdown_table()}\n\n{self.note}\n"
+
+
+@dataclass(frozen=True)
 class TwoLevelRuns:
     """The finished runs of a two-level study: factor keys, their (reference, other) values as written, and one
     row per run with each factor coded -1/+1, the seed and the response."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Optional, Sequence
 
 import jinja2
 import pandas as pd
@@ -18,6 +18,9 @@ from ablate.report.metrics import held_out_split
 from ablate.report.metrics import metric as declared_metric
 from ablate.store import provenance
 from ablate.study.variants import BASELINE
+
+if TYPE_CHECKING:
+    from ablate.report.effects import EffectsSection
 
 # Verdict -> (marker, css class): shape and word carry the verdict, colour only repeats it.
 VERDICTS = {"better": ("▲", "better"), "worse": ("▼", "worse"), "equivalent": ("◆", "equivalent"),
@@ -81,9 +84,9 @@ def _factors(summary: pd.DataFrame, runs: pd.DataFrame) -> list[dict[str, object
 
 
 def study_page(study: str, metric: str, summary: pd.DataFrame, table: pd.DataFrame, runs: pd.DataFrame,
-               sensitivity: str, figures: Mapping[str, str], notes: str, effects: str = "") -> str:
+               sensitivity: str, figures: Mapping[str, str], notes: str, effects: Optional[EffectsSection] = None) -> str:
     """The page of one study: question, shared settings, summary table with verdicts, a two-level design's effects
-    (the markdown of `summary.effects_section`, as written), figures (inline SVG from `plots.write`), every seed,
+    (`summary.EffectsSection`: its title, table and note), figures (inline SVG from `plots.write`), every seed,
     failed and in-progress runs, and each variant's command and identity hash."""
     hashes = reproduce.identity_hashes(runs)
     rows = [{"variant": variant, "cells": list(zip(table.columns, cells)), "verdict_mark": verdict_style(verdict)[0],
@@ -95,7 +98,9 @@ def study_page(study: str, metric: str, summary: pd.DataFrame, table: pd.DataFra
     return _TEMPLATES.get_template("study.html.j2").render(
         study=study, metric=metric, label=declared_metric(metric).label, sensitivity=sensitivity,
         factors=_factors(summary, runs), settings=reproduce.common_settings(runs),
-        table={"columns": list(table.columns), "rows": rows}, notes=notes, effects=effects,
+        table={"columns": list(table.columns), "rows": rows}, notes=notes,
+        effects=effects and {"title": effects.title, "columns": list(effects.table.columns),
+                             "rows": list(effects.table.itertuples(index=False)), "note": effects.note},
         verdict_legend={name: style for name, style in VERDICTS.items()},
         figures=[{"name": name, "svg": Markup(svg), "caption": CAPTIONS[name]} for name, svg in figures.items()],
         seeds=_seed_rows(runs, metric, list(summary["variant"])), problems=problems,

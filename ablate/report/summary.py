@@ -306,13 +306,14 @@ def _latex(table: pd.DataFrame) -> str:
     return text.replace("±", r"$\pm$").replace("Δ", r"$\Delta$").replace("–", "--")
 
 
-def effects_section(runs: pd.DataFrame, study: str, metric: str, out: Path, formats: Sequence[str]) -> tuple[str, dict[str, str]]:
-    """For a study whose runs form a two-level design: its effects table (markdown, returned; effects.csv if asked),
-    interactions.png and half_normal.png in `out` (returned as inline SVG for the page). ('', {}) for any other study."""
+def effects_section(runs: pd.DataFrame, study: str, metric: str, out: Path,
+                    formats: Sequence[str]) -> tuple[Optional[effects.EffectsSection], dict[str, str]]:
+    """For a study whose runs form a two-level design: its effects (returned; effects.csv if asked), interactions.png
+    and half_normal.png in `out` (returned as inline SVG for the page). (None, {}) for any other study."""
     scale, label = plots.metric_scale(metric)
     design = effects.two_level_runs(runs, metric, scale)
     if design is None:
-        return "", {}
+        return None, {}
     fit = effects.fit_effects(design)
     if "csv" in formats:
         fit.effects.to_csv(out / "effects.csv", index=False)
@@ -328,19 +329,18 @@ def effects_section(runs: pd.DataFrame, study: str, metric: str, out: Path, form
     })
     residual = (f"{fit.residual_df} residual degrees of freedom" if fit.residual_df else
                 "no residual degrees of freedom, so no intervals or tests: train more seeds")
-    return (f"## Effects on {label}: {fit.design}, OLS on {len(design.coded)} finished runs, {residual}\n\n"
-            f"{table.to_markdown(index=False)}\n\n"
-            f"Effect: the change in the mean from the first value to the second, averaged over the other factors (twice "
-            f"the OLS coefficient of ±1 coding); A × B: half the difference between A's effect at B's second value and at "
-            f"its first. p Holm: Holm-adjusted over these effects. Aliased effects cannot be told apart by the design: "
-            f"the estimate is their sum (− : their difference). Pictures: interactions.png, half_normal.png.\n"), figures
+    note = ("Effect: the change in the mean from the first value to the second, averaged over the other factors (twice "
+            "the OLS coefficient of ±1 coding); A × B: half the difference between A's effect at B's second value and at "
+            "its first. p Holm: Holm-adjusted over these effects. Aliased effects cannot be told apart by the design: "
+            "the estimate is their sum (− : their difference). Pictures: interactions.png, half_normal.png.")
+    return effects.EffectsSection(f"Effects on {label}: {fit.design}, OLS on {len(design.coded)} finished runs, {residual}", table, note), figures
 
 
 def write_study_report(study_dir: Path, out_root: Path, metric: str = "test_acc", formats: Sequence[str] = FORMATS,
-                       margin: Optional[float] = None, ci: str = "t") -> tuple[pd.DataFrame, str, str]:
+                       margin: Optional[float] = None, ci: str = "t") -> tuple[pd.DataFrame, str, Optional[effects.EffectsSection]]:
     """Tables (md, csv, tex as asked), forest.png, accuracy.png, curves.png, cost.png, a two-level design's effects
     (`effects_section`) and the one-file page index.html for one study under out_root/<study>/; returns the summary,
-    its sensitivity line and the effects section ('' for a one-factor study). `margin` is in the metric's display unit."""
+    its sensitivity line and the effects section (None for a one-factor study). `margin` is in the metric's display unit."""
     study = study_dir.name
     runs = results.load_runs(study_dir, lambda folder, record: {"identity": identity.stored_identity(folder, record)})
     if runs.empty:
@@ -358,7 +358,7 @@ def write_study_report(study_dir: Path, out_root: Path, metric: str = "test_acc"
     if "csv" in formats:
         summary.to_csv(out / "summary.csv", index=False)
     if "md" in formats:
-        (out / "summary.md").write_text(f"# Study `{study}`: {metric}\n\n{table.to_markdown(index=False)}\n\n{line}\n\n{NOTES}\n" + (f"\n{section}" if section else ""))
+        (out / "summary.md").write_text(f"# Study `{study}`: {metric}\n\n{table.to_markdown(index=False)}\n\n{line}\n\n{NOTES}\n" + (f"\n{section.markdown()}" if section else ""))
     if "tex" in formats:
         (out / "summary.tex").write_text(_latex(table.drop(columns=["notes", "failed / missing"])))
     figures = {"forest": plots.write(plots.forest_chart(summary, study, metric, margin), out / "forest.png"),
@@ -422,8 +422,7 @@ def write_reports(paths: Sequence[str], out_root: str = "reports", metric: str =
         for row in several.itertuples():  # in a two-level design every point changes several keys by design
             print(f"  ! {row.variant}: {SEVERAL_KEYS}")
         if section:
-            title, table = section.split("\n\n")[:2]
-            print(f"\n{title.removeprefix('## ')}\n{table}\n")
+            print(f"\n{section.title}\n{section.markdown_table()}\n")
         print(f"  -> {root / study_dir.name}/: summary.{{{','.join(formats)}}}, forest.png, accuracy.png, curves.png, cost.png"
               + (", effects.csv, interactions.png, half_normal.png" if section else "") + ", index.html")
     if done:
