@@ -189,3 +189,14 @@ def test_your_network_drawing_dropout_masks_trains_eagerly_and_vectorized_is_ref
     dropped, plain = (plan.build(["model=mynet", f"model.dropout={p}", *TINY], "myconf").study.resolved for p in (0.5, 0.0))
     assert dropped.strategy == "eager" and "its forward draws random numbers" in dropped.strategy_note
     assert plain.strategy == "vectorized" and plain.strategy_note is None
+
+
+def test_your_networks_keys_are_typed_as_its_constructor_declares_them(mynet: ModuleType) -> None:
+    """`dropout: float = 0.0` in the guide's Net: `model.dropout=0` is 0.0, as ablate's schema types its own float keys,
+    so a sweep 0,0.5 keeps the file's 0.0 as its baseline and 0 and 0.0 are one variant with one identity."""
+    swept = plan.build(["model=mynet", "model.dropout=0,0.5", *TINY], "myconf")
+    assert [v.variant.name for v in swept.variants] == ["baseline", "model.dropout=0.5"]
+    ints, floats = (plan.build(["model=mynet", f"model.dropout={value}", *TINY], "myconf").study for value in ("0", "0.0"))
+    assert ints.variant.name == floats.variant.name == "model.dropout=0.0"
+    assert ints.identity == floats.identity and ints.identity["model.dropout"] == 0.0
+    assert ints.config.model.params["hidden"] == 32 and isinstance(ints.config.model.params["hidden"], int)  # an int stays one

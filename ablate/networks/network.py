@@ -8,7 +8,7 @@ asks which kind it holds: `create_network` is the one place that looks at `_targ
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Optional
 
 from ablate.config import ModelConfig
@@ -71,6 +71,15 @@ class Network:
     def check(self) -> None:
         """Raise ConfigError, before any training, where the network does not build or run on the data's images;
         the built-in ones need nothing beyond the config's own validation."""
+
+    def declared(self, key: str, value: Any) -> Any:
+        """`value` of the model key `key` as the network declares it; ablate's networks: as given (the schema has
+        typed their keys already)."""
+        return value
+
+    def declared_config(self) -> ModelConfig:
+        """The model config with every key of the network's own as the network declares it (`declared`)."""
+        return replace(self.cfg, params={key: self.declared(key, value) for key, value in self.cfg.params.items()})
 
     def not_vectorizable(self) -> Optional[str]:
         """Why this network cannot train as one vmapped group of seeds, or None if it can."""
@@ -166,6 +175,12 @@ class OwnNetwork(Network):
         from ablate.networks import own
 
         return own.build(self.cfg, self.input_shape[0], self.num_classes)
+
+    def declared(self, key: str, value: Any) -> Any:
+        """As the constructor declares it: `0` where it takes a float is 0.0 (see own.declared)."""
+        from ablate.networks import own
+
+        return own.declared(self.cfg, key, value)
 
     def check(self) -> None:
         """It imports, builds and runs a batch of blank images to logits of the right shape (see own.check)."""

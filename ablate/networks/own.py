@@ -16,7 +16,7 @@ import os
 import re
 import sys
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import torch
 from torch import Tensor, nn
@@ -81,6 +81,26 @@ def build(cfg: ModelConfig, in_channels: int, num_classes: int) -> nn.Module:
     except Exception as error:  # noqa: BLE001 - the user's constructor: any error is a config error
         raise ConfigError(f"{_named_key(cfg, error)}: {cls.__name__}({_arguments(keys)}) failed: {type(error).__name__}: "
                           f"{' '.join(str(error).split())}") from None
+
+
+def declared(cfg: ModelConfig, key: str, value: Any) -> Any:
+    """`value` of the network's own key `key` as its constructor declares it: an integer where the constructor takes
+    a float (annotated `float`, or defaulting to a float) becomes that float, as ablate's schema types its own keys,
+    so `model.dropout=0` and `0.0` are one value, one variant and one identity. Anything else is kept as given."""
+    parameter = _parameters(network_class(cfg)).get(key)
+    takes_float = parameter is not None and (
+        parameter.annotation in (float, "float", Optional[float], "Optional[float]", "float | None")
+        or (parameter.annotation is inspect.Parameter.empty and isinstance(parameter.default, float)))
+    return float(value) if takes_float and isinstance(value, int) and not isinstance(value, bool) else value
+
+
+def _parameters(cls: type) -> Mapping[str, inspect.Parameter]:
+    """The constructor's parameters, with annotations evaluated where they can be (a module with `from __future__
+    import annotations` holds them as text)."""
+    try:
+        return inspect.signature(cls, eval_str=True).parameters
+    except Exception:  # noqa: BLE001 - an annotation that does not evaluate: keep them as text
+        return inspect.signature(cls).parameters
 
 
 def _arguments(keys: dict[str, Any]) -> str:

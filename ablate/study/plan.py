@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ablate.config import AUTO_SEEDS, AblateConfig, ConfigError, complete, register_schema, to_node, typed, validate
 from ablate.data.catalog import input_spec
-from ablate.networks.network import Description, create_network
+from ablate.networks.network import Description, Network, create_network
 from ablate.store import results
 from ablate.study import identity, resolve
 from ablate.study.designs import DESIGNS, design_variants
@@ -106,19 +106,33 @@ def typed_value(app: DictConfig, key: str, value: Any) -> Any:
 def study_variants(composed: DictConfig, overrides: Sequence[str]) -> list[Variant]:
     """Every variant a command line trains: one factor at a time around the config's own values when it has
     factors (or the points of a two-level design, `+design=factorial|fractional`), else the one variant its model
-    overrides make. Values are typed through the schema first, so `0` and `0.0` are one value."""
+    overrides make. Values are typed first (through the schema; your network's keys as its constructor declares them),
+    so `0` and `0.0` are one value."""
     factors = factors_of(composed, overrides)
     app = composed.copy()
     with open_dict(app):
         app.pop("hydra", None)
-    typed_factors = {key: [typed_value(app, key, value) for value in values] for key, values in factors.items()}
-    config_values = {key: OmegaConf.select(app, key) for key in factors}
+    network = functools.cache(lambda: _network(app))  # made once, when a model key is first typed
+
+    def declared(key: str, value: Any) -> Any:  # typed by the schema, and your network's keys as its constructor takes them
+        value = typed_value(app, key, value)
+        return network().declared(key.removeprefix("model."), value) if key.startswith("model.") else value
+
+    typed_factors = {key: [declared(key, value) for value in values] for key, values in factors.items()}
+    config_values = {key: declared(key, OmegaConf.select(app, key)) for key in factors}
     design = OmegaConf.select(composed, "hydra.sweeper.design", default=DESIGNS[0])
     if design != DESIGNS[0]:
         return design_variants(config_values, typed_factors, design, OmegaConf.select(composed, "hydra.sweeper.resolution", default=None))
     if factors:
         return plan_variants(config_values, typed_factors)
-    return [make_variant({key: OmegaConf.select(app, key) for key in one_off_keys(overrides)})]
+    return [make_variant({key: declared(key, OmegaConf.select(app, key)) for key in one_off_keys(overrides)})]
+
+
+def _network(app: DictConfig) -> Network:
+    """The network of a composed config's own values, once they are valid (the baseline, or a one-off run's)."""
+    config = typed(app)
+    validate(config)
+    return create_network(config.model, *input_spec(config.data))
 
 
 @dataclass(frozen=True)
@@ -196,6 +210,7 @@ def plan_variant(config: AblateConfig, variant: Variant, role: str = "study", de
     """Validate a variant's config, resolve its `auto` settings (or, `deferred`, leave them to the job) and compute
     its identity."""
     validate(config)
+    config = replace(config, model=create_network(config.model, *input_spec(config.data)).declared_config())
     resolved = resolve.requested(config) if deferred else resolve.resolve(config)
     settings = identity.identity(config, resolved)
     return VariantPlan(role, variant, replace(config, variant=variant.name), resolved, settings, identity.identity_hash(settings), deferred=deferred)
