@@ -4,7 +4,7 @@ A run spec holds the study, the variant (its name and the overrides that make it
 what `auto` resolved to, the run's identity and its folder. `ablate run` plans, checks and hands each variant to
 its job as a serialised spec (`job_spec`); the sweeper launches those jobs and plans nothing; each job verifies
 its spec where it runs (`job_plan`), resolving `auto` there. `--dry-run` prints the plan (ablate/study/status.py) and `inspect` reads it.
-Planning touches no file: it composes configs and computes.
+Planning writes no file and reads no image: it composes configs and computes (docs/DESIGN.md lists what it reads).
 """
 
 from __future__ import annotations
