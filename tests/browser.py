@@ -9,6 +9,7 @@ import json
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -27,15 +28,8 @@ class Browser:
         assert CHROMIUM, "no chromium on PATH"
         self.profile = Path(tempfile.mkdtemp(prefix="ablate-chromium-"))
         self.process = subprocess.Popen([CHROMIUM, *FLAGS, f"--user-data-dir={self.profile}", "about:blank"],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        port_file = self.profile / "DevToolsActivePort"
-        deadline = time.monotonic() + 60
-        while not (port_file.is_file() and len(port_file.read_text().split()) == 2):
-            if time.monotonic() > deadline or self.process.poll() is not None:
-                raise RuntimeError(f"chromium did not start (exit status {self.process.poll()})")
-            time.sleep(0.1)
-        port, path = port_file.read_text().split()
-        self.socket = websocket.create_connection(f"ws://127.0.0.1:{port}{path}", timeout=120, suppress_origin=True)
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.socket = websocket.create_connection(self._devtools_address(), timeout=120, suppress_origin=True)
         self.ids = itertools.count(1)
         self.events: list[dict[str, Any]] = []
         self.session = None
@@ -45,6 +39,17 @@ class Browser:
             self.send(f"{domain}.enable")
         self.send("Network.emulateNetworkConditions", offline=True, latency=0, downloadThroughput=-1, uploadThroughput=-1)
         self.send("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False)
+
+    def _devtools_address(self) -> str:
+        """The browser's DevTools address, from the line Chromium prints once it listens (no waiting on the clock);
+        the rest of its stderr is drained in the background so its writes never block."""
+        seen = []
+        for line in self.process.stderr:  # type: ignore[union-attr]
+            if line.startswith("DevTools listening on "):
+                threading.Thread(target=self.process.stderr.read, daemon=True).start()  # type: ignore[union-attr]
+                return line.split()[-1]
+            seen.append(line)
+        raise RuntimeError(f"chromium did not start (exit status {self.process.wait()}): {''.join(seen[-5:])}")
 
     def __enter__(self) -> "Browser":
         return self
