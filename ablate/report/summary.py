@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import pandas as pd
 
@@ -24,6 +24,14 @@ from ablate.study import identity
 from ablate.study.variants import BASELINE, keys_of
 
 FORMATS = ("md", "csv", "tex")
+Extras = Callable[[str, Path], Sequence[html.PageSection]]  # (study, its report folder) -> sections another command adds
+
+
+def no_extras(study: str, out: Path) -> Sequence[html.PageSection]:
+    """No sections beyond the report's own."""
+    return ()
+
+
 # The least spread (in the metric's raw unit, by display scale) under which no value counts as a far outlier:
 # half a percentage point for accuracies.
 OUTLIER_SPREAD = {100.0: 0.005, 1.0: 1e-3}
@@ -337,10 +345,11 @@ def effects_section(runs: pd.DataFrame, study: str, metric: str, out: Path,
 
 
 def write_study_report(study_dir: Path, out_root: Path, metric: str = "test_acc", formats: Sequence[str] = FORMATS,
-                       margin: Optional[float] = None, ci: str = "t") -> tuple[pd.DataFrame, str, Optional[effects.EffectsSection]]:
+                       margin: Optional[float] = None, ci: str = "t", extras: Extras = no_extras) -> tuple[pd.DataFrame, str, Optional[effects.EffectsSection]]:
     """Tables (md, csv, tex as asked), forest.png, accuracy.png, curves.png, cost.png, a two-level design's effects
     (`effects_section`) and the one-file page index.html for one study under out_root/<study>/; returns the summary,
-    its sensitivity line and the effects section (None for a one-factor study). `margin` is in the metric's display unit."""
+    its sensitivity line and the effects section (None for a one-factor study). `margin` is in the metric's display unit;
+    `extras` adds sections of other commands to the page (`ablate lesion`'s)."""
     study = study_dir.name
     runs = results.load_runs(study_dir, lambda folder, record: {"identity": identity.stored_identity(folder, record)})
     if runs.empty:
@@ -368,7 +377,8 @@ def write_study_report(study_dir: Path, out_root: Path, metric: str = "test_acc"
         figures["curves"] = plots.write(plots.curves_chart(curves(histories, held_out_split(metric)), summary, study, held_out_split(metric)),
                                         out / "curves.png")
     figures["cost"] = plots.write(plots.cost_chart(summary, study, metric), out / "cost.png")
-    (out / "index.html").write_text(html.study_page(study, metric, summary, table, runs, line, figures | effect_figures, NOTES, section))
+    (out / "index.html").write_text(html.study_page(study, metric, summary, table, runs, line, figures | effect_figures, NOTES, section,
+                                                      extras(study, out)))
     return summary, line, section
 
 
@@ -394,7 +404,7 @@ def write_index(out_root: Path, studies: Sequence[str], metric: str) -> Path:
 
 
 def write_reports(paths: Sequence[str], out_root: str = "reports", metric: str = "test_acc", formats: Sequence[str] = FORMATS,
-                  margin: Optional[float] = None, ci: str = "t") -> list[str]:
+                  margin: Optional[float] = None, ci: str = "t", extras: Extras = no_extras) -> list[str]:
     """Report every study under `paths`, print each table; raise ReportError at the end if any study was refused.
     `margin`: the equivalence margin in the metric's display unit (percentage points for accuracies)."""
     try:
@@ -407,7 +417,7 @@ def write_reports(paths: Sequence[str], out_root: str = "reports", metric: str =
     root, done, refused, links = Path(out_root), [], [], []
     for study_dir in studies:
         try:
-            summary, line, section = write_study_report(study_dir, root, metric, formats, margin, ci)
+            summary, line, section = write_study_report(study_dir, root, metric, formats, margin, ci, extras)
         except ReportError as error:
             refused.append(str(error))
             print(f"\nStudy {study_dir.name}: not reported: {error}")
