@@ -30,10 +30,12 @@ from ablate.training.strategies import PRECISION_DTYPES, memory_layout
 
 GRID = tuple(round(0.1 * k, 1) for k in range(11))  # fractions of a site's units zeroed on a cumulative curve
 ORDERS = 3  # seeded random orders per curve, by default
-ROWS_PER_FORWARD = 4096
-"""Image rows (images × masks) in one lesion forward pass. On the 2-core CPU, single-unit lesions of the demo's
-conv2 (64 channels, 10,000 test images) took 21.7 s at 256 rows, 17.6 s at 1024, 16.5 s at 4096 and 16.9 s at
-16384 (`ablate lesion`, timed per piece); 4096 rows of the CNN's largest map (32×28×28 floats) are 400 MB."""
+ROWS_PER_FORWARD = 1024
+"""Image rows (images × masks) in one lesion forward pass, so 4 masks per EVAL_BATCH of images. Measured on the 2-core
+CPU (CPU seconds of the single-unit lesions of the demo's baseline seed 1, 1,000 test images, OMP_NUM_THREADS=1) at
+256 / 1024 / 4096 / 16384 rows: conv1 (32 masks) 6.9 / 8.3 / 9.4 / 9.3 s, conv2 (64 masks) 13.0 / 6.0 / 4.8 / 4.4 s:
+more masks per pass save the layers before the site, until the maps outgrow the caches; 1024 is within 1 % of the
+best sum and holds a quarter of 4096's memory (100 MB of conv1's 32×28×28 maps)."""
 
 
 @dataclass(frozen=True)
