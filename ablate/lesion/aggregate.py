@@ -67,7 +67,10 @@ def auc_tests(frame: pd.DataFrame) -> pd.DataFrame:
             pvalue = stats.ttest_rel(ours, theirs).pvalue
             row["p"] = None if np.isnan(pvalue) else float(pvalue)
         rows.append(row)
+    layers = list(dict.fromkeys(frame["layer"]))
     table = pd.DataFrame(rows)
+    table = table.sort_values(["variant", "layer", "kind"], key=lambda c: c.map(
+        {"variant": lambda v: (v != BASELINE, v), "layer": layers.index, "kind": ["random", "importance"].index}[c.name])).reset_index(drop=True)
     tested = table["p"].notna()
     table["p_holm"] = None
     if tested.any():

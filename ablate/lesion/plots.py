@@ -47,7 +47,8 @@ def curves_chart(bands: pd.DataFrame, study: str, chance: Optional[float]) -> pl
             axes.set_title(f"{layer}: {KINDS[kind]}", fontsize=9, fontweight="bold")
             axes.set_xlabel("units zeroed (%)" if row == len(kinds) - 1 else "")
             axes.set_ylabel("test accuracy (%)" if column == 0 else "")
+    grid[0, 0].set_ylim(0, 100.5)  # a t interval over few seeds may reach past 0 or 100; the axis shows what accuracy can be
     grid[0, 0].legend(fontsize=7, loc="lower left")
     figure.suptitle(f"Study '{study}': cumulative lesions per layer\n(line = mean over seeds, band = 95 % CI; "
-                    f"grey dashed = baseline; dotted = chance)", fontsize=11)
+                    f"grey dashed = baseline; dotted = chance; axis 0-100 %)", fontsize=11)
     return plots._finish(figure)
