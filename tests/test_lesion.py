@@ -46,7 +46,7 @@ def test_single_unit_lesion_finds_the_channel_that_carries_the_signal():
 
 
 def test_lesion_of_a_trained_study_matches_its_stored_numbers_chance_and_weights_edited_by_hand(workdir: Path, monkeypatch: pytest.MonkeyPatch):
-    assert run_ablate("run", "+sweep=batchnorm", "seeds=[0,1]", *STUDY, "study=tiny", cwd=workdir).returncode == 0
+    assert run_ablate("run", "-m", "model.batchnorm=false,true", "seeds=[0]", *STUDY, "study=tiny", cwd=workdir).returncode == 0
     done = run_ablate("lesion", "runs/tiny", "--orders", "2", cwd=workdir)
     assert done.returncode == 0, done.stdout + done.stderr
     frame = pd.read_csv(workdir / "reports/tiny/lesion.csv", dtype={"order": str})
