@@ -7,6 +7,7 @@ dropped silently; runs whose settings differ in anything but the swept factor an
 from __future__ import annotations
 
 import math
+import shutil
 from dataclasses import asdict
 from pathlib import Path
 from typing import Optional, Sequence
@@ -19,7 +20,7 @@ from ablate.report import effects, html, plots
 from ablate.report.metrics import held_out_split
 from ablate.report.metrics import metric as declared_metric
 from ablate.report.stats import ALPHA, adjust_holm, compare, describe, study_sensitivity
-from ablate.store import checkpoints, results
+from ablate.store import checkpoints, files, results
 from ablate.study import identity
 from ablate.study.variants import BASELINE, keys_of
 
@@ -316,7 +317,7 @@ def effects_section(runs: pd.DataFrame, study: str, metric: str, out: Path,
         return None, {}
     fit = effects.fit_effects(design)
     if "csv" in formats:
-        fit.effects.to_csv(out / "effects.csv", index=False)
+        files.write_atomically(out / "effects.csv", fit.effects.to_csv(index=False))
     figures = {"interactions": plots.write(plots.interaction_chart(effects.interaction_means(design), study, metric), out / "interactions.png"),
                "half_normal": plots.write(plots.half_normal_chart(effects.half_normal_scores(fit.effects), study, metric), out / "half_normal.png")}
     unit = _unit(metric)
@@ -351,16 +352,28 @@ def write_study_report(study_dir: Path, out_root: Path, metric: str = "test_acc"
     scale = plots.metric_scale(metric)[0]
     summary = summarize(runs, order, metric, None if margin is None else margin / scale, ci, checkpoints.in_progress(study_dir))
     line = adaptive_report.note(runs) if adaptive_report.is_adaptive(runs) else sensitivity(summary, runs, metric, None if margin is None else margin / scale)
-    out = out_root / study
-    out.mkdir(parents=True, exist_ok=True)
+    out = files.staging_folder(out_root / study)  # built beside the old report, then swapped in whole
+    try:
+        section = _write_study_files(out, study, runs, summary, line, metric, formats, margin)
+        files.replace_folder(out, out_root / study)
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)  # the old report stays as it was
+        raise
+    return summary, line, section
+
+
+def _write_study_files(out: Path, study: str, runs: pd.DataFrame, summary: pd.DataFrame, line: str, metric: str,
+                       formats: Sequence[str], margin: Optional[float]) -> Optional[effects.EffectsSection]:
+    """Every file of one study's report, into the folder `out`; returns the effects section of a two-level design."""
     table = display_table(summary, metric)
     section, effect_figures = effects_section(runs, study, metric, out, formats)
     if "csv" in formats:
-        summary.to_csv(out / "summary.csv", index=False)
+        files.write_atomically(out / "summary.csv", summary.to_csv(index=False))
     if "md" in formats:
-        (out / "summary.md").write_text(f"# Study `{study}`: {metric}\n\n{table.to_markdown(index=False)}\n\n{line}\n\n{NOTES}\n" + (f"\n{section.markdown()}" if section else ""))
+        files.write_atomically(out / "summary.md", f"# Study `{study}`: {metric}\n\n{table.to_markdown(index=False)}\n\n{line}\n\n{NOTES}\n"
+                               + (f"\n{section.markdown()}" if section else ""))
     if "tex" in formats:
-        (out / "summary.tex").write_text(_latex(table.drop(columns=["notes", "failed / missing"])))
+        files.write_atomically(out / "summary.tex", _latex(table.drop(columns=["notes", "failed / missing"])))
     figures = {"forest": plots.write(plots.forest_chart(summary, study, metric, margin), out / "forest.png"),
                "accuracy": plots.write(plots.bar_chart(summary, runs, study, metric), out / "accuracy.png")}
     histories = results.load_histories(runs[runs["status"] == "ok"])
@@ -368,8 +381,8 @@ def write_study_report(study_dir: Path, out_root: Path, metric: str = "test_acc"
         figures["curves"] = plots.write(plots.curves_chart(curves(histories, held_out_split(metric)), summary, study, held_out_split(metric)),
                                         out / "curves.png")
     figures["cost"] = plots.write(plots.cost_chart(summary, study, metric), out / "cost.png")
-    (out / "index.html").write_text(html.study_page(study, metric, summary, table, runs, line, figures | effect_figures, NOTES, section))
-    return summary, line, section
+    files.write_atomically(out / "index.html", html.study_page(study, metric, summary, table, runs, line, figures | effect_figures, NOTES, section))
+    return section
 
 
 def _factor_of(runs: pd.DataFrame, variant: str) -> tuple[str, str]:
@@ -388,9 +401,7 @@ def write_index(out_root: Path, studies: Sequence[str], metric: str) -> Path:
         body = (folder / "summary.md").read_text().split("\n", 2)[2]
         pictures = "\n".join(f"![{name}]({study}/{name})" for name in ("forest.png", "accuracy.png", "curves.png", "cost.png", "interactions.png", "half_normal.png") if (folder / name).is_file())
         sections.append(f"## [{study}]({study}/summary.md): {metric}\n\n{body}\n{pictures}\n")
-    path = out_root / "index.md"
-    path.write_text("\n".join(sections))
-    return path
+    return files.write_atomically(out_root / "index.md", "\n".join(sections))
 
 
 def write_reports(paths: Sequence[str], out_root: str = "reports", metric: str = "test_acc", formats: Sequence[str] = FORMATS,

@@ -26,6 +26,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from ablate.config import AblateConfig, ConfigError, flatten_config, plain, typed
+from ablate.store import files
 
 if TYPE_CHECKING:  # torch and pandas are imported where they compute: planning needs neither, a report no torch
     import pandas as pd
@@ -186,43 +187,21 @@ def check_locking(runs_dir: str | Path) -> None:
             "mounted with -o flock")
 
 
-def _umask() -> int:
-    """The process's umask (reading it means setting it, so it is set straight back)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _write_atomically(path: Path, data: str | bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(handle, 0o666 & ~_umask())  # as open() would make it (mkstemp's 0600 would hide runs from a group)
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data.encode() if isinstance(data, str) else data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def write_run(
     path: Path, config_yaml: str, history: list[dict[str, Any]], metrics: dict[str, Any],
     state_dict: dict[str, torch.Tensor] | None = None,
 ) -> None:
     """Write one run's files (model.pt only when there are weights); metrics.json goes last, so a crash before it
     leaves the run unfinished."""
-    _write_atomically(path / CONFIG_FILE, config_yaml)
+    files.write_atomically(path / CONFIG_FILE, config_yaml)
     write_history(path, history)
     if state_dict is not None:
         import torch
 
         weights = io.BytesIO()
         torch.save(state_dict, weights)
-        _write_atomically(path / MODEL_FILE, weights.getvalue())
-    _write_atomically(path / METRICS_FILE, json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+        files.write_atomically(path / MODEL_FILE, weights.getvalue())
+    files.write_atomically(path / METRICS_FILE, json.dumps(metrics, indent=2, sort_keys=True) + "\n")
 
 
 def write_history(path: Path, history: list[dict[str, Any]]) -> None:
@@ -232,14 +211,12 @@ def write_history(path: Path, history: list[dict[str, Any]]) -> None:
         writer = csv.DictWriter(table, fieldnames=list(history[0]))
         writer.writeheader()
         writer.writerows(history)
-    _write_atomically(path / HISTORY_FILE, table.getvalue())
+    files.write_atomically(path / HISTORY_FILE, table.getvalue())
 
 
 def write_file(run_path: str | Path, name: str, data: str | bytes) -> Path:
     """Write one more file into a run's folder (the pictures of `ablate viz`), atomically; returns its path."""
-    path = Path(run_path) / name
-    _write_atomically(path, data)
-    return path
+    return files.write_atomically(Path(run_path) / name, data)
 
 
 def study_dirs(root: str | Path) -> list[Path]:
