@@ -3,6 +3,7 @@ folders whose record disagrees with their name, a full disk, unreadable files (i
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -13,8 +14,8 @@ from ablate.config import ModelConfig
 from ablate.store import files
 
 
-class Killed(BaseException):
-    """What the write hook raises in place of a SIGKILL: nothing of ablate's catches it."""
+# Smaller still than conftest's TINY: these tests train many seeds, and only their files matter.
+TINY = ["data=synthetic", "data.train_size=64", "data.test_size=32", "data.image_size=8", "train.epochs=1", "device=cpu"]
 
 
 def small_study(runs: Path) -> None:
@@ -53,3 +54,53 @@ def test_a_report_killed_at_any_file_it_writes_leaves_the_old_report_or_the_new_
         assert all(state[name] in (old[name], new[name]) for name in ("index.md", "index.html"))
     assert at_kill[0] == old and at_kill[-1]["known/summary.md"] == new["known/summary.md"]
     assert not [p for p in out.rglob("*") if p.name.startswith(".")]  # nothing staged is left behind
+
+
+def cut(folder: Path) -> None:
+    (folder / "metrics.json").write_bytes((folder / "metrics.json").read_bytes()[:300])
+
+
+def edited(**values: object):
+    def edit(folder: Path) -> None:
+        record = json.loads((folder / "metrics.json").read_text())
+        (folder / "metrics.json").write_text(json.dumps(record | values))
+    return edit
+
+
+# damage done to seed N's metrics.json -> what --dry-run, `ablate run` and `ablate report` say of that seed, and
+# whether `run` moves its files aside (to seed=N/damaged-<time>/) and trains it again
+DAMAGE = [
+    ("cut to 300 bytes", cut, "metrics.json is not whole JSON", True),
+    ("emptied", lambda f: (f / "metrics.json").write_text(""), "metrics.json is empty", True),
+    ("garbled", lambda f: (f / "metrics.json").write_bytes(b"\xff\xfe\x00garbage"), "metrics.json is not whole JSON ('utf-8' codec", True),
+    ("{}", lambda f: (f / "metrics.json").write_text("{}"), "metrics.json holds no run record", True),
+    ("a metric not a number", edited(test_acc="high"), "metrics.json: test_acc is 'high', not a number", False),
+]
+
+
+def test_a_damaged_run_is_named_by_dry_run_run_and_report_and_set_aside_never_deleted(tmp_path: Path) -> None:
+    seeds = f"seeds=[{','.join(str(n) for n in range(len(DAMAGE) + 1))}]"
+    assert run_ablate("run", seeds, *TINY, "study=d", cwd=tmp_path).returncode == 0
+    folders = [tmp_path / f"runs/d/baseline/seed={seed}" for seed in range(len(DAMAGE))]
+    for (_, damage, _, _), folder in zip(DAMAGE, folders):
+        damage(folder)
+    before = {folder: (folder / "metrics.json").read_bytes() for folder in folders}
+    dry = run_ablate("run", seeds, *TINY, "study=d", "--dry-run", cwd=tmp_path)
+    report = run_ablate("report", "runs", cwd=tmp_path)
+    assert dry.returncode == 0 and report.returncode == 0, dry.stderr + report.stdout + report.stderr
+    assert "to train (0 in progress, 4 damaged)" in dry.stdout
+    run = run_ablate("run", seeds, *TINY, "study=d", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    for (kind, _, said, retrained), folder in zip(DAMAGE, folders):
+        seed = folder.name.removeprefix("seed=")
+        assert f"seed {seed}: damaged ({said}" in report.stdout, kind
+        aside = list(folder.glob("damaged-*"))
+        if retrained:
+            assert f"damaged   {folder.relative_to(tmp_path)}: {said}" in dry.stdout, kind
+            assert f"seed {seed}: damaged: {folder.relative_to(tmp_path)}/{said}" in run.stdout + run.stderr, kind
+            assert len(aside) == 1 and (aside[0] / "metrics.json").read_bytes() == before[folder], kind
+            assert {p.name for p in aside[0].iterdir()} == {"config.yaml", "history.csv", "metrics.json", "model.pt"}, kind
+            assert json.loads((folder / "metrics.json").read_text())["status"] == "ok", kind
+        else:  # a whole record: a finished run, never trained again; the report names it and goes on
+            assert not aside and (folder / "metrics.json").read_bytes() == before[folder], kind
+    assert "n = 5" not in report.stdout and "Study d" in report.stdout

@@ -10,7 +10,7 @@ import math
 import shutil
 from dataclasses import asdict
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 import pandas as pd
 
@@ -90,16 +90,39 @@ def check_poolable(runs: pd.DataFrame, study: str) -> None:
         )
 
 
-def _problems(group: pd.DataFrame, planned: set[int], in_progress: set[int]) -> str:
-    """Failed, diverged, in-progress (a checkpoint, no metrics.json yet) and missing seeds of one variant, in words."""
+def _problems(group: pd.DataFrame, planned: set[int], in_progress: set[int], damaged: Mapping[int, str]) -> str:
+    """Failed, diverged, damaged (a record that cannot be read, with what is wrong), in-progress (a checkpoint, no
+    metrics.json yet) and missing seeds of one variant, in words."""
     notes = [f"seed {s}: {status}" for s, status in zip(group["seed"], group["status"]) if status != "ok"]
-    going = sorted(in_progress - set(group["seed"]))
+    notes += [f"seed {s}: damaged ({reason})" for s, reason in sorted(damaged.items())]
+    going = sorted(in_progress - set(group["seed"]) - set(damaged))
     if going:
         notes.append(f"in progress: seed{'s' if len(going) > 1 else ''} {', '.join(map(str, going))}")
-    missing = sorted(planned - set(group["seed"]) - in_progress)
+    missing = sorted(planned - set(group["seed"]) - in_progress - set(damaged))
     if missing:
         notes.append(f"missing seed{'s' if len(missing) > 1 else ''} {', '.join(map(str, missing))}")
     return "; ".join(notes)
+
+
+def numeric_runs(runs: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, dict[Path, str]]:
+    """The runs whose `metric` is a number (or that did not end ok), and the others by folder, with what is wrong:
+    a hand-edited or damaged metrics.json names its run instead of refusing the whole study."""
+    if metric not in runs:
+        return runs, {}
+    number = runs[metric].map(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool))
+    bad = (runs["status"] == "ok") & ~number
+    reasons = {Path(folder): f"{results.METRICS_FILE}: {metric} is {value!r}, not a number"
+               for folder, value in zip(runs.loc[bad, "run_dir"], runs.loc[bad, metric])}
+    kept = runs[~bad]
+    return kept.assign(**{metric: pd.to_numeric(kept[metric], errors="coerce")}), reasons
+
+
+def by_variant(damaged: Mapping[Path, str]) -> dict[str, dict[int, str]]:
+    """Damaged run folders as variant -> seed -> what is wrong."""
+    found: dict[str, dict[int, str]] = {}
+    for folder, reason in damaged.items():
+        found.setdefault(results.variant_of(folder.parent), {})[int(folder.name.removeprefix("seed="))] = reason
+    return found
 
 
 def _secondary(runs: pd.DataFrame, metric: str) -> dict[str, Optional[float]]:
@@ -120,10 +143,12 @@ def _first(group: pd.DataFrame, column: str) -> Optional[int]:
 
 
 def summarize(runs: pd.DataFrame, variants: Sequence[str], metric: str = "test_acc", margin: Optional[float] = None,
-              ci: str = "t", in_progress: Optional[dict[str, set[int]]] = None) -> pd.DataFrame:
+              ci: str = "t", in_progress: Optional[dict[str, set[int]]] = None,
+              damaged: Optional[dict[str, dict[int, str]]] = None) -> pd.DataFrame:
     """One row per variant, baseline first: n, mean, std, CI, difference to the baseline with Welch and paired tests,
     MDE, Hedges' g, and with an equivalence margin (in the metric's unit) TOST; `ci` is "t" or "bootstrap";
-    `in_progress` (variant -> seeds still training) are named as such among the problems, not as missing."""
+    `in_progress` (variant -> seeds still training) and `damaged` (variant -> seed -> what is wrong) are named as such
+    among the problems, not as missing."""
     try:
         higher_is_better = declared_metric(metric).higher_is_better
     except ValueError as error:
@@ -154,7 +179,8 @@ def summarize(runs: pd.DataFrame, variants: Sequence[str], metric: str = "test_a
             "trainable_params": _first(group, "trainable_params") or _first(group, "params"),
             "receptive_field": _first(group, "receptive_field"),
             "train_seconds": mine["train_seconds"].mean() if len(mine) else None,
-            "problems": _problems(group, _planned(group) if adaptive else planned, (in_progress or {}).get(variant, set())),
+            "problems": _problems(group, _planned(group) if adaptive else planned, (in_progress or {}).get(variant, set()),
+                                  (damaged or {}).get(variant, {})),
             "notes": "; ".join(comparison.notes + ([SEVERAL_KEYS] if "+" in variant_factor else [])),
         })
     adjust_holm(comparisons[1:] if variants and variants[0] == BASELINE else comparisons, higher_is_better=higher_is_better)
@@ -344,13 +370,18 @@ def write_study_report(study_dir: Path, out_root: Path, metric: str = "test_acc"
     its sensitivity line and the effects section (None for a one-factor study). `margin` is in the metric's display unit."""
     study = study_dir.name
     runs = results.load_runs(study_dir, lambda folder, record: {"identity": identity.stored_identity(folder, record)})
+    runs, not_numbers = numeric_runs(runs, metric)
+    damaged = results.damaged_runs(study_dir) | not_numbers
     if runs.empty:
-        raise ReportError(f"study {study!r} has no whole metrics.json; re-run its command to train the missing runs")
+        named = "".join(f"; {folder}/{reason}" for folder, reason in list(damaged.items())[:3])
+        raise ReportError(f"study {study!r} has no whole metrics.json{named}; re-run its command to train the missing runs"
+                          + (" (it sets damaged ones aside first)" if damaged else ""))
     runs = name_factors(runs)
     check_poolable(runs, study)
     order = sorted(results.variant_names(study_dir), key=lambda v: _order_key(v, *_factor_of(runs, v)))
     scale = plots.metric_scale(metric)[0]
-    summary = summarize(runs, order, metric, None if margin is None else margin / scale, ci, checkpoints.in_progress(study_dir))
+    summary = summarize(runs, order, metric, None if margin is None else margin / scale, ci, checkpoints.in_progress(study_dir),
+                        by_variant(damaged))
     line = adaptive_report.note(runs) if adaptive_report.is_adaptive(runs) else sensitivity(summary, runs, metric, None if margin is None else margin / scale)
     out = files.staging_folder(out_root / study)  # built beside the old report, then swapped in whole
     try:

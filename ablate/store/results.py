@@ -13,17 +13,20 @@ import errno
 import fcntl
 import functools
 import io
+import itertools
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import urllib.parse
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Callable, Iterable, Optional
 
 import yaml
 from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from ablate.config import AblateConfig, ConfigError, flatten_config, plain, typed
 from ablate.store import files
@@ -57,13 +60,72 @@ def seed_folder(variant_dir: str | Path, seed: int) -> Path:
     return Path(variant_dir) / f"seed={seed}"
 
 
-def read_metrics(path: Path) -> Optional[dict[str, Any]]:
-    """A run's metrics.json, or None when it is absent or not a whole JSON object (never written by ablate)."""
+STATUSES = ("ok", "failed", "diverged")  # what a whole metrics.json says of its run
+DAMAGED_PREFIX = "damaged-"  # damaged-<UTC time>/ in a run folder: files of a damaged run, moved aside by `set_aside`
+
+
+class DamagedRun(ValueError):
+    """A run file that cannot be read back: `reason` names the file and what is wrong ('config.yaml is missing')."""
+
+    def __init__(self, folder: Path, reason: str) -> None:
+        super().__init__(f"{folder}/{reason}")
+        self.folder, self.reason = folder, reason
+
+
+def _record(path: Path) -> tuple[Optional[dict[str, Any]], str]:
+    """(metrics.json's record, '') for a whole one; (None, '') when there is none; (None, what is wrong) else."""
     try:
-        record = json.loads((path / METRICS_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    return record if isinstance(record, dict) and "status" in record else None
+        text = (path / METRICS_FILE).read_bytes()
+    except FileNotFoundError:
+        return None, ""
+    except OSError as error:
+        return None, f"cannot be read ({error.strerror or error})"
+    if not text.strip():
+        return None, "is empty"
+    try:
+        record = json.loads(text.decode())
+    except ValueError as error:  # cut off or garbled (UnicodeDecodeError included)
+        return None, f"is not whole JSON ({error})"
+    if not isinstance(record, dict) or record.get("status") not in STATUSES:
+        return None, f"holds no run record (no status {', '.join(STATUSES)})"
+    return record, ""
+
+
+def read_metrics(path: Path) -> Optional[dict[str, Any]]:
+    """A run's metrics.json, or None when it is absent or damaged (see `damage`)."""
+    return _record(path)[0]
+
+
+def damage(path: Path) -> str:
+    """What is wrong with a run's metrics.json that exists but is no whole record ('metrics.json is empty'); '' when
+    it is whole or absent. Such a run is damaged, not missing: `ablate run` sets it aside and trains it again."""
+    reason = _record(path)[1]
+    return f"{METRICS_FILE} {reason}" if reason else ""
+
+
+def damaged_runs(study_dir: Path) -> dict[Path, str]:
+    """Every run folder of a study whose metrics.json is damaged, or whose config.yaml cannot be read, with what is
+    wrong ('metrics.json is empty')."""
+    found = {file.parent: damage(file.parent) for file in sorted(study_dir.glob(f"*/seed=*/{METRICS_FILE}"))}
+    for folder, _ in finished_runs(study_dir):
+        try:
+            read_config(folder)
+        except DamagedRun as error:
+            found[folder] = error.reason
+    return {folder: reason for folder, reason in sorted(found.items()) if reason}
+
+
+def set_aside(path: Path) -> Path:
+    """Move a damaged run's files (all but its lock and earlier damaged-* folders) into a new damaged-<UTC time>/
+    inside its folder, so the run trains again and nothing it held is deleted; returns that folder."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    names = (f"{DAMAGED_PREFIX}{stamp}" + (f"-{n}" if n else "") for n in itertools.count())
+    aside = next(path / name for name in names if not (path / name).exists())
+    aside.mkdir()
+    for item in sorted(path.iterdir()):
+        if item.name != LOCK_FILE and not item.name.startswith(DAMAGED_PREFIX):
+            os.rename(item, aside / item.name)
+    return aside
 
 
 def is_finished(path: Path) -> bool:
@@ -87,15 +149,21 @@ def finished_runs(study_dir: Path) -> Iterable[tuple[Path, dict[str, Any]]]:
     """(run folder, metrics.json) of every finished run of a study (none when the study does not exist yet)."""
     for metrics_file in sorted(study_dir.glob(f"*/seed=*/{METRICS_FILE}")):
         record = read_metrics(metrics_file.parent)
-        if record is not None:  # else not a finished run: the report counts its seed as missing
+        if record is not None:  # else not a finished run: missing, or damaged (`damaged_runs`)
             yield metrics_file.parent, record
 
 
 def _read_stored(path: Path) -> tuple[AblateConfig, dict[str, Any]]:
     """A run's config.yaml typed and flattened, read once per version of the file (a report reads it for the table
     and again for the identity; OmegaConf takes about 30 ms per run)."""
-    found = (path / CONFIG_FILE).stat()
-    return _parse_stored(path / CONFIG_FILE, found.st_mtime_ns, found.st_size)
+    try:
+        found = (path / CONFIG_FILE).stat()
+        return _parse_stored(path / CONFIG_FILE, found.st_mtime_ns, found.st_size)
+    except FileNotFoundError:
+        raise DamagedRun(path, f"{CONFIG_FILE} is missing") from None
+    except (OSError, ValueError, TypeError, AttributeError, yaml.YAMLError, OmegaConfBaseException) as error:
+        what = error.strerror if isinstance(error, OSError) else " ".join(str(error).split())
+        raise DamagedRun(path, f"{CONFIG_FILE} cannot be read ({what})") from None
 
 
 @functools.lru_cache(maxsize=4096)
@@ -145,6 +213,20 @@ class RunLock:
         if self.handle is not None:
             self.handle.close()
             self.handle = None
+
+
+def is_locked(path: Path) -> bool:
+    """Whether another trainer holds a run's lock now (one in this process too); takes nothing and creates nothing."""
+    try:
+        handle = (path / LOCK_FILE).open()
+    except OSError:  # no lock file: nobody ever trained it
+        return False
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+    return False
 
 
 def existing_folder(runs_dir: str | Path) -> Path:
@@ -228,7 +310,8 @@ def study_dirs(root: str | Path) -> list[Path]:
 
 
 def load_runs(study_dir: str | Path, derive: Callable[[Path, dict[str, Any]], dict[str, Any]] = lambda folder, record: {}) -> pd.DataFrame:
-    """One row per finished run of a study (failed and diverged ones included, with their status).
+    """One row per finished run of a study (failed and diverged ones included, with their status; one whose
+    config.yaml cannot be read left out, see `damaged_runs`).
 
     Columns: everything in metrics.json, the run's config flattened as `cfg.model.depth` etc., run_dir, and what
     `derive(folder, record)` adds (the report adds each run's identity, which the study layer computes).
@@ -237,7 +320,10 @@ def load_runs(study_dir: str | Path, derive: Callable[[Path, dict[str, Any]], di
 
     rows = []
     for folder, record in finished_runs(Path(study_dir)):
-        record.update({f"cfg.{key}": value for key, value in read_config(folder).items()})
+        try:
+            record.update({f"cfg.{key}": value for key, value in read_config(folder).items()})
+        except DamagedRun:  # named by `damaged_runs`
+            continue
         record.update(derive(folder, record))
         rows.append(record | {"run_dir": str(folder)})
     return pd.DataFrame(rows)

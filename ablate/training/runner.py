@@ -62,6 +62,11 @@ def run_variant(variant: VariantPlan) -> VariantSummary:
     locks = {seed: results.RunLock(runs[seed].folder) for seed in pending}
     mine = [seed for seed in pending if locks[seed].acquire() and not is_done(runs[seed].folder, cfg.retry_failed)]
     busy = [seed for seed in pending if seed not in mine]
+    for seed in mine:
+        if reason := results.damage(runs[seed].folder):  # damaged, not missing: kept, never overwritten
+            aside = results.set_aside(runs[seed].folder)
+            log.warning(f"{cfg.study}/{name} seed {seed}: damaged: {runs[seed].folder}/{reason}; its files are moved to {aside}/ "
+                        "and it trains again")
     skipped = len(runs) - len(pending)
     if skipped or busy:
         others = f", {len(busy)} being trained by another process" if busy else ""
