@@ -72,6 +72,12 @@ def _config_failure(error: Exception) -> int:
     return _fail(preflight.one_line(error))
 
 
+def machine_failure(failure: BaseException) -> str:
+    """The one line of a write the machine refused during training: the folder, the cause, what happens next."""
+    return (f"{failure}; that run is not stored and trains again when the same command runs once this is fixed "
+            "(the study's finished runs are kept)")
+
+
 def _hydra_main(run_job: Callable[[Any, Any], object]) -> Callable[[], object]:
     """The Hydra application: one call per variant, with the variant's config and its planned spec."""
     import hydra
@@ -123,6 +129,7 @@ def run(arguments: Sequence[str]) -> int:
     2 for a config error (nothing trained), 130 after Ctrl-C (finished runs kept); after SIGTERM or SIGUSR1 the
     process writes checkpoints and ends by that signal (143 or 138 in a shell; see ablate/training/stopping.py).
     """
+    from ablate.store.files import MachineFailure
     from ablate.study import adaptive, plan, preflight, status
 
     flags = {"--dry-run", "--retry-failed"}
@@ -160,10 +167,11 @@ def run(arguments: Sequence[str]) -> int:
         with launching(_jobs(planned, hydra_arguments)):
             train()
     except KeyboardInterrupt:
-        outcome = status.study_status(planned)
-        print(f"\nInterrupted. {len(outcome.get('ok', []))} finished run(s) are kept under {where}; "
-              "run the same command again to train only the missing ones.", file=sys.stderr)
+        print(f"\nInterrupted. {status.kept(planned)} under {where}; run the same command again to train only the "
+              "missing ones (a run with a checkpoint goes on from it).", file=sys.stderr)
         return 130
+    except MachineFailure as failure:
+        return _fail(machine_failure(failure))
     outcome = status.study_status(planned)
     print(f"\nStudy {planned.study.study}: {status.describe_status(outcome)}")
     return 0 if set(outcome) <= {"ok"} else 1
@@ -172,6 +180,7 @@ def run(arguments: Sequence[str]) -> int:
 def _run_adaptive(planned: Any, dry_run: bool) -> int:
     """seeds=auto: train round after round the seeds the stored runs leave open, in this process (no launcher),
     until every comparison is decided or has spent its budget; --dry-run prints the state and the next round."""
+    from ablate.store.files import MachineFailure
     from ablate.study import adaptive, status
 
     metric = planned.study.config.adaptive.metric
@@ -191,8 +200,11 @@ def _run_adaptive(planned: Any, dry_run: bool) -> int:
             current = adaptive.state(planned)
             print(adaptive.describe(current, metric))
     except KeyboardInterrupt:
-        print(f"\nInterrupted. Finished runs are kept under {where}; run the same command again to go on from them.", file=sys.stderr)
+        print(f"\nInterrupted. {status.kept(adaptive.trained(planned))} under {where}; run the same command again to go "
+              "on from them.", file=sys.stderr)
         return 130
+    except MachineFailure as failure:
+        return _fail(machine_failure(failure))
     outcome = status.study_status(adaptive.trained(planned))
     print(f"\nStudy {planned.study.study}: {status.describe_status(outcome)}")
     return 0 if set(outcome) <= {"ok"} else 1

@@ -3,7 +3,9 @@ folders whose record disagrees with their name, a full disk, unreadable files (i
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -104,3 +106,25 @@ def test_a_damaged_run_is_named_by_dry_run_run_and_report_and_set_aside_never_de
         else:  # a whole record: a finished run, never trained again; the report names it and goes on
             assert not aside and (folder / "metrics.json").read_bytes() == before[folder], kind
     assert "n = 5" not in report.stdout and "Study d" in report.stdout
+
+
+@pytest.mark.parametrize("name, code", [("checkpoint.pt", errno.ENOSPC), ("model.pt", errno.EACCES), ("metrics.json", errno.ENOSPC)])
+def test_a_write_the_machine_refuses_is_one_line_and_no_result(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, code: int) -> None:
+    replace = os.replace
+
+    def refused(source: str, target: str) -> None:
+        if Path(target).name == name:
+            raise OSError(code, os.strerror(code))
+        replace(source, target)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(os, "replace", refused)
+        full = run_ablate("run", "seeds=[0]", *TINY, "train.epochs=2", "study=full", cwd=tmp_path)
+    folder = Path("runs/full/baseline/seed=0")
+    assert full.returncode == 2 and "Traceback" not in full.stderr + full.stdout
+    assert full.stderr.strip().splitlines()[-1] == (
+        f"ablate: error: {folder}: cannot write {name} ({os.strerror(code)}); that run is not stored and trains again "
+        "when the same command runs once this is fixed (the study's finished runs are kept)")
+    assert not (tmp_path / folder / "metrics.json").exists()  # no result: not "failed", to be trained again
+    again = run_ablate("run", "seeds=[0]", *TINY, "train.epochs=2", "study=full", cwd=tmp_path)
+    assert again.returncode == 0 and "1 ok" in again.stdout

@@ -3,15 +3,29 @@ ablate writes anything, runs (ablate/store/results.py) and reports (ablate/repor
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Iterator
 
+# What a write fails with when the machine, not the configuration, is at fault: no space or quota, no permission,
+# a read-only filesystem, a name too long. Such a run is no result: it stays unfinished, to train again once fixed.
+MACHINE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENAMETOOLONG}
 RENAME_EXCHANGE = 2  # renameat2(2)'s flag: swap two paths in one step (Linux 3.15)
 AT_FDCWD = -100
+
+
+class MachineFailure(BaseException):
+    """A write the machine refused (see MACHINE_ERRORS). A BaseException, like a stop signal, so that training's
+    fallback for a failed seed never stores it as that seed's result; the command ends with its one line."""
+
+    def __init__(self, path: Path, error: OSError) -> None:
+        super().__init__(f"{path.parent}: cannot write {path.name} ({error.strerror or error})")
+        self.path, self.error = path, error
 
 
 def _umask() -> int:
@@ -21,27 +35,41 @@ def _umask() -> int:
     return mask
 
 
-def write_atomically(path: Path, data: str | bytes) -> Path:
-    """Write `path` through a temporary file in its folder, synced, then renamed over it; returns the path."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+@contextlib.contextmanager
+def machine_failures(path: Path) -> Iterator[None]:
+    """Inside, an OSError the machine causes (MACHINE_ERRORS) while writing `path` becomes a MachineFailure."""
     try:
-        os.fchmod(handle, 0o666 & ~_umask())  # as open() would make it (mkstemp's 0600 would hide runs from a group)
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data.encode() if isinstance(data, str) else data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        yield
+    except OSError as error:
+        if error.errno in MACHINE_ERRORS:
+            raise MachineFailure(path, error) from error
         raise
+
+
+def write_atomically(path: Path, data: str | bytes) -> Path:
+    """Write `path` through a temporary file in its folder, synced, then renamed over it; returns the path. Raises
+    MachineFailure where the machine refuses (no space, no permission, a name too long)."""
+    with machine_failures(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            os.fchmod(handle, 0o666 & ~_umask())  # as open() would make it (mkstemp's 0600 would hide runs from a group)
+            with os.fdopen(handle, "wb") as stream:
+                stream.write(data.encode() if isinstance(data, str) else data)
+                stream.flush()
+                os.fsync(stream.fileno())
+            os.replace(temporary, path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
     return path
 
 
 def staging_folder(target: Path) -> Path:
     """A new empty hidden folder beside `target`, to build its next version in (same filesystem, so it renames)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staged = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.new-"))
+    with machine_failures(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staged = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.new-"))
     staged.chmod(0o777 & ~_umask())  # as mkdir would make it (mkdtemp's 0700 would hide a report from a group)
     return staged
 

@@ -195,8 +195,9 @@ class RunLock:
 
     def acquire(self, wait: bool = False) -> bool:
         """Take the lock if nobody holds it, or with `wait` once its holder lets go; True on success."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = self.path.open("a+")
+        with files.machine_failures(self.path):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            handle = self.path.open("a+")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:

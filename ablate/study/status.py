@@ -50,6 +50,15 @@ def describe_status(outcome: dict[str, list[str]]) -> str:
     return "\n".join(lines)
 
 
+def kept(plan: Plan) -> str:
+    """What an interrupted command leaves: its finished runs and the checkpoints of runs in training, in words."""
+    finished = sum(results.is_finished(run.folder) for run in plan.runs)
+    going = [run.folder for run in plan.runs
+             if not results.is_finished(run.folder) and checkpoints.progress(run.folder, run.variant.config.train.epochs)]
+    where = f" ({', '.join(map(str, going[:3]))}{', ...' if len(going) > 3 else ''})" if going else ""
+    return f"{finished} finished run(s) and {len(going)} checkpoint(s) of runs in training{where} are kept"
+
+
 def describe(plan: Plan) -> str:
     """What a command would do: every planned run with its state (finished, failed, damaged, to train), nothing trained."""
     found, lines, counts = statuses(plan), [], Counter()
