@@ -144,14 +144,14 @@ def run(arguments: Sequence[str]) -> int:
         return 0
     try:
         planned = plan.build([*overrides, *(["retry_failed=true"] if retry_failed else [])], _config_dir(arguments))
-        preflight.check(planned)
+        unwritable = preflight.check(planned, writing=not dry_run)
         auto = adaptive.is_adaptive(planned)
     except Exception as error:  # noqa: BLE001 - every config mistake becomes one line, no traceback
         return _config_failure(error)
     if auto:
         return _run_adaptive(planned, dry_run)
     if dry_run:
-        print(status.describe(planned))
+        print(status.describe(planned) + (f"\nnote: {unwritable}; ablate run would refuse it" if unwritable else ""))
         return 0
 
     from hydra_plugins.ablate_sweeper.ablate_sweeper import launching
@@ -214,6 +214,7 @@ def report(arguments: Sequence[str]) -> int:
     """Summaries, tables and charts of finished studies."""
     from ablate.report.stats import CI_METHODS
     from ablate.report.summary import FORMATS, ReportError, write_reports
+    from ablate.store.files import MachineFailure
 
     parser = argparse.ArgumentParser(prog="ablate report", description="Tables and charts of ablation studies.")
     parser.add_argument("paths", nargs="*", default=["runs"], help="a runs folder (every study in it) or study folders; default: runs")
@@ -228,6 +229,9 @@ def report(arguments: Sequence[str]) -> int:
         write_reports(options.paths, options.out, options.metric, options.formats or FORMATS, options.equivalence_margin, options.ci)
     except (FileNotFoundError, ReportError) as error:
         return _fail(str(error))
+    except (MachineFailure, OSError) as error:  # a read-only --out, a full disk: each report written so far is whole
+        where = f"{error.filename}: {error.strerror}" if isinstance(error, OSError) else str(error)
+        return _fail(f"{where}; a report not written there is left as it was")
     return 0
 
 

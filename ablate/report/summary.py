@@ -91,10 +91,10 @@ def check_poolable(runs: pd.DataFrame, study: str) -> None:
 
 
 def _problems(group: pd.DataFrame, planned: set[int], in_progress: set[int], damaged: Mapping[int, str]) -> str:
-    """Failed, diverged, damaged (a record that cannot be read, with what is wrong), in-progress (a checkpoint, no
+    """Failed, diverged, damaged (a file that cannot be read, with what is wrong), in-progress (a checkpoint, no
     metrics.json yet) and missing seeds of one variant, in words."""
     notes = [f"seed {s}: {status}" for s, status in zip(group["seed"], group["status"]) if status != "ok"]
-    notes += [f"seed {s}: damaged ({reason})" for s, reason in sorted(damaged.items())]
+    notes += [f"seed {s}: {what}" for s, what in sorted(damaged.items())]
     going = sorted(in_progress - set(group["seed"]) - set(damaged))
     if going:
         notes.append(f"in progress: seed{'s' if len(going) > 1 else ''} {', '.join(map(str, going))}")
@@ -118,7 +118,7 @@ def numeric_runs(runs: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, dict[Pa
 
 
 def by_variant(damaged: Mapping[Path, str]) -> dict[str, dict[int, str]]:
-    """Damaged run folders as variant -> seed -> what is wrong."""
+    """What is wrong in run folders (by folder) as variant -> seed -> what is wrong."""
     found: dict[str, dict[int, str]] = {}
     for folder, reason in damaged.items():
         found.setdefault(results.variant_of(folder.parent), {})[int(folder.name.removeprefix("seed="))] = reason
@@ -147,8 +147,8 @@ def summarize(runs: pd.DataFrame, variants: Sequence[str], metric: str = "test_a
               damaged: Optional[dict[str, dict[int, str]]] = None) -> pd.DataFrame:
     """One row per variant, baseline first: n, mean, std, CI, difference to the baseline with Welch and paired tests,
     MDE, Hedges' g, and with an equivalence margin (in the metric's unit) TOST; `ci` is "t" or "bootstrap";
-    `in_progress` (variant -> seeds still training) and `damaged` (variant -> seed -> what is wrong) are named as such
-    among the problems, not as missing."""
+    `in_progress` (variant -> seeds still training) and `damaged` (variant -> seed -> what is wrong with its files) are
+    named as such among the problems, not as missing."""
     try:
         higher_is_better = declared_metric(metric).higher_is_better
     except ValueError as error:
@@ -363,29 +363,43 @@ def effects_section(runs: pd.DataFrame, study: str, metric: str, out: Path,
     return effects.EffectsSection(f"Effects on {label}: {fit.design}, OLS on {len(design.coded)} finished runs, {residual}", table, note), figures
 
 
+def read_study(study_dir: Path, metric: str) -> tuple[pd.DataFrame, pd.DataFrame, dict[Path, str]]:
+    """A study's finished runs whose `metric` is a number, the curves of those that ended ok, and what is wrong in
+    the other folders, by folder: a damaged record, a metric that is not a number, a history.csv or model.pt that
+    cannot be read. ReportError where no run is left."""
+    runs = results.load_runs(study_dir, lambda folder, record: {"identity": identity.stored_identity(folder, record)})
+    runs, not_numbers = numeric_runs(runs, metric)
+    damaged = results.damaged_runs(study_dir) | not_numbers
+    if runs.empty:
+        named = "".join(f"; {folder}/{reason}" for folder, reason in list(damaged.items())[:3])
+        raise ReportError(f"study {study_dir.name!r} has no whole metrics.json{named}; re-run its command to train the "
+                          "missing runs" + (" (it sets damaged ones aside first)" if damaged else ""))
+    unreadable: dict[Path, str] = {}
+    histories = results.load_histories(runs[runs["status"] == "ok"], unreadable)
+    unreadable |= {Path(folder): why for folder in runs["run_dir"] if (why := results.weights_damage(Path(folder)))}
+    notes = {folder: f"damaged ({reason})" for folder, reason in damaged.items()}
+    notes |= {folder: f"{reason}; {'its curve is left out' if results.HISTORY_FILE in reason else 'ablate viz cannot read it'}"
+              for folder, reason in unreadable.items()}
+    return runs, histories, notes
+
+
 def write_study_report(study_dir: Path, out_root: Path, metric: str = "test_acc", formats: Sequence[str] = FORMATS,
                        margin: Optional[float] = None, ci: str = "t") -> tuple[pd.DataFrame, str, Optional[effects.EffectsSection]]:
     """Tables (md, csv, tex as asked), forest.png, accuracy.png, curves.png, cost.png, a two-level design's effects
     (`effects_section`) and the one-file page index.html for one study under out_root/<study>/; returns the summary,
     its sensitivity line and the effects section (None for a one-factor study). `margin` is in the metric's display unit."""
     study = study_dir.name
-    runs = results.load_runs(study_dir, lambda folder, record: {"identity": identity.stored_identity(folder, record)})
-    runs, not_numbers = numeric_runs(runs, metric)
-    damaged = results.damaged_runs(study_dir) | not_numbers
-    if runs.empty:
-        named = "".join(f"; {folder}/{reason}" for folder, reason in list(damaged.items())[:3])
-        raise ReportError(f"study {study!r} has no whole metrics.json{named}; re-run its command to train the missing runs"
-                          + (" (it sets damaged ones aside first)" if damaged else ""))
+    runs, histories, notes = read_study(study_dir, metric)
     runs = name_factors(runs)
     check_poolable(runs, study)
     order = sorted(results.variant_names(study_dir), key=lambda v: _order_key(v, *_factor_of(runs, v)))
     scale = plots.metric_scale(metric)[0]
     summary = summarize(runs, order, metric, None if margin is None else margin / scale, ci, checkpoints.in_progress(study_dir),
-                        by_variant(damaged))
+                        by_variant(notes))
     line = adaptive_report.note(runs) if adaptive_report.is_adaptive(runs) else sensitivity(summary, runs, metric, None if margin is None else margin / scale)
     out = files.staging_folder(out_root / study)  # built beside the old report, then swapped in whole
     try:
-        section = _write_study_files(out, study, runs, summary, line, metric, formats, margin)
+        section = _write_study_files(out, study, runs, histories, summary, line, metric, formats, margin)
         files.replace_folder(out, out_root / study)
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)  # the old report stays as it was
@@ -393,8 +407,8 @@ def write_study_report(study_dir: Path, out_root: Path, metric: str = "test_acc"
     return summary, line, section
 
 
-def _write_study_files(out: Path, study: str, runs: pd.DataFrame, summary: pd.DataFrame, line: str, metric: str,
-                       formats: Sequence[str], margin: Optional[float]) -> Optional[effects.EffectsSection]:
+def _write_study_files(out: Path, study: str, runs: pd.DataFrame, histories: pd.DataFrame, summary: pd.DataFrame, line: str,
+                       metric: str, formats: Sequence[str], margin: Optional[float]) -> Optional[effects.EffectsSection]:
     """Every file of one study's report, into the folder `out`; returns the effects section of a two-level design."""
     table = display_table(summary, metric)
     section, effect_figures = effects_section(runs, study, metric, out, formats)
@@ -407,7 +421,6 @@ def _write_study_files(out: Path, study: str, runs: pd.DataFrame, summary: pd.Da
         files.write_atomically(out / "summary.tex", _latex(table.drop(columns=["notes", "failed / missing"])))
     figures = {"forest": plots.write(plots.forest_chart(summary, study, metric, margin), out / "forest.png"),
                "accuracy": plots.write(plots.bar_chart(summary, runs, study, metric), out / "accuracy.png")}
-    histories = results.load_histories(runs[runs["status"] == "ok"])
     if len(histories):
         figures["curves"] = plots.write(plots.curves_chart(curves(histories, held_out_split(metric)), summary, study, held_out_split(metric)),
                                         out / "curves.png")

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import urllib.parse
+import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Callable, Iterable, Optional
@@ -121,10 +122,11 @@ def set_aside(path: Path) -> Path:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     names = (f"{DAMAGED_PREFIX}{stamp}" + (f"-{n}" if n else "") for n in itertools.count())
     aside = next(path / name for name in names if not (path / name).exists())
-    aside.mkdir()
-    for item in sorted(path.iterdir()):
-        if item.name != LOCK_FILE and not item.name.startswith(DAMAGED_PREFIX):
-            os.rename(item, aside / item.name)
+    with files.machine_failures(aside):
+        aside.mkdir()
+        for item in sorted(path.iterdir()):
+            if item.name != LOCK_FILE and not item.name.startswith(DAMAGED_PREFIX):
+                os.rename(item, aside / item.name)
     return aside
 
 
@@ -335,21 +337,60 @@ def variant_names(study_dir: str | Path) -> list[str]:
     return sorted(variant_of(p) for p in Path(study_dir).iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def load_histories(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per-epoch curves of the given runs (rows of `load_runs`), tagged with variant and seed."""
+def load_histories(runs: pd.DataFrame, damaged: Optional[dict[Path, str]] = None) -> pd.DataFrame:
+    """Per-epoch curves of the given runs (rows of `load_runs`), tagged with variant and seed; a history.csv that
+    cannot be read is left out, and with what is wrong put in `damaged` (by run folder) where given."""
     import pandas as pd
 
     frames = []
     for run in runs.itertuples():
-        history = Path(run.run_dir) / HISTORY_FILE
-        if history.is_file() and history.stat().st_size:
-            frames.append(pd.read_csv(history).assign(variant=run.variant, seed=run.seed))
+        try:
+            history = read_history(Path(run.run_dir))
+            planned = getattr(run, "epochs", None)
+            if len(history) and planned == planned and planned is not None and len(history) < planned:
+                raise DamagedRun(Path(run.run_dir), f"{HISTORY_FILE} is cut off ({len(history)} of {int(planned)} epochs)")
+            frames.append(history.assign(variant=run.variant, seed=run.seed))
+        except DamagedRun as error:
+            if damaged is not None:
+                damaged[error.folder] = error.reason
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def read_history(path: Path) -> pd.DataFrame:
+    """A run's history.csv as numbers, one row per epoch (none where it has none); DamagedRun where it is garbled
+    or cut off (a row short of cells, or cells that are not numbers: only runs that ended ok are read)."""
+    import pandas as pd
+
+    file = path / HISTORY_FILE
+    if not file.is_file() or not file.stat().st_size:
+        return pd.DataFrame()
+    try:
+        history = pd.read_csv(io.StringIO(file.read_bytes().decode()))
+    except (OSError, ValueError) as error:  # UnicodeDecodeError and pandas' ParserError are ValueErrors
+        raise DamagedRun(path, f"{HISTORY_FILE} cannot be read ({' '.join(str(error).split())})") from None
+    numbers = history.apply(pd.to_numeric, errors="coerce")
+    if numbers.isna().to_numpy().any():  # a run that ended ok has a number in every cell
+        raise DamagedRun(path, f"{HISTORY_FILE} is cut off or garbled (a row short of cells, or cells that are not numbers)")
+    return numbers
+
+
+def weights_damage(path: Path) -> str:
+    """What is wrong with a run's model.pt ('model.pt is cut off ...'), '' when it is whole or absent: torch saves a
+    zip archive, whose directory at the end a cut-off file lacks (checked without torch, which a report never loads)."""
+    if not (path / MODEL_FILE).is_file():
+        return ""
+    try:
+        with zipfile.ZipFile(path / MODEL_FILE):
+            return ""
+    except (OSError, zipfile.BadZipFile) as error:
+        return f"{MODEL_FILE} is cut off or garbled ({error})"
 
 
 def load_trained(run_path: str | Path) -> tuple[AblateConfig, dict[str, torch.Tensor]]:
     """The config one run was trained with (its config.yaml on the schema) and its final weights, on the CPU."""
     path = Path(run_path)
+    if damage(path):
+        raise DamagedRun(path, f"{damage(path)}; `ablate run` sets it aside and trains it again")
     if not is_finished(path):
         raise FileNotFoundError(f"{path} is not a finished run (no {METRICS_FILE}); give a run folder such as runs/depth/baseline/seed=0")
     if not (path / MODEL_FILE).is_file():
@@ -359,4 +400,8 @@ def load_trained(run_path: str | Path) -> tuple[AblateConfig, dict[str, torch.Te
         )
     import torch
 
-    return stored_config(path), torch.load(path / MODEL_FILE, map_location="cpu", weights_only=True)  # type: ignore[return-value]
+    config = stored_config(path)
+    try:
+        return config, torch.load(path / MODEL_FILE, map_location="cpu", weights_only=True)  # type: ignore[return-value]
+    except Exception as error:  # noqa: BLE001 - torch raises RuntimeError, EOFError or an unpickling error for a cut-off file
+        raise DamagedRun(path, f"{MODEL_FILE} cannot be read ({' '.join(str(error).split())[:200]})") from None
