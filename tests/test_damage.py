@@ -6,6 +6,8 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,7 @@ from conftest import run_ablate
 from test_report import write
 
 from ablate.config import ModelConfig
-from ablate.store import files
+from ablate.store import files, results
 
 
 # Smaller still than conftest's TINY: these tests train many seeds, and only their files matter.
@@ -128,3 +130,61 @@ def test_a_write_the_machine_refuses_is_one_line_and_no_result(tmp_path: Path, m
     assert not (tmp_path / folder / "metrics.json").exists()  # no result: not "failed", to be trained again
     again = run_ablate("run", "seeds=[0]", *TINY, "train.epochs=2", "study=full", cwd=tmp_path)
     assert again.returncode == 0 and "1 ok" in again.stdout
+
+
+def test_a_folder_whose_config_disagrees_with_its_name_is_refused_naming_both(tmp_path: Path) -> None:
+    small_study(tmp_path / "runs")
+    copied = tmp_path / "runs/known/model.depth=9/seed=0"
+    shutil.copytree(tmp_path / "runs/known/baseline/seed=0", copied)
+    for name in ("metrics.json", "config.yaml"):  # its records say depth 9 too, but not its config's model.depth
+        (copied / name).write_text((copied / name).read_text().replace("baseline", "model.depth=9"))
+    said = (f"{Path('runs/known/model.depth=9/seed=0')}: the folder of variant 'model.depth=9' holds a run trained as another "
+            "variant (model.depth=9 in its name, 2 in its config.yaml)")
+    report = run_ablate("report", "runs", cwd=tmp_path)
+    assert report.returncode == 2 and said in report.stderr
+    run = run_ablate("run", "seeds=[0]", *TINY, "study=known", "--dry-run", cwd=tmp_path)
+    assert run.returncode == 2 and said in run.stderr
+
+
+def test_every_os_and_parse_error_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    small_study(tmp_path / "runs")
+    folder = tmp_path / "runs/known/baseline"
+    (folder / "seed=0/history.csv").write_bytes(b"\xff\xfe garbled")
+    (folder / "seed=1/history.csv").write_text((folder / "seed=1/history.csv").read_text()[:-40])  # cut in its last row
+    (folder / "seed=2/model.pt").write_bytes(b"PK\x03\x04 cut off")
+    report = run_ablate("report", "runs", cwd=tmp_path)
+    assert report.returncode == 0 and "Traceback" not in report.stderr
+    assert "seed 0: history.csv cannot be read ('utf-8' codec can't decode byte 0xff" in report.stdout
+    assert "seed 1: history.csv is cut off or garbled" in report.stdout
+    assert "seed 2: model.pt is cut off or garbled (File is not a zip file); ablate viz cannot read it" in report.stdout
+    viz = run_ablate("viz", "runs/known/baseline/seed=2", cwd=tmp_path)
+    assert viz.returncode == 2 and viz.stderr.startswith("ablate: error: runs/known/baseline/seed=2/model.pt cannot be read (")
+    (tmp_path / "runs/known/model.width=64/seed=0/config.yaml").write_text("model:\n  depth: [2\n")  # cut off
+    report = run_ablate("report", "runs", cwd=tmp_path)
+    assert report.returncode == 0 and "seed 0: damaged (config.yaml cannot be read (while parsing a flow sequence" in report.stdout
+    run = run_ablate("run", "seeds=[0]", *TINY, "study=known", cwd=tmp_path)
+    assert run.returncode == 2 and run.stderr.startswith(
+        "ablate: error: runs/known/model.width=64/seed=0/config.yaml cannot be read (while parsing")
+    long = run_ablate("run", *TINY, f"study={'s' * 300}", cwd=tmp_path)
+    assert long.returncode == 2 and "its folder name is 300 bytes, but the filesystem of" in long.stderr
+    assert not (tmp_path / "runs/.hydra").exists()
+
+    def read_only(*args: object, **kwargs: object) -> str:
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), "reports")
+
+    monkeypatch.setattr(tempfile, "mkdtemp", read_only)
+    report = run_ablate("report", "runs", "--out", "reports", cwd=tmp_path)
+    assert report.returncode == 2 and report.stderr.strip() == (
+        "ablate: error: reports: cannot write known (Read-only file system); a report not written there is left as it was")
+
+
+def test_dry_run_works_on_a_runs_folder_it_cannot_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def read_only(runs_dir: object) -> None:
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    monkeypatch.setattr(results, "check_writable", read_only)
+    dry = run_ablate("run", "seeds=[0,1,2]", *TINY, "--dry-run", cwd=tmp_path)
+    assert dry.returncode == 0, dry.stderr
+    assert "note: runs_dir='runs': cannot write there (Read-only file system); ablate run would refuse it" in dry.stdout
+    assert "3 run(s) planned, 0 finished, 3 to train" in dry.stdout
+    assert run_ablate("run", "seeds=[0,1,2]", *TINY, cwd=tmp_path).returncode == 2

@@ -14,7 +14,7 @@ from typing import Mapping, Optional, Sequence
 
 import pandas as pd
 
-from ablate.config import CHOICES, AblateConfig, flatten_config, format_value
+from ablate.config import CHOICES, AblateConfig, ConfigError, flatten_config, format_value
 from ablate.report import adaptive as adaptive_report
 from ablate.report import effects, html, plots
 from ablate.report.metrics import held_out_split
@@ -367,7 +367,11 @@ def read_study(study_dir: Path, metric: str) -> tuple[pd.DataFrame, pd.DataFrame
     """A study's finished runs whose `metric` is a number, the curves of those that ended ok, and what is wrong in
     the other folders, by folder: a damaged record, a metric that is not a number, a history.csv or model.pt that
     cannot be read. ReportError where no run is left."""
-    runs = results.load_runs(study_dir, lambda folder, record: {"identity": identity.stored_identity(folder, record)})
+    try:  # each run's variant is its folder's, which its config.yaml must agree with
+        runs = results.load_runs(study_dir, lambda folder, record: {"identity": identity.stored_identity(folder, record),
+                                                                    "variant": results.variant_of(folder.parent)})
+    except ConfigError as error:
+        raise ReportError(str(error)) from None
     runs, not_numbers = numeric_runs(runs, metric)
     damaged = results.damaged_runs(study_dir) | not_numbers
     if runs.empty:
