@@ -125,8 +125,9 @@ def run(arguments: Sequence[str]) -> int:
     """Plan the study and check it against what is stored, then hand the command line to Hydra, which calls
     `run_variant` per variant.
 
-    Exit status: 0 when every planned run is finished and ok, 1 when any failed, diverged or is missing,
-    2 for a config error (nothing trained), 130 after Ctrl-C (finished runs kept); after SIGTERM or SIGUSR1 the
+    Exit status: 0 when every planned run is finished and ok, 1 when any failed, diverged, is damaged, missing or
+    in progress elsewhere, 2 for a config error (nothing trained) or a write the machine refused (that run not
+    stored), 130 after Ctrl-C (finished runs and checkpoints kept); after SIGTERM or SIGUSR1 the
     process writes checkpoints and ends by that signal (143 or 138 in a shell; see ablate/training/stopping.py).
     """
     from ablate.store.files import MachineFailure
