@@ -1,7 +1,8 @@
 """`ablate report`: per study, a summary with statistics against the baseline, tables, and pictures.
 
-Reads only what the results store wrote. Failed, diverged and missing runs are counted and listed, never
-dropped silently; runs whose settings differ in anything but the swept factor and the seed are refused.
+Reads only what the results store wrote. Failed, diverged, damaged and missing runs are counted and listed, never
+dropped silently; runs whose settings differ in anything but the swept factor and the seed are refused. A study's
+report is built beside the old one and swapped in whole, so a killed report leaves the old one.
 """
 
 from __future__ import annotations

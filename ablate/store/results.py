@@ -1,8 +1,9 @@
 """The results store: the only code that writes or reads runs/.
 
 Layout: runs/<study>/<variant>/seed=<s>/{config.yaml, history.csv, model.pt, metrics.json}. A run is finished
-when, and only when, its metrics.json exists; it is written last, atomically (temporary file, then rename).
-model.pt holds the final state_dict of a run that ended ok.
+when, and only when, its metrics.json is a whole record; it is written last, atomically (ablate/store/files.py).
+One that exists but cannot be read makes the run damaged, not missing: `set_aside` moves its files into
+seed=<s>/damaged-<UTC time>/ before it trains again. model.pt holds the final state_dict of a run that ended ok.
 """
 
 from __future__ import annotations
