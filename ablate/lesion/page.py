@@ -3,6 +3,7 @@ lesion_units.csv: the cumulative curves with bands, the AUC table with paired te
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -58,10 +59,14 @@ def console(frame: pd.DataFrame) -> str:
     return auc_table(frame).to_markdown(index=False, tablefmt="simple")
 
 
-def sections(study: str, out: Path) -> Sequence[PageSection]:
-    """The lesion section of the study's page, with lesion.png written beside it; none before `ablate lesion` ran."""
-    if not (out / LESION_CSV).is_file():
+def sections(study: str, old: Path, out: Path) -> Sequence[PageSection]:
+    """The lesion section of the study's page from the report folder `old` as it stands, its CSVs carried over into
+    the new report's folder `out` with lesion.png; none before `ablate lesion` ran."""
+    if not (old / LESION_CSV).is_file() or not (old / UNITS_CSV).is_file():
         return ()
+    if old.resolve() != out.resolve():
+        for name in (LESION_CSV, UNITS_CSV):
+            shutil.copyfile(old / name, out / name)
     frame = pd.read_csv(out / LESION_CSV, dtype={"order": str})
     if frame.empty:
         return ()
