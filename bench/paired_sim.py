@@ -26,7 +26,7 @@ from ablate.store import results
 from ablate.study.variants import BASELINE
 
 REPEATS = 20_000
-STUDIES = 400
+STUDIES = 1_000
 EFFECT = 1.0  # the true difference of the power rows, in standard deviations of one run
 
 
