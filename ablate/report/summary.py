@@ -20,7 +20,7 @@ from ablate.report import adaptive as adaptive_report
 from ablate.report import effects, html, plots
 from ablate.report.metrics import held_out_split
 from ablate.report.metrics import metric as declared_metric
-from ablate.report.stats import ALPHA, adjust_holm, compare, describe, study_sensitivity
+from ablate.report.stats import ALPHA, PAIRED, adjust_holm, compare, describe, study_sensitivity
 from ablate.store import checkpoints, files, results
 from ablate.study import identity
 from ablate.study.variants import BASELINE, keys_of
@@ -42,12 +42,16 @@ OUTLIER_SPREAD = {100.0: 0.005, 1.0: 1e-3}
 # Factors are listed in the schema's order of keys (model, data, train, ...); variants changing several keys last.
 SCHEMA_ORDER = list(flatten_config(asdict(AblateConfig()), ""))
 SEVERAL_KEYS = "changes several keys at once: not a one-factor comparison"
-NOTES = (f"n = finished seeds. Δ = variant − baseline. p Welch: Welch's t-test against the baseline; p Holm: "
-         f"Holm-adjusted across this study's variants; verdict at α = {ALPHA:g} after adjustment. "
-         f"p paired: paired t-test over the seeds both share (same data order). "
+NOTES = (f"n = finished seeds. Δ = variant − baseline. test: the test the verdict reads: paired (a paired t-test on "
+         f"the per-seed differences, where the variant ran exactly the baseline's seeds, which draw the same random "
+         f"numbers; its interval, MDE, TOST and seeds needed are the paired design's) or Welch (Welch's t-test, where "
+         f"the seeds differ). p Holm: that test's p, Holm-adjusted across this study's variants; verdict at "
+         f"α = {ALPHA:g} after adjustment. p Welch: Welch's t-test against the baseline, shown beside it; "
+         f"p paired: paired t-test over the seeds both share. "
          f"MDE: the smallest difference this comparison detects with {plots.POWERED} (a smaller true effect usually "
          f"reads 'no clear difference'). g: Hedges' g, the difference in pooled standard deviations. "
-         f"TOST p: two one-sided Welch tests that |Δ| < the equivalence margin (Holm-adjusted in brackets). "
+         f"TOST p: two one-sided tests (paired or Welch, as the verdict's) that |Δ| < the equivalence margin "
+         f"(Holm-adjusted in brackets). "
          f"seeds needed: per variant, for {plots.POWERED} of the test that would decide an open comparison at its Holm "
          f"level (TOST if the observed Δ lies within the margin, else the t-test for the observed Δ); shown only where "
          f"that is more than the seeds already run.")
@@ -286,12 +290,26 @@ def sensitivity(summary: pd.DataFrame, runs: pd.DataFrame, metric: str, margin: 
     n = int(counts.mode().max())
     observed = pd.to_numeric(summary["diff"], errors="coerce").abs().dropna()  # None where nothing was compared
     effect = margin if margin is not None else (float(observed.median()) if len(observed) else None)
-    mde, needed = study_sensitivity(baseline, list(groups.values()), n, effect)
-    line = f"With {n} seeds per variant this study can detect ±{_number(mde, scale)}{unit} (α = {ALPHA:g}, {plots.POWERED}, median std)"
+    compared = summary[(summary["variant"] != BASELINE) & summary["p_test"].notna()]
+    paired = not compared.empty and bool((compared["test"] == PAIRED).all())
+    mde, needed = study_sensitivity(baseline, list(groups.values()), n, effect, compared["diff_std"].tolist() if paired else ())
+    design = "paired, median std of the per-seed differences" if paired else "median std"
+    line = f"With {n} seeds per variant this study can detect ±{_number(mde, scale)}{unit} (α = {ALPHA:g}, {plots.POWERED}, {design})"
     if effect is None:
-        return line + "."
+        return line + "." + _correlation(compared)
     what = f"±{_number(effect, scale)}{unit}" if margin is not None else f"the median observed |Δ|, ±{_number(effect, scale)}{unit},"
-    return f"{line}; {what} needs {_seeds(needed)} seeds per variant."
+    return f"{line}; {what} needs {_seeds(needed)} seeds per variant." + _correlation(compared)
+
+
+def _correlation(compared: pd.DataFrame) -> str:
+    """A sentence on how closely seed s of a variant follows seed s of the baseline (Pearson's r of the paired
+    comparisons): what the paired test gains over Welch's."""
+    r = pd.to_numeric(compared.loc[compared["test"] == PAIRED, "correlation"], errors="coerce").dropna()
+    if r.empty:
+        return ""
+    spread = f" (from {r.min():+.2f} to {r.max():+.2f} over {len(r)} paired comparisons)" if len(r) > 1 else ""
+    return (f" Seed s of a variant and seed s of the baseline correlate at r = {r.median():+.2f}{spread}: with equal "
+            "spreads a paired difference varies √(1 − r) times as much as an unpaired one.")
 
 
 def _delta_ci_name(summary: pd.DataFrame, ci_name: str) -> str:
@@ -316,6 +334,7 @@ def display_table(summary: pd.DataFrame, metric: str, compact: bool = False) -> 
                                    for d, lo, hi in zip(summary["diff"], summary["diff_ci_low"], summary["diff_ci_high"])],
         "p Welch": [_p(p) for p in summary["p_welch"]],
         "p Holm": [_p(p) for p in summary["p_holm"]],
+        "test": ["–" if pd.isna(p) else (f"{t} ({n})" if t == PAIRED else t) for t, p, n in zip(summary["test"], summary["p_test"], summary["n_paired"])],
         "p paired (n)": [f"{_p(p)} ({n})" if not pd.isna(p) else "–" for p, n in zip(summary["p_paired"], summary["n_paired"])],
         **_statistics(summary, metric),
         "verdict": _verdicts(summary, metric),
