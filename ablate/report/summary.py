@@ -90,8 +90,11 @@ def check_poolable(runs: pd.DataFrame, study: str) -> None:
 
 
 def _problems(group: pd.DataFrame, planned: set[int], in_progress: set[int]) -> str:
-    """Failed, diverged, in-progress (a checkpoint, no metrics.json yet) and missing seeds of one variant, in words."""
-    notes = [f"seed {s}: {status}" for s, status in zip(group["seed"], group["status"]) if status != "ok"]
+    """Failed, diverged (with the rule that decided it), in-progress (a checkpoint, no metrics.json yet) and missing
+    seeds of one variant, in words."""
+    rules = group["diverged_by"] if "diverged_by" in group else [None] * len(group)
+    notes = [f"seed {s}: {status}" + (f" ({by})" if isinstance(by, str) else "")
+             for s, status, by in zip(group["seed"], group["status"], rules) if status != "ok"]
     going = sorted(in_progress - set(group["seed"]))
     if going:
         notes.append(f"in progress: seed{'s' if len(going) > 1 else ''} {', '.join(map(str, going))}")
