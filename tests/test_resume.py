@@ -92,6 +92,11 @@ def test_diverged_runs_make_the_command_exit_non_zero_with_a_summary(tmp_path: P
     assert "2 diverged" in result.stdout and "diverged: default/baseline/seed=0" in result.stdout
     record = results.read_metrics(results.run_dir(tmp_path / "runs", "default", "baseline", 0))
     assert record["status"] == "diverged" and record["diverged_epoch"] >= 1
+    dry = run_ablate("run", "seeds=[0,1]", *TINY, "train.lr=1e12", "train.optimizer=sgd", "train.epochs=3", "--dry-run", cwd=tmp_path)
+    assert "2 run(s) planned, 0 finished, 2 diverged (kept as results; --retry-failed trains them again), 0 to train" in dry.stdout
+    again = run_ablate("run", "seeds=[0,1]", *TINY, "train.lr=1e12", "train.optimizer=sgd", "train.epochs=3", "--dry-run",
+                       "--retry-failed", cwd=tmp_path)
+    assert "2 run(s) planned, 0 finished, 2 to train" in again.stdout and "to train (diverged) runs/default/baseline/seed=0" in again.stdout
 
 
 def test_a_finite_exploding_loss_is_recorded_diverged_with_its_evidence_and_the_report_names_it(tmp_path: Path) -> None:

@@ -35,16 +35,21 @@ def describe_status(outcome: dict[str, list[str]]) -> str:
 
 
 def describe(plan: Plan) -> str:
-    """What a command would do: every planned run with its state (finished, failed, to train), nothing trained."""
-    found, lines, to_train, going = statuses(plan), [], 0, 0
+    """What a command would do: every planned run with its state (finished, failed, diverged, to train), nothing
+    trained; failed and diverged runs are kept as results, to train again only with --retry-failed (as the runner does)."""
+    found, lines, counts = statuses(plan), [], Counter()
+    retry = plan.study.config.retry_failed
     for run in plan.runs:
         state = found.get(run.folder, "to train")
-        to_train += state == "to train"
-        progress = checkpoints.progress(run.folder, run.variant.config.train.epochs) if state == "to train" else ""
-        going += bool(progress)
-        lines.append(f"  {state:9s} {run.folder}{progress}")
+        kept = state if state == "to train" or not retry or state == "ok" else f"to train ({state})"
+        progress = checkpoints.progress(run.folder, run.variant.config.train.epochs) if kept.startswith("to train") else ""
+        counts["to train" if kept.startswith("to train") else state] += 1
+        counts["in progress"] += bool(progress)
+        lines.append(f"  {kept:9s} {run.folder}{progress}")
+    kept_results = "".join(f", {counts[s]} {s}" for s in ("failed", "diverged") if counts[s])
+    again = " (kept as results; --retry-failed trains them again)" if kept_results else ""
     first = plan.study
-    header = (f"{len(lines)} run(s) planned, {len(lines) - to_train} finished, {to_train} to train ({going} in progress) "
-              f"(device {first.resolved.device}, precision {first.resolved.precision}, strategy {first.resolved.strategy}"
-              f"{'; each job resolves auto where it runs' if first.deferred else ''}):")
+    header = (f"{len(lines)} run(s) planned, {counts['ok']} finished{kept_results}{again}, {counts['to train']} to train "
+              f"({counts['in progress']} in progress) (device {first.resolved.device}, precision {first.resolved.precision}, "
+              f"strategy {first.resolved.strategy}{'; each job resolves auto where it runs' if first.deferred else ''}):")
     return "\n".join([header, *lines])
