@@ -83,7 +83,7 @@ def test_every_statistic_matches_scipy(known_study: Path, tmp_path: Path) -> Non
         if variant == "baseline":
             assert row["verdict"] == "baseline"
             continue
-        interval = welch[variant].confidence_interval(0.95)
+        interval = welch[variant].confidence_interval(1 - 0.05 * welch[variant].pvalue / adjusted[variant])  # Holm's
         assert row["diff"] == pytest.approx(np.mean(values) - np.mean(BASELINE))
         assert (row["diff_ci_low"], row["diff_ci_high"]) == pytest.approx((interval.low, interval.high))
         assert row["p_welch"] == pytest.approx(welch[variant].pvalue)
@@ -95,6 +95,26 @@ def test_every_statistic_matches_scipy(known_study: Path, tmp_path: Path) -> Non
     assert summary.loc["model.depth=5", "verdict"] == "worse"
     assert summary.loc["model.pool=avg", "verdict"] == "no clear difference"
     assert "seed 4: diverged" in summary.loc["model.depth=5", "problems"]
+
+
+def test_every_interval_excludes_0_exactly_where_the_verdict_finds_a_difference(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    shifts = {8: 0.0, 16: 0.0025, 24: 0.0029, 40: 0.0041, 64: 0.009}  # Welch p 0.9, 0.040, 0.024, 0.005, <0.001
+    for seed, acc in zip(SEEDS, BASELINE):
+        write(runs, "baseline", seed, acc, ModelConfig())
+    for width, shift in shifts.items():
+        for seed, acc in zip(SEEDS, SAME):
+            write(runs, f"model.width={width}", seed, acc + shift, ModelConfig(width=width))
+    write_reports([str(runs)], str(tmp_path / "reports"))
+    summary = pd.read_csv(tmp_path / "reports" / "known" / "summary.csv").set_index("variant").drop("baseline")
+    for variant, row in summary.iterrows():
+        excludes_0 = row["diff_ci_low"] > 0 or row["diff_ci_high"] < 0
+        assert excludes_0 == (row["verdict"] in ("better", "worse")), (variant, row["diff_ci_low"], row["diff_ci_high"], row["verdict"])
+        assert (row["hedges_g_ci_low"] > 0 or row["hedges_g_ci_high"] < 0) == excludes_0
+    assert summary.loc["model.width=24", "p_welch"] < 0.05 and summary.loc["model.width=24", "verdict"] == "no clear difference"
+    assert summary.loc["model.width=40", "verdict"] == "better" and summary.loc["model.width=40", "ci_confidence"] < 0.99
+    table = (tmp_path / "reports" / "known" / "summary.md").read_text()
+    assert "Δ vs baseline [Holm-adjusted 95% CI]" in table and "g [Holm-adjusted 95% CI]" in table
 
 
 def test_a_single_seed_gets_mean_and_n_but_no_std_ci_or_test_and_never_nan(known_study: Path, tmp_path: Path) -> None:
@@ -180,7 +200,7 @@ def test_equivalence_margin_prints_mde_g_tost_and_verdict_per_row(known_study: P
     out = tmp_path / "reports"
     result = run_ablate("report", str(known_study), "--out", str(out), "--equivalence-margin", "1.0", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    for column in ("MDE", "g [95% CI]", "TOST p (Holm)", "verdict"):
+    for column in ("MDE", "g [Holm-adjusted 95% CI]", "TOST p (Holm)", "verdict"):
         assert column in result.stdout
     summary = pd.read_csv(out / "known" / "summary.csv").set_index("variant")
     groups = {"model.width=64": WIDER, "model.pool=avg": SAME, "model.depth=5": WORSE}
@@ -188,7 +208,7 @@ def test_equivalence_margin_prints_mde_g_tost_and_verdict_per_row(known_study: P
     for variant, values in groups.items():
         row = summary.loc[variant]
         assert row["mde"] == pytest.approx(mde_by_hand(values, BASELINE), rel=1e-4)
-        assert (row["hedges_g"], row["hedges_g_ci_low"], row["hedges_g_ci_high"]) == pytest.approx(hedges_by_hand(values, BASELINE), abs=2e-4)
+        assert (row["hedges_g"], row["hedges_g_ci_low"], row["hedges_g_ci_high"]) == pytest.approx(hedges_by_hand(values, BASELINE, row["ci_confidence"]), abs=2e-4)
         assert row["p_tost"] == pytest.approx(tost_by_hand(values, BASELINE, 0.01))
         assert f"±{row['mde'] * 100:.2f} pt" in lines[variant] and f"{row['hedges_g']:+.2f}" in lines[variant]
     assert summary.loc["model.pool=avg", "verdict"] == "equivalent" and "equivalent (±1.00 pt)" in lines["model.pool=avg"]

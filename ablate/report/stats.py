@@ -1,7 +1,9 @@
 """Statistics of an ablation: each variant's mean and confidence interval, and its difference to the baseline.
 
 Welch's t-test (unequal variances) compares a variant's seeds with the baseline's; Holm's step-down
-correction adjusts the p-values across the study's variants so the verdicts hold for the study as a whole.
+correction adjusts the p-values across the study's variants so the verdicts hold for the study as a whole, and each
+difference's interval is then given at the confidence that matches its Holm-adjusted p (`holm_confidence`), so it
+excludes 0 exactly when the verdict says better or worse.
 Where the two share seeds (same data order), a paired t-test is given as well. Beside the tests, each comparison
 says what the study could have seen: the minimum detectable effect (80 % power), Hedges' g with its 95 % CI, an
 equivalence test (TOST) for a margin the user names, and how many seeds a study would need. Tests come from scipy
@@ -54,8 +56,10 @@ class Comparison:
     seeds_needed: Optional[int] = None
     pooled_std: Optional[float] = None
     ci_method: str = "t"
+    ci_confidence: float = CONFIDENCE
     verdict: str = ""
     notes: list[str] = field(default_factory=list)
+    samples: tuple[np.ndarray, np.ndarray] = field(default=(), repr=False)  # variant's and baseline's, for intervals
 
 
 def _finite(value: float) -> Optional[float]:
@@ -117,9 +121,9 @@ def tost_seeds_needed(diff: float, std: Optional[float], margin: float, alpha: f
     return int(counts[enough[0]]) if len(enough) else None
 
 
-def hedges_g(a: Sequence[float], b: Sequence[float]) -> tuple[Optional[float], Optional[float], Optional[float]]:
-    """Hedges' g of a against b (pooled-std standardised difference times 1 - 3/(4(n1+n2) - 9)) and its 95 % CI,
-    from inverting the noncentral t distribution of the t statistic (exact for normal data, also for 3 seeds)."""
+def hedges_g(a: Sequence[float], b: Sequence[float], confidence: float = CONFIDENCE) -> tuple[Optional[float], Optional[float], Optional[float]]:
+    """Hedges' g of a against b (pooled-std standardised difference times 1 - 3/(4(n1+n2) - 9)) and its CI (95 % unless
+    asked), from inverting the noncentral t distribution of the t statistic (exact for normal data, also for 3 seeds)."""
     n1, n2, std = len(a), len(b), pooled_std(a, b)
     if n1 < 2 or n2 < 2 or not std:
         return None, None, None
@@ -138,7 +142,7 @@ def hedges_g(a: Sequence[float], b: Sequence[float]) -> tuple[Optional[float], O
                 return optimize.brentq(gap, low, high, xtol=1e-12)
         return None
 
-    upper, lower = noncentrality((1 - CONFIDENCE) / 2), noncentrality((1 + CONFIDENCE) / 2)
+    upper, lower = noncentrality((1 - confidence) / 2), noncentrality((1 + confidence) / 2)
     if upper is None or lower is None:
         return correction * d, None, None
     return correction * d, correction * lower * scale, correction * upper * scale
@@ -149,17 +153,20 @@ def bootstrap_mean_ci(values: Sequence[float]) -> tuple[Optional[float], Optiona
     return _bootstrap((np.asarray(values, dtype=float),), lambda x, axis: x.mean(axis=axis), paired=False)
 
 
-def bootstrap_diff_ci(a: Sequence[float], b: Sequence[float], paired: bool) -> tuple[Optional[float], Optional[float]]:
-    """BCa 95 % interval of mean(a) - mean(b), resampling seeds; paired resamples a seed's two values together."""
+def bootstrap_diff_ci(a: Sequence[float], b: Sequence[float], paired: bool,
+                      confidence: float = CONFIDENCE) -> tuple[Optional[float], Optional[float]]:
+    """BCa interval (95 % unless asked) of mean(a) - mean(b), resampling seeds; paired resamples a seed's two values
+    together."""
     return _bootstrap((np.asarray(a, dtype=float), np.asarray(b, dtype=float)),
-                      lambda x, y, axis: x.mean(axis=axis) - y.mean(axis=axis), paired=paired)
+                      lambda x, y, axis: x.mean(axis=axis) - y.mean(axis=axis), paired=paired, confidence=confidence)
 
 
-def _bootstrap(data: tuple[np.ndarray, ...], statistic: Callable[..., np.ndarray], paired: bool) -> tuple[Optional[float], Optional[float]]:
+def _bootstrap(data: tuple[np.ndarray, ...], statistic: Callable[..., np.ndarray], paired: bool,
+               confidence: float = CONFIDENCE) -> tuple[Optional[float], Optional[float]]:
     """scipy's BCa interval of a vectorized statistic, or None at either end where it is undefined."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # too few distinct resamples: scipy warns and returns NaN, shown as '–'
-        result = stats.bootstrap(data, statistic, paired=paired, vectorized=True, confidence_level=CONFIDENCE,
+        result = stats.bootstrap(data, statistic, paired=paired, vectorized=True, confidence_level=confidence,
                                  n_resamples=BOOTSTRAP_RESAMPLES, method="BCa", random_state=np.random.default_rng(0))
     return _finite(result.confidence_interval.low), _finite(result.confidence_interval.high)
 
@@ -195,28 +202,47 @@ def compare(variant: dict[int, float], baseline: dict[int, float], margin: Optio
             result.notes.append("baseline has fewer than 2 seeds: no test")
         return result
     a, b = np.asarray(list(variant.values())), np.asarray(list(baseline.values()))
-    result.diff = float(a.mean() - b.mean())
+    result.diff, result.samples = float(a.mean() - b.mean()), (a, b)
     shared = sorted(set(variant) & set(baseline))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # identical values: scipy warns and returns NaN
-        welch = stats.ttest_ind(a, b, equal_var=False)
-        interval = welch.confidence_interval(CONFIDENCE)
-        result.p_welch = _finite(welch.pvalue)
-        result.diff_ci_low, result.diff_ci_high = _finite(interval.low), _finite(interval.high)
+        result.p_welch = _finite(stats.ttest_ind(a, b, equal_var=False).pvalue)
         result.n_paired = len(shared)
         if len(shared) >= 2:
             result.p_paired = _finite(stats.ttest_rel([variant[s] for s in shared], [baseline[s] for s in shared]).pvalue)
         if margin is not None:
             result.p_tost = _finite(ttost_ind(a, b, -margin, margin, usevar="unequal")[0])
-    if ci == "bootstrap":  # unpaired, as the Welch test the verdict reads (a paired interval would not match it)
-        result.diff_ci_low, result.diff_ci_high = bootstrap_diff_ci(a, b, paired=False)
+    set_intervals(result, CONFIDENCE)
     std = pooled_std(a, b)
     result.mde = minimum_detectable_effect(len(a), len(b), std)
-    result.hedges_g, result.hedges_g_ci_low, result.hedges_g_ci_high = hedges_g(a, b)
     result.pooled_std = std
     if result.p_welch is None:
         result.notes.append("no variance in either group: no test")
     return result
+
+
+def set_intervals(comparison: Comparison, confidence: float) -> None:
+    """A compared variant's intervals at this confidence: of Δ (Welch's, or the BCa bootstrap's unpaired, as the Welch
+    test the verdict reads) and of Hedges' g; none for a comparison given without its samples."""
+    if not comparison.samples:
+        return
+    a, b = comparison.samples
+    comparison.ci_confidence = confidence
+    if comparison.ci_method == "bootstrap":
+        comparison.diff_ci_low, comparison.diff_ci_high = bootstrap_diff_ci(a, b, paired=False, confidence=confidence)
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # identical values: scipy warns and returns NaN
+            interval = stats.ttest_ind(a, b, equal_var=False).confidence_interval(confidence)
+        comparison.diff_ci_low, comparison.diff_ci_high = _finite(interval.low), _finite(interval.high)
+    comparison.hedges_g, comparison.hedges_g_ci_low, comparison.hedges_g_ci_high = hedges_g(a, b, confidence)
+
+
+def holm_confidence(p: float, p_holm: float, level: float) -> float:
+    """The confidence at which Welch's interval excludes 0 exactly when Holm rejects at ALPHA: 1 - ALPHA x p / p_holm
+    (1 - its step's level ALPHA / (m - rank) unless an earlier step raised p_holm; 95 % for a single comparison), or
+    1 - its step's level where p_holm is 0."""
+    return 1 - (ALPHA * p / p_holm if p_holm > 0 else level)
 
 
 def _holm(pvalues: list[float]) -> list[float]:
@@ -230,14 +256,16 @@ def _holm_levels(pvalues: list[float]) -> list[float]:
 
 
 def adjust_holm(comparisons: Sequence[Comparison], higher_is_better: bool = True) -> None:
-    """Holm-adjust the Welch (and TOST) p-values of a study's variants in place and set each verdict at ALPHA:
-    better or worse; with a margin, equivalent or inconclusive. An undecided comparison gets the seeds per group the
+    """Holm-adjust the Welch (and TOST) p-values of a study's variants in place, give each difference's intervals at
+    the matching confidence (`holm_confidence`) and set each verdict at ALPHA: better or worse; with a margin,
+    equivalent or inconclusive. An undecided comparison gets the seeds per group the
     test that would decide it needs for 80 % power at its Holm level (TOST within the margin if the observed Δ lies
     inside it, else the t-test for the observed Δ); none where that is no more than the seeds it already has."""
     tested = [c for c in comparisons if c.p_welch is not None]
     for comparison, p, level in zip(tested, _holm([c.p_welch for c in tested]), _holm_levels([c.p_welch for c in tested])):
         comparison.p_holm = p
         comparison.seeds_needed = seeds_needed(comparison.diff, comparison.pooled_std, level)
+        set_intervals(comparison, holm_confidence(comparison.p_welch, p, level))
     tost = [c for c in comparisons if c.p_tost is not None]
     for comparison, p, level in zip(tost, _holm([c.p_tost for c in tost]), _holm_levels([c.p_tost for c in tost])):
         comparison.p_tost_holm = p
@@ -249,6 +277,9 @@ def adjust_holm(comparisons: Sequence[Comparison], higher_is_better: bool = True
         comparison.verdict = _verdict(comparison, higher_is_better)
         if comparison.verdict in ("better", "worse", "equivalent"):
             comparison.seeds_needed = None
+        if comparison.ci_method == "bootstrap" and comparison.diff_ci_low is not None and comparison.p_holm is not None:
+            if (comparison.diff_ci_low > 0 or comparison.diff_ci_high < 0) != (comparison.p_holm < ALPHA):
+                comparison.notes.append("the BCa interval and Welch's test, which the verdict reads, disagree at this level")
 
 
 def _verdict(comparison: Comparison, higher_is_better: bool) -> str:

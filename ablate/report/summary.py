@@ -32,6 +32,8 @@ SCHEMA_ORDER = list(flatten_config(asdict(AblateConfig()), ""))
 SEVERAL_KEYS = "changes several keys at once: not a one-factor comparison"
 NOTES = (f"n = finished seeds. Δ = variant − baseline. p Welch: Welch's t-test against the baseline; p Holm: "
          f"Holm-adjusted across this study's variants; verdict at α = {ALPHA:g} after adjustment. "
+         f"The intervals of Δ and g are Holm-adjusted: each at the confidence that matches its Holm p (1 − α × p Welch / "
+         f"p Holm; 95 % for a single comparison), so Δ's excludes 0 exactly when the verdict is better or worse. "
          f"p paired: paired t-test over the seeds both share (same data order). "
          f"MDE: the smallest difference this comparison detects with {plots.POWERED} (a smaller true effect usually "
          f"reads 'no clear difference'). g: Hedges' g, the difference in pooled standard deviations. "
@@ -138,19 +140,19 @@ def summarize(runs: pd.DataFrame, variants: Sequence[str], metric: str = "test_a
     ok = runs[runs["status"] == "ok"]
     per_seed = {v: dict(zip(g["seed"], g[metric].astype(float))) for v, g in ok.groupby("variant")}
     baseline = per_seed.get(BASELINE, {})
-    rows, comparisons = [], []
-    for variant in variants:
+    comparisons = [describe(list(per_seed.get(v, {}).values()), ci) if v == BASELINE else compare(per_seed.get(v, {}), baseline, margin, ci)
+                   for v in variants]
+    adjust_holm(comparisons[1:] if variants and variants[0] == BASELINE else comparisons, higher_is_better=higher_is_better)
+    rows = []
+    for variant, comparison in zip(variants, comparisons):
         group = runs[runs["variant"] == variant]
-        mine_seeds = per_seed.get(variant, {})
-        comparison = describe(list(mine_seeds.values()), ci) if variant == BASELINE else compare(mine_seeds, baseline, margin, ci)
-        comparisons.append(comparison)
         mine = ok[ok["variant"] == variant]
         variant_factor = group["factor"].iloc[0] if len(group) else ""
         rows.append({
             "variant": variant,
             "factor": variant_factor,
             "value": group["value"].iloc[0] if len(group) else "",
-            **{k: v for k, v in asdict(comparison).items() if k != "notes"},
+            **{k: v for k, v in asdict(comparison).items() if k not in ("notes", "samples")},
             **_secondary(mine, metric),
             "params": _first(group, "params"),
             "trainable_params": _first(group, "trainable_params") or _first(group, "params"),
@@ -158,11 +160,7 @@ def summarize(runs: pd.DataFrame, variants: Sequence[str], metric: str = "test_a
             "train_seconds": mine["train_seconds"].mean() if len(mine) else None,
             "problems": _problems(group, _planned(group) if adaptive else planned, (in_progress or {}).get(variant, set())),
             "notes": "; ".join(comparison.notes + ([SEVERAL_KEYS] if "+" in variant_factor else [])),
-        })
-    adjust_holm(comparisons[1:] if variants and variants[0] == BASELINE else comparisons, higher_is_better=higher_is_better)
-    for row, comparison in zip(rows, comparisons):
-        row["p_holm"], row["verdict"] = comparison.p_holm, ("baseline" if row["variant"] == BASELINE else comparison.verdict)
-        row["p_tost_holm"], row["seeds_needed"] = comparison.p_tost_holm, comparison.seeds_needed
+        } | ({"verdict": "baseline"} if variant == BASELINE else {}))
     summary = adaptive_report.apply(pd.DataFrame(rows), runs) if adaptive else pd.DataFrame(rows)
     spread = OUTLIER_SPREAD.get(declared_metric(metric).scale, OUTLIER_SPREAD[1.0])
     return summary.assign(mean_off_axis=far_outliers(summary["mean"], summary["n"] > 0, spread),
@@ -221,7 +219,7 @@ def _statistics(summary: pd.DataFrame, metric: str) -> dict[str, list[str]]:
     scale, unit = plots.metric_scale(metric)[0], _unit(metric)
     columns = {
         "MDE": ["–" if pd.isna(m) else f"±{_number(m, scale)}{unit}" for m in summary["mde"]],
-        "g [95% CI]": ["–" if pd.isna(g) else _number(g, signed=True) + ("" if pd.isna(lo) else f" [{_number(lo, signed=True)}, {_number(hi, signed=True)}]")
+        "g [Holm-adjusted 95% CI]": ["–" if pd.isna(g) else _number(g, signed=True) + ("" if pd.isna(lo) else f" [{_number(lo, signed=True)}, {_number(hi, signed=True)}]")
                        for g, lo, hi in zip(summary["hedges_g"], summary["hedges_g_ci_low"], summary["hedges_g_ci_high"])],
     }
     if summary["margin"].notna().any():
@@ -260,8 +258,8 @@ def sensitivity(summary: pd.DataFrame, runs: pd.DataFrame, metric: str, margin: 
 
 
 def _delta_ci_name(summary: pd.DataFrame, ci_name: str) -> str:
-    """What the interval beside Δ is: the fixed-n one, or seeds=auto's anytime-valid interval."""
-    return "anytime-valid CI" if (summary["ci_method"] == adaptive_report.CI_METHOD).any() else ci_name
+    """What the interval beside Δ is: the fixed-n one at Holm's multiplicity, or seeds=auto's anytime-valid interval."""
+    return "anytime-valid CI" if (summary["ci_method"] == adaptive_report.CI_METHOD).any() else f"Holm-adjusted {ci_name}"
 
 
 def display_table(summary: pd.DataFrame, metric: str, compact: bool = False) -> pd.DataFrame:
