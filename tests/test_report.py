@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -239,6 +242,28 @@ def test_bootstrap_intervals_and_a_bad_margin(known_study: Path, tmp_path: Path)
     assert "95% CI (BCa bootstrap)" in (out / "known" / "summary.md").read_text()
     bad = run_ablate("report", str(known_study), "--equivalence-margin", "0", cwd=tmp_path)
     assert bad.returncode == 2 and "--equivalence-margin must be a positive number" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_both_latex_tables_compile_with_pdflatex_without_an_overfull_box(known_study: Path, tmp_path: Path) -> None:
+    if shutil.which("pdflatex") is None:
+        pytest.skip("pdflatex is not installed (Debian's texlive-latex-recommended, which .ci/run installs)")
+    for seed, acc in zip(SEEDS, SAME):  # long names, verdicts, parameter counts and differences of tens of points
+        write(known_study, "model.kernel_size=7", seed, acc - 0.0005, ModelConfig(kernel_size=7), params=1_903_498)
+        write(known_study, "model.batchnorm=true", seed, acc - 0.3 - 0.05 * seed, ModelConfig(batchnorm=True), params=1_903_498)
+    write_reports([str(known_study)], str(tmp_path / "reports"), margin=0.1)
+    out = tmp_path / "reports" / "known"
+    paper, full = (out / "summary.tex").read_text(), (out / "summary-full.tex").read_text()
+    assert r"\usepackage{booktabs}" in paper and "$-$0.76" in paper and not re.search(r"(?<![\w.$])-\d", paper + full)
+    assert "inconclusive" in paper and r"\texttt" not in paper and len(full) > len(paper)
+    documents = {"paper": (r"\documentclass{article}\usepackage{booktabs}", r"\begin{table}\centering\input{summary.tex}\end{table}"),
+                 "full": (r"\documentclass{article}\usepackage{booktabs,pdflscape}", r"\begin{landscape}\footnotesize\input{summary-full.tex}\end{landscape}")}
+    for name, (preamble, body) in documents.items():
+        (out / f"{name}.tex").write_text(f"{preamble}\n\\begin{{document}}\n{body}\n\\end{{document}}\n")
+        compiled = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", f"{name}.tex"], cwd=out,
+                                  capture_output=True, text=True, timeout=120)
+        log = (out / f"{name}.log").read_text(errors="replace")
+        assert compiled.returncode == 0 and (out / f"{name}.pdf").is_file(), log[-2000:]
+        assert "Overfull \\hbox" not in log, log[log.index("Overfull"):][:600]
 
 
 def test_the_summary_decides_far_outliers_and_the_curves_the_pictures_only_draw(known_study: Path, tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ import pandas as pd
 
 from ablate.config import CHOICES, AblateConfig, flatten_config, format_value
 from ablate.report import adaptive as adaptive_report
-from ablate.report import effects, html, plots
+from ablate.report import effects, html, latex, plots
 from ablate.report.metrics import held_out_split
 from ablate.report.metrics import metric as declared_metric
 from ablate.report.stats import ALPHA, adjust_holm, compare, describe, study_sensitivity
@@ -301,10 +301,14 @@ def display_table(summary: pd.DataFrame, metric: str, compact: bool = False) -> 
     return table
 
 
-def _latex(table: pd.DataFrame) -> str:
-    """A booktabs tabular of the display table."""
-    text = table.to_latex(index=False, escape=True, column_format="l" + "r" * (len(table.columns) - 1))
-    return text.replace("±", r"$\pm$").replace("Δ", r"$\Delta$").replace("–", "--")
+def _latex_comments(study: str, metric: str, line: str, full: bool) -> list[str]:
+    """The % lines above a LaTeX table: what it is, what it needs, what its interval and verdict mean."""
+    other = "summary.tex holds the paper table" if full else "summary-full.tex holds every column"
+    return [f"ablate report of study {study}: {metric}{', every column' if full else ''}; {other}.",
+            r"Needs \usepackage{booktabs}." + (" Set it landscape (pdflscape) at \\footnotesize: it is a page wide." if full else
+                                               " It fits a one-column article's text width."),
+            f"Δ = variant − baseline, with the interval its header names; verdict at α = {ALPHA:g} (summary.md's notes say more).",
+            line]
 
 
 def effects_section(runs: pd.DataFrame, study: str, metric: str, out: Path,
@@ -361,7 +365,9 @@ def write_study_report(study_dir: Path, out_root: Path, metric: str = "test_acc"
     if "md" in formats:
         (out / "summary.md").write_text(f"# Study `{study}`: {metric}\n\n{table.to_markdown(index=False)}\n\n{line}\n\n{NOTES}\n" + (f"\n{section.markdown()}" if section else ""))
     if "tex" in formats:
-        (out / "summary.tex").write_text(_latex(table.drop(columns=["notes", "failed / missing"])))
+        (out / "summary.tex").write_text(latex.tabular(latex.paper_table(table, plots.metric_scale(metric)[1]), _latex_comments(study, metric, line, full=False)))
+        (out / "summary-full.tex").write_text(latex.full_tables(table.drop(columns=["notes", "failed / missing"]),
+                                                                _latex_comments(study, metric, line, full=True)))
     figures = {"forest": plots.write(plots.forest_chart(summary, study, metric, margin), out / "forest.png"),
                "accuracy": plots.write(plots.bar_chart(summary, runs, study, metric), out / "accuracy.png")}
     histories = results.load_histories(runs[runs["status"] == "ok"])
