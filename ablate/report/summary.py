@@ -253,6 +253,8 @@ def sensitivity(summary: pd.DataFrame, runs: pd.DataFrame, metric: str, margin: 
     line = f"With {n} seeds per variant this study can detect ±{_number(mde, scale)}{unit} (α = {ALPHA:g}, {plots.POWERED}, median std)"
     if effect is None:
         return line + "."
+    if effect == 0:  # the median variant equals the baseline exactly: no number of seeds detects a difference of 0
+        return f"{line}; the median observed |Δ| is 0, which no number of seeds detects."
     what = f"±{_number(effect, scale)}{unit}" if margin is not None else f"the median observed |Δ|, ±{_number(effect, scale)}{unit},"
     return f"{line}; {what} needs {_seeds(needed)} seeds per variant."
 
@@ -430,7 +432,7 @@ def write_reports(paths: Sequence[str], out_root: str = "reports", metric: str =
             print(f"  ! {row.variant}: {SEVERAL_KEYS}")
         if section:
             print(f"\n{section.title}\n{section.markdown_table()}\n")
-        print(f"  -> {root / study_dir.name}/: summary.{{{','.join(formats)}}}, forest.png, accuracy.png, curves.png, cost.png"
+        print(f"  -> {root / study_dir.name}/: {', '.join(table_files(formats))}, forest.png, accuracy.png, curves.png, cost.png"
               + (", effects.csv, interactions.png, half_normal.png" if section else "") + ", index.html")
     if done:
         pages = [write_index(root, done, metric)] if "md" in formats else []
@@ -440,6 +442,12 @@ def write_reports(paths: Sequence[str], out_root: str = "reports", metric: str =
     if refused:
         raise ReportError(" | ".join(refused))
     return done
+
+
+def table_files(formats: Sequence[str]) -> list[str]:
+    """The table files a report writes for these formats, in FORMATS' order (tex: the paper table and the full one)."""
+    names = {"md": ["summary.md"], "csv": ["summary.csv"], "tex": ["summary.tex", "summary-full.tex"]}
+    return [name for form in FORMATS if form in formats for name in names[form]]
 
 
 def _studies(path: Path) -> list[Path]:
