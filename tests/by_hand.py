@@ -55,7 +55,7 @@ def paired_mde_by_hand(a: list[float], b: list[float]) -> float:
     return optimize.brentq(lambda d: paired_power(d, len(a)) - 0.8, 1e-6, 3) * np.std(np.subtract(a, b), ddof=1)
 
 
-def hedges_by_hand(a: list[float], b: list[float]) -> tuple[float, float, float]:
+def hedges_by_hand(a: list[float], b: list[float], confidence: float = 0.95) -> tuple[float, float, float]:
     """g = J·d and its CI from the noncentral-t quantiles found on a fine grid of noncentralities."""
     n1, n2 = len(a), len(b)
     d = (np.mean(a) - np.mean(b)) / pooled(a, b)
@@ -64,8 +64,8 @@ def hedges_by_hand(a: list[float], b: list[float]) -> tuple[float, float, float]
     t = d / scale
     grid = np.linspace(t - 15, t + 15, 300_001)
     cdf = stats.nct.cdf(t, df, grid)
-    low = grid[np.nanargmin(np.abs(cdf - 0.975))]
-    high = grid[np.nanargmin(np.abs(cdf - 0.025))]
+    low = grid[np.nanargmin(np.abs(cdf - (1 + confidence) / 2))]
+    high = grid[np.nanargmin(np.abs(cdf - (1 - confidence) / 2))]
     return j * d, j * low * scale, j * high * scale
 
 

@@ -68,6 +68,14 @@ def test_a_diverging_run_is_marked_diverged_with_its_epoch() -> None:
     assert len(result.history) == result.metrics["diverged_epoch"] - 1  # stopped at the epoch it diverged
 
 
+def test_a_run_that_ends_at_chance_after_enough_steps_is_marked_diverged_with_its_evidence() -> None:
+    data = load_dataset(DataConfig(name="synthetic", train_size=128, test_size=32, image_size=8))
+    result = train_seed(ModelConfig(), TrainConfig(epochs=1, batch_size=1, lr=1e-9), data, 0, CPU, "fp32")  # 128 steps, no change
+    assert (result.status, result.metrics["diverged_by"], result.state_dict) == ("diverged", "accuracy at chance", None)
+    assert "after 128 steps, is within 2 pt of chance (10.0 % for 10 classes)" in result.error
+    assert result.metrics["test_acc"] == result.history[-1]["test_acc"]  # its final numbers kept as the evidence
+
+
 @pytest.mark.parametrize("strategy", ["eager", "vectorized"])
 def test_a_group_stopped_mid_epoch_resumes_to_the_uninterrupted_numbers_masks_and_shifts_included(strategy: str) -> None:
     data = load_dataset(DataConfig(name="synthetic", train_size=256, test_size=64, image_size=12))

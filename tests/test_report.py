@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -85,7 +88,7 @@ def test_every_statistic_matches_scipy(known_study: Path, tmp_path: Path) -> Non
         if variant == "baseline":
             assert row["verdict"] == "baseline"
             continue
-        interval = verdicts[variant].confidence_interval(0.95)
+        interval = verdicts[variant].confidence_interval(1 - 0.05 * verdicts[variant].pvalue / adjusted[variant])  # Holm's
         assert row["test"] == ("paired" if len(values) == len(BASELINE) else "Welch")
         assert row["p_test"] == pytest.approx(verdicts[variant].pvalue)
         assert row["diff"] == pytest.approx(np.mean(values) - np.mean(BASELINE))
@@ -101,15 +104,57 @@ def test_every_statistic_matches_scipy(known_study: Path, tmp_path: Path) -> Non
     assert "seed 4: diverged" in summary.loc["model.depth=5", "problems"]
 
 
+def test_every_interval_excludes_0_exactly_where_the_verdict_finds_a_difference(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    shifts = {8: 0.0, 16: 0.0025, 24: 0.0029, 40: 0.0041, 64: 0.009}  # Welch p 0.9, 0.040, 0.024, 0.005, <0.001
+    for seed, acc in zip(SEEDS, BASELINE):
+        write(runs, "baseline", seed, acc, ModelConfig())
+    for width, shift in shifts.items():  # seeds apart from the baseline's: Welch verdicts, whose p the shifts set
+        for seed, acc in zip(SEEDS, SAME):
+            write(runs, f"model.width={width}", seed + 100, acc + shift, ModelConfig(width=width))
+    write_reports([str(runs)], str(tmp_path / "reports"))
+    summary = pd.read_csv(tmp_path / "reports" / "known" / "summary.csv").set_index("variant").drop("baseline")
+    assert_intervals_match_verdicts(summary)
+    assert summary.loc["model.width=24", "p_welch"] < 0.05 and summary.loc["model.width=24", "verdict"] == "no clear difference"
+    assert summary.loc["model.width=40", "verdict"] == "better" and summary.loc["model.width=40", "ci_confidence"] < 0.99
+    table = (tmp_path / "reports" / "known" / "summary.md").read_text()
+    assert "Δ vs baseline [Holm-adjusted 95% CI]" in table and "g [Holm-adjusted 95% CI]" in table
+
+
+def test_a_paired_verdicts_intervals_agree_with_it_too(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    for seed, acc in zip(SEEDS, BASELINE):
+        write(runs, "baseline", seed, acc, ModelConfig())
+    for seed, acc in zip(SEEDS, SAME):  # the baseline's seeds: a paired verdict
+        write(runs, "model.width=128", seed, acc + 0.004, ModelConfig(width=128))
+    write_reports([str(runs)], str(tmp_path / "reports"))
+    summary = pd.read_csv(tmp_path / "reports" / "known" / "summary.csv").set_index("variant").drop("baseline")
+    assert list(summary["test"]) == ["paired"]
+    assert_intervals_match_verdicts(summary)
+
+
+def assert_intervals_match_verdicts(summary: pd.DataFrame) -> None:
+    """Every row's Δ interval excludes 0 exactly where its verdict is better or worse; g's does too under Welch,
+    and under a paired verdict its row says where g's (two-group) interval disagrees."""
+    for variant, row in summary.iterrows():
+        excludes_0 = row["diff_ci_low"] > 0 or row["diff_ci_high"] < 0
+        assert excludes_0 == (row["verdict"] in ("better", "worse")), (variant, row["diff_ci_low"], row["diff_ci_high"], row["verdict"])
+        g_excludes_0 = row["hedges_g_ci_low"] > 0 or row["hedges_g_ci_high"] < 0
+        if row["test"] == "Welch":  # g's interval is the two-group one: it matches a Welch verdict ...
+            assert g_excludes_0 == excludes_0
+        else:  # ... and, under a paired verdict, is flagged on its row where the two disagree
+            assert ("g's interval" in str(row["notes"])) == (g_excludes_0 != excludes_0), (variant, row["notes"])
+
+
 def test_a_single_seed_gets_mean_and_n_but_no_std_ci_or_test_and_never_nan(known_study: Path, tmp_path: Path) -> None:
     write_reports([str(known_study)], str(tmp_path / "reports"))
     row = pd.read_csv(tmp_path / "reports" / "known" / "summary.csv").set_index("variant").loc["model.head=gap"]
     assert row["n"] == 1 and row["mean"] == pytest.approx(0.970)
     assert pd.isna(row["std"]) and pd.isna(row["ci_low"]) and pd.isna(row["p_welch"]) and row["verdict"] == "not tested"
     assert "missing seeds 1, 2, 3, 4" in row["problems"] and "one seed" in row["notes"]
-    for name in ("summary.md", "summary.tex"):
-        text = (tmp_path / "reports" / "known" / name).read_text()
-        assert "nan" not in text.lower() and "model.head=gap" in text
+    for name, row in (("summary.md", "| model.head=gap"), ("summary-full.tex", "\nmodel.head=gap &"), ("summary.tex", "\nhead=gap &")):
+        text = (tmp_path / "reports" / "known" / name).read_text()  # the paper table names keys without their group
+        assert "nan" not in text.lower() and row in text
     assert r"\toprule" in (tmp_path / "reports" / "known" / "summary.tex").read_text()
 
 
@@ -149,8 +194,19 @@ def test_metric_and_format_options(known_study: Path, tmp_path: Path) -> None:
     summary = pd.read_csv(out / "known" / "summary.csv").set_index("variant")
     assert summary.loc["model.width=64", "verdict"] == "better"  # lower loss is better
     assert not (out / "known" / "summary.md").exists() and not (out / "known" / "summary.tex").exists()
+    assert "known/: summary.csv, forest.png" in result.stdout and "summary.{" not in result.stdout
     bad = run_ablate("report", str(known_study), "--metric", "accuracy", cwd=tmp_path)
     assert bad.returncode == 2 and "test_acc" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_study_whose_median_difference_is_0_says_so_under_its_table(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    for seed, acc in zip(SEEDS, BASELINE):
+        write(runs, "baseline", seed, acc, ModelConfig())
+        write(runs, "model.pool=avg", seed, acc, ModelConfig(pool="avg"))  # the same numbers: Δ = 0
+    result = run_ablate("report", str(runs), "--out", str(tmp_path / "reports"), "--format", "md", "--format", "tex", cwd=tmp_path)
+    assert "the median observed |Δ| is 0, which no number of seeds detects." in result.stdout and "needs –" not in result.stdout
+    assert "known/: summary.md, summary.tex, summary-full.tex, forest.png" in result.stdout
 
 
 def test_a_tiny_trained_study_gets_every_file_and_valid_pictures(workdir: Path) -> None:
@@ -184,7 +240,7 @@ def test_equivalence_margin_prints_mde_g_tost_and_verdict_per_row(known_study: P
     out = tmp_path / "reports"
     result = run_ablate("report", str(known_study), "--out", str(out), "--equivalence-margin", "1.0", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    for column in ("MDE", "g [95% CI]", "TOST p (Holm)", "verdict"):
+    for column in ("MDE", "g [Holm-adjusted 95% CI]", "TOST p (Holm)", "verdict"):
         assert column in result.stdout
     summary = pd.read_csv(out / "known" / "summary.csv").set_index("variant")
     groups = {"model.width=64": WIDER, "model.pool=avg": SAME, "model.depth=5": WORSE}
@@ -192,7 +248,7 @@ def test_equivalence_margin_prints_mde_g_tost_and_verdict_per_row(known_study: P
     for variant, values in groups.items():
         row, paired = summary.loc[variant], len(values) == len(BASELINE)  # the baseline's seeds: the paired design
         assert row["mde"] == pytest.approx((paired_mde_by_hand if paired else mde_by_hand)(values, BASELINE), rel=1e-4)
-        assert (row["hedges_g"], row["hedges_g_ci_low"], row["hedges_g_ci_high"]) == pytest.approx(hedges_by_hand(values, BASELINE), abs=2e-4)
+        assert (row["hedges_g"], row["hedges_g_ci_low"], row["hedges_g_ci_high"]) == pytest.approx(hedges_by_hand(values, BASELINE, row["ci_confidence"]), abs=2e-4)
         assert row["p_tost"] == pytest.approx((tost_paired_by_hand if paired else tost_by_hand)(values, BASELINE, 0.01))
         assert f"±{row['mde'] * 100:.2f} pt" in lines[variant] and f"{row['hedges_g']:+.2f}" in lines[variant]
     assert summary.loc["model.pool=avg", "verdict"] == "equivalent" and "equivalent (±1.00 pt)" in lines["model.pool=avg"]
@@ -223,6 +279,28 @@ def test_bootstrap_intervals_and_a_bad_margin(known_study: Path, tmp_path: Path)
     assert "95% CI (BCa bootstrap)" in (out / "known" / "summary.md").read_text()
     bad = run_ablate("report", str(known_study), "--equivalence-margin", "0", cwd=tmp_path)
     assert bad.returncode == 2 and "--equivalence-margin must be a positive number" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_both_latex_tables_compile_with_pdflatex_without_an_overfull_box(known_study: Path, tmp_path: Path) -> None:
+    if shutil.which("pdflatex") is None:
+        pytest.skip("pdflatex is not installed (Debian's texlive-latex-recommended, which .ci/run installs)")
+    for seed, acc in zip(SEEDS, SAME):  # long names, verdicts, parameter counts and differences of tens of points
+        write(known_study, "model.kernel_size=7", seed, acc - 0.0005, ModelConfig(kernel_size=7), params=1_903_498)
+        write(known_study, "model.batchnorm=true", seed, acc - 0.3 - 0.05 * seed, ModelConfig(batchnorm=True), params=1_903_498)
+    write_reports([str(known_study)], str(tmp_path / "reports"), margin=0.1)
+    out = tmp_path / "reports" / "known"
+    paper, full = (out / "summary.tex").read_text(), (out / "summary-full.tex").read_text()
+    assert r"\usepackage{booktabs}" in paper and "$-$0.76" in paper and not re.search(r"(?<![\w.$])-\d", paper + full)
+    assert "inconclusive" in paper and r"\texttt" not in paper and len(full) > len(paper)
+    documents = {"paper": (r"\documentclass{article}\usepackage{booktabs}", r"\begin{table}\centering\input{summary.tex}\end{table}"),
+                 "full": (r"\documentclass{article}\usepackage{booktabs,pdflscape}", r"\begin{landscape}\footnotesize\input{summary-full.tex}\end{landscape}")}
+    for name, (preamble, body) in documents.items():
+        (out / f"{name}.tex").write_text(f"{preamble}\n\\begin{{document}}\n{body}\n\\end{{document}}\n")
+        compiled = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", f"{name}.tex"], cwd=out,
+                                  capture_output=True, text=True, timeout=120)
+        log = (out / f"{name}.log").read_text(errors="replace")
+        assert compiled.returncode == 0 and (out / f"{name}.pdf").is_file(), log[-2000:]
+        assert "Overfull \\hbox" not in log, log[log.index("Overfull"):][:600]
 
 
 def test_the_summary_decides_far_outliers_and_the_curves_the_pictures_only_draw(known_study: Path, tmp_path: Path) -> None:

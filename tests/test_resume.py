@@ -6,6 +6,7 @@ import json
 import signal
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from conftest import TINY, checked, run_ablate, signalled_at_step, train
 
@@ -92,6 +93,23 @@ def test_diverged_runs_make_the_command_exit_non_zero_with_a_summary(tmp_path: P
     assert "2 diverged" in result.stdout and "diverged: default/baseline/seed=0" in result.stdout
     record = results.read_metrics(results.run_dir(tmp_path / "runs", "default", "baseline", 0))
     assert record["status"] == "diverged" and record["diverged_epoch"] >= 1
+    dry = run_ablate("run", "seeds=[0,1]", *TINY, "train.lr=1e12", "train.optimizer=sgd", "train.epochs=3", "--dry-run", cwd=tmp_path)
+    assert "2 run(s) planned, 0 finished, 2 diverged (kept as results; --retry-failed trains them again), 0 to train" in dry.stdout
+    again = run_ablate("run", "seeds=[0,1]", *TINY, "train.lr=1e12", "train.optimizer=sgd", "train.epochs=3", "--dry-run",
+                       "--retry-failed", cwd=tmp_path)
+    assert "2 run(s) planned, 0 finished, 2 to train" in again.stdout and "to train (diverged) runs/default/baseline/seed=0" in again.stdout
+
+
+def test_a_finite_exploding_loss_is_recorded_diverged_with_its_evidence_and_the_report_names_it(tmp_path: Path) -> None:
+    result = run_ablate("run", "seeds=[0,1]", *TINY, "-m", "train.lr=0.001,1000", cwd=tmp_path)  # loss ~1e18, finite
+    assert result.returncode == 1 and "2 ok, 2 diverged" in result.stdout
+    record = results.read_metrics(results.run_dir(tmp_path / "runs", "default", "train.lr=1000.0", 0))
+    assert (record["status"], record["diverged_by"], record["diverged_epoch"]) == ("diverged", "loss exploded", 1)
+    assert "over 100 x ln(10) = 230" in record["error"] and "test_acc" not in record
+    report = run_ablate("report", "runs", "--out", "reports", cwd=tmp_path)
+    assert "train.lr=1000.0: seed 0: diverged (loss exploded); seed 1: diverged (loss exploded)" in report.stdout
+    summary = pd.read_csv(tmp_path / "reports" / "default" / "summary.csv").set_index("variant")
+    assert summary.loc["train.lr=1000.0", "n"] == 0 and summary.loc["train.lr=1000.0", "verdict"] == "not tested"
 
 
 def test_changed_settings_are_refused_not_mixed_with_finished_runs(tmp_path: Path) -> None:

@@ -27,7 +27,8 @@ VERDICTS = {"better": ("▲", "better"), "worse": ("▼", "worse"), "equivalent"
             "no clear difference": ("●", "other"), "inconclusive": ("?", "other"), "not tested": ("✕", "other"),
             "baseline": ("◻", "other")}
 CAPTIONS = {
-    "forest": "Difference to the baseline per variant with its 95 % CI; the grey band is ±MDE, what the study can detect; "
+    "forest": "Difference to the baseline per variant with its Holm-adjusted 95 % CI, which excludes 0 exactly where the "
+              "verdict is better or worse; the grey band is ±MDE, what the study can detect; "
               "the marker's shape and colour give the verdict.",
     "accuracy": "Mean per variant (bar), ±1 std (whiskers), 95 % CI of the mean (black range), each seed (dot); grouped by factor.",
     "curves": "Learning curves per factor: mean over seeds (line) and ±1 std (band); the baseline grey and dashed.",

@@ -294,13 +294,13 @@ def _factor_rows(summary: pd.DataFrame) -> tuple[pd.DataFrame, list[tuple[float,
 
 
 def forest_chart(summary: pd.DataFrame, study: str, metric: str, margin: float | None) -> plt.Figure:
-    """Δ vs baseline with its 95 % CI per variant (grouped by factor), each comparison's ±MDE as a grey band, the
+    """Δ vs baseline with its Holm-adjusted 95 % CI (the verdict's multiplicity) per variant (grouped by factor), each comparison's ±MDE as a grey band, the
     equivalence margin as dashed lines when given, and the verdict as the mark's shape and colour."""
     scale = metric_scale(metric)[0]
     unit = "pt" if scale == 100.0 else ""
     rows, headers = _factor_rows(summary)
     anytime = "ci_method" in summary and bool((summary["ci_method"] == ANYTIME_CI).any())
-    styles, interval = (ANYTIME_STYLE, "anytime-valid interval") if anytime else (VERDICT_STYLE, "95 % CI")
+    styles, interval = (ANYTIME_STYLE, "anytime-valid interval") if anytime else (VERDICT_STYLE, "Holm-adjusted 95 % CI")
     palette = sns.color_palette("colorblind")
     height = 1.9 + 0.36 * (len(rows) + len(headers))
     figure, axes = plt.subplots(figsize=(9.0, height))

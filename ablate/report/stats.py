@@ -5,7 +5,8 @@ subset, initial weights where shapes match: ablate/training/streams.py), so the 
 per-seed differences, and its interval, MDE, seeds needed, TOST and bootstrap are the paired design's; where the seeds
 differ, Welch's t-test (unequal variances) compares the two groups, with a paired t-test over the seeds they share
 beside it. Holm's step-down correction adjusts the verdicts' p-values across the study's variants so they hold for
-the study as a whole. Beside the tests, each comparison says what the study could have seen: the minimum
+the study as a whole, and each difference's interval is then given at the confidence that matches its Holm-adjusted p
+(`holm_confidence`), so it excludes 0 exactly when the verdict says better or worse. Beside the tests, each comparison says what the study could have seen: the minimum
 detectable effect (80 % power), Hedges' g with its 95 % CI, an equivalence test (TOST) for a margin the user names,
 and how many seeds a study would need. Tests come from scipy and statsmodels.
 """
@@ -61,8 +62,11 @@ class Comparison:
     diff_std: Optional[float] = None  # paired: std of the per-seed differences
     correlation: Optional[float] = None  # paired: Pearson's r between seed s of the variant and of the baseline
     ci_method: str = "t"
+    ci_confidence: float = CONFIDENCE
     verdict: str = ""
     notes: list[str] = field(default_factory=list)
+    # the variant's and baseline's values (per shared seed, in seed order, when paired), for the intervals
+    samples: tuple[np.ndarray, np.ndarray] = field(default=(), repr=False)
 
 
 def _finite(value: float) -> Optional[float]:
@@ -135,9 +139,9 @@ def tost_seeds_needed(diff: float, std: Optional[float], margin: float, alpha: f
     return int(counts[enough[0]]) if len(enough) else None
 
 
-def hedges_g(a: Sequence[float], b: Sequence[float]) -> tuple[Optional[float], Optional[float], Optional[float]]:
-    """Hedges' g of a against b (pooled-std standardised difference times 1 - 3/(4(n1+n2) - 9)) and its 95 % CI,
-    from inverting the noncentral t distribution of the t statistic (exact for normal data, also for 3 seeds)."""
+def hedges_g(a: Sequence[float], b: Sequence[float], confidence: float = CONFIDENCE) -> tuple[Optional[float], Optional[float], Optional[float]]:
+    """Hedges' g of a against b (pooled-std standardised difference times 1 - 3/(4(n1+n2) - 9)) and its CI (95 % unless
+    asked), from inverting the noncentral t distribution of the t statistic (exact for normal data, also for 3 seeds)."""
     n1, n2, std = len(a), len(b), pooled_std(a, b)
     if n1 < 2 or n2 < 2 or not std:
         return None, None, None
@@ -156,7 +160,7 @@ def hedges_g(a: Sequence[float], b: Sequence[float]) -> tuple[Optional[float], O
                 return optimize.brentq(gap, low, high, xtol=1e-12)
         return None
 
-    upper, lower = noncentrality((1 - CONFIDENCE) / 2), noncentrality((1 + CONFIDENCE) / 2)
+    upper, lower = noncentrality((1 - confidence) / 2), noncentrality((1 + confidence) / 2)
     if upper is None or lower is None:
         return correction * d, None, None
     return correction * d, correction * lower * scale, correction * upper * scale
@@ -167,17 +171,20 @@ def bootstrap_mean_ci(values: Sequence[float]) -> tuple[Optional[float], Optiona
     return _bootstrap((np.asarray(values, dtype=float),), lambda x, axis: x.mean(axis=axis), paired=False)
 
 
-def bootstrap_diff_ci(a: Sequence[float], b: Sequence[float], paired: bool) -> tuple[Optional[float], Optional[float]]:
-    """BCa 95 % interval of mean(a) - mean(b), resampling seeds; paired resamples a seed's two values together."""
+def bootstrap_diff_ci(a: Sequence[float], b: Sequence[float], paired: bool,
+                      confidence: float = CONFIDENCE) -> tuple[Optional[float], Optional[float]]:
+    """BCa interval (95 % unless asked) of mean(a) - mean(b), resampling seeds; paired resamples a seed's two values
+    together."""
     return _bootstrap((np.asarray(a, dtype=float), np.asarray(b, dtype=float)),
-                      lambda x, y, axis: x.mean(axis=axis) - y.mean(axis=axis), paired=paired)
+                      lambda x, y, axis: x.mean(axis=axis) - y.mean(axis=axis), paired=paired, confidence=confidence)
 
 
-def _bootstrap(data: tuple[np.ndarray, ...], statistic: Callable[..., np.ndarray], paired: bool) -> tuple[Optional[float], Optional[float]]:
+def _bootstrap(data: tuple[np.ndarray, ...], statistic: Callable[..., np.ndarray], paired: bool,
+               confidence: float = CONFIDENCE) -> tuple[Optional[float], Optional[float]]:
     """scipy's BCa interval of a vectorized statistic, or None at either end where it is undefined."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # too few distinct resamples: scipy warns and returns NaN, shown as '–'
-        result = stats.bootstrap(data, statistic, paired=paired, vectorized=True, confidence_level=CONFIDENCE,
+        result = stats.bootstrap(data, statistic, paired=paired, vectorized=True, confidence_level=confidence,
                                  n_resamples=BOOTSTRAP_RESAMPLES, method="BCa", random_state=np.random.default_rng(0))
     return _finite(result.confidence_interval.low), _finite(result.confidence_interval.high)
 
@@ -226,8 +233,6 @@ def compare(variant: dict[int, float], baseline: dict[int, float], margin: Optio
         result.n_paired = len(shared)
         pairs = stats.ttest_rel(mine, theirs) if len(shared) >= 2 else None
         result.p_paired = _finite(pairs.pvalue) if pairs else None
-        interval = (pairs if paired else welch).confidence_interval(CONFIDENCE)
-        result.diff_ci_low, result.diff_ci_high = _finite(interval.low), _finite(interval.high)
         if margin is not None:
             result.p_tost = _finite((ttost_paired(mine, theirs, -margin, margin) if paired else
                                      ttost_ind(a, b, -margin, margin, usevar="unequal"))[0])
@@ -236,15 +241,41 @@ def compare(variant: dict[int, float], baseline: dict[int, float], margin: Optio
             result.correlation = _finite(stats.pearsonr(mine, theirs).statistic) if len(shared) >= 3 else None
         else:
             result.p_test = result.p_welch
-    if ci == "bootstrap":  # resampling as the verdict's test pairs: seeds together when paired, the groups apart if not
-        result.diff_ci_low, result.diff_ci_high = bootstrap_diff_ci(mine, theirs, paired=True) if paired else bootstrap_diff_ci(a, b, paired=False)
+    result.samples = (mine, theirs) if paired else (a, b)
+    set_intervals(result, CONFIDENCE)
     std = pooled_std(a, b)
     result.mde = minimum_detectable_effect(len(a), len(b), result.diff_std if paired else std, paired)
-    result.hedges_g, result.hedges_g_ci_low, result.hedges_g_ci_high = hedges_g(a, b)
     result.pooled_std = std
     if result.p_test is None:
         result.notes.append("no variance in either group: no test" if not paired else "the per-seed differences do not vary: no test")
     return result
+
+
+def set_intervals(comparison: Comparison, confidence: float) -> None:
+    """A compared variant's intervals at this confidence: of Δ in the design of the test the verdict reads (paired
+    t over the seeds' differences, or Welch's; with `--ci bootstrap` the BCa bootstrap resampling seeds as pairs or
+    the groups apart, to match) and of Hedges' g; none for a comparison given without its samples."""
+    if not comparison.samples:
+        return
+    a, b = comparison.samples
+    paired = comparison.test == PAIRED
+    comparison.ci_confidence = confidence
+    if comparison.ci_method == "bootstrap":
+        comparison.diff_ci_low, comparison.diff_ci_high = bootstrap_diff_ci(a, b, paired=paired, confidence=confidence)
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # identical values: scipy warns and returns NaN
+            test = stats.ttest_rel(a, b) if paired else stats.ttest_ind(a, b, equal_var=False)
+            interval = test.confidence_interval(confidence)
+        comparison.diff_ci_low, comparison.diff_ci_high = _finite(interval.low), _finite(interval.high)
+    comparison.hedges_g, comparison.hedges_g_ci_low, comparison.hedges_g_ci_high = hedges_g(a, b, confidence)
+
+
+def holm_confidence(p: float, p_holm: float, level: float) -> float:
+    """The confidence at which the verdict test's interval excludes 0 exactly when Holm rejects at ALPHA:
+    1 - ALPHA x p / p_holm (1 - its step's level ALPHA / (m - rank) unless an earlier step raised p_holm; 95 % for a
+    single comparison), or 1 - its step's level where p_holm is 0."""
+    return 1 - (ALPHA * p / p_holm if p_holm > 0 else level)
 
 
 def design_std(comparison: Comparison) -> Optional[float]:
@@ -264,7 +295,7 @@ def _holm_levels(pvalues: list[float]) -> list[float]:
 
 def adjust_holm(comparisons: Sequence[Comparison], higher_is_better: bool = True) -> None:
     """Holm-adjust the p-values of the tests the verdicts read (paired or Welch, and TOST) of a study's variants in
-    place and set each verdict at ALPHA: better or worse; with a margin, equivalent or inconclusive. An undecided
+    place, give each difference's intervals at the matching confidence (`holm_confidence`) and set each verdict at ALPHA: better or worse; with a margin, equivalent or inconclusive. An undecided
     comparison gets the seeds per group the test that would decide it needs for 80 % power at its Holm level (TOST
     within the margin if the observed Δ lies inside it, else the t-test for the observed Δ), in its design (paired
     or not); none where that is no more than the seeds it already has."""
@@ -272,6 +303,7 @@ def adjust_holm(comparisons: Sequence[Comparison], higher_is_better: bool = True
     for comparison, p, level in zip(tested, _holm([c.p_test for c in tested]), _holm_levels([c.p_test for c in tested])):
         comparison.p_holm = p
         comparison.seeds_needed = seeds_needed(comparison.diff, design_std(comparison), level, comparison.test == PAIRED)
+        set_intervals(comparison, holm_confidence(comparison.p_test, p, level))
     tost = [c for c in comparisons if c.p_tost is not None]
     for comparison, p, level in zip(tost, _holm([c.p_tost for c in tost]), _holm_levels([c.p_tost for c in tost])):
         comparison.p_tost_holm = p
@@ -284,6 +316,14 @@ def adjust_holm(comparisons: Sequence[Comparison], higher_is_better: bool = True
         comparison.verdict = _verdict(comparison, higher_is_better)
         if comparison.verdict in ("better", "worse", "equivalent"):
             comparison.seeds_needed = None
+        if comparison.ci_method == "bootstrap" and comparison.diff_ci_low is not None and comparison.p_holm is not None:
+            if (comparison.diff_ci_low > 0 or comparison.diff_ci_high < 0) != (comparison.p_holm < ALPHA):
+                comparison.notes.append(f"the BCa interval and the {comparison.test} test, which the verdict reads, "
+                                        "disagree at this level")
+        if comparison.test == PAIRED and comparison.hedges_g_ci_low is not None and comparison.p_holm is not None:
+            if (comparison.hedges_g_ci_low > 0 or comparison.hedges_g_ci_high < 0) != (comparison.p_holm < ALPHA):
+                comparison.notes.append("g's interval (two groups, pooled std) and the paired test, which the verdict "
+                                        "reads, disagree at this level")
 
 
 def _verdict(comparison: Comparison, higher_is_better: bool) -> str:

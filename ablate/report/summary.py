@@ -17,7 +17,7 @@ import pandas as pd
 
 from ablate.config import CHOICES, AblateConfig, ConfigError, flatten_config, format_value
 from ablate.report import adaptive as adaptive_report
-from ablate.report import effects, html, plots
+from ablate.report import effects, html, latex, plots
 from ablate.report.metrics import held_out_split
 from ablate.report.metrics import metric as declared_metric
 from ablate.report.stats import ALPHA, PAIRED, adjust_holm, compare, describe, study_sensitivity
@@ -46,7 +46,9 @@ NOTES = (f"n = finished seeds. Δ = variant − baseline. test: the test the ver
          f"the per-seed differences, where the variant ran exactly the baseline's seeds, which draw the same random "
          f"numbers; its interval, MDE, TOST and seeds needed are the paired design's) or Welch (Welch's t-test, where "
          f"the seeds differ). p Holm: that test's p, Holm-adjusted across this study's variants; verdict at "
-         f"α = {ALPHA:g} after adjustment. p Welch: Welch's t-test against the baseline, shown beside it; "
+         f"α = {ALPHA:g} after adjustment. The intervals of Δ and g are Holm-adjusted: each at the confidence that "
+         f"matches its Holm p (1 − α × p / p Holm; 95 % for a single comparison), so Δ's excludes 0 exactly when the "
+         f"verdict is better or worse. p Welch: Welch's t-test against the baseline, shown beside it; "
          f"p paired: paired t-test over the seeds both share. "
          f"MDE: the smallest difference this comparison detects with {plots.POWERED} (a smaller true effect usually "
          f"reads 'no clear difference'). g: Hedges' g, the difference in pooled standard deviations. "
@@ -106,9 +108,11 @@ def check_poolable(runs: pd.DataFrame, study: str) -> None:
 
 
 def _problems(group: pd.DataFrame, planned: set[int], in_progress: set[int], damaged: Mapping[int, str]) -> str:
-    """Failed, diverged, damaged (a file that cannot be read, with what is wrong), in-progress (a checkpoint, no
-    metrics.json yet) and missing seeds of one variant, in words."""
-    notes = [f"seed {s}: {status}" for s, status in zip(group["seed"], group["status"]) if status != "ok"]
+    """Failed, diverged (with the rule that decided it), damaged (a file that cannot be read, with what is wrong),
+    in-progress (a checkpoint, no metrics.json yet) and missing seeds of one variant, in words."""
+    rules = group["diverged_by"] if "diverged_by" in group else [None] * len(group)
+    notes = [f"seed {s}: {status}" + (f" ({by})" if isinstance(by, str) else "")
+             for s, status, by in zip(group["seed"], group["status"], rules) if status != "ok"]
     notes += [f"seed {s}: {what}" for s, what in sorted(damaged.items())]
     going = sorted(in_progress - set(group["seed"]) - set(damaged))
     if going:
@@ -176,19 +180,19 @@ def summarize(runs: pd.DataFrame, variants: Sequence[str], metric: str = "test_a
     ok = runs[runs["status"] == "ok"]
     per_seed = {v: dict(zip(g["seed"], g[metric].astype(float))) for v, g in ok.groupby("variant")}
     baseline = per_seed.get(BASELINE, {})
-    rows, comparisons = [], []
-    for variant in variants:
+    comparisons = [describe(list(per_seed.get(v, {}).values()), ci) if v == BASELINE else compare(per_seed.get(v, {}), baseline, margin, ci)
+                   for v in variants]
+    adjust_holm(comparisons[1:] if variants and variants[0] == BASELINE else comparisons, higher_is_better=higher_is_better)
+    rows = []
+    for variant, comparison in zip(variants, comparisons):
         group = runs[runs["variant"] == variant]
-        mine_seeds = per_seed.get(variant, {})
-        comparison = describe(list(mine_seeds.values()), ci) if variant == BASELINE else compare(mine_seeds, baseline, margin, ci)
-        comparisons.append(comparison)
         mine = ok[ok["variant"] == variant]
         variant_factor = group["factor"].iloc[0] if len(group) else ""
         rows.append({
             "variant": variant,
             "factor": variant_factor,
             "value": group["value"].iloc[0] if len(group) else "",
-            **{k: v for k, v in asdict(comparison).items() if k != "notes"},
+            **{k: v for k, v in asdict(comparison).items() if k not in ("notes", "samples")},
             **_secondary(mine, metric),
             "params": _first(group, "params"),
             "trainable_params": _first(group, "trainable_params") or _first(group, "params"),
@@ -197,11 +201,7 @@ def summarize(runs: pd.DataFrame, variants: Sequence[str], metric: str = "test_a
             "problems": _problems(group, _planned(group) if adaptive else planned, (in_progress or {}).get(variant, set()),
                                   (damaged or {}).get(variant, {})),
             "notes": "; ".join(comparison.notes + ([SEVERAL_KEYS] if "+" in variant_factor else [])),
-        })
-    adjust_holm(comparisons[1:] if variants and variants[0] == BASELINE else comparisons, higher_is_better=higher_is_better)
-    for row, comparison in zip(rows, comparisons):
-        row["p_holm"], row["verdict"] = comparison.p_holm, ("baseline" if row["variant"] == BASELINE else comparison.verdict)
-        row["p_tost_holm"], row["seeds_needed"] = comparison.p_tost_holm, comparison.seeds_needed
+        } | ({"verdict": "baseline"} if variant == BASELINE else {}))
     summary = adaptive_report.apply(pd.DataFrame(rows), runs) if adaptive else pd.DataFrame(rows)
     spread = OUTLIER_SPREAD.get(declared_metric(metric).scale, OUTLIER_SPREAD[1.0])
     return summary.assign(mean_off_axis=far_outliers(summary["mean"], summary["n"] > 0, spread),
@@ -260,7 +260,7 @@ def _statistics(summary: pd.DataFrame, metric: str) -> dict[str, list[str]]:
     scale, unit = plots.metric_scale(metric)[0], _unit(metric)
     columns = {
         "MDE": ["–" if pd.isna(m) else f"±{_number(m, scale)}{unit}" for m in summary["mde"]],
-        "g [95% CI]": ["–" if pd.isna(g) else _number(g, signed=True) + ("" if pd.isna(lo) else f" [{_number(lo, signed=True)}, {_number(hi, signed=True)}]")
+        "g [Holm-adjusted 95% CI]": ["–" if pd.isna(g) else _number(g, signed=True) + ("" if pd.isna(lo) else f" [{_number(lo, signed=True)}, {_number(hi, signed=True)}]")
                        for g, lo, hi in zip(summary["hedges_g"], summary["hedges_g_ci_low"], summary["hedges_g_ci_high"])],
     }
     if summary["margin"].notna().any():
@@ -297,6 +297,8 @@ def sensitivity(summary: pd.DataFrame, runs: pd.DataFrame, metric: str, margin: 
     line = f"With {n} seeds per variant this study can detect ±{_number(mde, scale)}{unit} (α = {ALPHA:g}, {plots.POWERED}, {design})"
     if effect is None:
         return line + "." + _correlation(compared)
+    if effect == 0:  # the median variant equals the baseline exactly: no number of seeds detects a difference of 0
+        return f"{line}; the median observed |Δ| is 0, which no number of seeds detects." + _correlation(compared)
     what = f"±{_number(effect, scale)}{unit}" if margin is not None else f"the median observed |Δ|, ±{_number(effect, scale)}{unit},"
     return f"{line}; {what} needs {_seeds(needed)} seeds per variant." + _correlation(compared)
 
@@ -307,14 +309,15 @@ def _correlation(compared: pd.DataFrame) -> str:
     r = pd.to_numeric(compared.loc[compared["test"] == PAIRED, "correlation"], errors="coerce").dropna()
     if r.empty:
         return ""
-    spread = f" (from {r.min():+.2f} to {r.max():+.2f} over {len(r)} paired comparisons)" if len(r) > 1 else ""
-    return (f" Seed s of a variant and seed s of the baseline correlate at r = {r.median():+.2f}{spread}: with equal "
+    signed = lambda value: f"{value:+.2f}".replace("-", "−")  # noqa: E731  a minus sign, as in the notes' prose
+    spread = f" (from {signed(r.min())} to {signed(r.max())} over {len(r)} paired comparisons)" if len(r) > 1 else ""
+    return (f" Seed s of a variant and seed s of the baseline correlate at r = {signed(r.median())}{spread}: with equal "
             "spreads a paired difference varies √(1 − r) times as much as an unpaired one.")
 
 
 def _delta_ci_name(summary: pd.DataFrame, ci_name: str) -> str:
-    """What the interval beside Δ is: the fixed-n one, or seeds=auto's anytime-valid interval."""
-    return "anytime-valid CI" if (summary["ci_method"] == adaptive_report.CI_METHOD).any() else ci_name
+    """What the interval beside Δ is: the fixed-n one at Holm's multiplicity, or seeds=auto's anytime-valid interval."""
+    return "anytime-valid CI" if (summary["ci_method"] == adaptive_report.CI_METHOD).any() else f"Holm-adjusted {ci_name}"
 
 
 def display_table(summary: pd.DataFrame, metric: str, compact: bool = False) -> pd.DataFrame:
@@ -357,10 +360,14 @@ def display_table(summary: pd.DataFrame, metric: str, compact: bool = False) -> 
     return table
 
 
-def _latex(table: pd.DataFrame) -> str:
-    """A booktabs tabular of the display table."""
-    text = table.to_latex(index=False, escape=True, column_format="l" + "r" * (len(table.columns) - 1))
-    return text.replace("±", r"$\pm$").replace("Δ", r"$\Delta$").replace("–", "--")
+def _latex_comments(study: str, metric: str, line: str, full: bool) -> list[str]:
+    """The % lines above a LaTeX table: what it is, what it needs, what its interval and verdict mean."""
+    other = "summary.tex holds the paper table" if full else "summary-full.tex holds every column"
+    return [f"ablate report of study {study}: {metric}{', every column' if full else ''}; {other}.",
+            r"Needs \usepackage{booktabs}." + (" Set it landscape (pdflscape) at \\footnotesize: it is a page wide." if full else
+                                               " It fits a one-column article's text width."),
+            f"Δ = variant − baseline, with the interval its header names; verdict at α = {ALPHA:g} (summary.md's notes say more).",
+            line]
 
 
 def effects_section(runs: pd.DataFrame, study: str, metric: str, out: Path,
@@ -456,7 +463,10 @@ def _write_study_files(out: Path, study: str, runs: pd.DataFrame, histories: pd.
         files.write_atomically(out / "summary.md", f"# Study `{study}`: {metric}\n\n{table.to_markdown(index=False)}\n\n{line}\n\n{NOTES}\n"
                                + (f"\n{section.markdown()}" if section else ""))
     if "tex" in formats:
-        files.write_atomically(out / "summary.tex", _latex(table.drop(columns=["notes", "failed / missing"])))
+        files.write_atomically(out / "summary.tex", latex.tabular(latex.paper_table(table, plots.metric_scale(metric)[1]),
+                                                                  _latex_comments(study, metric, line, full=False)))
+        files.write_atomically(out / "summary-full.tex", latex.full_tables(table.drop(columns=["notes", "failed / missing"]),
+                                                                           _latex_comments(study, metric, line, full=True)))
     figures = {"forest": plots.write(plots.forest_chart(summary, study, metric, margin), out / "forest.png"),
                "accuracy": plots.write(plots.bar_chart(summary, runs, study, metric), out / "accuracy.png")}
     if len(histories):
@@ -517,7 +527,7 @@ def write_reports(paths: Sequence[str], out_root: str = "reports", metric: str =
             print(f"  ! {row.variant}: {SEVERAL_KEYS}")
         if section:
             print(f"\n{section.title}\n{section.markdown_table()}\n")
-        print(f"  -> {root / study_dir.name}/: summary.{{{','.join(formats)}}}, forest.png, accuracy.png, curves.png, cost.png"
+        print(f"  -> {root / study_dir.name}/: {', '.join(table_files(formats))}, forest.png, accuracy.png, curves.png, cost.png"
               + (", effects.csv, interactions.png, half_normal.png" if section else "") + ", index.html")
     if done:
         pages = [write_index(root, done, metric)] if "md" in formats else []
@@ -527,6 +537,12 @@ def write_reports(paths: Sequence[str], out_root: str = "reports", metric: str =
     if refused:
         raise ReportError(" | ".join(refused))
     return done
+
+
+def table_files(formats: Sequence[str]) -> list[str]:
+    """The table files a report writes for these formats, in FORMATS' order (tex: the paper table and the full one)."""
+    names = {"md": ["summary.md"], "csv": ["summary.csv"], "tex": ["summary.tex", "summary-full.tex"]}
+    return [name for form in FORMATS if form in formats for name in names[form]]
 
 
 def _studies(path: Path) -> list[Path]:

@@ -60,20 +60,27 @@ def kept(plan: Plan) -> str:
 
 
 def describe(plan: Plan) -> str:
-    """What a command would do: every planned run with its state (finished, failed, damaged, to train), nothing trained."""
+    """What a command would do: every planned run with its state (finished, failed, diverged, damaged, to train),
+    nothing trained; failed and diverged runs are kept as results, to train again only with --retry-failed (as the
+    runner decides)."""
     found, lines, counts = statuses(plan), [], Counter()
+    retry = plan.study.config.retry_failed
     for run in plan.runs:
         state, reason = found.get(run.folder, ("to train", ""))
-        counts[state] += 1
-        progress = checkpoints.progress(run.folder, run.variant.config.train.epochs) if state == "to train" else ""
+        if retry and state in ("failed", "diverged"):
+            state = f"to train ({state})"
+        counts["to train" if state.startswith("to train") else state] += 1
+        progress = checkpoints.progress(run.folder, run.variant.config.train.epochs) if state.startswith("to train") else ""
         counts["going"] += bool(progress)
         if state == "damaged":
             progress = (f": {reason}; ablate run moves its files to {run.folder / results.DAMAGED_PREFIX}<time>/ and trains "
                         "it again")
         lines.append(f"  {state:9s} {run.folder}{progress}")
     first, to_train = plan.study, counts["to train"] + counts["damaged"]
+    kept_results = "".join(f", {counts[s]} {s}" for s in ("failed", "diverged") if counts[s])
+    again = " (kept as results; --retry-failed trains them again)" if kept_results else ""
     others = "".join(f", {counts[s]} {s}" for s in ("damaged", ELSEWHERE) if counts[s])
-    header = (f"{len(lines)} run(s) planned, {len(lines) - to_train - counts[ELSEWHERE]} finished, {to_train} to train "
+    header = (f"{len(lines)} run(s) planned, {counts['ok']} finished{kept_results}{again}, {to_train} to train "
               f"({counts['going']} in progress{others}) "
               f"(device {first.resolved.device}, precision {first.resolved.precision}, strategy {first.resolved.strategy}"
               f"{'; each job resolves auto where it runs' if first.deferred else ''}):")

@@ -22,7 +22,7 @@ from ablate import recipe
 from ablate.config import TrainConfig
 from ablate.data.datasets import Dataset
 from ablate.store.checkpoints import SeedState
-from ablate.training import augment
+from ablate.training import augment, divergence
 from ablate.training.checkpoint import Hooks, Stopped, rng_state, set_rng_state
 from ablate.training.strategies import Trainer, per_seed_cross_entropy
 from ablate.training.streams import StreamSeeds
@@ -147,17 +147,18 @@ class Group:
         self.loss_sum += losses * y.shape[1]
         self.correct += (logits.argmax(-1) == y).sum(1)
 
-    def close_epoch(self, epoch: int, seconds: float, n: int, test: tuple[list[float], list[float]],
+    def close_epoch(self, epoch: int, seconds: float, n: int, classes: int, test: tuple[list[float], list[float]],
                     val: tuple[list[float], list[float]]) -> None:
-        """Each seed still ok gets its history row, or is marked diverged when its training loss is not finite;
-        the running sums start again."""
+        """Each seed still ok gets its history row, or is marked diverged when its training loss is not finite or
+        exploded (`divergence.exploded`); the running sums start again."""
         train_losses, train_accs = (self.loss_sum / n).tolist(), (self.correct / n).tolist()
         for i, result in enumerate(self.results):
             if result.status != "ok":
                 continue
-            if not math.isfinite(train_losses[i]):
-                result.status, result.error = "diverged", f"training loss became {train_losses[i]} in epoch {epoch}"
-                result.metrics = {"diverged_epoch": epoch}
+            found = divergence.exploded(train_losses[i], epoch, classes)
+            if found:
+                result.status, result.error = "diverged", found.reason
+                result.metrics = {"diverged_epoch": epoch, "diverged_by": found.by}
                 continue
             result.history.append({"epoch": epoch, "train_loss": train_losses[i], "train_acc": train_accs[i],
                                    **({"val_loss": val[0][i], "val_acc": val[1][i]} if val[1] else {}),
@@ -180,11 +181,20 @@ class Group:
                           metrics=dict(r.metrics), history=list(r.history), resumed=list(w))
                 for r, (o, a), t, p, w in zip(self.results, generators, trained, partial, self.resumed)]
 
-    def finish(self, trainer: Trainer, seconds: float) -> list[SeedResult]:
-        """The results: final metrics and weights of each seed that ended ok; wall seconds are the group's over K."""
+    def finish(self, trainer: Trainer, seconds: float, steps: int, classes: int) -> list[SeedResult]:
+        """The results: final metrics of every seed that ended, weights of each that ended ok; a seed whose last epoch
+        is at chance after `steps` optimizer steps (`divergence.at_chance`) is diverged, its final metrics kept as the
+        evidence; wall seconds are the group's over K."""
         for result, state, where in zip(self.results, trainer.state_dicts(), self.resumed):
             if result.status == "ok":
-                result.metrics, result.state_dict = final_metrics(result.history), state
+                result.metrics = final_metrics(result.history)
+                last = result.history[-1]
+                found = divergence.at_chance(last["train_acc"], last["epoch"], steps, classes)
+                if found:
+                    result.status, result.error = "diverged", found.reason
+                    result.metrics |= {"diverged_epoch": last["epoch"], "diverged_by": found.by}
+                else:
+                    result.state_dict = state
             result.wall_seconds = seconds / len(self.seeds)
             result.resumed = where
         return self.results
@@ -206,8 +216,9 @@ def train_group(trainer: Trainer, seeds: list[int], streams: list[StreamSeeds], 
 
     With `resume` (one state per seed, all at the same point) it goes on from there exactly as if never stopped.
     `hooks.on_epoch` gets every epoch's results; when `hooks.stop()` turns true between two steps, it raises
-    Stopped with every seed's state. A seed whose epoch loss is not finite is marked diverged and its curve ends
-    there; the others go on. Per-epoch `seconds` are the group's time divided by K, the cost of one seed when
+    Stopped with every seed's state. A seed whose epoch loss is not finite or exploded is marked diverged and its
+    curve ends before that epoch, one that ends at chance is marked diverged at the end (ablate/training/divergence.py);
+    the others go on. Per-epoch `seconds` are the group's time divided by K, the cost of one seed when
     trained this way.
     """
     started = time.perf_counter()
@@ -231,9 +242,10 @@ def train_group(trainer: Trainer, seeds: list[int], streams: list[StreamSeeds], 
         seconds = (time.perf_counter() - clock) / len(seeds)
         test = evaluate(trainer, data.test_x, data.test_y)
         val = evaluate(trainer, data.val_x, data.val_y) if len(data.val_y) else ([], [])
-        group.close_epoch(epoch, seconds, len(data.train_y), test, val)
+        group.close_epoch(epoch, seconds, len(data.train_y), data.num_classes, test, val)
         now = [(order.get_state(), shifts.get_state()) for order, shifts in group.generators]
         hooks.on_epoch(epoch, group.results, functools.partial(group.states, trainer, now))
         if group.ended():
             break
-    return group.finish(trainer, time.perf_counter() - started)
+    steps = group.epoch * math.ceil(len(data.train_y) / train_cfg.batch_size)
+    return group.finish(trainer, time.perf_counter() - started, steps, data.num_classes)
