@@ -3,7 +3,6 @@ lesion_units.csv: the cumulative curves with bands, the AUC table with paired te
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -12,6 +11,7 @@ import pandas as pd
 from ablate.lesion import aggregate, plots
 from ablate.report import plots as report_plots
 from ablate.report.html import PageSection
+from ablate.store import files
 
 LESION_CSV, UNITS_CSV = "lesion.csv", "lesion_units.csv"
 NOTE = ("Lesion: a unit's output (a channel of a conv block after its activation, a hidden unit of the flatten head) "
@@ -66,7 +66,7 @@ def sections(study: str, old: Path, out: Path) -> Sequence[PageSection]:
         return ()
     if old.resolve() != out.resolve():
         for name in (LESION_CSV, UNITS_CSV):
-            shutil.copyfile(old / name, out / name)
+            files.write_atomically(out / name, (old / name).read_bytes())
     frame = pd.read_csv(out / LESION_CSV, dtype={"order": str})
     if frame.empty:
         return ()

@@ -19,7 +19,7 @@ from tqdm import tqdm
 from ablate.lesion import compute, page
 from ablate.networks.network import NotLesionable
 from ablate.report.summary import ReportError, write_study_report
-from ablate.store import results
+from ablate.store import files, results
 
 LESION_CSV, UNITS_CSV = page.LESION_CSV, page.UNITS_CSV
 
@@ -118,9 +118,8 @@ def lesion(path: Path, out_root: Path, settings: compute.Settings, device_name: 
         print(f"  ! {line}")
     frame, units = tables(found.study, settings)
     out = out_root / found.study.name
-    out.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(out / LESION_CSV, index=False)
-    units.to_csv(out / UNITS_CSV, index=False)
+    files.write_atomically(out / LESION_CSV, frame.to_csv(index=False))  # a kill leaves the old table or the new one
+    files.write_atomically(out / UNITS_CSV, units.to_csv(index=False))
     print(f"Lesioned {done} run(s) of study {found.study.name}; {len(frame)} rows in {out / LESION_CSV}, per class in {out / UNITS_CSV}")
     if not frame.empty:
         print(page.console(frame))
