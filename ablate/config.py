@@ -7,8 +7,11 @@ wrong types; `validate` adds the range and choice checks that types cannot expre
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import functools
 import re
+import typing
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Mapping, Optional
 
@@ -173,6 +176,63 @@ class AblateConfig:
     study: str = "default"  # a sweep sets this to its own name; study=NAME overrides it
     variant: Optional[str] = None
     retry_failed: bool = False  # set by `ablate run --retry-failed`: train failed and diverged runs again
+
+
+# Keys that ablate sets itself (a variant's name, --retry-failed): not listed to users, never typed by them.
+INTERNAL_KEYS = ("variant", "retry_failed")
+
+
+def key_type(full_key: str) -> Any:
+    """The schema's type at a dotted key (a dataclass for a section, '' the whole config; `model` is the built-in
+    network's ModelConfig), or None for a key the schema does not have."""
+    node: Any = AblateConfig
+    for part in [p for p in re.sub(r"\[\d+\]", "", full_key).split(".") if p]:
+        hints = typing.get_type_hints(node) if dataclasses.is_dataclass(node) else {}
+        node = ModelConfig if node is AblateConfig and part == "model" else hints.get(part)
+    return node
+
+
+def _section(key: str) -> Any:
+    """The schema dataclass of a dotted section, or None."""
+    node = key_type(key)
+    return node if dataclasses.is_dataclass(node) else None
+
+
+def section_keys(section: str) -> list[str]:
+    """The keys a user may set in a section of the schema ('' the whole config), internal keys and your own
+    network's fields left out."""
+    node = _section(section)
+    hidden = INTERNAL_KEYS + OWN_NETWORK_FIELDS
+    return [f.name for f in dataclasses.fields(node) if f.name not in hidden] if node is not None else []
+
+
+def no_such_key(full_key: str) -> str:
+    """The one line for a key the schema does not have: the key, the closest keys of its section, all of them."""
+    section, _, name = full_key.rpartition(".")
+    keys = section_keys(section)
+    close = difflib.get_close_matches(name, keys, n=2)
+    hint = f"did you mean {' or '.join(f'{section}.{k}'.lstrip('.') for k in close)}? " if close else ""
+    owner = "the built-in model" if section == "model" else section or "the config"
+    message = f"{full_key}: no such key, so ablate would not use it; {hint}{owner} has: {', '.join(keys)}"
+    if section == "model":
+        message += f"; your own network (_target_) takes its constructor's keys: add one with +{full_key}=VALUE"
+    return message
+
+
+def refuse_unknown_keys(node: Mapping[str, Any], section: str = "") -> None:
+    """Refuse any key of a composed config (a `+key` of the command line, a key of a --config-dir file) that the
+    schema does not have, naming it: ablate never drops a key it would not use. Your own network's keys (a model node
+    with `_target_`) are its constructor's to accept, when the plan is checked."""
+    schema = _section(section)
+    if schema is None or (section == "model" and node.get("_target_") is not None):
+        return
+    names = {f.name for f in dataclasses.fields(schema)}
+    for key, value in node.items():
+        full_key = f"{section}.{key}".lstrip(".")
+        if key not in names:
+            raise ConfigError(no_such_key(full_key))
+        if isinstance(value, Mapping):
+            refuse_unknown_keys(value, full_key)
 
 
 def format_value(value: Any) -> str:

@@ -23,7 +23,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, ValueType
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from ablate.config import AUTO_SEEDS, AblateConfig, ConfigError, complete, register_schema, to_node, typed, validate
+from ablate.config import (AUTO_SEEDS, AblateConfig, ConfigError, complete, key_type, no_such_key, refuse_unknown_keys, register_schema,
+                           to_node, typed, validate)
 from ablate.data.catalog import input_spec
 from ablate.networks.network import Description, Network, create_network
 from ablate.store import results
@@ -90,9 +91,10 @@ def factors_of(composed: DictConfig, overrides: Sequence[str]) -> dict[str, list
         key = override.get_key_element().lstrip("+~")
         if key in factors and not override.is_sweep_override():
             raise ConfigError(f"{key} is a factor this study varies; drop {override.input_line}, or list it as {key}=a,b")
-    missing = [key for key in factors if OmegaConf.select(composed, key, default=None) is None]
-    if missing:
-        raise ConfigError(f"{missing[0]}: not a key of the config, so it cannot be a factor; `ablate run --cfg job` lists the keys")
+    own_network = OmegaConf.select(composed, "model._target_", default=None) is not None
+    for key in factors:  # your own network's keys are its constructor's to accept, when the plan is checked
+        if key_type(key) is None and not (own_network and key.startswith("model.")):
+            raise ConfigError(f"{no_such_key(key)} (a factor must be a key of the config)")
     return factors
 
 
@@ -252,6 +254,7 @@ def build(overrides: Sequence[str], config_dir: Optional[str] = None) -> Plan:
     app = composed.copy()
     with open_dict(app):
         del app["hydra"]
+    refuse_unknown_keys(app)
     deferred = runs_elsewhere(composed) and app.seeds != AUTO_SEEDS  # seeds=auto trains in this process
     planned = [plan_variant(_apply(app, variant), variant, deferred=deferred) for variant in study_variants(composed, overrides)]
     if "model.transfer" not in factors_of(composed, overrides):
