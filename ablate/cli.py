@@ -129,11 +129,18 @@ def run(arguments: Sequence[str]) -> int:
     dry_run, retry_failed = "--dry-run" in arguments, "--retry-failed" in arguments
     arguments = [a for a in arguments if a not in flags]
     overrides = _overrides(arguments)
+    if {"--help", "-h"} & set(arguments):
+        from ablate import run_help  # reads the schema's source: no Hydra, no torch
+
+        print(run_help.text())
+        return 0
     if any(a in HYDRA_INFO_FLAGS for a in arguments):
         from ablate.training import runner  # training imports torch (1.7 s); planning and --dry-run do not
 
         sys.argv = ["ablate run", *arguments]
-        _hydra_main(runner.run_job)()  # Hydra prints help or the composed config and trains nothing
+        for handler in logging.root.handlers[:]:  # Hydra logs --info to stdout itself; main's stderr handler would repeat it
+            logging.root.removeHandler(handler)
+        _hydra_main(runner.run_job)()  # Hydra prints its help, its info or the composed config and trains nothing
         return 0
     try:
         planned = plan.build([*overrides, *(["retry_failed=true"] if retry_failed else [])], _config_dir(arguments))
@@ -146,6 +153,8 @@ def run(arguments: Sequence[str]) -> int:
     if dry_run:
         print(status.describe(planned))
         return 0
+    if status.baseline_line(planned):
+        print(status.baseline_line(planned).strip())  # type: ignore[union-attr]
 
     from hydra_plugins.ablate_sweeper.ablate_sweeper import launching
 
@@ -227,6 +236,7 @@ def inspect(arguments: Sequence[str]) -> int:
     parser.add_argument("overrides", nargs="*", help="Hydra overrides as for `ablate run`, e.g. model.depth=5 data=synthetic +sweep=kernel")
     parser.add_argument("--format", choices=FORMATS, default="md", help="md (default): tables; csv: one row per layer; json")
     parser.add_argument("--config-dir", "-cd", help="a folder of your own config groups, as for `ablate run`, e.g. myconf (myconf/model/mynet.yaml)")
+    parser.add_argument("--multirun", "-m", action="store_true", help="as for `ablate run` (key=a,b lists a factor with or without it), so a pasted command works")
     options = parser.parse_args(arguments)
     try:
         text = inspect_overrides(options.overrides, options.format, options.config_dir)

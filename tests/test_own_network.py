@@ -197,6 +197,6 @@ def test_your_networks_keys_are_typed_as_its_constructor_declares_them(mynet: Mo
     swept = plan.build(["model=mynet", "model.dropout=0,0.5", *TINY], "myconf")
     assert [v.variant.name for v in swept.variants] == ["baseline", "model.dropout=0.5"]
     ints, floats = (plan.build(["model=mynet", f"model.dropout={value}", *TINY], "myconf").study for value in ("0", "0.0"))
-    assert ints.variant.name == floats.variant.name == "model.dropout=0.0"
+    assert ints.variant.name == floats.variant.name == "baseline"  # the config file's own 0.0: the baseline, not a variant
     assert ints.identity == floats.identity and ints.identity["model.dropout"] == 0.0
     assert ints.config.model.params["hidden"] == 32 and isinstance(ints.config.model.params["hidden"], int)  # an int stays one

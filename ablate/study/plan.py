@@ -23,7 +23,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, ValueType
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from ablate.config import (AUTO_SEEDS, AblateConfig, ConfigError, complete, key_type, no_such_key, refuse_unknown_keys, register_schema,
+from ablate.config import (AUTO_SEEDS, AblateConfig, ConfigError, complete, format_value, key_type, no_such_key, refuse_unknown_keys, register_schema,
                            to_node, typed, validate)
 from ablate.data.catalog import input_spec
 from ablate.networks.network import Description, Network, create_network
@@ -92,10 +92,29 @@ def factors_of(composed: DictConfig, overrides: Sequence[str]) -> dict[str, list
         if key in factors and not override.is_sweep_override():
             raise ConfigError(f"{key} is a factor this study varies; drop {override.input_line}, or list it as {key}=a,b")
     own_network = OmegaConf.select(composed, "model._target_", default=None) is not None
-    for key in factors:  # your own network's keys are its constructor's to accept, when the plan is checked
+    for key, values in factors.items():  # your own network's keys are its constructor's to accept, when the plan is checked
         if key_type(key) is None and not (own_network and key.startswith("model.")):
             raise ConfigError(f"{no_such_key(key)} (a factor must be a key of the config)")
+        if key == "seeds":
+            listed = ",".join(format_value(value) for value in values)
+            raise ConfigError(f"seeds={listed} is not allowed; seeds are no factor (every variant trains every seed): "
+                              f"list them in brackets, seeds=[{listed}]")
+        refuse_loose_booleans(key, values)
     return factors
+
+
+def refuse_loose_booleans(key: str, values: Sequence[Any]) -> None:
+    """A true/false key takes true or false only: OmegaConf would read yes, on or 1 as true, silently."""
+    loose = [value for value in values if not isinstance(value, bool)]
+    if key_type(key) in (bool, Optional[bool]) and loose:
+        raise ConfigError(f"{key}={format_value(loose[0])} is not allowed; write true or false")
+
+
+def refuse_loose_values(overrides: Sequence[str]) -> None:
+    """The command line's single values checked before Hydra converts them (see `refuse_loose_booleans`)."""
+    for override in _parse(overrides):
+        if not override.is_sweep_override() and not override.is_delete():
+            refuse_loose_booleans(override.get_key_element().lstrip("+~"), [override.value()])
 
 
 def typed_value(app: DictConfig, key: str, value: Any) -> Any:
@@ -125,9 +144,36 @@ def study_variants(composed: DictConfig, overrides: Sequence[str]) -> list[Varia
     design = OmegaConf.select(composed, "hydra.sweeper.design", default=DESIGNS[0])
     if design != DESIGNS[0]:
         return design_variants(config_values, typed_factors, design, OmegaConf.select(composed, "hydra.sweeper.resolution", default=None))
+    _refuse_empty_sweep(composed, config_values, typed_factors)
     if factors:
         return plan_variants(config_values, typed_factors)
-    return [make_variant({key: declared(key, OmegaConf.select(app, key)) for key in one_off_keys(overrides)})]
+    one_off = {key: declared(key, OmegaConf.select(app, key)) for key in one_off_keys(overrides)}
+    return [make_variant({key: value for key, value in one_off.items() if value != _baseline_value(composed, overrides, key, declared)})]
+
+
+def _baseline_value(composed: DictConfig, overrides: Sequence[str], key: str, declared: Any) -> Any:
+    """The value of a one-off run's model key in the config without the command line's model overrides: a one-off
+    value equal to it (model.depth=2, model.dropout=0) is the baseline, not a new variant."""
+    kept = [o for o in overrides if o.partition("=")[0].lstrip("+~") not in one_off_keys(overrides)]
+    config_dir = next((path.removeprefix("file://") for path in OmegaConf.select(composed, "hydra.searchpath", default=[])
+                       if str(path).startswith("file://")), None)
+    baseline = compose_config(kept, config_dir)
+    with open_dict(baseline):
+        baseline.pop("hydra")
+    value = OmegaConf.select(baseline, key, default=None)
+    return None if value is None else declared(key, value)
+
+
+def _refuse_empty_sweep(composed: DictConfig, baseline: Mapping[str, Any], factors: Mapping[str, Sequence[Any]]) -> None:
+    """A sweep that would train the baseline alone is refused: a sweep file without factors, or a factor whose
+    values are all the baseline's own."""
+    sweep = OmegaConf.select(composed, "hydra.runtime.choices.sweep", default=None)
+    if sweep is not None and not factors:
+        raise ConfigError(f"+sweep={sweep} varies nothing: its file lists no factors (hydra.sweeper.factors: {{KEY: [values]}})")
+    for key, values in factors.items():
+        if all(value == baseline[key] for value in values):
+            raise ConfigError(f"{key}={','.join(format_value(v) for v in values)} lists only the baseline's own value "
+                              f"({format_value(baseline[key])}), so it varies nothing; add another value")
 
 
 def _network(app: DictConfig) -> Network:
@@ -250,11 +296,13 @@ def _apply(app: DictConfig, variant: Variant) -> AblateConfig:
 def build(overrides: Sequence[str], config_dir: Optional[str] = None) -> Plan:
     """The plan of a command line (with Hydra's --config-dir, if given); raises ConfigError (or Hydra's own error)
     for the first bad setting."""
+    refuse_loose_values(overrides)
     composed = compose_config(overrides, config_dir)
     app = composed.copy()
     with open_dict(app):
         del app["hydra"]
     refuse_unknown_keys(app)
+    validate(typed(app))  # the command line's own values first: a bad value is named before any factor's conflict
     deferred = runs_elsewhere(composed) and app.seeds != AUTO_SEEDS  # seeds=auto trains in this process
     planned = [plan_variant(_apply(app, variant), variant, deferred=deferred) for variant in study_variants(composed, overrides)]
     if "model.transfer" not in factors_of(composed, overrides):

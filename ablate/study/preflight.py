@@ -10,7 +10,7 @@ from __future__ import annotations
 import typing
 from pathlib import Path
 
-from hydra.errors import MissingConfigException
+from hydra.errors import MissingConfigException, OverrideParseException
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from ablate import trackers
@@ -112,6 +112,10 @@ def one_line(error: BaseException) -> str:
             if isinstance(item, (ConfigAttributeError, ConfigKeyError)):
                 return no_such_key(item.full_key)
             return f"{item.full_key}: {message}"
+    if isinstance(error, OverrideParseException):
+        kind = str(error.message).split(":")[0].split("'")[0].strip()
+        return (f"{error.override}: not an override Hydra can read ({kind}); write key=value, and quote a value with "
+                "characters other than letters, digits and _ - + . / : (key='value')")
     if isinstance(error, MissingConfigException):
         text = " ".join(str(error).split())
         return text.replace("Available options in", "; available options in").replace("Config search path:", "").split("provider=")[0].strip()

@@ -6,9 +6,13 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+from typing import Optional
+
+from ablate.config import flatten_config, format_value, plain
 
 from ablate.store import checkpoints, results
 from ablate.study.plan import Plan
+from ablate.study.variants import BASELINE
 
 
 def statuses(plan: Plan) -> dict[Path, str]:
@@ -35,16 +39,33 @@ def describe_status(outcome: dict[str, list[str]]) -> str:
 
 
 def describe(plan: Plan) -> str:
-    """What a command would do: every planned run with its state (finished, failed, to train), nothing trained."""
-    found, lines, to_train, going = statuses(plan), [], 0, 0
+    """What a command would do: every planned run with its state (ok, failed, diverged, to train), nothing trained;
+    only ok runs count as finished, and failed or diverged ones as to train under --retry-failed."""
+    found, lines, states, going = statuses(plan), [], Counter[str](), 0
+    retry = plan.study.config.retry_failed
     for run in plan.runs:
         state = found.get(run.folder, "to train")
-        to_train += state == "to train"
+        state = "to train" if retry and state in ("failed", "diverged") else state
+        states[state] += 1
         progress = checkpoints.progress(run.folder, run.variant.config.train.epochs) if state == "to train" else ""
         going += bool(progress)
         lines.append(f"  {state:9s} {run.folder}{progress}")
     first = plan.study
-    header = (f"{len(lines)} run(s) planned, {len(lines) - to_train} finished, {to_train} to train ({going} in progress) "
+    kept = "".join(f", {states[s]} {s}" for s in ("failed", "diverged") if states[s])
+    kept += " (kept as results; --retry-failed trains them again)" if kept else ""
+    header = (f"{len(lines)} run(s) planned, {states['ok']} finished{kept}, {states['to train']} to train ({going} in progress) "
               f"(device {first.resolved.device}, precision {first.resolved.precision}, strategy {first.resolved.strategy}"
               f"{'; each job resolves auto where it runs' if first.deferred else ''}):")
-    return "\n".join([header, *lines])
+    return "\n".join([header, *filter(None, [baseline_line(plan)]), *lines])
+
+
+def baseline_line(plan: Plan) -> Optional[str]:
+    """The baseline's own value of every factor (the config's, which the command line may not show: `-m
+    train.lr=0.01,0.1` also trains the config's 0.001), or None for a plan without a baseline and factors."""
+    study = [v for v in plan.variants if v.role == "study"]
+    baseline = next((v for v in study if v.variant.name == BASELINE), None)
+    keys = list(dict.fromkeys(key for v in study for key in v.variant.keys))
+    if baseline is None or not keys:
+        return None
+    values = flatten_config(plain(baseline.config))
+    return f"  baseline: {', '.join(f'{key}={format_value(values.get(key))}' for key in keys)} (the config's own values)"
