@@ -123,17 +123,17 @@ def run(arguments: Sequence[str]) -> int:
     2 for a config error (nothing trained), 130 after Ctrl-C (finished runs kept); after SIGTERM or SIGUSR1 the
     process writes checkpoints and ends by that signal (143 or 138 in a shell; see ablate/training/stopping.py).
     """
+    if {"--help", "-h"} & set(arguments):
+        from ablate import run_help  # reads the schema's source: no Hydra, no torch
+
+        print(run_help.text())
+        return 0
     from ablate.study import adaptive, plan, preflight, status
 
     flags = {"--dry-run", "--retry-failed"}
     dry_run, retry_failed = "--dry-run" in arguments, "--retry-failed" in arguments
     arguments = [a for a in arguments if a not in flags]
     overrides = _overrides(arguments)
-    if {"--help", "-h"} & set(arguments):
-        from ablate import run_help  # reads the schema's source: no Hydra, no torch
-
-        print(run_help.text())
-        return 0
     if any(a in HYDRA_INFO_FLAGS for a in arguments):
         from ablate.training import runner  # training imports torch (1.7 s); planning and --dry-run do not
 
