@@ -14,13 +14,16 @@ import pytest
 from conftest import run_ablate
 
 PAGE = Path(__file__).resolve().parents[1] / "docs" / "guide" / "mistakes.md"
-# The folder of your own config groups that the --config-dir cases name, as the page shows it.
-MYCONF = {
+# The files the cases use, as the page shows them: a folder of your own config groups (--config-dir myconf), and an
+# image folder whose class b holds no image.
+FILES = {
     "train/smooth.yaml": "label_smoothing: 0.1\n",
     "sweep/empty.yaml": "# @package _global_\nstudy: empty\nhydra:\n  mode: MULTIRUN\n",
     "sweep/same.yaml": "# @package _global_\nstudy: same\nhydra:\n  mode: MULTIRUN\n  sweeper:\n    factors:\n      model.depth: [2]\n",
     "sweep/typo.yaml": "# @package _global_\nstudy: typo\nhydra:\n  mode: MULTIRUN\n  sweeper:\n    factors:\n      train.label_smoothing: [0.0, 0.1]\n",
 }
+FILES = {**{f"myconf/{name}": text for name, text in FILES.items()},
+         "imgs/train/a/0.png": "", "imgs/train/b/notes.txt": "no image\n", "imgs/test/a/0.png": ""}
 
 
 class Mistake(NamedTuple):
@@ -57,6 +60,8 @@ MISTAKES = [
     Mistake("run +sweep=depth model.depth=3 train.lr=-1", 2, "train.lr=-1.0 is not allowed"),  # the value before the conflict
     Mistake("run +sweep=depth model.depth=3", 2, "model.depth is a factor this study varies"),
     Mistake("run model=nosuch", 2, "Could not find 'model/nosuch'"),
+    Mistake("run data=folder data.root=imgs", 2, "the class folder imgs/train/b holds no image"),
+    Mistake("inspect data=folder data.root=imgs", 2, "the class folder imgs/train/b holds no image"),  # as run refuses it
     Mistake("run data.name=imagenet", 2, "data.name='imagenet' is not allowed; choose one of: mnist"),
     # Sweeps that would train the baseline alone.
     Mistake("run --config-dir myconf +sweep=empty", 2, "+sweep=empty varies nothing: its file lists no factors"),
@@ -71,19 +76,20 @@ MISTAKES = [
 ]
 
 
-def myconf(folder: Path) -> Path:
-    """The --config-dir folder of the cases, written under `folder`."""
-    for name, text in MYCONF.items():
-        (folder / "myconf" / name).parent.mkdir(parents=True, exist_ok=True)
-        (folder / "myconf" / name).write_text(text)
+def with_files(folder: Path) -> Path:
+    """`folder` holding the cases' FILES."""
+    for name, text in FILES.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text)
     return folder
 
 
 def answer(mistake: Mistake, folder: Path) -> tuple[int, str]:
     """The exit status and what the command printed: its one error line (exit 2), or all it printed."""
     args = mistake.command.split(" ")
-    args = [*args, "--dry-run", "data=synthetic"] if args[0] == "run" and "--help" not in args else args
-    done = run_ablate(*args, cwd=myconf(folder))
+    if args[0] == "run" and "--help" not in args:
+        args += ["--dry-run", *([] if any(a.startswith("data") for a in args) else ["data=synthetic"])]
+    done = run_ablate(*args, cwd=with_files(folder))
     return done.returncode, done.stderr.strip() if done.returncode == 2 else done.stdout
 
 
@@ -138,15 +144,16 @@ def write_page() -> None:
         with tempfile.TemporaryDirectory() as folder:
             status, printed = answer(mistake, Path(folder))
         rows.append(f"| `ablate {mistake.command}` | {status} | `{printed if status == 2 else mistake.says}` |")
-    myconf_files = "\n".join(f"    # myconf/{name}\n" + "".join(f"    {line}\n" for line in text.splitlines()) for name, text in MYCONF.items())
+    files = "\n".join(f"    # {name}{'' if text else ' (an image; any file named so is one to a listing)'}\n" + "".join(f"    {line}\n" for line in text.splitlines()) for name, text in FILES.items())
     PAGE.write_text(f"""# Mistakes and what ablate says
 
 Every mistake below gets one line and exit status 2 before anything trains (`--debug` or `HYDRA_FULL_ERROR=1` shows
 the traceback instead); the last rows show what a plan prints for commands that are no mistake but easy to misread.
 The table is tests/test_mistakes.py's: each row is run by the tests, so the lines here are the lines ablate prints
-(`python tests/test_mistakes.py` writes this page again). The `--config-dir myconf` rows use this folder:
+(`python tests/test_mistakes.py` writes this page again). The rows use these files (`--config-dir myconf`, an
+image folder `imgs` whose class `b` holds no image):
 
-{myconf_files}
+{files}
 | command | exit | what it prints (exit 0: a line of it) |
 | --- | --- | --- |
 {chr(10).join(rows)}
