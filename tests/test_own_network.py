@@ -185,6 +185,8 @@ def test_vectorized_seeds_train_as_eager_ones_and_a_network_vmap_cannot_run_is_r
 def test_your_network_drawing_dropout_masks_trains_eagerly_and_vectorized_is_refused(mynet: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ConfigError, match=r"train.strategy=vectorized is not allowed with model._target_=mynet.Net \(its forward draws random numbers"):
         plan.build(["model=mynet", "model.dropout=0.5", "train.strategy=vectorized", *TINY], "myconf")
+    with pytest.raises(ConfigError, match=r"^variant model.dropout=0.5: train.strategy=vectorized is not allowed with model._target_=mynet.Net"):
+        plan.build(["model=mynet", "model.dropout=0.0,0.5", "train.strategy=vectorized", *TINY], "myconf")  # the baseline can
     monkeypatch.setitem(recipe.AUTO_STRATEGY, "cpu", "vectorized")  # a device where vectorized is the faster
     dropped, plain = (plan.build(["model=mynet", f"model.dropout={p}", *TINY], "myconf").study.resolved for p in (0.5, 0.0))
     assert dropped.strategy == "eager" and "its forward draws random numbers" in dropped.strategy_note

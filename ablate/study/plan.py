@@ -259,7 +259,10 @@ def plan_variant(config: AblateConfig, variant: Variant, role: str = "study", de
     its identity."""
     validate(config)
     config = replace(config, model=create_network(config.model, *input_spec(config.data)).declared_config())
-    resolved = resolve.requested(config) if deferred else resolve.resolve(config)
+    try:
+        resolved = resolve.requested(config) if deferred else resolve.resolve(config)
+    except ConfigError as error:  # name the variant that cannot have what is asked (train.strategy=vectorized, ...)
+        raise ConfigError(f"variant {variant.name}: {error}" if variant.overrides else str(error)) from None
     settings = identity.identity(config, resolved)
     return VariantPlan(role, variant, replace(config, variant=variant.name), resolved, settings, identity.identity_hash(settings), deferred=deferred)
 
