@@ -18,6 +18,7 @@ PAGE = Path(__file__).resolve().parents[1] / "docs" / "guide" / "mistakes.md"
 # image folder whose class b holds no image.
 FILES = {
     "train/smooth.yaml": "label_smoothing: 0.1\n",
+    "model/wide.yaml": "widht: 64\n",
     "sweep/empty.yaml": "# @package _global_\nstudy: empty\nhydra:\n  mode: MULTIRUN\n",
     "sweep/same.yaml": "# @package _global_\nstudy: same\nhydra:\n  mode: MULTIRUN\n  sweeper:\n    factors:\n      model.depth: [2]\n",
     "sweep/typo.yaml": "# @package _global_\nstudy: typo\nhydra:\n  mode: MULTIRUN\n  sweeper:\n    factors:\n      train.label_smoothing: [0.0, 0.1]\n",
@@ -42,6 +43,7 @@ MISTAKES = [
     Mistake("run +model.dept=3", 2, "did you mean model.depth?"),
     Mistake("run -m train.lr_x=0.1,1", 2, "train.lr_x: no such key"),
     Mistake("run --config-dir myconf train=smooth", 2, "train.label_smoothing: no such key"),
+    Mistake("run --config-dir myconf model=wide", 2, "model.widht: no such key, so ablate would not use it; did you mean model.width?"),
     Mistake("run --config-dir myconf +sweep=typo", 2, "train.label_smoothing: no such key"),
     # Values: checked before anything trains.
     Mistake("run model.kernel_size=4", 2, "model.kernel_size=4 is not allowed; 'same' padding needs an odd size"),
