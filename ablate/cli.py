@@ -32,7 +32,8 @@ ablate run --cfg job  prints the composed config without training; --debug shows
 """
 
 
-HYDRA_INFO_FLAGS = {"--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--resolve", "--package", "-p"}
+# Hydra flags that print and train nothing (--help and -h are ablate's own: ablate/run_help.py).
+HYDRA_INFO_FLAGS = {"--hydra-help", "--info", "-i", "--cfg", "-c", "--resolve", "--package", "-p"}
 
 
 HYDRA_VALUE_FLAGS = {"--cfg", "-c", "--package", "-p", "--config-name", "-cn", "--config-path", "-cp", "--config-dir", "-cd"}

@@ -54,21 +54,20 @@ def _meaning(field: ast.AnnAssign, comments: dict[int, tuple[str, bool]]) -> str
     return " ".join(above)
 
 
-def _default(value: ast.expr | None, classes: dict[str, ast.ClassDef]) -> str:
-    """A field's default as a user types it; a section (default_factory=SomeConfig) as the class name."""
-    if value is None:
-        return ""
+def _default(value: ast.expr | None) -> str:
+    """A field's default as a user types it; a section (default_factory=SomeConfig) as its class's name."""
     if isinstance(value, ast.Call) and value.keywords and value.keywords[0].arg == "default_factory":
         factory = value.keywords[0].value
-        if isinstance(factory, ast.Name):
-            return factory.id
-        return _default(factory.body, classes) if isinstance(factory, ast.Lambda) else ""
+        return factory.id if isinstance(factory, ast.Name) else _default(getattr(factory, "body", None))
+    if value is None:
+        return ""
     try:
         literal = ast.literal_eval(value)
     except ValueError:
         return ast.unparse(value)
-    return {True: "true", False: "false", None: "null"}.get(literal, str(literal).replace(" ", "")) \
-        if isinstance(literal, (bool, type(None))) else str(literal).replace(" ", "")
+    if isinstance(literal, bool) or literal is None:
+        return {True: "true", False: "false", None: "null"}[literal]
+    return str(literal).replace(" ", "")
 
 
 def keys() -> Iterator[tuple[str, str, str]]:
@@ -79,7 +78,7 @@ def keys() -> Iterator[tuple[str, str, str]]:
 
     def walk(cls: ast.ClassDef, prefix: str) -> Iterator[tuple[str, str, str]]:
         for field in (node for node in cls.body if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)):
-            name, default = field.target.id, _default(field.value, classes)  # type: ignore[union-attr]
+            name, default = field.target.id, _default(field.value)  # type: ignore[union-attr]
             if name in HIDDEN:
                 continue
             section = "ModelConfig" if name == "model" else default
@@ -103,5 +102,5 @@ def text() -> str:
     width = max(len(f"{key}={default}") for key, default, _ in rows) + 2
     groups = [f"  {group:15s} {', '.join(options)}" for group, options in group_options().items()]
     lines = [f"  {f'{key}={default}':{width}s}{meaning}" for key, default, meaning in rows]
-    return "\n".join([HEADER, "", "Config groups (GROUP=OPTION; the first is the default):", *groups, "",
+    return "\n".join([HEADER, "", "Config groups (GROUP=OPTION; model, data, train, logger: the first is the default; +sweep, +design, hydra/launcher: none unless given):", *groups, "",
                       "Keys (KEY=VALUE, shown with its default):", *lines, "", FOOTER])

@@ -43,7 +43,7 @@ MISTAKES = [
     Mistake("run +model.dept=3", 2, "did you mean model.depth?"),
     Mistake("run -m train.lr_x=0.1,1", 2, "train.lr_x: no such key"),
     Mistake("run --config-dir myconf train=smooth", 2, "train.label_smoothing: no such key"),
-    Mistake("run --config-dir myconf model=wide", 2, "model.widht: no such key, so ablate would not use it; did you mean model.width?"),
+    Mistake("run --config-dir myconf model=wide", 2, "model.widht: no such key, so ablate would not use it; did you mean model.width"),
     Mistake("run --config-dir myconf +sweep=typo", 2, "train.label_smoothing: no such key"),
     # Values: checked before anything trains.
     Mistake("run model.kernel_size=4", 2, "model.kernel_size=4 is not allowed; 'same' padding needs an odd size"),
