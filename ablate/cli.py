@@ -154,8 +154,9 @@ def run(arguments: Sequence[str]) -> int:
     if dry_run:
         print(status.describe(planned))
         return 0
-    if status.baseline_line(planned):
-        print(status.baseline_line(planned).strip())  # type: ignore[union-attr]
+    baseline = status.baseline_line(planned)
+    if baseline:  # the config's own value of each factor, which the command line may not show
+        print(baseline.strip())
 
     from hydra_plugins.ablate_sweeper.ablate_sweeper import launching
 

@@ -124,11 +124,12 @@ def typed_value(app: DictConfig, key: str, value: Any) -> Any:
     return OmegaConf.select(complete(node), key)
 
 
-def study_variants(composed: DictConfig, overrides: Sequence[str]) -> list[Variant]:
+def study_variants(composed: DictConfig, overrides: Sequence[str], config_dir: Optional[str] = None) -> list[Variant]:
     """Every variant a command line trains: one factor at a time around the config's own values when it has
     factors (or the points of a two-level design, `+design=factorial|fractional`), else the one variant its model
-    overrides make. Values are typed first (through the schema; your network's keys as its constructor declares them),
-    so `0` and `0.0` are one value."""
+    overrides make, less those equal to the config's own without them (`config_dir`: Hydra's --config-dir). Values are
+    typed first (through the schema; your network's keys as its constructor declares them), so `0` and `0.0` are one
+    value."""
     factors = factors_of(composed, overrides)
     app = composed.copy()
     with open_dict(app):
@@ -148,20 +149,19 @@ def study_variants(composed: DictConfig, overrides: Sequence[str]) -> list[Varia
     if factors:
         return plan_variants(config_values, typed_factors)
     one_off = {key: declared(key, OmegaConf.select(app, key)) for key in one_off_keys(overrides)}
-    return [make_variant({key: value for key, value in one_off.items() if value != _baseline_value(composed, overrides, key, declared)})]
+    baseline = _baseline_of_one_off(overrides, config_dir) if one_off else app
+    return [make_variant({key: value for key, value in one_off.items()
+                          if OmegaConf.select(baseline, key, default=None) is None or value != declared(key, OmegaConf.select(baseline, key))})]
 
 
-def _baseline_value(composed: DictConfig, overrides: Sequence[str], key: str, declared: Any) -> Any:
-    """The value of a one-off run's model key in the config without the command line's model overrides: a one-off
-    value equal to it (model.depth=2, model.dropout=0) is the baseline, not a new variant."""
-    kept = [o for o in overrides if o.partition("=")[0].lstrip("+~") not in one_off_keys(overrides)]
-    config_dir = next((path.removeprefix("file://") for path in OmegaConf.select(composed, "hydra.searchpath", default=[])
-                       if str(path).startswith("file://")), None)
-    baseline = compose_config(kept, config_dir)
+def _baseline_of_one_off(overrides: Sequence[str], config_dir: Optional[str]) -> DictConfig:
+    """The config without a one-off run's model overrides: a one-off value equal to its own (model.depth=2,
+    model.dropout=0) is the baseline, not a new variant."""
+    keys = one_off_keys(overrides)
+    baseline = compose_config([o for o in overrides if o.partition("=")[0].lstrip("+~") not in keys], config_dir)
     with open_dict(baseline):
         baseline.pop("hydra")
-    value = OmegaConf.select(baseline, key, default=None)
-    return None if value is None else declared(key, value)
+    return baseline
 
 
 def _refuse_empty_sweep(composed: DictConfig, baseline: Mapping[str, Any], factors: Mapping[str, Sequence[Any]]) -> None:
@@ -307,7 +307,7 @@ def build(overrides: Sequence[str], config_dir: Optional[str] = None) -> Plan:
     refuse_unknown_keys(app)
     validate(typed(app))  # the command line's own values first: a bad value is named before any factor's conflict
     deferred = runs_elsewhere(composed) and app.seeds != AUTO_SEEDS  # seeds=auto trains in this process
-    planned = [plan_variant(_apply(app, variant), variant, deferred=deferred) for variant in study_variants(composed, overrides)]
+    planned = [plan_variant(_apply(app, variant), variant, deferred=deferred) for variant in study_variants(composed, overrides, config_dir)]
     if "model.transfer" not in factors_of(composed, overrides):
         _refuse_unused_weights(planned[0].config)
     sources = [v.config for v in planned if needs_source(v.config)]
