@@ -54,13 +54,16 @@ def _meaning(field: ast.AnnAssign, comments: dict[int, tuple[str, bool]]) -> str
     return " ".join(above)
 
 
-def _default(value: ast.expr | None) -> str:
-    """A field's default as a user types it; a section (default_factory=SomeConfig) as its class's name."""
+def _default(value: ast.expr | None, constants: dict[str, str]) -> str:
+    """A field's default as a user types it (a module constant by its value); a section (default_factory=SomeConfig)
+    as its class's name."""
     if isinstance(value, ast.Call) and value.keywords and value.keywords[0].arg == "default_factory":
         factory = value.keywords[0].value
-        return factory.id if isinstance(factory, ast.Name) else _default(getattr(factory, "body", None))
+        return factory.id if isinstance(factory, ast.Name) else _default(getattr(factory, "body", None), constants)
     if value is None:
         return ""
+    if isinstance(value, ast.Name) and value.id in constants:
+        return constants[value.id]
     try:
         literal = ast.literal_eval(value)
     except ValueError:
@@ -75,10 +78,12 @@ def keys() -> Iterator[tuple[str, str, str]]:
     text = _source("ablate.config").read_text()
     tree, comments = ast.parse(text), _comments(text)
     classes = {node.name: node for node in tree.body if isinstance(node, ast.ClassDef)}
+    constants = {node.targets[0].id: node.value.value for node in tree.body if isinstance(node, ast.Assign)  # NAME = "text"
+                 and isinstance(node.targets[0], ast.Name) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)}
 
     def walk(cls: ast.ClassDef, prefix: str) -> Iterator[tuple[str, str, str]]:
         for field in (node for node in cls.body if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)):
-            name, default = field.target.id, _default(field.value)  # type: ignore[union-attr]
+            name, default = field.target.id, _default(field.value, constants)  # type: ignore[union-attr]
             if name in HIDDEN:
                 continue
             section = "ModelConfig" if name == "model" else default
