@@ -20,7 +20,7 @@ DEMO   := +sweep=pooling data.train_size=10000 train.epochs=2 seeds=[0,1,2,3,4] 
 # Options of bench/bench.py, e.g. make bench BENCH="--study all --seeds 0 1 2 --epochs 5"; default: full MNIST, 1 epoch.
 BENCH  ?=
 
-.PHONY: help install install-dev run test test-fast report bench clean
+.PHONY: help install install-dev install-extra run test test-fast report bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-10s %s\n", $$1, $$2}'
@@ -41,6 +41,9 @@ $(DEV_STAMP): $(STAMP)
 	touch $(DEV_STAMP)
 
 install-dev: $(DEV_STAMP) ## add the launchers, the experiment trackers and the test tools to .venv
+
+install-extra: $(STAMP) ## add one extra to .venv through uv, e.g. make install-extra EXTRA=mlflow (tensorboard, wandb, parallel, slurm, ray)
+	$(UV_PIP) -e '.[$(EXTRA)]'
 
 run: install ## train the demo study on embedded MNIST; its report under reports/, its page reports/demo/index.html
 	$(BIN)/ablate run $(DEMO)

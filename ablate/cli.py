@@ -35,7 +35,8 @@ ablate run --cfg job  prints the composed config without training; --debug shows
 """
 
 
-HYDRA_INFO_FLAGS = {"--help", "-h", "--hydra-help", "--info", "-i", "--cfg", "-c", "--resolve", "--package", "-p"}
+# Hydra flags that print and train nothing (--help and -h are ablate's own: ablate/run_help.py).
+HYDRA_INFO_FLAGS = {"--hydra-help", "--info", "-i", "--cfg", "-c", "--resolve", "--package", "-p"}
 
 
 HYDRA_VALUE_FLAGS = {"--cfg", "-c", "--package", "-p", "--config-name", "-cn", "--config-path", "-cp", "--config-dir", "-cd"}
@@ -133,6 +134,11 @@ def run(arguments: Sequence[str]) -> int:
     stored), 130 after Ctrl-C (finished runs and checkpoints kept); after SIGTERM or SIGUSR1 the
     process writes checkpoints and ends by that signal (143 or 138 in a shell; see ablate/training/stopping.py).
     """
+    if {"--help", "-h"} & set(arguments):
+        from ablate import run_help  # reads the schema's source: no Hydra, no torch
+
+        print(run_help.text())
+        return 0
     from ablate.store.files import MachineFailure
     from ablate.study import adaptive, plan, preflight, status
 
@@ -144,7 +150,9 @@ def run(arguments: Sequence[str]) -> int:
         from ablate.training import runner  # training imports torch (1.7 s); planning and --dry-run do not
 
         sys.argv = ["ablate run", *arguments]
-        _hydra_main(runner.run_job)()  # Hydra prints help or the composed config and trains nothing
+        for handler in logging.root.handlers[:]:  # Hydra logs --info to stdout itself; main's stderr handler would repeat it
+            logging.root.removeHandler(handler)
+        _hydra_main(runner.run_job)()  # Hydra prints its help, its info or the composed config and trains nothing
         return 0
     try:
         planned = plan.build([*overrides, *(["retry_failed=true"] if retry_failed else [])], _config_dir(arguments))
@@ -157,6 +165,9 @@ def run(arguments: Sequence[str]) -> int:
     if dry_run:
         print(status.describe(planned) + (f"\nnote: {unwritable}; ablate run would refuse it" if unwritable else ""))
         return 0
+    baseline = status.baseline_line(planned)
+    if baseline:  # the config's own value of each factor, which the command line may not show
+        print(baseline.strip())
 
     from hydra_plugins.ablate_sweeper.ablate_sweeper import launching
 
@@ -249,6 +260,7 @@ def inspect(arguments: Sequence[str]) -> int:
     parser.add_argument("overrides", nargs="*", help="Hydra overrides as for `ablate run`, e.g. model.depth=5 data=synthetic +sweep=kernel")
     parser.add_argument("--format", choices=FORMATS, default="md", help="md (default): tables; csv: one row per layer; json")
     parser.add_argument("--config-dir", "-cd", help="a folder of your own config groups, as for `ablate run`, e.g. myconf (myconf/model/mynet.yaml)")
+    parser.add_argument("--multirun", "-m", action="store_true", help="as for `ablate run` (key=a,b lists a factor with or without it), so a pasted command works")
     options = parser.parse_args(arguments)
     try:
         text = inspect_overrides(options.overrides, options.format, options.config_dir)

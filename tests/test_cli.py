@@ -26,6 +26,7 @@ def metrics_files(root: Path) -> list[Path]:
 def test_sweep_run_then_report_writes_every_file_and_a_rerun_trains_nothing(workdir: Path) -> None:
     first = run_ablate("run", "+sweep=batchnorm", "seeds=[0,1]", *TINY, cwd=workdir)
     assert first.returncode == 0, first.stderr
+    assert first.stdout.startswith("baseline: model.batchnorm=false (the config's own values)")  # before training
     files = metrics_files(workdir)
     assert [f.relative_to(workdir / "runs").as_posix() for f in files] == [
         "batchnorm/baseline/seed=0/metrics.json", "batchnorm/baseline/seed=1/metrics.json",

@@ -69,7 +69,7 @@ def test_a_sweep_refuses_one_value_for_its_own_factor_and_a_glob_as_values() -> 
         checked(["+sweep=depth", "model.depth=3"])
     with pytest.raises(ConfigError, match="a factor lists its values"):
         checked(["model.pool=glob(*)"])
-    with pytest.raises(ConfigError, match="model.nosuch: not a key of the config"):
+    with pytest.raises(ConfigError, match="model.nosuch: no such key"):
         checked(["model.nosuch=1,2"])
 
 

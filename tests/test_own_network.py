@@ -185,6 +185,8 @@ def test_vectorized_seeds_train_as_eager_ones_and_a_network_vmap_cannot_run_is_r
 def test_your_network_drawing_dropout_masks_trains_eagerly_and_vectorized_is_refused(mynet: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ConfigError, match=r"train.strategy=vectorized is not allowed with model._target_=mynet.Net \(its forward draws random numbers"):
         plan.build(["model=mynet", "model.dropout=0.5", "train.strategy=vectorized", *TINY], "myconf")
+    with pytest.raises(ConfigError, match=r"^variant model.dropout=0.5: train.strategy=vectorized is not allowed with model._target_=mynet.Net"):
+        plan.build(["model=mynet", "model.dropout=0.0,0.5", "train.strategy=vectorized", *TINY], "myconf")  # the baseline can
     monkeypatch.setitem(recipe.AUTO_STRATEGY, "cpu", "vectorized")  # a device where vectorized is the faster
     dropped, plain = (plan.build(["model=mynet", f"model.dropout={p}", *TINY], "myconf").study.resolved for p in (0.5, 0.0))
     assert dropped.strategy == "eager" and "its forward draws random numbers" in dropped.strategy_note
@@ -197,6 +199,6 @@ def test_your_networks_keys_are_typed_as_its_constructor_declares_them(mynet: Mo
     swept = plan.build(["model=mynet", "model.dropout=0,0.5", *TINY], "myconf")
     assert [v.variant.name for v in swept.variants] == ["baseline", "model.dropout=0.5"]
     ints, floats = (plan.build(["model=mynet", f"model.dropout={value}", *TINY], "myconf").study for value in ("0", "0.0"))
-    assert ints.variant.name == floats.variant.name == "model.dropout=0.0"
+    assert ints.variant.name == floats.variant.name == "baseline"  # the config file's own 0.0: the baseline, not a variant
     assert ints.identity == floats.identity and ints.identity["model.dropout"] == 0.0
     assert ints.config.model.params["hidden"] == 32 and isinstance(ints.config.model.params["hidden"], int)  # an int stays one

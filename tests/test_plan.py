@@ -211,14 +211,14 @@ def test_a_variant_is_described_once_and_built_once_per_seed(workdir: Path, monk
 
 def test_a_job_whose_config_differs_from_its_spec_trains_nothing_and_names_the_key(
         workdir: Path, caplog: pytest.LogCaptureFixture) -> None:
-    planned = plan.build(["model.depth=2", *TINY, f"runs_dir={workdir / 'runs'}"]).study
+    planned = plan.build(["model.depth=3", *TINY, f"runs_dir={workdir / 'runs'}"]).study
     spec = plan.read_spec(plan.job_spec(planned))
     assert plan.job_plan(planned.config, spec).identity_hash == planned.identity_hash  # the spec verifies as planned
     spec["identity"]["train.lr"] = 0.5  # the submitting host's config said another learning rate
     with pytest.raises(ConfigError, match=r"train.lr: this job's config gives 0.001 where its plan has 0.5"):
         plan.job_plan(planned.config, spec)
     assert runner.run_job(planned.config, spec) is None
-    assert "default/model.depth=2: not trained: train.lr" in caplog.text
+    assert "default/model.depth=3: not trained: train.lr" in caplog.text
     assert not list(workdir.glob("runs/default/*/seed=*"))
 
 

@@ -206,3 +206,12 @@ def test_a_damaged_dataset_or_unwritable_runs_dir_is_refused_before_training(tmp
     monkeypatch.setattr("ablate.data.catalog.embedded_mnist_file", lambda: damaged)
     with pytest.raises(Exception, match="fails its checksum"):
         checked(["data=mnist", "data.subset_seed=12345", f"runs_dir={tmp_path}/runs"])  # a config no earlier test cached
+
+
+def test_dry_run_counts_a_diverged_run_apart_from_the_finished_ones(tmp_path: Path) -> None:
+    diverging = ["seeds=[0]", "train.lr=1e12", *TINY]
+    assert run_ablate("run", *diverging, cwd=tmp_path).returncode == 1  # diverged: kept as a result, exit 1
+    dry = run_ablate("run", *diverging, "--dry-run", cwd=tmp_path)
+    assert "1 run(s) planned, 0 finished, 1 diverged (kept as results; --retry-failed trains them again), 0 to train" in dry.stdout
+    retry = run_ablate("run", *diverging, "--dry-run", "--retry-failed", cwd=tmp_path)
+    assert "1 run(s) planned, 0 finished, 1 to train" in retry.stdout

@@ -19,6 +19,8 @@ from ablate.data.fingerprint import folder_digest
 MNIST_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
 MNIST_SHAPE, MNIST_CLASSES = (1, 28, 28), 10
 Spec = tuple[tuple[int, int, int], int]
+# The files torchvision's ImageFolder reads as images (torchvision.datasets.folder.IMG_EXTENSIONS).
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 # Where torchvision keeps each dataset's files under data.root.
 TORCHVISION_FOLDERS = {"fashion_mnist": "FashionMNIST/raw", "kmnist": "KMNIST/raw", "cifar10": "cifar-10-batches-py"}
 
@@ -42,9 +44,16 @@ def _synthetic_spec(cfg: DataConfig) -> Spec:
 
 
 def _folder_spec(cfg: DataConfig) -> Spec:
+    """A folder's shape and classes from its listing (no image read); a class folder without images is refused here,
+    so `inspect` refuses what `run` would."""
     train = Path(cfg.root) / "train"
     if not train.is_dir():
         raise DataError(f"data.name=folder needs {train}/<class>/<image> files; {train} does not exist")
+    for split in (train, Path(cfg.root) / "test"):
+        for folder in sorted(p for p in split.iterdir() if p.is_dir()) if split.is_dir() else []:
+            if not any(f.suffix.lower() in IMAGE_SUFFIXES for f in folder.rglob("*")):
+                raise DataError(f"data.root={cfg.root!r}: the class folder {folder} holds no image "
+                                f"({', '.join(IMAGE_SUFFIXES)}); put images in it or remove it")
     return (cfg.channels, cfg.image_size, cfg.image_size), sum(p.is_dir() for p in train.iterdir())
 
 

@@ -23,7 +23,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, ValueType
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from ablate.config import AUTO_SEEDS, AblateConfig, ConfigError, complete, register_schema, to_node, typed, validate
+from ablate.config import (AUTO_SEEDS, AblateConfig, ConfigError, complete, format_value, key_type, no_such_key, refuse_unknown_keys, register_schema,
+                           to_node, typed, validate)
 from ablate.data.catalog import input_spec
 from ablate.networks.network import Description, Network, create_network
 from ablate.store import results
@@ -90,10 +91,30 @@ def factors_of(composed: DictConfig, overrides: Sequence[str]) -> dict[str, list
         key = override.get_key_element().lstrip("+~")
         if key in factors and not override.is_sweep_override():
             raise ConfigError(f"{key} is a factor this study varies; drop {override.input_line}, or list it as {key}=a,b")
-    missing = [key for key in factors if OmegaConf.select(composed, key, default=None) is None]
-    if missing:
-        raise ConfigError(f"{missing[0]}: not a key of the config, so it cannot be a factor; `ablate run --cfg job` lists the keys")
+    own_network = OmegaConf.select(composed, "model._target_", default=None) is not None
+    for key, values in factors.items():  # your own network's keys are its constructor's to accept, when the plan is checked
+        if key_type(key) is None and not (own_network and key.startswith("model.")):
+            raise ConfigError(f"{no_such_key(key)} (a factor must be a key of the config)")
+        if key == "seeds":
+            listed = ",".join(format_value(value) for value in values)
+            raise ConfigError(f"seeds={listed} is not allowed; seeds are no factor (every variant trains every seed): "
+                              f"list them in brackets, seeds=[{listed}]")
+        refuse_loose_booleans(key, values)
     return factors
+
+
+def refuse_loose_booleans(key: str, values: Sequence[Any]) -> None:
+    """A true/false key takes true or false only: OmegaConf would read yes, on or 1 as true, silently."""
+    loose = [value for value in values if not isinstance(value, bool)]
+    if key_type(key) in (bool, Optional[bool]) and loose:
+        raise ConfigError(f"{key}={format_value(loose[0])} is not allowed; write true or false")
+
+
+def refuse_loose_values(overrides: Sequence[str]) -> None:
+    """The command line's single values checked before Hydra converts them (see `refuse_loose_booleans`)."""
+    for override in _parse(overrides):
+        if not override.is_sweep_override() and not override.is_delete():
+            refuse_loose_booleans(override.get_key_element().lstrip("+~"), [override.value()])
 
 
 def typed_value(app: DictConfig, key: str, value: Any) -> Any:
@@ -103,11 +124,12 @@ def typed_value(app: DictConfig, key: str, value: Any) -> Any:
     return OmegaConf.select(complete(node), key)
 
 
-def study_variants(composed: DictConfig, overrides: Sequence[str]) -> list[Variant]:
+def study_variants(composed: DictConfig, overrides: Sequence[str], config_dir: Optional[str] = None) -> list[Variant]:
     """Every variant a command line trains: one factor at a time around the config's own values when it has
     factors (or the points of a two-level design, `+design=factorial|fractional`), else the one variant its model
-    overrides make. Values are typed first (through the schema; your network's keys as its constructor declares them),
-    so `0` and `0.0` are one value."""
+    overrides make, less those equal to the config's own without them (`config_dir`: Hydra's --config-dir). Values are
+    typed first (through the schema; your network's keys as its constructor declares them), so `0` and `0.0` are one
+    value."""
     factors = factors_of(composed, overrides)
     app = composed.copy()
     with open_dict(app):
@@ -123,9 +145,35 @@ def study_variants(composed: DictConfig, overrides: Sequence[str]) -> list[Varia
     design = OmegaConf.select(composed, "hydra.sweeper.design", default=DESIGNS[0])
     if design != DESIGNS[0]:
         return design_variants(config_values, typed_factors, design, OmegaConf.select(composed, "hydra.sweeper.resolution", default=None))
+    _refuse_empty_sweep(composed, config_values, typed_factors)
     if factors:
         return plan_variants(config_values, typed_factors)
-    return [make_variant({key: declared(key, OmegaConf.select(app, key)) for key in one_off_keys(overrides)})]
+    one_off = {key: declared(key, OmegaConf.select(app, key)) for key in one_off_keys(overrides)}
+    baseline = _baseline_of_one_off(overrides, config_dir) if one_off else app
+    return [make_variant({key: value for key, value in one_off.items()
+                          if OmegaConf.select(baseline, key, default=None) is None or value != declared(key, OmegaConf.select(baseline, key))})]
+
+
+def _baseline_of_one_off(overrides: Sequence[str], config_dir: Optional[str]) -> DictConfig:
+    """The config without a one-off run's model overrides: a one-off value equal to its own (model.depth=2,
+    model.dropout=0) is the baseline, not a new variant."""
+    keys = one_off_keys(overrides)
+    baseline = compose_config([o for o in overrides if o.partition("=")[0].lstrip("+~") not in keys], config_dir)
+    with open_dict(baseline):
+        baseline.pop("hydra")
+    return baseline
+
+
+def _refuse_empty_sweep(composed: DictConfig, baseline: Mapping[str, Any], factors: Mapping[str, Sequence[Any]]) -> None:
+    """A sweep that would train the baseline alone is refused: a sweep file without factors, or a factor whose
+    values are all the baseline's own."""
+    sweep = OmegaConf.select(composed, "hydra.runtime.choices.sweep", default=None)
+    if sweep is not None and not factors:
+        raise ConfigError(f"+sweep={sweep} varies nothing: its file lists no factors (hydra.sweeper.factors: {{KEY: [values]}})")
+    for key, values in factors.items():
+        if all(value == baseline[key] for value in values):
+            raise ConfigError(f"{key}={','.join(format_value(v) for v in values)} lists only the baseline's own value "
+                              f"({format_value(baseline[key])}), so it varies nothing; add another value")
 
 
 def _network(app: DictConfig) -> Network:
@@ -211,7 +259,10 @@ def plan_variant(config: AblateConfig, variant: Variant, role: str = "study", de
     its identity."""
     validate(config)
     config = replace(config, model=create_network(config.model, *input_spec(config.data)).declared_config())
-    resolved = resolve.requested(config) if deferred else resolve.resolve(config)
+    try:
+        resolved = resolve.requested(config) if deferred else resolve.resolve(config)
+    except ConfigError as error:  # name the variant that cannot have what is asked (train.strategy=vectorized, ...)
+        raise ConfigError(f"variant {variant.name}: {error}" if variant.overrides else str(error)) from None
     settings = identity.identity(config, resolved)
     return VariantPlan(role, variant, replace(config, variant=variant.name), resolved, settings, identity.identity_hash(settings), deferred=deferred)
 
@@ -248,12 +299,15 @@ def _apply(app: DictConfig, variant: Variant) -> AblateConfig:
 def build(overrides: Sequence[str], config_dir: Optional[str] = None) -> Plan:
     """The plan of a command line (with Hydra's --config-dir, if given); raises ConfigError (or Hydra's own error)
     for the first bad setting."""
+    refuse_loose_values(overrides)
     composed = compose_config(overrides, config_dir)
     app = composed.copy()
     with open_dict(app):
         del app["hydra"]
+    refuse_unknown_keys(app)
+    validate(typed(app))  # the command line's own values first: a bad value is named before any factor's conflict
     deferred = runs_elsewhere(composed) and app.seeds != AUTO_SEEDS  # seeds=auto trains in this process
-    planned = [plan_variant(_apply(app, variant), variant, deferred=deferred) for variant in study_variants(composed, overrides)]
+    planned = [plan_variant(_apply(app, variant), variant, deferred=deferred) for variant in study_variants(composed, overrides, config_dir)]
     if "model.transfer" not in factors_of(composed, overrides):
         _refuse_unused_weights(planned[0].config)
     sources = [v.config for v in planned if needs_source(v.config)]

@@ -7,19 +7,16 @@ one line that names the key and what is allowed.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 import typing
 from pathlib import Path
-from typing import Any
 
-from hydra.errors import MissingConfigException
-from omegaconf import OmegaConf
+from hydra.errors import MissingConfigException, OverrideParseException
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from ablate import trackers
-from ablate.config import OWN_NETWORK_FIELDS, AblateConfig, ConfigError, DataConfig, ModelConfig
+from ablate.config import ConfigError, DataConfig, key_type, no_such_key
 from ablate.data import catalog
 from ablate.data.catalog import input_spec
 from ablate.networks.network import create_network
@@ -121,13 +118,7 @@ ITEM_WORDS = {int: "integers", float: "numbers", bool: "booleans", str: "strings
 
 def expected_type(full_key: str) -> str:
     """What the schema accepts at a dotted key, in words ('an integer or null'), or '' for an unknown key."""
-    node: Any = AblateConfig
-    for part in re.sub(r"\[\d+\]", "", full_key).split("."):
-        hints = typing.get_type_hints(node) if dataclasses.is_dataclass(node) else {}
-        hints.update({"model": ModelConfig} if node is AblateConfig else {})  # typed Any there, for your own network
-        if part not in hints:
-            return ""
-        node = hints[part]
+    node = key_type(full_key)
     args = [a for a in typing.get_args(node) if a is not type(None)]
     if typing.get_origin(node) is list:
         return f"a list of {ITEM_WORDS.get(args[0], 'values')}, like [0,1,2]"
@@ -148,14 +139,12 @@ def one_line(error: BaseException) -> str:
             if expected_type(item.full_key):
                 message += f"; expected {expected_type(item.full_key)}"
             if isinstance(item, (ConfigAttributeError, ConfigKeyError)):
-                parent = item.full_key.rpartition(".")[0]
-                node = AblateConfig() if not parent else OmegaConf.select(OmegaConf.structured(AblateConfig), parent)
-                keys = [key for key in OmegaConf.structured(node).keys() if key not in OWN_NETWORK_FIELDS] if node is not None else []
-                owner = "the built-in model" if parent == "model" else parent or "the config"
-                message = f"no such key; {owner} has: {', '.join(keys)}"
-                if parent == "model":
-                    message += f"; your own network (_target_) has its config file's keys: add one with +{item.full_key}=VALUE"
+                return no_such_key(item.full_key)
             return f"{item.full_key}: {message}"
+    if isinstance(error, OverrideParseException):
+        kind = str(error.message).split(":")[0].split("'")[0].strip()
+        return (f"{error.override}: not an override Hydra can read ({kind}); write key=value, and quote a value with "
+                "characters other than letters, digits and _ - + . / : (key='value')")
     if isinstance(error, MissingConfigException):
         text = " ".join(str(error).split())
         return text.replace("Available options in", "; available options in").replace("Config search path:", "").split("provider=")[0].strip()

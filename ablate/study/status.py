@@ -6,9 +6,12 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+from typing import Optional
 
+from ablate.config import flatten_config, format_value, plain
 from ablate.store import checkpoints, results
 from ablate.study.plan import Plan
+from ablate.study.variants import BASELINE
 
 
 ELSEWHERE = "in progress elsewhere"  # no metrics.json, and another process holds the run's lock
@@ -84,4 +87,16 @@ def describe(plan: Plan) -> str:
               f"({counts['going']} in progress{others}) "
               f"(device {first.resolved.device}, precision {first.resolved.precision}, strategy {first.resolved.strategy}"
               f"{'; each job resolves auto where it runs' if first.deferred else ''}):")
-    return "\n".join([header, *lines])
+    return "\n".join([header, *filter(None, [baseline_line(plan)]), *lines])
+
+
+def baseline_line(plan: Plan) -> Optional[str]:
+    """The baseline's own value of every factor (the config's, which the command line may not show: `-m
+    train.lr=0.01,0.1` also trains the config's 0.001), or None for a plan without a baseline and factors."""
+    study = [v for v in plan.variants if v.role == "study"]
+    baseline = next((v for v in study if v.variant.name == BASELINE), None)
+    keys = list(dict.fromkeys(key for v in study for key in v.variant.keys))
+    if baseline is None or not keys:
+        return None
+    values = flatten_config(plain(baseline.config))
+    return f"  baseline: {', '.join(f'{key}={format_value(values.get(key))}' for key in keys)} (the config's own values)"
