@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -247,3 +248,14 @@ def test_the_summary_decides_far_outliers_and_the_curves_the_pictures_only_draw(
             assert row["n"] == len(accs)
             assert (row["acc_mean"], row["acc_std"]) == pytest.approx((np.mean(seen), np.std(seen, ddof=1)))
             assert row["loss_mean"] == pytest.approx(np.mean([2 - epoch * a / 2 for a in accs]))
+
+
+def test_a_report_of_a_study_whose_runs_are_gone_is_kept_and_named(tmp_path: Path) -> None:
+    for study in ("kept", "gone"):
+        write(tmp_path / "runs", "baseline", 0, 0.98, ModelConfig(), study=study)
+    assert run_ablate("report", cwd=tmp_path).returncode == 0
+    shutil.rmtree(tmp_path / "runs/gone")  # the user deletes a study's runs
+    again = run_ablate("report", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "Reports of studies no longer in runs (kept; delete those you no longer want): reports/gone" in again.stdout
+    assert (tmp_path / "reports/gone/index.html").is_file() and "gone" not in (tmp_path / "reports/index.html").read_text()
