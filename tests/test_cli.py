@@ -26,6 +26,9 @@ def metrics_files(root: Path) -> list[Path]:
 def test_sweep_run_then_report_writes_every_file_and_a_rerun_trains_nothing(workdir: Path) -> None:
     first = run_ablate("run", "+sweep=batchnorm", "seeds=[0,1]", *TINY, cwd=workdir)
     assert first.returncode == 0, first.stderr
+    jobs = [line for line in (first.stdout + first.stderr).splitlines() if line.startswith("\t#")]  # the launcher's line per job
+    assert jobs == [f"\t#0 : +sweep=batchnorm seeds=[0,1] {' '.join(TINY)}",
+                    f"\t#1 : +sweep=batchnorm seeds=[0,1] {' '.join(TINY)} model.batchnorm=true"]  # no job spec
     files = metrics_files(workdir)
     assert [f.relative_to(workdir / "runs").as_posix() for f in files] == [
         "batchnorm/baseline/seed=0/metrics.json", "batchnorm/baseline/seed=1/metrics.json",

@@ -259,3 +259,10 @@ def test_a_report_of_a_study_whose_runs_are_gone_is_kept_and_named(tmp_path: Pat
     assert again.returncode == 0, again.stderr
     assert "Reports of studies no longer in runs (kept; delete those you no longer want): reports/gone" in again.stdout
     assert (tmp_path / "reports/gone/index.html").is_file() and "gone" not in (tmp_path / "reports/index.html").read_text()
+
+
+def test_a_study_with_nothing_to_compare_is_reported_without_a_warning(tmp_path: Path) -> None:
+    write(tmp_path / "runs", "baseline", 0, 0.98, ModelConfig(), study="alone")
+    report = run_ablate("report", cwd=tmp_path)
+    assert report.returncode == 0 and "Warning" not in report.stderr, report.stderr
+    assert "nothing compared yet" in (tmp_path / "reports/alone/index.html").read_text()

@@ -299,9 +299,12 @@ def forest_chart(summary: pd.DataFrame, study: str, metric: str, margin: float |
     anytime = "ci_method" in summary and bool((summary["ci_method"] == ANYTIME_CI).any())
     styles, interval = (ANYTIME_STYLE, "anytime-valid interval") if anytime else (VERDICT_STYLE, "95 % CI")
     palette = sns.color_palette("colorblind")
-    height = 1.9 + 0.36 * (len(rows) + len(headers))
+    height = max(3.0, 1.9 + 0.36 * (len(rows) + len(headers)))  # room for the title and axis label with no row
     figure, axes = plt.subplots(figsize=(9.0, height))
     shown: set[str] = set()
+    if rows.empty:
+        axes.annotate("nothing compared yet: no variant beside the baseline", (0.5, 0.5), xycoords="axes fraction",
+                      ha="center", va="center", fontsize=10, color="#777777")
     for row in rows.itertuples():
         if pd.notna(row.mde):
             axes.add_patch(matplotlib.patches.Rectangle((-row.mde * scale, row.y - 0.32), 2 * row.mde * scale, 0.64, color="#dddddd",
@@ -344,7 +347,8 @@ def forest_chart(summary: pd.DataFrame, study: str, metric: str, margin: float |
     axes.set_title(f"Study '{study}': difference to the baseline per variant\n(grey band = ±MDE: differences inside it "
                    f"are below what the study can detect)", fontsize=11)
     axes.grid(True, axis="x", alpha=0.3)
-    axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.6 / (height - 1.6)), ncol=2, fontsize=8, frameon=False)
+    if shown:  # a study with nothing compared has nothing to explain
+        axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.6 / (height - 1.6)), ncol=2, fontsize=8, frameon=False)
     return _finish(figure)
 
 
