@@ -266,3 +266,14 @@ def test_a_study_with_nothing_to_compare_is_reported_without_a_warning(tmp_path:
     report = run_ablate("report", cwd=tmp_path)
     assert report.returncode == 0 and "Warning" not in report.stderr, report.stderr
     assert "nothing compared yet" in (tmp_path / "reports/alone/index.html").read_text()
+
+
+def test_the_cost_charts_axis_spans_the_sizes_it_shows() -> None:
+    """The demo's sizes, 421,642 and 442,218 parameters: a linear axis around them, not a log axis from 210k to 884k."""
+    from ablate.report import plots
+
+    summary = pd.DataFrame({"variant": ["baseline", "model.pool=avg", "model.pool=strided"], "factor": ["", "model.pool", "model.pool"],
+                            "value": ["", "avg", "strided"], "n": [3, 3, 3], "mean": [0.97, 0.96, 0.965], "std": [0.003, 0.005, 0.002],
+                            "trainable_params": [421_642, 421_642, 442_218]})
+    low, high = plots.cost_chart(summary, "demo", "test_acc").axes[0].get_xlim()
+    assert 400_000 < low < 421_642 and 442_218 < high < 465_000
