@@ -1,4 +1,4 @@
-"""The `ablate` command: `run` (Hydra), `report`, `inspect`, `viz`. Thin: every decision lives in the modules it calls."""
+"""The `ablate` command: `run` (Hydra), `report`, `inspect`, `viz`, `lesion`. Thin: every decision lives in the modules it calls."""
 
 from __future__ import annotations
 
@@ -19,6 +19,9 @@ commands:
   inspect [OVERRIDES] layer table of the model a config builds: shapes, parameters, receptive field, FLOPs
                       (same overrides as run; +sweep=NAME shows every variant; --format md|csv|json)
                       --config-dir DIR (run and inspect): your own config groups, e.g. DIR/model/mynet.yaml
+  lesion PATH [--split test|val] [--orders N]
+                      knock units out of the trained networks of a study (or a variant, or a run), no retraining:
+                      single units, cumulative curves, whole layers -> reports/<study>/lesion.csv and its page
   viz RUN_DIR [--image N]
                       PNGs in a trained run's folder: first-layer filters, activation maps, saliency
 
@@ -72,6 +75,12 @@ def _config_failure(error: Exception) -> int:
     return _fail(preflight.one_line(error))
 
 
+def machine_failure(failure: BaseException) -> str:
+    """The one line of a write the machine refused during training: the folder, the cause, what happens next."""
+    return (f"{failure}; that run is not stored and trains again when the same command runs once this is fixed "
+            "(the study's finished runs are kept)")
+
+
 def _hydra_main(run_job: Callable[[Any, Any], object]) -> Callable[[], object]:
     """The Hydra application: one call per variant, with the variant's config and its planned spec."""
     import hydra
@@ -119,10 +128,12 @@ def run(arguments: Sequence[str]) -> int:
     """Plan the study and check it against what is stored, then hand the command line to Hydra, which calls
     `run_variant` per variant.
 
-    Exit status: 0 when every planned run is finished and ok, 1 when any failed, diverged or is missing,
-    2 for a config error (nothing trained), 130 after Ctrl-C (finished runs kept); after SIGTERM or SIGUSR1 the
+    Exit status: 0 when every planned run is finished and ok, 1 when any failed, diverged, is damaged, missing or
+    in progress elsewhere, 2 for a config error (nothing trained) or a write the machine refused (that run not
+    stored), 130 after Ctrl-C (finished runs and checkpoints kept); after SIGTERM or SIGUSR1 the
     process writes checkpoints and ends by that signal (143 or 138 in a shell; see ablate/training/stopping.py).
     """
+    from ablate.store.files import MachineFailure
     from ablate.study import adaptive, plan, preflight, status
 
     flags = {"--dry-run", "--retry-failed"}
@@ -137,14 +148,14 @@ def run(arguments: Sequence[str]) -> int:
         return 0
     try:
         planned = plan.build([*overrides, *(["retry_failed=true"] if retry_failed else [])], _config_dir(arguments))
-        preflight.check(planned)
+        unwritable = preflight.check(planned, writing=not dry_run)
         auto = adaptive.is_adaptive(planned)
     except Exception as error:  # noqa: BLE001 - every config mistake becomes one line, no traceback
         return _config_failure(error)
     if auto:
         return _run_adaptive(planned, dry_run)
     if dry_run:
-        print(status.describe(planned))
+        print(status.describe(planned) + (f"\nnote: {unwritable}; ablate run would refuse it" if unwritable else ""))
         return 0
 
     from hydra_plugins.ablate_sweeper.ablate_sweeper import launching
@@ -160,10 +171,11 @@ def run(arguments: Sequence[str]) -> int:
         with launching(_jobs(planned, hydra_arguments)):
             train()
     except KeyboardInterrupt:
-        outcome = status.study_status(planned)
-        print(f"\nInterrupted. {len(outcome.get('ok', []))} finished run(s) are kept under {where}; "
-              "run the same command again to train only the missing ones.", file=sys.stderr)
+        print(f"\nInterrupted. {status.kept(planned)} under {where}; run the same command again to train only the "
+              "missing ones (a run with a checkpoint goes on from it).", file=sys.stderr)
         return 130
+    except MachineFailure as failure:
+        return _fail(machine_failure(failure))
     outcome = status.study_status(planned)
     print(f"\nStudy {planned.study.study}: {status.describe_status(outcome)}")
     return 0 if set(outcome) <= {"ok"} else 1
@@ -172,6 +184,7 @@ def run(arguments: Sequence[str]) -> int:
 def _run_adaptive(planned: Any, dry_run: bool) -> int:
     """seeds=auto: train round after round the seeds the stored runs leave open, in this process (no launcher),
     until every comparison is decided or has spent its budget; --dry-run prints the state and the next round."""
+    from ablate.store.files import MachineFailure
     from ablate.study import adaptive, status
 
     metric = planned.study.config.adaptive.metric
@@ -191,8 +204,11 @@ def _run_adaptive(planned: Any, dry_run: bool) -> int:
             current = adaptive.state(planned)
             print(adaptive.describe(current, metric))
     except KeyboardInterrupt:
-        print(f"\nInterrupted. Finished runs are kept under {where}; run the same command again to go on from them.", file=sys.stderr)
+        print(f"\nInterrupted. {status.kept(adaptive.trained(planned))} under {where}; run the same command again to go "
+              "on from them.", file=sys.stderr)
         return 130
+    except MachineFailure as failure:
+        return _fail(machine_failure(failure))
     outcome = status.study_status(adaptive.trained(planned))
     print(f"\nStudy {planned.study.study}: {status.describe_status(outcome)}")
     return 0 if set(outcome) <= {"ok"} else 1
@@ -200,8 +216,10 @@ def _run_adaptive(planned: Any, dry_run: bool) -> int:
 
 def report(arguments: Sequence[str]) -> int:
     """Summaries, tables and charts of finished studies."""
+    from ablate.lesion.page import sections as lesion_sections
     from ablate.report.stats import CI_METHODS
     from ablate.report.summary import FORMATS, ReportError, write_reports
+    from ablate.store.files import MachineFailure
 
     parser = argparse.ArgumentParser(prog="ablate report", description="Tables and charts of ablation studies.")
     parser.add_argument("paths", nargs="*", default=["runs"], help="a runs folder (every study in it) or study folders; default: runs")
@@ -213,9 +231,13 @@ def report(arguments: Sequence[str]) -> int:
     parser.add_argument("--ci", choices=CI_METHODS, default="t", help="confidence intervals: t (Student/Welch, default) or bootstrap (BCa over seeds)")
     options = parser.parse_args(arguments)
     try:
-        write_reports(options.paths, options.out, options.metric, options.formats or FORMATS, options.equivalence_margin, options.ci)
+        write_reports(options.paths, options.out, options.metric, options.formats or FORMATS, options.equivalence_margin, options.ci,
+                      lesion_sections)
     except (FileNotFoundError, ReportError) as error:
         return _fail(str(error))
+    except (MachineFailure, OSError) as error:  # a read-only --out, a full disk: each report written so far is whole
+        where = f"{error.filename}: {error.strerror}" if isinstance(error, OSError) else str(error)
+        return _fail(f"{where}; a report not written there is left as it was")
     return 0
 
 
@@ -254,6 +276,29 @@ def viz(arguments: Sequence[str]) -> int:
     return 0
 
 
+def lesion(arguments: Sequence[str]) -> int:
+    """Lesion the trained networks of a study, a variant or a run; write lesion.csv and the study's page."""
+    from pathlib import Path
+
+    from ablate.lesion.compute import ORDERS, Settings
+    from ablate.lesion.study import NotAStudy
+    from ablate.lesion.study import lesion as lesion_study
+
+    parser = argparse.ArgumentParser(prog="ablate lesion", description="Lesions of trained networks: single units, cumulative curves, whole layers.")
+    parser.add_argument("path", help="a study folder (runs/batchnorm), one variant's folder or one run's folder")
+    parser.add_argument("--split", choices=("test", "val"), default="test", help="the split evaluated (default test; val needs data.validation_size)")
+    parser.add_argument("--orders", type=int, default=ORDERS, help=f"seeded random orders per cumulative curve (default {ORDERS})")
+    parser.add_argument("--out", default="reports", help="where reports/<study>/ go (default: reports)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where to evaluate (default auto: a GPU if visible)")
+    options = parser.parse_args(arguments)
+    if options.orders < 1:
+        return _fail(f"--orders must be a whole number of at least 1, got {options.orders}")
+    try:
+        return lesion_study(Path(options.path), Path(options.out), Settings(options.split, options.orders), options.device)
+    except NotAStudy as error:
+        return _fail(str(error))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script and of `python -m ablate`."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -261,7 +306,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv.remove("--debug")
         os.environ["HYDRA_FULL_ERROR"] = "1"
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    commands = {"run": run, "report": report, "inspect": inspect, "viz": viz}
+    commands = {"run": run, "report": report, "inspect": inspect, "viz": viz, "lesion": lesion}
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE)
         return 0

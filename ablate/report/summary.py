@@ -1,41 +1,57 @@
 """`ablate report`: per study, a summary with statistics against the baseline, tables, and pictures.
 
-Reads only what the results store wrote. Failed, diverged and missing runs are counted and listed, never
-dropped silently; runs whose settings differ in anything but the swept factor and the seed are refused.
+Reads only what the results store wrote. Failed, diverged, damaged and missing runs are counted and listed, never
+dropped silently; runs whose settings differ in anything but the swept factor and the seed are refused. A study's
+report is built beside the old one and swapped in whole, so a killed report leaves the old one.
 """
 
 from __future__ import annotations
 
 import math
+import shutil
 from dataclasses import asdict
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Mapping, Optional, Sequence
 
 import pandas as pd
 
-from ablate.config import CHOICES, AblateConfig, flatten_config, format_value
+from ablate.config import CHOICES, AblateConfig, ConfigError, flatten_config, format_value
 from ablate.report import adaptive as adaptive_report
 from ablate.report import effects, html, plots
 from ablate.report.metrics import held_out_split
 from ablate.report.metrics import metric as declared_metric
-from ablate.report.stats import ALPHA, adjust_holm, compare, describe, study_sensitivity
-from ablate.store import checkpoints, results
+from ablate.report.stats import ALPHA, PAIRED, adjust_holm, compare, describe, study_sensitivity
+from ablate.store import checkpoints, files, results
 from ablate.study import identity
 from ablate.study.variants import BASELINE, keys_of
 
 FORMATS = ("md", "csv", "tex")
+# (study, its report folder as it stands, the folder the new report is written in) -> sections another command adds,
+# which carries its own files over into the new folder
+Extras = Callable[[str, Path, Path], Sequence[html.PageSection]]
+
+
+def no_extras(study: str, old: Path, new: Path) -> Sequence[html.PageSection]:
+    """No sections beyond the report's own."""
+    return ()
+
+
 # The least spread (in the metric's raw unit, by display scale) under which no value counts as a far outlier:
 # half a percentage point for accuracies.
 OUTLIER_SPREAD = {100.0: 0.005, 1.0: 1e-3}
 # Factors are listed in the schema's order of keys (model, data, train, ...); variants changing several keys last.
 SCHEMA_ORDER = list(flatten_config(asdict(AblateConfig()), ""))
 SEVERAL_KEYS = "changes several keys at once: not a one-factor comparison"
-NOTES = (f"n = finished seeds. Δ = variant − baseline. p Welch: Welch's t-test against the baseline; p Holm: "
-         f"Holm-adjusted across this study's variants; verdict at α = {ALPHA:g} after adjustment. "
-         f"p paired: paired t-test over the seeds both share (same data order). "
+NOTES = (f"n = finished seeds. Δ = variant − baseline. test: the test the verdict reads: paired (a paired t-test on "
+         f"the per-seed differences, where the variant ran exactly the baseline's seeds, which draw the same random "
+         f"numbers; its interval, MDE, TOST and seeds needed are the paired design's) or Welch (Welch's t-test, where "
+         f"the seeds differ). p Holm: that test's p, Holm-adjusted across this study's variants; verdict at "
+         f"α = {ALPHA:g} after adjustment. p Welch: Welch's t-test against the baseline, shown beside it; "
+         f"p paired: paired t-test over the seeds both share. "
          f"MDE: the smallest difference this comparison detects with {plots.POWERED} (a smaller true effect usually "
          f"reads 'no clear difference'). g: Hedges' g, the difference in pooled standard deviations. "
-         f"TOST p: two one-sided Welch tests that |Δ| < the equivalence margin (Holm-adjusted in brackets). "
+         f"TOST p: two one-sided tests (paired or Welch, as the verdict's) that |Δ| < the equivalence margin "
+         f"(Holm-adjusted in brackets). "
          f"seeds needed: per variant, for {plots.POWERED} of the test that would decide an open comparison at its Holm "
          f"level (TOST if the observed Δ lies within the margin, else the t-test for the observed Δ); shown only where "
          f"that is more than the seeds already run.")
@@ -89,16 +105,39 @@ def check_poolable(runs: pd.DataFrame, study: str) -> None:
         )
 
 
-def _problems(group: pd.DataFrame, planned: set[int], in_progress: set[int]) -> str:
-    """Failed, diverged, in-progress (a checkpoint, no metrics.json yet) and missing seeds of one variant, in words."""
+def _problems(group: pd.DataFrame, planned: set[int], in_progress: set[int], damaged: Mapping[int, str]) -> str:
+    """Failed, diverged, damaged (a file that cannot be read, with what is wrong), in-progress (a checkpoint, no
+    metrics.json yet) and missing seeds of one variant, in words."""
     notes = [f"seed {s}: {status}" for s, status in zip(group["seed"], group["status"]) if status != "ok"]
-    going = sorted(in_progress - set(group["seed"]))
+    notes += [f"seed {s}: {what}" for s, what in sorted(damaged.items())]
+    going = sorted(in_progress - set(group["seed"]) - set(damaged))
     if going:
         notes.append(f"in progress: seed{'s' if len(going) > 1 else ''} {', '.join(map(str, going))}")
-    missing = sorted(planned - set(group["seed"]) - in_progress)
+    missing = sorted(planned - set(group["seed"]) - in_progress - set(damaged))
     if missing:
         notes.append(f"missing seed{'s' if len(missing) > 1 else ''} {', '.join(map(str, missing))}")
     return "; ".join(notes)
+
+
+def numeric_runs(runs: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, dict[Path, str]]:
+    """The runs whose `metric` is a number (or that did not end ok), and the others by folder, with what is wrong:
+    a hand-edited or damaged metrics.json names its run instead of refusing the whole study."""
+    if metric not in runs:
+        return runs, {}
+    number = runs[metric].map(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool))
+    bad = (runs["status"] == "ok") & ~number
+    reasons = {Path(folder): f"{results.METRICS_FILE}: {metric} is {value!r}, not a number"
+               for folder, value in zip(runs.loc[bad, "run_dir"], runs.loc[bad, metric])}
+    kept = runs[~bad]
+    return kept.assign(**{metric: pd.to_numeric(kept[metric], errors="coerce")}), reasons
+
+
+def by_variant(damaged: Mapping[Path, str]) -> dict[str, dict[int, str]]:
+    """What is wrong in run folders (by folder) as variant -> seed -> what is wrong."""
+    found: dict[str, dict[int, str]] = {}
+    for folder, reason in damaged.items():
+        found.setdefault(results.variant_of(folder.parent), {})[int(folder.name.removeprefix("seed="))] = reason
+    return found
 
 
 def _secondary(runs: pd.DataFrame, metric: str) -> dict[str, Optional[float]]:
@@ -119,10 +158,12 @@ def _first(group: pd.DataFrame, column: str) -> Optional[int]:
 
 
 def summarize(runs: pd.DataFrame, variants: Sequence[str], metric: str = "test_acc", margin: Optional[float] = None,
-              ci: str = "t", in_progress: Optional[dict[str, set[int]]] = None) -> pd.DataFrame:
+              ci: str = "t", in_progress: Optional[dict[str, set[int]]] = None,
+              damaged: Optional[dict[str, dict[int, str]]] = None) -> pd.DataFrame:
     """One row per variant, baseline first: n, mean, std, CI, difference to the baseline with Welch and paired tests,
     MDE, Hedges' g, and with an equivalence margin (in the metric's unit) TOST; `ci` is "t" or "bootstrap";
-    `in_progress` (variant -> seeds still training) are named as such among the problems, not as missing."""
+    `in_progress` (variant -> seeds still training) and `damaged` (variant -> seed -> what is wrong with its files) are
+    named as such among the problems, not as missing."""
     try:
         higher_is_better = declared_metric(metric).higher_is_better
     except ValueError as error:
@@ -153,7 +194,8 @@ def summarize(runs: pd.DataFrame, variants: Sequence[str], metric: str = "test_a
             "trainable_params": _first(group, "trainable_params") or _first(group, "params"),
             "receptive_field": _first(group, "receptive_field"),
             "train_seconds": mine["train_seconds"].mean() if len(mine) else None,
-            "problems": _problems(group, _planned(group) if adaptive else planned, (in_progress or {}).get(variant, set())),
+            "problems": _problems(group, _planned(group) if adaptive else planned, (in_progress or {}).get(variant, set()),
+                                  (damaged or {}).get(variant, {})),
             "notes": "; ".join(comparison.notes + ([SEVERAL_KEYS] if "+" in variant_factor else [])),
         })
     adjust_holm(comparisons[1:] if variants and variants[0] == BASELINE else comparisons, higher_is_better=higher_is_better)
@@ -248,12 +290,26 @@ def sensitivity(summary: pd.DataFrame, runs: pd.DataFrame, metric: str, margin: 
     n = int(counts.mode().max())
     observed = pd.to_numeric(summary["diff"], errors="coerce").abs().dropna()  # None where nothing was compared
     effect = margin if margin is not None else (float(observed.median()) if len(observed) else None)
-    mde, needed = study_sensitivity(baseline, list(groups.values()), n, effect)
-    line = f"With {n} seeds per variant this study can detect ±{_number(mde, scale)}{unit} (α = {ALPHA:g}, {plots.POWERED}, median std)"
+    compared = summary[(summary["variant"] != BASELINE) & summary["p_test"].notna()]
+    paired = not compared.empty and bool((compared["test"] == PAIRED).all())
+    mde, needed = study_sensitivity(baseline, list(groups.values()), n, effect, compared["diff_std"].tolist() if paired else ())
+    design = "paired, median std of the per-seed differences" if paired else "median std"
+    line = f"With {n} seeds per variant this study can detect ±{_number(mde, scale)}{unit} (α = {ALPHA:g}, {plots.POWERED}, {design})"
     if effect is None:
-        return line + "."
+        return line + "." + _correlation(compared)
     what = f"±{_number(effect, scale)}{unit}" if margin is not None else f"the median observed |Δ|, ±{_number(effect, scale)}{unit},"
-    return f"{line}; {what} needs {_seeds(needed)} seeds per variant."
+    return f"{line}; {what} needs {_seeds(needed)} seeds per variant." + _correlation(compared)
+
+
+def _correlation(compared: pd.DataFrame) -> str:
+    """A sentence on how closely seed s of a variant follows seed s of the baseline (Pearson's r of the paired
+    comparisons): what the paired test gains over Welch's."""
+    r = pd.to_numeric(compared.loc[compared["test"] == PAIRED, "correlation"], errors="coerce").dropna()
+    if r.empty:
+        return ""
+    spread = f" (from {r.min():+.2f} to {r.max():+.2f} over {len(r)} paired comparisons)" if len(r) > 1 else ""
+    return (f" Seed s of a variant and seed s of the baseline correlate at r = {r.median():+.2f}{spread}: with equal "
+            "spreads a paired difference varies √(1 − r) times as much as an unpaired one.")
 
 
 def _delta_ci_name(summary: pd.DataFrame, ci_name: str) -> str:
@@ -278,6 +334,7 @@ def display_table(summary: pd.DataFrame, metric: str, compact: bool = False) -> 
                                    for d, lo, hi in zip(summary["diff"], summary["diff_ci_low"], summary["diff_ci_high"])],
         "p Welch": [_p(p) for p in summary["p_welch"]],
         "p Holm": [_p(p) for p in summary["p_holm"]],
+        "test": ["–" if pd.isna(p) else (f"{t} ({n})" if t == PAIRED else t) for t, p, n in zip(summary["test"], summary["p_test"], summary["n_paired"])],
         "p paired (n)": [f"{_p(p)} ({n})" if not pd.isna(p) else "–" for p, n in zip(summary["p_paired"], summary["n_paired"])],
         **_statistics(summary, metric),
         "verdict": _verdicts(summary, metric),
@@ -316,7 +373,7 @@ def effects_section(runs: pd.DataFrame, study: str, metric: str, out: Path,
         return None, {}
     fit = effects.fit_effects(design)
     if "csv" in formats:
-        fit.effects.to_csv(out / "effects.csv", index=False)
+        files.write_atomically(out / "effects.csv", fit.effects.to_csv(index=False))
     figures = {"interactions": plots.write(plots.interaction_chart(effects.interaction_means(design), study, metric), out / "interactions.png"),
                "half_normal": plots.write(plots.half_normal_chart(effects.half_normal_scores(fit.effects), study, metric), out / "half_normal.png")}
     unit = _unit(metric)
@@ -336,40 +393,79 @@ def effects_section(runs: pd.DataFrame, study: str, metric: str, out: Path,
     return effects.EffectsSection(f"Effects on {label}: {fit.design}, OLS on {len(design.coded)} finished runs, {residual}", table, note), figures
 
 
+def read_study(study_dir: Path, metric: str) -> tuple[pd.DataFrame, pd.DataFrame, dict[Path, str]]:
+    """A study's finished runs whose `metric` is a number, the curves of those that ended ok, and what is wrong in
+    the other folders, by folder: a damaged record, a metric that is not a number, a history.csv or model.pt that
+    cannot be read. ReportError where no run is left."""
+    try:  # each run's variant is its folder's, which its config.yaml must agree with
+        runs = results.load_runs(study_dir, lambda folder, record: {"identity": identity.stored_identity(folder, record),
+                                                                    "variant": results.variant_of(folder.parent)})
+    except ConfigError as error:
+        raise ReportError(str(error)) from None
+    runs, not_numbers = numeric_runs(runs, metric)
+    damaged = results.damaged_runs(study_dir) | not_numbers
+    if runs.empty:
+        named = "".join(f"; {folder}/{reason}" for folder, reason in list(damaged.items())[:3])
+        raise ReportError(f"study {study_dir.name!r} has no whole metrics.json{named}; re-run its command to train the "
+                          "missing runs" + (" (it sets damaged ones aside first)" if damaged else ""))
+    unreadable: dict[Path, str] = {}
+    histories = results.load_histories(runs[runs["status"] == "ok"], unreadable)
+    unreadable |= {Path(folder): why for folder in runs["run_dir"] if (why := results.weights_damage(Path(folder)))}
+    notes = {folder: f"damaged ({reason})" for folder, reason in damaged.items()}
+    notes |= {folder: f"{reason}; {'its curve is left out' if results.HISTORY_FILE in reason else 'ablate viz cannot read it'}"
+              for folder, reason in unreadable.items()}
+    return runs, histories, notes
+
+
 def write_study_report(study_dir: Path, out_root: Path, metric: str = "test_acc", formats: Sequence[str] = FORMATS,
-                       margin: Optional[float] = None, ci: str = "t") -> tuple[pd.DataFrame, str, Optional[effects.EffectsSection]]:
+                       margin: Optional[float] = None, ci: str = "t", extras: Extras = no_extras) -> tuple[pd.DataFrame, str, Optional[effects.EffectsSection]]:
     """Tables (md, csv, tex as asked), forest.png, accuracy.png, curves.png, cost.png, a two-level design's effects
     (`effects_section`) and the one-file page index.html for one study under out_root/<study>/; returns the summary,
-    its sensitivity line and the effects section (None for a one-factor study). `margin` is in the metric's display unit."""
+    its sensitivity line and the effects section (None for a one-factor study). `margin` is in the metric's display unit;
+    `extras` adds sections of other commands to the page (`ablate lesion`'s)."""
     study = study_dir.name
-    runs = results.load_runs(study_dir, lambda folder, record: {"identity": identity.stored_identity(folder, record)})
-    if runs.empty:
-        raise ReportError(f"study {study!r} has no whole metrics.json; re-run its command to train the missing runs")
+    runs, histories, notes = read_study(study_dir, metric)
     runs = name_factors(runs)
     check_poolable(runs, study)
     order = sorted(results.variant_names(study_dir), key=lambda v: _order_key(v, *_factor_of(runs, v)))
     scale = plots.metric_scale(metric)[0]
-    summary = summarize(runs, order, metric, None if margin is None else margin / scale, ci, checkpoints.in_progress(study_dir))
+    summary = summarize(runs, order, metric, None if margin is None else margin / scale, ci, checkpoints.in_progress(study_dir),
+                        by_variant(notes))
     line = adaptive_report.note(runs) if adaptive_report.is_adaptive(runs) else sensitivity(summary, runs, metric, None if margin is None else margin / scale)
-    out = out_root / study
-    out.mkdir(parents=True, exist_ok=True)
+    out = files.staging_folder(out_root / study)  # built beside the old report, then swapped in whole
+    try:
+        section = _write_study_files(out, study, runs, histories, summary, line, metric, formats, margin,
+                                     extras(study, out_root / study, out))
+        files.replace_folder(out, out_root / study)
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)  # the old report stays as it was
+        raise
+    return summary, line, section
+
+
+def _write_study_files(out: Path, study: str, runs: pd.DataFrame, histories: pd.DataFrame, summary: pd.DataFrame, line: str,
+                       metric: str, formats: Sequence[str], margin: Optional[float],
+                       extras: Sequence[html.PageSection] = ()) -> Optional[effects.EffectsSection]:
+    """Every file of one study's report, into the folder `out`, the `extras` on its page; returns the effects section
+    of a two-level design."""
     table = display_table(summary, metric)
     section, effect_figures = effects_section(runs, study, metric, out, formats)
     if "csv" in formats:
-        summary.to_csv(out / "summary.csv", index=False)
+        files.write_atomically(out / "summary.csv", summary.to_csv(index=False))
     if "md" in formats:
-        (out / "summary.md").write_text(f"# Study `{study}`: {metric}\n\n{table.to_markdown(index=False)}\n\n{line}\n\n{NOTES}\n" + (f"\n{section.markdown()}" if section else ""))
+        files.write_atomically(out / "summary.md", f"# Study `{study}`: {metric}\n\n{table.to_markdown(index=False)}\n\n{line}\n\n{NOTES}\n"
+                               + (f"\n{section.markdown()}" if section else ""))
     if "tex" in formats:
-        (out / "summary.tex").write_text(_latex(table.drop(columns=["notes", "failed / missing"])))
+        files.write_atomically(out / "summary.tex", _latex(table.drop(columns=["notes", "failed / missing"])))
     figures = {"forest": plots.write(plots.forest_chart(summary, study, metric, margin), out / "forest.png"),
                "accuracy": plots.write(plots.bar_chart(summary, runs, study, metric), out / "accuracy.png")}
-    histories = results.load_histories(runs[runs["status"] == "ok"])
     if len(histories):
         figures["curves"] = plots.write(plots.curves_chart(curves(histories, held_out_split(metric)), summary, study, held_out_split(metric)),
                                         out / "curves.png")
     figures["cost"] = plots.write(plots.cost_chart(summary, study, metric), out / "cost.png")
-    (out / "index.html").write_text(html.study_page(study, metric, summary, table, runs, line, figures | effect_figures, NOTES, section))
-    return summary, line, section
+    files.write_atomically(out / "index.html", html.study_page(study, metric, summary, table, runs, line, figures | effect_figures, NOTES, section,
+                                                               extras))
+    return section
 
 
 def _factor_of(runs: pd.DataFrame, variant: str) -> tuple[str, str]:
@@ -388,13 +484,11 @@ def write_index(out_root: Path, studies: Sequence[str], metric: str) -> Path:
         body = (folder / "summary.md").read_text().split("\n", 2)[2]
         pictures = "\n".join(f"![{name}]({study}/{name})" for name in ("forest.png", "accuracy.png", "curves.png", "cost.png", "interactions.png", "half_normal.png") if (folder / name).is_file())
         sections.append(f"## [{study}]({study}/summary.md): {metric}\n\n{body}\n{pictures}\n")
-    path = out_root / "index.md"
-    path.write_text("\n".join(sections))
-    return path
+    return files.write_atomically(out_root / "index.md", "\n".join(sections))
 
 
 def write_reports(paths: Sequence[str], out_root: str = "reports", metric: str = "test_acc", formats: Sequence[str] = FORMATS,
-                  margin: Optional[float] = None, ci: str = "t") -> list[str]:
+                  margin: Optional[float] = None, ci: str = "t", extras: Extras = no_extras) -> list[str]:
     """Report every study under `paths`, print each table; raise ReportError at the end if any study was refused.
     `margin`: the equivalence margin in the metric's display unit (percentage points for accuracies)."""
     try:
@@ -407,7 +501,7 @@ def write_reports(paths: Sequence[str], out_root: str = "reports", metric: str =
     root, done, refused, links = Path(out_root), [], [], []
     for study_dir in studies:
         try:
-            summary, line, section = write_study_report(study_dir, root, metric, formats, margin, ci)
+            summary, line, section = write_study_report(study_dir, root, metric, formats, margin, ci, extras)
         except ReportError as error:
             refused.append(str(error))
             print(f"\nStudy {study_dir.name}: not reported: {error}")
