@@ -78,8 +78,8 @@ class ModelConfig:
     arch: str = "cnn"  # cnn (ablate's own; every key above applies) | resnet18 (torchvision's; keys above stay at default)
     transfer: str = "scratch"  # scratch | frozen (new head only) | partial (last stage + head) | finetune (all, discriminative LRs)
     weights: Optional[str] = None  # where transfer starts: pretrain | a .pt state_dict | an ablate run or variant folder | DEFAULT (resnet18)
-    # Your own network (Hydra's instantiate convention): the class `module.Class` built with in_channels, num_classes
-    # and `params`, the model node's other keys. Set from a model config with `_target_`; the keys above are then unused.
+    # Your own network (Hydra's instantiate convention): the class or function `module.name` built with the data's
+    # class count and input channels and `params`, the model node's other keys. Set from a model config with `_target_`; the keys above are then unused.
     _target_: Optional[str] = None
     params: dict[str, Any] = field(default_factory=dict)
 
@@ -477,9 +477,9 @@ def _validate_streams(cfg: AblateConfig) -> None:
 
 
 def _validate_own_network(m: ModelConfig) -> None:
-    """`_target_` names a class as module.Class; a network's own keys come only with it."""
+    """`_target_` names a class or function as module.name; a network's own keys come only with it."""
     if m._target_ is not None and not re.fullmatch(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)+", m._target_):
-        raise ConfigError(f"model._target_={m._target_} is not allowed; give your network's class as module.Class, e.g. mynet.Net")
+        raise ConfigError(f"model._target_={m._target_} is not allowed; give your network's class or function as module.name, e.g. mynet.Net or torchvision.models.resnet18")
     if m.params and m._target_ is None:
         raise ConfigError(f"model.params={m.params} is not allowed without model._target_ (your own network's class)")
 

@@ -27,6 +27,9 @@ def test_sweep_run_then_report_writes_every_file_and_a_rerun_trains_nothing(work
     first = run_ablate("run", "+sweep=batchnorm", "seeds=[0,1]", *TINY, cwd=workdir)
     assert first.returncode == 0, first.stderr
     assert first.stdout.startswith("baseline: model.batchnorm=false (the config's own values)")  # before training
+    jobs = [line for line in (first.stdout + first.stderr).splitlines() if line.startswith("\t#")]  # the launcher's line per job
+    assert jobs == [f"\t#0 : +sweep=batchnorm seeds=[0,1] {' '.join(TINY)}",
+                    f"\t#1 : +sweep=batchnorm seeds=[0,1] {' '.join(TINY)} model.batchnorm=true"]  # no job spec
     files = metrics_files(workdir)
     assert [f.relative_to(workdir / "runs").as_posix() for f in files] == [
         "batchnorm/baseline/seed=0/metrics.json", "batchnorm/baseline/seed=1/metrics.json",
@@ -43,6 +46,8 @@ def test_sweep_run_then_report_writes_every_file_and_a_rerun_trains_nothing(work
     assert second.returncode == 0, second.stderr
     assert "2 finished run(s) skipped, 0 to train" in second.stdout + second.stderr
     assert [f.stat().st_mtime_ns for f in files] == stamps
+    assert sorted(p.relative_to(workdir).as_posix() for p in workdir.glob("**/*") if p.is_dir() and "seed=" not in p.as_posix()) == [
+        "runs", "runs/batchnorm", "runs/batchnorm/baseline", "runs/batchnorm/model.batchnorm=true"]  # nothing of Hydra's
 
     report = run_ablate("report", cwd=workdir)
     assert report.returncode == 0, report.stderr
@@ -59,6 +64,7 @@ def test_single_variant_run_without_a_sweep(workdir: Path) -> None:
     result = run_ablate("run", "model.head=gap", "seeds=[3]", *TINY, cwd=workdir)
     assert result.returncode == 0, result.stderr
     assert [f.relative_to(workdir).as_posix() for f in metrics_files(workdir)] == ["runs/default/model.head=gap/seed=3/metrics.json"]
+    assert [p.name for p in workdir.iterdir()] == ["runs"] and [p.name for p in (workdir / "runs").iterdir()] == ["default"]
 
 
 def test_sweep_all_trains_thirteen_variants_with_one_shared_baseline(workdir: Path) -> None:

@@ -128,3 +128,27 @@ def test_the_cost_chart_labels_every_point_without_overlap(study: tuple[Path, di
     boxes = list(labels.values())
     assert all(inside.containsx(b.x0) and inside.containsx(b.x1) and inside.containsy(b.y0) and inside.containsy(b.y1) for b in boxes)
     assert not [(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1:] if a.overlaps(b)]
+
+
+# Per table cell that holds a number (digits, signs, ±, brackets, %, pt): how many lines its text takes; per table,
+# whether a column is cut (wider than its box); per figure, text that leaves the figure's box.
+LAYOUT = """(() => {
+  const lines = el => { const r = document.createRange(); r.selectNodeContents(el);
+                        return new Set([...r.getClientRects()].map(b => Math.round(b.top))).size; };
+  const wrapped = [...document.querySelectorAll('td')].filter(c => /\\d/.test(c.textContent)
+      && /^[\\s\\d.,:=±+\\-−–\\[\\]%()a-z_]*$/i.test(c.textContent.trim()) && !c.closest('#command-table') && lines(c) > 1)
+      .map(c => c.textContent.trim());
+  const cut = [...document.querySelectorAll('.wide')].filter(w => w.scrollWidth > w.clientWidth + 1).map(w => w.firstElementChild.id);
+  const outside = [...document.querySelectorAll('figure svg')].flatMap(svg => { const box = svg.getBoundingClientRect();
+      return [...svg.querySelectorAll('text')].filter(t => { const b = t.getBoundingClientRect();
+          return b.width && (b.left < box.left - 1 || b.right > box.right + 1 || b.top < box.top - 1 || b.bottom > box.bottom + 1); })
+      .map(t => t.textContent); });
+  return {wrapped, cut, outside};
+})()"""
+
+
+@pytest.mark.parametrize("width", [1280, 1920])
+def test_no_number_wraps_no_column_is_cut_and_no_text_leaves_its_figure(study: tuple[Path, dict[str, list[float]]], width: int) -> None:
+    with browser.Browser(width=width) as chromium:
+        chromium.open((study[0] / "reports" / "all" / "index.html").as_uri())
+        assert chromium.evaluate(LAYOUT) == {"wrapped": [], "cut": [], "outside": []}

@@ -9,7 +9,9 @@ import importlib.util
 import json
 import math
 import re
+import shlex
 import sys
+import textwrap
 from pathlib import Path
 from types import ModuleType
 
@@ -45,7 +47,7 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name, body in guide_files().items():
         (here / name).parent.mkdir(parents=True, exist_ok=True)
         (here / name).write_text(body)
-    assert {p.relative_to(here).as_posix() for p in here.rglob("*.*")} == {"mynet.py", "myconf/model/mynet.yaml"}
+    assert {p.relative_to(here).as_posix() for p in here.rglob("*.*")} == {"mynet.py", "myconf/model/mynet.yaml", "myconf/model/resnet18.yaml"}
     return here
 
 
@@ -202,3 +204,48 @@ def test_your_networks_keys_are_typed_as_its_constructor_declares_them(mynet: Mo
     assert ints.variant.name == floats.variant.name == "baseline"  # the config file's own 0.0: the baseline, not a variant
     assert ints.identity == floats.identity and ints.identity["model.dropout"] == 0.0
     assert ints.config.model.params["hidden"] == 32 and isinstance(ints.config.model.params["hidden"], int)  # an int stays one
+
+
+def guide_command(start: str) -> list[str]:
+    """The arguments of the guide's command line that begins `$ ablate START`, its continuation lines joined."""
+    text = GUIDE.read_text().replace("\\\n", " ")
+    line = next(line for line in text.splitlines() if line.strip().startswith(f"$ ablate {start}"))
+    return shlex.split(line.strip().removeprefix("$ ablate "))
+
+
+def test_a_torchvision_factory_is_ablated_as_the_guide_shows_its_first_conv_fitted_to_the_data(folder: Path) -> None:
+    done = run_ablate(*guide_command("run --config-dir myconf model=resnet18"), cwd=folder)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Study tv: 4 ok" in done.stdout
+    params = {json.loads(p.read_text())["params"] for p in (folder / "runs/tv").glob("*/seed=*/metrics.json")}
+    assert params == {11_181_642 - 2 * 7 * 7 * 64} and "11,175,370" in GUIDE.read_text()  # one input channel, 10 classes
+
+
+def test_timm_and_a_local_factory_get_the_data_by_the_names_they_take(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delitem(sys.modules, "factories", raising=False)
+    (tmp_path / "factories.py").write_text(textwrap.dedent("""
+        from torch import nn
+
+        def small(num_classes, in_chans=3, width=4):
+            return nn.Sequential(nn.Conv2d(in_chans, width, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, num_classes))
+
+        class Fixed(nn.Module):
+            def __init__(self):
+                super().__init__()
+    """))
+    timm = network.build(ModelConfig(_target_="timm.create_model", params={"model_name": "resnet18"}), 1, 10)
+    assert timm.conv1.in_channels == 1 and timm.fc.out_features == 10  # timm's in_chans, not a fitted conv
+    small = network.build(ModelConfig(_target_="factories.small", params={"width": 6}), 1, 7)
+    assert (small[0].in_channels, small[0].out_channels, small[3].out_features) == (1, 6, 7)
+    with pytest.raises(ConfigError) as caught:
+        network.build(ModelConfig(_target_="factories.Fixed"), 1, 10)
+    assert str(caught.value) == ("model._target_=factories.Fixed: Fixed takes no arguments, and ablate builds it for the data as "
+                                 "Fixed(in_channels=1, num_classes=10, <your keys>): give it those two parameters, e.g. "
+                                 "def __init__(self, in_channels, num_classes)")
+    for target, message in [("timm.create_model", "model.model_name: create_model needs it; add +model.model_name=VALUE"),
+                            ("torchvision.models.resnet19", "model._target_=torchvision.models.resnet19: resnet19 does not "
+                                                            "exist in torchvision.models; did you mean resnet18, resnet, resnet152?")]:
+        with pytest.raises(ConfigError) as caught:
+            preflight.check(plan.build([f"+model._target_={target}", *TINY]))
+        assert preflight.one_line(caught.value) == message

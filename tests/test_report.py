@@ -329,3 +329,32 @@ def test_the_summary_decides_far_outliers_and_the_curves_the_pictures_only_draw(
             assert row["n"] == len(accs)
             assert (row["acc_mean"], row["acc_std"]) == pytest.approx((np.mean(seen), np.std(seen, ddof=1)))
             assert row["loss_mean"] == pytest.approx(np.mean([2 - epoch * a / 2 for a in accs]))
+
+
+def test_a_report_of_a_study_whose_runs_are_gone_is_kept_and_named(tmp_path: Path) -> None:
+    for study in ("kept", "gone"):
+        write(tmp_path / "runs", "baseline", 0, 0.98, ModelConfig(), study=study)
+    assert run_ablate("report", cwd=tmp_path).returncode == 0
+    shutil.rmtree(tmp_path / "runs/gone")  # the user deletes a study's runs
+    again = run_ablate("report", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "Reports of studies no longer in runs (kept; delete those you no longer want): reports/gone" in again.stdout
+    assert (tmp_path / "reports/gone/index.html").is_file() and "gone" not in (tmp_path / "reports/index.html").read_text()
+
+
+def test_a_study_with_nothing_to_compare_is_reported_without_a_warning(tmp_path: Path) -> None:
+    write(tmp_path / "runs", "baseline", 0, 0.98, ModelConfig(), study="alone")
+    report = run_ablate("report", cwd=tmp_path)
+    assert report.returncode == 0 and "Warning" not in report.stderr, report.stderr
+    assert "nothing compared yet" in (tmp_path / "reports/alone/index.html").read_text()
+
+
+def test_the_cost_charts_axis_spans_the_sizes_it_shows() -> None:
+    """The demo's sizes, 421,642 and 442,218 parameters: a linear axis around them, not a log axis from 210k to 884k."""
+    from ablate.report import plots
+
+    summary = pd.DataFrame({"variant": ["baseline", "model.pool=avg", "model.pool=strided"], "factor": ["", "model.pool", "model.pool"],
+                            "value": ["", "avg", "strided"], "n": [3, 3, 3], "mean": [0.97, 0.96, 0.965], "std": [0.003, 0.005, 0.002],
+                            "trainable_params": [421_642, 421_642, 442_218]})
+    low, high = plots.cost_chart(summary, "demo", "test_acc").axes[0].get_xlim()
+    assert 400_000 < low < 421_642 and 442_218 < high < 465_000

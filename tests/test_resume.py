@@ -90,9 +90,11 @@ def test_a_failing_run_is_recorded_and_the_others_go_on(tmp_path: Path, monkeypa
 def test_diverged_runs_make_the_command_exit_non_zero_with_a_summary(tmp_path: Path) -> None:
     result = run_ablate("run", "seeds=[0,1]", *TINY, "train.lr=1e12", "train.optimizer=sgd", "train.epochs=3", cwd=tmp_path)
     assert result.returncode == 1
-    assert "2 diverged" in result.stdout and "diverged: default/baseline/seed=0" in result.stdout
-    record = results.read_metrics(results.run_dir(tmp_path / "runs", "default", "baseline", 0))
-    assert record["status"] == "diverged" and record["diverged_epoch"] >= 1
+    records = [results.read_metrics(results.run_dir(tmp_path / "runs", "default", "baseline", seed)) for seed in (0, 1)]
+    assert all(record["status"] == "diverged" and record["diverged_epoch"] >= 1 for record in records)
+    # the study's last lines repeat every diverged seed with its evidence, whatever scrolled by while it trained
+    assert result.stdout.splitlines()[-3:] == ["Study default: 2 diverged", *(
+        f"  diverged: default/baseline/seed={seed}: {record['error']}" for seed, record in enumerate(records))]
     dry = run_ablate("run", "seeds=[0,1]", *TINY, "train.lr=1e12", "train.optimizer=sgd", "train.epochs=3", "--dry-run", cwd=tmp_path)
     assert "2 run(s) planned, 0 finished, 2 diverged (kept as results; --retry-failed trains them again), 0 to train" in dry.stdout
     again = run_ablate("run", "seeds=[0,1]", *TINY, "train.lr=1e12", "train.optimizer=sgd", "train.epochs=3", "--dry-run",

@@ -93,7 +93,7 @@ def test_requeued_job_resumes_its_seeds_and_the_study_matches_an_undisturbed_one
     assert restarts(other, env) == "Restarts=0"  # the other variant's job ran undisturbed
     assert numbers(requeued) == undisturbed
     assert stopped[0] is not None, "the requeued job wrote no checkpoint"
-    log = next(requeued.glob(f"runs/.hydra/*/.submitit/{job}/{job}_0_log.out")).read_text()
+    log = next(requeued.glob(f"runs/.submitit/{job}/{job}_0_log.out")).read_text()
     assert f"stopped by {requeue}; checkpoint written" in log and "resuming seed 0 of variant head/model.head=gap" in log
     for seed, found in stopped.items():  # every seed that had started went on from where it stopped, not from scratch
         if found is not None:

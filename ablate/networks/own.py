@@ -1,8 +1,10 @@
-"""Your own network: the class a model config's `_target_` names, built with the data's `in_channels` and
-`num_classes` plus the config's own keys (Hydra's instantiate convention), and what ablate measures on it.
+"""Your own network: the class or factory function a model config's `_target_` names, built with the data's class
+count and input channels plus the config's own keys (Hydra's instantiate convention), and what ablate measures on it.
 
 The class is imported from the folder `ablate` runs in (which is put on sys.path), so `_target_: mynet.Net` finds
-mynet.py there. Every mistake (a path that does not import, a key the constructor refuses, a forward that fails on
+mynet.py there; a library's factory works the same (`torchvision.models.resnet18`, `timm.create_model` with
+`model.model_name=...`). The data's sizes are passed by the names the factory takes (`data_keys`); a factory that
+takes no input channels (torchvision's) gets its first conv fitted to the data's (`fit_first_conv`). Every mistake (a path that does not import, a key the constructor refuses, a forward that fails on
 the data's images) is a ConfigError naming the key, raised when the plan is checked, before any training. The layer
 table comes from forward hooks on every leaf module, the FLOPs from torch.utils.flop_counter.FlopCounterMode; the
 receptive field only where it is defined (see `receptive_fields`).
@@ -10,6 +12,7 @@ receptive field only where it is defined (see `receptive_fields`).
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import inspect
 import os
@@ -29,6 +32,10 @@ PROBE_BATCH = 2  # images of the forward that checks a network before training (
 POINTWISE_MODULES = ("torch.nn.modules.activation", "torch.nn.modules.batchnorm", "torch.nn.modules.dropout",
                      "torch.nn.modules.instancenorm", "torch.nn.modules.linear.Identity")
 SPATIAL_MODULES = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)
+CHANNEL_NAMES = ("in_channels", "in_chans")  # the input channels' keyword, as ablate's convention and timm name it
+# The keyword for input channels that a library's factories take through **kwargs, by top-level package: timm's
+# in_chans; torchvision's classification models take none (they are built for 3 channels; see fit_first_conv).
+LIBRARY_CHANNELS = {"timm": "in_chans", "torchvision": None}
 
 
 def _importable_here() -> None:
@@ -38,8 +45,8 @@ def _importable_here() -> None:
         sys.path.insert(0, here)
 
 
-def network_class(cfg: ModelConfig) -> type:
-    """The class `model._target_` names, imported from the working folder or any installed package."""
+def network_factory(cfg: ModelConfig) -> Callable[..., nn.Module]:
+    """The class or function `model._target_` names, imported from the working folder or any installed package."""
     _importable_here()
     path = str(cfg._target_)
     module_name, _, name = path.rpartition(".")
@@ -49,12 +56,52 @@ def network_class(cfg: ModelConfig) -> type:
         where = f"; put {module_name.replace('.', '/')}.py in the folder you run ablate in" if isinstance(error, ModuleNotFoundError) else ""
         raise ConfigError(f"model._target_={path}: cannot import {module_name} ({type(error).__name__}: {error}){where}") from None
     found = getattr(module, name, None)
-    if not (isinstance(found, type) and issubclass(found, nn.Module)):
+    if found is None:
         classes = [key for key, value in vars(module).items() if isinstance(value, type) and issubclass(value, nn.Module)
                    and value.__module__ == module.__name__]
-        what = "is not an nn.Module class" if found is not None else "does not exist"
-        raise ConfigError(f"model._target_={path}: {name} {what} in {module_name}; its nn.Module classes: {', '.join(classes) or 'none'}")
+        close = difflib.get_close_matches(name, [key for key in dir(module) if not key.startswith("_")], n=3)
+        known = (f"; its nn.Module classes: {', '.join(classes)}" if classes else f"; did you mean {', '.join(close)}?" if close
+                 else "; give an nn.Module class or a function that returns one")
+        raise ConfigError(f"model._target_={path}: {name} does not exist in {module_name}{known}")
+    if not callable(found):
+        raise ConfigError(f"model._target_={path}: {name} is a {type(found).__name__}, not an nn.Module class or a function "
+                          "that returns one")
     return found
+
+
+def data_keys(factory: Callable[..., nn.Module], in_channels: int, num_classes: int) -> dict[str, int]:
+    """The data's class count and input channels by the names `factory` takes: `num_classes` (ablate's, torchvision's
+    and timm's name), the input channels as `in_channels` or `in_chans` where its signature names one, else where it
+    takes **kwargs as its library's factories do (LIBRARY_CHANNELS; `in_channels` for any other). A factory that takes
+    no class count is refused with what to write."""
+    parameters = _parameters(factory)
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    named = [key for key in CHANNEL_NAMES if key in parameters]
+    library = str(getattr(factory, "__module__", "")).partition(".")[0]
+    channels = named[0] if named else (LIBRARY_CHANNELS.get(library, "in_channels") if takes_any else None)
+    if "num_classes" not in parameters and not takes_any:
+        name = getattr(factory, "__name__", str(factory))
+        takes = ", ".join(key for key in parameters if key not in ("args", "kwargs")) or "no arguments"
+        raise ConfigError(f"model._target_={factory.__module__}.{name}: {name} takes {takes}, and ablate builds it for the "
+                          f"data as {name}(in_channels={in_channels}, num_classes={num_classes}, <your keys>): give it those "
+                          "two parameters, e.g. def __init__(self, in_channels, num_classes)")
+    return {**({channels: in_channels} if channels else {}), "num_classes": num_classes}
+
+
+def fit_first_conv(model: nn.Module, in_channels: int) -> nn.Module:
+    """A network built for other input channels (torchvision's, for 3) made to take the data's: its first conv
+    replaced by a freshly initialised one of the same shape but its input channels."""
+    first = next(((name, m) for name, m in model.named_modules() if isinstance(m, nn.Conv2d)), None)
+    if first is None or first[1].in_channels == in_channels:
+        return model
+    name, conv = first
+    if conv.groups != 1:
+        raise ConfigError(f"{type(model).__name__}'s first conv ({name}) is grouped and cannot take {in_channels} input channels")
+    fitted = nn.Conv2d(in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
+                       bias=conv.bias is not None, padding_mode=conv.padding_mode)
+    parent, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent), child, fitted)
+    return model
 
 
 def _named_key(cfg: ModelConfig, error: BaseException) -> str:
@@ -67,40 +114,48 @@ def _named_key(cfg: ModelConfig, error: BaseException) -> str:
 
 
 def build(cfg: ModelConfig, in_channels: int, num_classes: int) -> nn.Module:
-    """The network `cfg` names, built as `Class(in_channels=..., num_classes=..., **own keys)`; a constructor that
-    refuses its keys is a ConfigError naming the key."""
-    cls = network_class(cfg)
-    keys = {"in_channels": in_channels, "num_classes": num_classes, **cfg.params}
+    """The network `cfg` names, built as `factory(<the data's sizes by the names it takes>, **own keys)`, its first
+    conv fitted to the data where it takes no input channels; a key it refuses is a ConfigError naming the key."""
+    factory = network_factory(cfg)
+    name = getattr(factory, "__name__", str(cfg._target_))
+    data = data_keys(factory, in_channels, num_classes)
+    keys = {**data, **cfg.params}
     try:
-        inspect.signature(cls).bind(**keys)
+        inspect.signature(factory).bind(**keys)
     except TypeError as error:
-        takes = ", ".join(name for name in inspect.signature(cls).parameters if name not in ("args", "kwargs"))
-        raise ConfigError(f"{_named_key(cfg, error)}: {error}; {cls.__name__} takes: {takes}") from None
+        missing = re.search(r"missing a required argument: '(\w+)'", str(error))
+        if missing:
+            raise ConfigError(f"model.{missing[1]}: {name} needs it; add +model.{missing[1]}=VALUE") from None
+        takes = ", ".join(key for key in _parameters(factory) if key not in ("args", "kwargs")) or "no arguments"
+        raise ConfigError(f"{_named_key(cfg, error)}: {error}; {name} takes: {takes}") from None
     try:
-        return cls(**keys)
+        model = factory(**keys)
     except Exception as error:  # noqa: BLE001 - the user's constructor: any error is a config error
-        raise ConfigError(f"{_named_key(cfg, error)}: {cls.__name__}({_arguments(keys)}) failed: {type(error).__name__}: "
+        raise ConfigError(f"{_named_key(cfg, error)}: {name}({_arguments(keys)}) failed: {type(error).__name__}: "
                           f"{' '.join(str(error).split())}") from None
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"model._target_={cfg._target_}: returned a {type(model).__name__}, not an nn.Module")
+    return model if any(key in data for key in CHANNEL_NAMES) else fit_first_conv(model, in_channels)
 
 
 def declared(cfg: ModelConfig, key: str, value: Any) -> Any:
     """`value` of the network's own key `key` as its constructor declares it: an integer where the constructor takes
     a float (annotated `float`, or defaulting to a float) becomes that float, as ablate's schema types its own keys,
     so `model.dropout=0` and `0.0` are one value, one variant and one identity. Anything else is kept as given."""
-    parameter = _parameters(network_class(cfg)).get(key)
+    parameter = _parameters(network_factory(cfg)).get(key)
     takes_float = parameter is not None and (
         parameter.annotation in (float, "float", Optional[float], "Optional[float]", "float | None")
         or (parameter.annotation is inspect.Parameter.empty and isinstance(parameter.default, float)))
     return float(value) if takes_float and isinstance(value, int) and not isinstance(value, bool) else value
 
 
-def _parameters(cls: type) -> Mapping[str, inspect.Parameter]:
-    """The constructor's parameters, with annotations evaluated where they can be (a module with `from __future__
-    import annotations` holds them as text)."""
+def _parameters(factory: Callable[..., Any]) -> Mapping[str, inspect.Parameter]:
+    """The constructor's or function's parameters, with annotations evaluated where they can be (a module with
+    `from __future__ import annotations` holds them as text)."""
     try:
-        return inspect.signature(cls, eval_str=True).parameters
+        return inspect.signature(factory, eval_str=True).parameters
     except Exception:  # noqa: BLE001 - an annotation that does not evaluate: keep them as text
-        return inspect.signature(cls).parameters
+        return inspect.signature(factory).parameters
 
 
 def _arguments(keys: dict[str, Any]) -> str:

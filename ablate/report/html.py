@@ -36,6 +36,15 @@ CAPTIONS = {
     "interactions": "Two-factor interactions: mean response at one factor's two values, a line per value of the other.",
     "half_normal": "Half-normal plot of the effects: effects far above the noise line are real.",
 }
+# Columns of the summary that the page shows in a second table, so that each fits a 1280 px window with no number
+# wrapped: the secondary tests, the other metrics and costs, and the words.
+DETAIL_COLUMNS = ("p Welch", "p paired (n)", "seeds needed", "RF", "train s", "failed / missing", "notes")
+
+
+def _detail(column: str) -> bool:
+    return column in DETAIL_COLUMNS or column.startswith("95% CI") or column.endswith("_loss")
+
+
 _TEMPLATES = jinja2.Environment(loader=jinja2.PackageLoader("ablate.report", "templates"), autoescape=True,
                                 trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
 
@@ -110,16 +119,19 @@ def study_page(study: str, metric: str, summary: pd.DataFrame, table: pd.DataFra
     (`summary.EffectsSection`: its title, table and note), figures (inline SVG from `plots.write`), every seed,
     failed and in-progress runs, and each variant's command and identity hash; then the `extras` (PageSection)."""
     hashes = reproduce.identity_hashes(runs)
-    rows = [{"variant": variant, "cells": list(zip(table.columns, cells)), "verdict_mark": verdict_style(verdict)[0],
+    main = table[[c for c in table.columns if not _detail(c)]]
+    detail = table[["variant", *(c for c in table.columns if _detail(c))]]
+    rows = [{"variant": variant, "cells": list(zip(main.columns, cells)), "verdict_mark": verdict_style(verdict)[0],
              "verdict_class": verdict_style(verdict)[1]}
-            for variant, verdict, cells in zip(summary["variant"], summary["verdict"], table.itertuples(index=False))]
+            for variant, verdict, cells in zip(summary["variant"], summary["verdict"], main.itertuples(index=False))]
     problems = [(row.variant, row.problems) for row in summary.itertuples() if row.problems]
     commands = [(variant, hashes.get(variant, "–"), line) for variant, line in reproduce.commands(runs).items()]
     order = {v: i for i, v in enumerate(summary["variant"])}
     return _TEMPLATES.get_template("study.html.j2").render(
         study=study, metric=metric, label=declared_metric(metric).label, sensitivity=sensitivity,
         factors=_factors(summary, runs), settings=reproduce.common_settings(runs),
-        table={"columns": list(table.columns), "rows": rows}, notes=notes,
+        table={"columns": list(main.columns), "rows": rows}, notes=notes,
+        detail={"columns": list(detail.columns), "rows": [list(zip(detail.columns, cells)) for cells in detail.itertuples(index=False)]},
         effects=effects and {"title": effects.title, "columns": list(effects.table.columns),
                              "rows": list(effects.table.itertuples(index=False)), "note": effects.note},
         verdict_legend={name: style for name, style in VERDICTS.items()},

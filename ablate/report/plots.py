@@ -112,7 +112,7 @@ def bar_chart(summary: pd.DataFrame, runs: pd.DataFrame, study: str, metric: str
     scale, label = metric_scale(metric)
     shown = summary[summary["n"] > 0].reset_index(drop=True)
     colours = variant_colours(summary)
-    figure, axes = plt.subplots(figsize=(max(6.0, 0.75 * len(shown) + 3.5), 5.2))
+    figure, axes = plt.subplots(figsize=(max(8.0, 0.75 * len(shown) + 3.5), 5.2))  # 8 in: the title's second line fits
     x, groups = _grouped_positions(shown)
     means = shown["mean"].astype(float) * scale
     stds = shown["std"].astype(float).fillna(0) * scale
@@ -131,8 +131,10 @@ def bar_chart(summary: pd.DataFrame, runs: pd.DataFrame, study: str, metric: str
     has_ci = shown["ci_low"].notna().to_numpy()
     axes.vlines(x[has_ci] + 0.25, shown["ci_low"][has_ci] * scale, shown["ci_high"][has_ci] * scale,
                 color="black", linewidth=3, zorder=3, label="95% CI of the mean")
+    highest = []  # each variant's highest mark (std, CI or seed): its mean's label goes above it
     for i, variant in enumerate(shown["variant"]):
         seeds = runs[(runs["variant"] == variant) & (runs["status"] == "ok")][metric].astype(float) * scale
+        highest.append(max([tops[i], *seeds]))
         jitter = np.linspace(-0.12, 0.12, len(seeds)) if len(seeds) > 1 else np.zeros(len(seeds))
         axes.scatter(x[i] + jitter, seeds, s=14, color="white", edgecolor="black", linewidth=0.7, zorder=4,
                      label="one seed" if i == 0 else None)
@@ -143,7 +145,7 @@ def bar_chart(summary: pd.DataFrame, runs: pd.DataFrame, study: str, metric: str
         mark = verdict_mark(row["verdict"])
         below = not core[i] and means[i] < bottom  # a far outlier under the axis: its value in words at the bottom
         axes.annotate(f"{means[i]:.2f}" + (f"\n{mark}" if mark else "") + ("\n↓ below axis" if below else ""),
-                      (x[i], bottom if below else min(tops[i], high)), ha="center", va="bottom", fontsize=8, xytext=(0, 4),
+                      (x[i], bottom if below else min(highest[i], high)), ha="center", va="bottom", fontsize=8, xytext=(0, 4),
                       textcoords="offset points", color="#b00000" if below else "black")
     top = min(high + 0.45 * margin, 110.0) if scale == 100.0 else high + 0.45 * margin
     axes.set_ylim(bottom, top)
@@ -235,9 +237,10 @@ def _label_points(axes: plt.Axes, points: list[tuple[float, float]], texts: list
 
 
 def cost_chart(summary: pd.DataFrame, study: str, metric: str) -> plt.Figure:
-    """Mean metric (±1 std) against the number of trainable parameters on a log axis: what each change costs and
-    buys. Each point is labelled beside it, or a little away with a line to it, where no other label or point is;
-    in the page its variant, mean and parameters show on hover."""
+    """Mean metric (±1 std) against the number of trainable parameters (a log axis where they span a factor of 3 or
+    more, else a linear one spanning them): what each change costs and buys. Each point is labelled beside it, or a
+    little away with a line to it, where no other label or point is; in the page its variant, mean and parameters show
+    on hover."""
     scale, label = metric_scale(metric)
     shown = summary[summary["n"] > 0].reset_index(drop=True)
     colours = variant_colours(summary)
@@ -247,14 +250,20 @@ def cost_chart(summary: pd.DataFrame, study: str, metric: str) -> plt.Figure:
                               markersize=8, capsize=4, markeredgecolor="black", zorder=3)
         spread = "" if pd.isna(row.std) else f" ± {row.std * scale:.2f}"
         marks.lines[0].set_gid(f"{TIP}{row.variant}: {row.mean * scale:.2f}{spread}, {int(row.trainable_params):,} trainable parameters")
-    axes.set_xscale("log")
-    axes.set_xlim(shown["trainable_params"].min() / 2, shown["trainable_params"].max() * 2)
+    low, high = float(shown["trainable_params"].min()), float(shown["trainable_params"].max())
+    wide = high > 3 * low  # sizes spanning a factor of 3 or more: a log axis; else a linear one that spans the data
+    if wide:
+        axes.set_xscale("log")
+        axes.set_xlim(low / 1.5, high * 1.5)
+        axes.xaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        axes.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    else:
+        pad = max(0.15 * (high - low), 0.02 * high)
+        axes.set_xlim(low - pad, high + pad)
     axes.margins(y=0.15)
-    axes.xaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     axes.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(
-        lambda value, _: f"{value / 1e3:,.0f}k" if value < 1e6 else f"{value / 1e6:,.1f}M"))
-    axes.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    axes.set_xlabel("trainable parameters (log scale)")
+        lambda value, _: f"{value / 1e3:,.1f}k" if value < 1e6 else f"{value / 1e6:,.2f}M"))
+    axes.set_xlabel(f"trainable parameters{' (log scale)' if wide else ''}")
     axes.set_ylabel(f"{label}: mean ± 1 std")
     axes.set_title(f"Study '{study}': {label} against trainable parameters (grey = baseline)", fontsize=11)
     axes.grid(True, which="major", alpha=0.3)
@@ -302,9 +311,12 @@ def forest_chart(summary: pd.DataFrame, study: str, metric: str, margin: float |
     anytime = "ci_method" in summary and bool((summary["ci_method"] == ANYTIME_CI).any())
     styles, interval = (ANYTIME_STYLE, "anytime-valid interval") if anytime else (VERDICT_STYLE, "Holm-adjusted 95 % CI")
     palette = sns.color_palette("colorblind")
-    height = 1.9 + 0.36 * (len(rows) + len(headers))
+    height = max(3.0, 1.9 + 0.36 * (len(rows) + len(headers)))  # room for the title and axis label with no row
     figure, axes = plt.subplots(figsize=(9.0, height))
     shown: set[str] = set()
+    if rows.empty:
+        axes.annotate("nothing compared yet: no variant beside the baseline", (0.5, 0.5), xycoords="axes fraction",
+                      ha="center", va="center", fontsize=10, color="#777777")
     for row in rows.itertuples():
         if pd.notna(row.mde):
             axes.add_patch(matplotlib.patches.Rectangle((-row.mde * scale, row.y - 0.32), 2 * row.mde * scale, 0.64, color="#dddddd",
@@ -347,7 +359,8 @@ def forest_chart(summary: pd.DataFrame, study: str, metric: str, margin: float |
     axes.set_title(f"Study '{study}': difference to the baseline per variant\n(grey band = ±MDE: differences inside it "
                    f"are below what the study can detect)", fontsize=11)
     axes.grid(True, axis="x", alpha=0.3)
-    axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.6 / (height - 1.6)), ncol=2, fontsize=8, frameon=False)
+    if shown:  # a study with nothing compared has nothing to explain
+        axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.6 / (height - 1.6)), ncol=2, fontsize=8, frameon=False)
     return _finish(figure)
 
 

@@ -18,10 +18,10 @@ from ablate.study.variants import BASELINE, keys_of
 
 # Keys a command sets by other means (study=, seeds=) or that decide nothing a reader reproduces.
 NOT_SETTINGS = ("seeds", "study", "variant", "runs_dir", "retry_failed")
-# What metrics.json records beside the identity, shown among the settings, in this order.
+# What metrics.json records beside the identity, shown among the settings, in this order (not the resolved strategy:
+# the identity holds it as train.strategy).
 RECORDED = {"dataset": "dataset", "train_samples": "training images", "validation_samples": "validation images",
-            "test_samples": "test images", "strategy": "strategy (resolved)", "hardware": "hardware",
-            "versions": "versions", "git_commit": "ablate commit"}
+            "test_samples": "test images", "hardware": "hardware", "versions": "versions", "git_commit": "ablate commit"}
 
 
 @functools.lru_cache(maxsize=1)

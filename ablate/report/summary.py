@@ -534,6 +534,9 @@ def write_reports(paths: Sequence[str], out_root: str = "reports", metric: str =
         print(f"\nAll studies: {', '.join(map(str, pages + [html.write_index(root, links)]))}")
         for name in done:
             print(f"The page of study {name}, one file to open or send: {root / name / 'index.html'}")
+    orphans, runs_folders = orphaned_reports(root, studies), ", ".join(sorted({str(s.parent) for s in studies}))
+    if orphans:
+        print(f"\nReports of studies no longer in {runs_folders} (kept; delete those you no longer want): {', '.join(map(str, orphans))}")
     if refused:
         raise ReportError(" | ".join(refused))
     return done
@@ -543,6 +546,12 @@ def table_files(formats: Sequence[str]) -> list[str]:
     """The table files a report writes for these formats, in FORMATS' order (tex: the paper table and the full one)."""
     names = {"md": ["summary.md"], "csv": ["summary.csv"], "tex": ["summary.tex", "summary-full.tex"]}
     return [name for form in FORMATS if form in formats for name in names[form]]
+def orphaned_reports(out_root: Path, studies: Sequence[Path]) -> list[Path]:
+    """Report folders under out_root whose study is in none of the runs folders the reported studies are in (its runs
+    were deleted or moved): never deleted, since the report may be all that is left of that study, only named."""
+    roots = {study.parent for study in studies}
+    reports = sorted(f for f in out_root.iterdir() if (f / "index.html").is_file()) if out_root.is_dir() else []
+    return [f for f in reports if not any((r / f.name).is_dir() for r in roots)]
 
 
 def _studies(path: Path) -> list[Path]:

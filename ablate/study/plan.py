@@ -331,8 +331,9 @@ def job_spec(variant: VariantPlan) -> str:
 
 
 def spec_override(variant: VariantPlan) -> str:
-    """The Hydra override that hands a job its planned variant (`job_spec`) in its environment."""
-    return f"++hydra.job.env_set.{SPEC_VARIABLE}='{job_spec(variant)}'"
+    """The Hydra override that hands a job its planned variant (`job_spec`) in its environment: a key of
+    conf/config.yaml set without `+`, as every launcher's line per job leaves hydra.* overrides out."""
+    return f"hydra.job.env_set.{SPEC_VARIABLE}='{job_spec(variant)}'"
 
 
 def read_spec(text: Optional[str]) -> dict[str, Any]:

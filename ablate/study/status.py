@@ -20,12 +20,13 @@ OUTCOMES = ("ok", "failed", "diverged", "damaged", ELSEWHERE, "missing")
 
 def statuses(plan: Plan) -> dict[Path, tuple[str, str]]:
     """(status, what is wrong) of every planned run that is not simply absent, by folder: ok, failed or diverged
-    from its metrics.json; damaged with what is wrong with it; or in progress elsewhere."""
+    from its metrics.json (with its error); damaged with what is wrong with it; or in progress elsewhere."""
     found = {}
     for run in plan.runs:
         record = results.read_metrics(run.folder)
         if record is not None:
-            found[run.folder] = (record["status"], "")
+            error = (record.get("error") or "").strip().splitlines() if record["status"] != "ok" else []
+            found[run.folder] = (record["status"], error[0] if error else "")
         elif reason := results.damage(run.folder):
             found[run.folder] = ("damaged", reason)
         elif results.is_locked(run.folder):
@@ -34,8 +35,8 @@ def statuses(plan: Plan) -> dict[Path, tuple[str, str]]:
 
 
 def study_status(plan: Plan) -> dict[str, list[str]]:
-    """Each planned run by outcome (see OUTCOMES): `study/variant/seed=N` names per outcome (with what is wrong with
-    a damaged one)."""
+    """Each planned run by outcome (see OUTCOMES): `study/variant/seed=N` names per outcome, with what is wrong with a
+    failed, diverged or damaged one (what the console showed while it trained, long scrolled away)."""
     known, outcome = statuses(plan), {}
     for run in plan.runs:
         state, reason = known.get(run.folder, ("missing", ""))
@@ -48,8 +49,10 @@ def describe_status(outcome: dict[str, list[str]]) -> str:
     """A one-screen account of a study's runs: counts, then each run that did not end well."""
     counts = Counter({status: len(names) for status, names in outcome.items()})
     lines = [", ".join(f"{counts[s]} {s}" for s in OUTCOMES if counts[s])]
-    for status in OUTCOMES[1:]:
-        lines += [f"  {status}: {name}" for name in outcome.get(status, [])[:20]]
+    for status in OUTCOMES[1:]:  # every failed and diverged run; the others up to 20
+        names = outcome.get(status, [])
+        shown = names if status in ("failed", "diverged") else names[:20]
+        lines += [f"  {status}: {name}" for name in shown] + ([f"  {status}: {len(names) - 20} more"] if len(names) > len(shown) else [])
     return "\n".join(lines)
 
 

@@ -20,6 +20,7 @@ from typing import Callable, Optional
 
 import torch
 from tqdm.auto import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from ablate import recipe
 from ablate.config import ModelConfig, SeedStreamsConfig, TrainConfig
@@ -163,8 +164,9 @@ def train_seeds(
     states = {seed: state for seed in seeds if (state := hooks.resume(seed)) is not None}
     pending = collections.deque(_planned(model_cfg, train_cfg, data, seeds, device, states, described))
     results: list[SeedResult] = []
-    with tqdm(total=len(seeds) * train_cfg.epochs * steps, desc=label, unit="step", disable=not progress, dynamic_ncols=True,
-              mininterval=recipe.PROGRESS_SECONDS) as bar:
+    # log lines (a seed that diverged) go above the bar instead of into its redraws
+    with logging_redirect_tqdm(), tqdm(total=len(seeds) * train_cfg.epochs * steps, desc=label, unit="step", disable=not progress,
+                                       dynamic_ncols=True, mininterval=recipe.PROGRESS_SECONDS) as bar:
         bar.update(sum(state.epoch * steps + state.step for state in states.values()))
         while pending:
             group, started, done_before = pending.popleft(), time.perf_counter(), bar.n
