@@ -13,22 +13,20 @@ from typing import Optional, Sequence
 
 import pandas as pd
 
-from ablate.config import CHOICES, AblateConfig, flatten_config, format_value
 from ablate.report import adaptive as adaptive_report
 from ablate.report import effects, html, plots
 from ablate.report.metrics import held_out_split
 from ablate.report.metrics import metric as declared_metric
 from ablate.report.stats import ALPHA, adjust_holm, compare, describe, study_sensitivity
+from ablate.report.runs import ReportError, StudyRuns, find_studies, read_study, tidy
 from ablate.store import checkpoints, results
-from ablate.study import identity
-from ablate.study.variants import BASELINE, keys_of
+from ablate.study.variants import BASELINE
 
 FORMATS = ("md", "csv", "tex")
+RUNS_FILE = "runs.csv"  # the tidy per-run table, written by every report
 # The least spread (in the metric's raw unit, by display scale) under which no value counts as a far outlier:
 # half a percentage point for accuracies.
 OUTLIER_SPREAD = {100.0: 0.005, 1.0: 1e-3}
-# Factors are listed in the schema's order of keys (model, data, train, ...); variants changing several keys last.
-SCHEMA_ORDER = list(flatten_config(asdict(AblateConfig()), ""))
 SEVERAL_KEYS = "changes several keys at once: not a one-factor comparison"
 NOTES = (f"n = finished seeds. Δ = variant − baseline. p Welch: Welch's t-test against the baseline; p Holm: "
          f"Holm-adjusted across this study's variants; verdict at α = {ALPHA:g} after adjustment. "
@@ -39,54 +37,6 @@ NOTES = (f"n = finished seeds. Δ = variant − baseline. p Welch: Welch's t-tes
          f"seeds needed: per variant, for {plots.POWERED} of the test that would decide an open comparison at its Holm "
          f"level (TOST if the observed Δ lies within the margin, else the t-test for the observed Δ); shown only where "
          f"that is more than the seeds already run.")
-
-
-class ReportError(ValueError):
-    """A study that cannot be reported honestly as it stands; the message says why and what to do."""
-
-
-def _value_rank(factor: str, value: str) -> float:
-    """Choices in the schema's order, booleans false first, numbers numerically; other text after them."""
-    if factor in CHOICES and value in CHOICES[factor]:
-        return float(CHOICES[factor].index(value))
-    if value in ("false", "true"):
-        return float(value == "true")
-    try:
-        return float(value)
-    except ValueError:
-        return math.inf
-
-
-def _order_key(variant: str, factor: str, value: str) -> tuple:
-    """Baseline first, then factors in the schema's order, then values (see `_value_rank`), then by name."""
-    if variant == BASELINE:
-        return (0, 0, 0.0, "")
-    factor_rank = SCHEMA_ORDER.index(factor) if factor in SCHEMA_ORDER else len(SCHEMA_ORDER)
-    return (1, factor_rank, _value_rank(factor, value), variant)
-
-
-def name_factors(runs: pd.DataFrame) -> pd.DataFrame:
-    """Each run's factor and value from its variant's name and the config it was trained with (so one-off runs
-    that change several keys read as such, whatever older records stored)."""
-    def of(row: pd.Series) -> tuple[str, str]:
-        keys = keys_of(row["variant"])
-        return "+".join(keys), ", ".join(format_value(row.get(f"cfg.{key}")) for key in keys)
-
-    named = [of(row) for _, row in runs.iterrows()]
-    return runs.assign(factor=[f for f, _ in named], value=[v for _, v in named])
-
-
-def check_poolable(runs: pd.DataFrame, study: str) -> None:
-    """Refuse a study whose runs do not pool by ablate/study/identity.py's one rule, the rule `ablate run` applies."""
-    ordered = sorted(runs.itertuples(), key=lambda run: (run.variant != BASELINE, run.variant, run.seed))
-    found = identity.first_conflict((run.variant, f"{run.variant}/seed={run.seed}", run.identity) for run in ordered)
-    if found:
-        theirs, mine, conflicts = found
-        raise ReportError(
-            f"study {study!r}: runs differ in {identity.describe_conflicts(conflicts)} besides the swept factor "
-            f"({theirs} -> {mine}), so they cannot be pooled. Train the new setting as its own study (study=NAME) or "
-            "delete the stale runs."
-        )
 
 
 def _problems(group: pd.DataFrame, planned: set[int], in_progress: set[int]) -> str:
@@ -336,25 +286,39 @@ def effects_section(runs: pd.DataFrame, study: str, metric: str, out: Path,
     return effects.EffectsSection(f"Effects on {label}: {fit.design}, OLS on {len(design.coded)} finished runs, {residual}", table, note), figures
 
 
-def write_study_report(study_dir: Path, out_root: Path, metric: str = "test_acc", formats: Sequence[str] = FORMATS,
-                       margin: Optional[float] = None, ci: str = "t") -> tuple[pd.DataFrame, str, Optional[effects.EffectsSection]]:
-    """Tables (md, csv, tex as asked), forest.png, accuracy.png, curves.png, cost.png, a two-level design's effects
-    (`effects_section`) and the one-file page index.html for one study under out_root/<study>/; returns the summary,
-    its sensitivity line and the effects section (None for a one-factor study). `margin` is in the metric's display unit."""
-    study = study_dir.name
-    runs = results.load_runs(study_dir, lambda folder, record: {"identity": identity.stored_identity(folder, record)})
-    if runs.empty:
-        raise ReportError(f"study {study!r} has no whole metrics.json; re-run its command to train the missing runs")
-    runs = name_factors(runs)
-    check_poolable(runs, study)
-    order = sorted(results.variant_names(study_dir), key=lambda v: _order_key(v, *_factor_of(runs, v)))
-    scale = plots.metric_scale(metric)[0]
-    summary = summarize(runs, order, metric, None if margin is None else margin / scale, ci, checkpoints.in_progress(study_dir))
+def check_options(metric: str, margin: Optional[float]) -> None:
+    """Refuse a metric ablate does not declare, or an equivalence margin that is not a positive number."""
+    try:
+        declared_metric(metric)
+    except ValueError as error:
+        raise ReportError(str(error)) from None
+    if margin is not None and not (math.isfinite(margin) and margin > 0):
+        raise ReportError(f"--equivalence-margin must be a positive number in {plots.metric_scale(metric)[1]} units, got {margin}")
+
+
+def study_summary(stored: StudyRuns, metric: str = "test_acc", margin: Optional[float] = None, ci: str = "t") -> tuple[pd.DataFrame, str]:
+    """One study's summary (`summarize`) and the line under its table (`sensitivity`, or a seeds=auto study's note);
+    `margin` is in the metric's display unit (percentage points for accuracies)."""
+    check_options(metric, margin)
+    runs, scale = stored.runs, plots.metric_scale(metric)[0]
+    summary = summarize(runs, stored.order, metric, None if margin is None else margin / scale, ci, checkpoints.in_progress(stored.path))
     line = adaptive_report.note(runs) if adaptive_report.is_adaptive(runs) else sensitivity(summary, runs, metric, None if margin is None else margin / scale)
+    return summary, line
+
+
+def write_study_report(stored: StudyRuns, out_root: Path, metric: str = "test_acc", formats: Sequence[str] = FORMATS,
+                       margin: Optional[float] = None, ci: str = "t") -> tuple[pd.DataFrame, str, Optional[effects.EffectsSection]]:
+    """Tables (md, csv, tex as asked), runs.csv (the tidy per-run table), forest.png, accuracy.png, curves.png,
+    cost.png, a two-level design's effects (`effects_section`) and the one-file page index.html for one study under
+    out_root/<study>/; returns the summary, its sensitivity line and the effects section (None for a one-factor
+    study). `margin` is in the metric's display unit."""
+    study, runs = stored.name, stored.runs
+    summary, line = study_summary(stored, metric, margin, ci)
     out = out_root / study
     out.mkdir(parents=True, exist_ok=True)
     table = display_table(summary, metric)
     section, effect_figures = effects_section(runs, study, metric, out, formats)
+    tidy(stored).to_csv(out / RUNS_FILE, index=False)
     if "csv" in formats:
         summary.to_csv(out / "summary.csv", index=False)
     if "md" in formats:
@@ -370,12 +334,6 @@ def write_study_report(study_dir: Path, out_root: Path, metric: str = "test_acc"
     figures["cost"] = plots.write(plots.cost_chart(summary, study, metric), out / "cost.png")
     (out / "index.html").write_text(html.study_page(study, metric, summary, table, runs, line, figures | effect_figures, NOTES, section))
     return summary, line, section
-
-
-def _factor_of(runs: pd.DataFrame, variant: str) -> tuple[str, str]:
-    """(factor, value) a variant's runs recorded; empty for a variant folder with no finished run."""
-    rows = runs[runs["variant"] == variant]
-    return (rows["factor"].iloc[0], str(rows["value"].iloc[0])) if len(rows) else ("", "")
 
 
 def write_index(out_root: Path, studies: Sequence[str], metric: str) -> Path:
@@ -394,25 +352,21 @@ def write_index(out_root: Path, studies: Sequence[str], metric: str) -> Path:
 
 
 def write_reports(paths: Sequence[str], out_root: str = "reports", metric: str = "test_acc", formats: Sequence[str] = FORMATS,
-                  margin: Optional[float] = None, ci: str = "t") -> list[str]:
-    """Report every study under `paths`, print each table; raise ReportError at the end if any study was refused.
-    `margin`: the equivalence margin in the metric's display unit (percentage points for accuracies)."""
-    try:
-        declared_metric(metric)
-    except ValueError as error:
-        raise ReportError(str(error)) from None
-    if margin is not None and not (math.isfinite(margin) and margin > 0):
-        raise ReportError(f"--equivalence-margin must be a positive number in {plots.metric_scale(metric)[1]} units, got {margin}")
-    studies = [s for p in paths for s in _studies(Path(p))]
-    root, done, refused, links = Path(out_root), [], [], []
+                  margin: Optional[float] = None, ci: str = "t") -> list[StudyRuns]:
+    """Report every study under `paths`, print each table, return the studies reported; raise ReportError at the end if
+    any study was refused. `margin`: the equivalence margin in the metric's display unit (percentage points for accuracies)."""
+    check_options(metric, margin)
+    studies = [s for p in paths for s in find_studies(p)]
+    root, reported, refused, links = Path(out_root), [], [], []
     for study_dir in studies:
         try:
-            summary, line, section = write_study_report(study_dir, root, metric, formats, margin, ci)
+            stored = read_study(study_dir)
+            summary, line, section = write_study_report(stored, root, metric, formats, margin, ci)
         except ReportError as error:
             refused.append(str(error))
             print(f"\nStudy {study_dir.name}: not reported: {error}")
             continue
-        done.append(study_dir.name)
+        reported.append(stored)
         links.append(html.StudyLink(study_dir.name, len(summary), int(summary["n"].sum()), metric, line))
         print(f"\nStudy {study_dir.name} ({study_dir}): {metric}\n{display_table(summary, metric, compact=True).to_markdown(index=False, tablefmt='simple')}\n  {line}")
         problems = summary[summary["problems"] != ""]
@@ -423,8 +377,9 @@ def write_reports(paths: Sequence[str], out_root: str = "reports", metric: str =
             print(f"  ! {row.variant}: {SEVERAL_KEYS}")
         if section:
             print(f"\n{section.title}\n{section.markdown_table()}\n")
-        print(f"  -> {root / study_dir.name}/: summary.{{{','.join(formats)}}}, forest.png, accuracy.png, curves.png, cost.png"
+        print(f"  -> {root / study_dir.name}/: summary.{{{','.join(formats)}}}, {RUNS_FILE}, forest.png, accuracy.png, curves.png, cost.png"
               + (", effects.csv, interactions.png, half_normal.png" if section else "") + ", index.html")
+    done = [stored.name for stored in reported]
     if done:
         pages = [write_index(root, done, metric)] if "md" in formats else []
         print(f"\nAll studies: {', '.join(map(str, pages + [html.write_index(root, links)]))}")
@@ -432,13 +387,5 @@ def write_reports(paths: Sequence[str], out_root: str = "reports", metric: str =
             print(f"The page of study {name}, one file to open or send: {root / name / 'index.html'}")
     if refused:
         raise ReportError(" | ".join(refused))
-    return done
+    return reported
 
-
-def _studies(path: Path) -> list[Path]:
-    if not path.is_dir():
-        raise FileNotFoundError(f"{path} is not a folder; give a runs folder (default: runs) or a study folder such as runs/depth")
-    found = results.study_dirs(path)
-    if not found:
-        raise ReportError(f"{path} holds no finished runs; train some first, e.g. ablate run +sweep=depth")
-    return found
