@@ -199,23 +199,34 @@ def _run_adaptive(planned: Any, dry_run: bool) -> int:
 
 
 def report(arguments: Sequence[str]) -> int:
-    """Summaries, tables and charts of finished studies."""
+    """Summaries, tables and charts of finished studies; with --format csv or json the per-run table on stdout."""
+    import contextlib
+
     from ablate.report.stats import CI_METHODS
-    from ablate.report.summary import FORMATS, ReportError, write_reports
+    from ablate.report.summary import FORMATS, PRINTED, ReportError, print_runs, write_reports
 
     parser = argparse.ArgumentParser(prog="ablate report", description="Tables and charts of ablation studies.")
     parser.add_argument("paths", nargs="*", default=["runs"], help="a runs folder (every study in it) or study folders; default: runs")
     parser.add_argument("--out", default="reports", help="where reports/<study>/ go (default: reports)")
     parser.add_argument("--metric", default="test_acc", help="metric of metrics.json to compare (default: test_acc; e.g. val_acc with data.validation_size, test_loss, train_seconds)")
-    parser.add_argument("--format", dest="formats", action="append", choices=FORMATS, help="table formats to write (repeatable; default: md, csv and tex)")
+    parser.add_argument("--format", dest="formats", action="append", choices=(*FORMATS, "json"),
+                        help="table formats to write (repeatable; default: md, csv and tex); csv or json also prints the "
+                             "per-run table (runs.csv) to stdout, the tables for people going to stderr")
     parser.add_argument("--equivalence-margin", type=float, metavar="M",
                         help="test equivalence within ±M (in the metric's display unit: percentage points for accuracies)")
     parser.add_argument("--ci", choices=CI_METHODS, default="t", help="confidence intervals: t (Student/Welch, default) or bootstrap (BCa over seeds)")
     options = parser.parse_args(arguments)
+    printed = [f for f in PRINTED if f in (options.formats or [])]
+    if len(printed) > 1:
+        return _fail("--format csv and --format json both print the per-run table to stdout; choose one")
+    formats = [f for f in options.formats or FORMATS if f in FORMATS]
     try:
-        write_reports(options.paths, options.out, options.metric, options.formats or FORMATS, options.equivalence_margin, options.ci)
+        with contextlib.redirect_stdout(sys.stderr if printed else sys.stdout):
+            reported = write_reports(options.paths, options.out, options.metric, formats, options.equivalence_margin, options.ci)
     except (FileNotFoundError, ReportError) as error:
         return _fail(str(error))
+    if printed:
+        print_runs(reported, printed[0])
     return 0
 
 

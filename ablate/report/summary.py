@@ -6,6 +6,7 @@ dropped silently; runs whose settings differ in anything but the swept factor an
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict
 from pathlib import Path
@@ -24,6 +25,7 @@ from ablate.study.variants import BASELINE
 
 FORMATS = ("md", "csv", "tex")
 RUNS_FILE = "runs.csv"  # the tidy per-run table, written by every report
+PRINTED = ("csv", "json")  # what `ablate report --format` prints the tidy per-run table to stdout as
 # The least spread (in the metric's raw unit, by display scale) under which no value counts as a far outlier:
 # half a percentage point for accuracies.
 OUTLIER_SPREAD = {100.0: 0.005, 1.0: 1e-3}
@@ -389,3 +391,13 @@ def write_reports(paths: Sequence[str], out_root: str = "reports", metric: str =
         raise ReportError(" | ".join(refused))
     return reported
 
+
+def print_runs(studies: Sequence[StudyRuns], form: str) -> None:
+    """The tidy per-run table of the studies (`runs.tidy`, as runs.csv holds it) on stdout as CSV, or as a JSON array
+    of one object per run, so it pipes into other tools."""
+    table = pd.concat([tidy(stored) for stored in studies], ignore_index=True)
+    if form == "csv":
+        print(table.to_csv(index=False), end="")
+        return
+    records = table.astype(object).where(table.notna(), None).to_dict(orient="records")  # missing values as null
+    print(json.dumps(records, ensure_ascii=False, default=lambda value: value.item()))  # numpy scalars as numbers
