@@ -123,12 +123,9 @@ def run(arguments: Sequence[str]) -> int:
     2 for a config error (nothing trained), 130 after Ctrl-C (finished runs kept); after SIGTERM or SIGUSR1 the
     process writes checkpoints and ends by that signal (143 or 138 in a shell; see ablate/training/stopping.py).
     """
-    from ablate.study import adaptive, plan, preflight, status
-
     flags = {"--dry-run", "--retry-failed"}
     dry_run, retry_failed = "--dry-run" in arguments, "--retry-failed" in arguments
     arguments = [a for a in arguments if a not in flags]
-    overrides = _overrides(arguments)
     if any(a in HYDRA_INFO_FLAGS for a in arguments):
         from ablate.training import runner  # training imports torch (1.7 s); planning and --dry-run do not
 
@@ -136,12 +133,28 @@ def run(arguments: Sequence[str]) -> int:
         _hydra_main(runner.run_job)()  # Hydra prints help or the composed config and trains nothing
         return 0
     try:
-        planned = plan.build([*overrides, *(["retry_failed=true"] if retry_failed else [])], _config_dir(arguments))
-        preflight.check(planned)
-        auto = adaptive.is_adaptive(planned)
+        planned = checked_plan(_overrides(arguments), retry_failed, _config_dir(arguments))
     except Exception as error:  # noqa: BLE001 - every config mistake becomes one line, no traceback
         return _config_failure(error)
-    if auto:
+    return train(planned, arguments, dry_run, retry_failed)
+
+
+def checked_plan(overrides: Sequence[str], retry_failed: bool = False, config_dir: str | None = None) -> Any:
+    """The plan of `ablate run OVERRIDES`, checked against the files and the stored runs (preflight) before anything
+    trains; raises whatever config error it finds."""
+    from ablate.study import adaptive, plan, preflight
+
+    planned = plan.build([*overrides, *(["retry_failed=true"] if retry_failed else [])], config_dir)
+    preflight.check(planned)
+    adaptive.is_adaptive(planned)  # refuses seeds=auto where nothing is compared
+    return planned
+
+
+def train(planned: Any, arguments: Sequence[str], dry_run: bool = False, retry_failed: bool = False) -> int:
+    """Train a checked plan as `ablate run ARGUMENTS` does (or print it, with `dry_run`); the exit status of `run`."""
+    from ablate.study import adaptive, plan, status
+
+    if adaptive.is_adaptive(planned):
         return _run_adaptive(planned, dry_run)
     if dry_run:
         print(status.describe(planned))
@@ -151,28 +164,42 @@ def run(arguments: Sequence[str]) -> int:
 
     from ablate.training import runner
 
-    train = _hydra_main(runner.run_job)
+    arguments, overrides = list(arguments), _overrides(arguments)
+    hydra_main = _hydra_main(runner.run_job)
     hydra_arguments = _hydra_arguments(arguments, overrides, retry_failed)
     multirun = "--multirun" in hydra_arguments or "-m" in hydra_arguments or planned.multirun
     sys.argv = ["ablate run", *hydra_arguments, *([] if multirun else [plan.spec_override(planned.study)])]
     where = f"{planned.study.config.runs_dir}/{planned.study.study}/"
     try:
         with launching(_jobs(planned, hydra_arguments)):
-            train()
+            hydra_main()
     except KeyboardInterrupt:
-        outcome = status.study_status(planned)
-        print(f"\nInterrupted. {len(outcome.get('ok', []))} finished run(s) are kept under {where}; "
+        print(f"\nInterrupted. {len(outcome(planned).get('ok', []))} finished run(s) are kept under {where}; "
               "run the same command again to train only the missing ones.", file=sys.stderr)
         return 130
-    outcome = status.study_status(planned)
-    print(f"\nStudy {planned.study.study}: {status.describe_status(outcome)}")
-    return 0 if set(outcome) <= {"ok"} else 1
+    return _ended(planned)
+
+
+def outcome(planned: Any) -> dict[str, list]:
+    """Where each run of a plan stands after training (a seeds=auto plan: the seeds it trained), by status."""
+    from ablate.study import adaptive, status
+
+    return status.study_status(adaptive.trained(planned) if adaptive.is_adaptive(planned) else planned)
+
+
+def _ended(planned: Any) -> int:
+    """Print the study's account after training; 0 when every planned run is finished and ok, else 1."""
+    from ablate.study import status
+
+    stood = outcome(planned)
+    print(f"\nStudy {planned.study.study}: {status.describe_status(stood)}")
+    return 0 if set(stood) <= {"ok"} else 1
 
 
 def _run_adaptive(planned: Any, dry_run: bool) -> int:
     """seeds=auto: train round after round the seeds the stored runs leave open, in this process (no launcher),
     until every comparison is decided or has spent its budget; --dry-run prints the state and the next round."""
-    from ablate.study import adaptive, status
+    from ablate.study import adaptive
 
     metric = planned.study.config.adaptive.metric
     where = f"{planned.study.config.runs_dir}/{planned.study.study}/"
@@ -193,9 +220,7 @@ def _run_adaptive(planned: Any, dry_run: bool) -> int:
     except KeyboardInterrupt:
         print(f"\nInterrupted. Finished runs are kept under {where}; run the same command again to go on from them.", file=sys.stderr)
         return 130
-    outcome = status.study_status(adaptive.trained(planned))
-    print(f"\nStudy {planned.study.study}: {status.describe_status(outcome)}")
-    return 0 if set(outcome) <= {"ok"} else 1
+    return _ended(planned)
 
 
 def report(arguments: Sequence[str]) -> int:

@@ -18,7 +18,7 @@ from ablate.report import adaptive as adaptive_report
 from ablate.report import effects, html, plots
 from ablate.report.metrics import held_out_split
 from ablate.report.metrics import metric as declared_metric
-from ablate.report.stats import ALPHA, adjust_holm, compare, describe, study_sensitivity
+from ablate.report.stats import ALPHA, CI_METHODS, adjust_holm, compare, describe, study_sensitivity
 from ablate.report.runs import ReportError, StudyRuns, find_studies, read_study, tidy
 from ablate.store import checkpoints, results
 from ablate.study.variants import BASELINE
@@ -258,15 +258,21 @@ def _latex(table: pd.DataFrame) -> str:
     return text.replace("±", r"$\pm$").replace("Δ", r"$\Delta$").replace("–", "--")
 
 
+def design_effects(runs: pd.DataFrame, metric: str) -> Optional[tuple[effects.TwoLevelRuns, effects.EffectsFit]]:
+    """A two-level study's design (`effects.two_level_runs`) and its OLS fit on `metric`; None for any other study."""
+    design = effects.two_level_runs(runs, metric, plots.metric_scale(metric)[0])
+    return None if design is None else (design, effects.fit_effects(design))
+
+
 def effects_section(runs: pd.DataFrame, study: str, metric: str, out: Path,
                     formats: Sequence[str]) -> tuple[Optional[effects.EffectsSection], dict[str, str]]:
     """For a study whose runs form a two-level design: its effects (returned; effects.csv if asked), interactions.png
     and half_normal.png in `out` (returned as inline SVG for the page). (None, {}) for any other study."""
-    scale, label = plots.metric_scale(metric)
-    design = effects.two_level_runs(runs, metric, scale)
-    if design is None:
+    label = plots.metric_scale(metric)[1]
+    fitted = design_effects(runs, metric)
+    if fitted is None:
         return None, {}
-    fit = effects.fit_effects(design)
+    design, fit = fitted
     if "csv" in formats:
         fit.effects.to_csv(out / "effects.csv", index=False)
     figures = {"interactions": plots.write(plots.interaction_chart(effects.interaction_means(design), study, metric), out / "interactions.png"),
@@ -288,20 +294,23 @@ def effects_section(runs: pd.DataFrame, study: str, metric: str, out: Path,
     return effects.EffectsSection(f"Effects on {label}: {fit.design}, OLS on {len(design.coded)} finished runs, {residual}", table, note), figures
 
 
-def check_options(metric: str, margin: Optional[float]) -> None:
-    """Refuse a metric ablate does not declare, or an equivalence margin that is not a positive number."""
+def check_options(metric: str, margin: Optional[float], ci: str = "t") -> None:
+    """Refuse a metric ablate does not declare, an equivalence margin that is not a positive number, or an unknown
+    kind of interval."""
     try:
         declared_metric(metric)
     except ValueError as error:
         raise ReportError(str(error)) from None
-    if margin is not None and not (math.isfinite(margin) and margin > 0):
+    if margin is not None and not (isinstance(margin, (int, float)) and math.isfinite(margin) and margin > 0):
         raise ReportError(f"--equivalence-margin must be a positive number in {plots.metric_scale(metric)[1]} units, got {margin}")
+    if ci not in CI_METHODS:
+        raise ReportError(f"--ci {ci!r} is not allowed; choose one of: {', '.join(CI_METHODS)}")
 
 
 def study_summary(stored: StudyRuns, metric: str = "test_acc", margin: Optional[float] = None, ci: str = "t") -> tuple[pd.DataFrame, str]:
     """One study's summary (`summarize`) and the line under its table (`sensitivity`, or a seeds=auto study's note);
     `margin` is in the metric's display unit (percentage points for accuracies)."""
-    check_options(metric, margin)
+    check_options(metric, margin, ci)
     runs, scale = stored.runs, plots.metric_scale(metric)[0]
     summary = summarize(runs, stored.order, metric, None if margin is None else margin / scale, ci, checkpoints.in_progress(stored.path))
     line = adaptive_report.note(runs) if adaptive_report.is_adaptive(runs) else sensitivity(summary, runs, metric, None if margin is None else margin / scale)
@@ -338,6 +347,13 @@ def write_study_report(stored: StudyRuns, out_root: Path, metric: str = "test_ac
     return summary, line, section
 
 
+def notebook_html(stored: StudyRuns, metric: str = "test_acc") -> str:
+    """A study's summary table and forest plot as the page draws them (`html.study_fragment`): what a notebook shows."""
+    summary, line = study_summary(stored, metric)
+    forest = plots.write(plots.forest_chart(summary, stored.name, metric, None))
+    return html.study_fragment(stored.name, metric, summary, display_table(summary, metric), line, {"forest": forest}, NOTES)
+
+
 def write_index(out_root: Path, studies: Sequence[str], metric: str) -> Path:
     """reports/index.md: every study with its table and pictures."""
     sections = ["# ablate reports\n"]
@@ -357,7 +373,7 @@ def write_reports(paths: Sequence[str], out_root: str = "reports", metric: str =
                   margin: Optional[float] = None, ci: str = "t") -> list[StudyRuns]:
     """Report every study under `paths`, print each table, return the studies reported; raise ReportError at the end if
     any study was refused. `margin`: the equivalence margin in the metric's display unit (percentage points for accuracies)."""
-    check_options(metric, margin)
+    check_options(metric, margin, ci)
     studies = [s for p in paths for s in find_studies(p)]
     root, reported, refused, links = Path(out_root), [], [], []
     for study_dir in studies:
