@@ -23,8 +23,8 @@ from ablate.study.variants import BASELINE, keys_of
 SCHEMA_ORDER = list(flatten_config(asdict(AblateConfig()), ""))
 # What a study folder holds, for the message of a path that is none.
 STUDY_FOLDER = "a study folder holds <variant>/seed=<s>/metrics.json for each finished run, e.g. runs/demo/baseline/seed=0"
-# The tidy table's columns after variant, seed, status and the factor keys (those a study's runs recorded).
-RECORDED = ("identity_hash", *METRICS, "params", "trainable_params", "receptive_field", "device", "precision", "strategy",
+# The tidy table's columns after variant, seed, status, the factor keys and the identity hash (those the runs recorded).
+RECORDED = (*METRICS, "params", "trainable_params", "receptive_field", "device", "precision", "strategy",
             "error", "finished_at")
 
 
@@ -140,6 +140,7 @@ def tidy(study: StudyRuns) -> pd.DataFrame:
     table = pd.DataFrame({"study": study.name, "variant": runs["variant"], "seed": runs["seed"], "status": runs["status"]})
     for key in keys:
         table[key] = runs[f"cfg.{key}"].tolist()  # a list, so pandas types the column from its values
+    table["identity_hash"] = runs["identity"].map(identity.identity_hash)  # of the identity derived again, as the page shows it
     table = table.join(runs[[c for c in RECORDED if c in runs]])
     if "hardware" in runs:
         hardware = pd.json_normalize([h if isinstance(h, dict) else {} for h in runs["hardware"]]).add_prefix("hardware.")
