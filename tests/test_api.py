@@ -156,3 +156,15 @@ def test_run_trains_as_the_command_does_and_returns_the_study(workdir: Path, cap
     assert sys.argv == argv and Path.cwd() == workdir
     again = ablate.run(command)  # nothing left to train; the same runs
     assert again.runs["identity_hash"].tolist() == study.runs["identity_hash"].tolist()
+
+
+def test_the_demo_notebook_runs_on_a_tiny_study(workdir: Path) -> None:
+    import nbclient
+    import nbformat
+
+    trained = run_ablate("run", "+sweep=pooling", "seeds=[0,1]", "study=demo", *TINY, cwd=workdir)
+    assert trained.returncode == 0, trained.stderr
+    notebook = nbformat.read(Path(__file__).parents[1] / "docs/notebooks/demo.ipynb", as_version=4)
+    nbclient.NotebookClient(notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(workdir)}}).execute()
+    shown = notebook.cells[1].outputs[0]["data"]
+    assert "text/html" in shown and "model.pool=avg" in shown["text/html"] and "<svg" in shown["text/html"]
