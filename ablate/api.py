@@ -73,13 +73,13 @@ class Study:
         in the metric's own unit (summary.csv); `equivalence_margin` in its display unit (points for accuracies)."""
         from ablate.report import summary
 
-        return summary.study_summary(self._stored, metric, equivalence_margin, ci)[0]
+        return summary.study_summary(self.path, metric, equivalence_margin, ci)[2]
 
     def effects(self, metric: str = "test_acc") -> pd.DataFrame:
         """A two-level design's main effects and interactions with CIs, p and Holm p (effects.csv)."""
         from ablate.report import summary
 
-        fitted = summary.design_effects(self._stored.runs, metric)
+        fitted = summary.design_effects(summary.study_summary(self.path, metric)[0].runs, metric)
         if fitted is None:
             raise ReportError(f"study {self.name!r} is not a two-level design (+design=factorial or fractional, every "
                               "factor at two values); its comparisons with the baseline are in summary()")
@@ -92,7 +92,7 @@ class Study:
 
         if not adaptive.is_adaptive(self._stored.runs):
             raise ReportError(f"study {self.name!r} was not trained with seeds=auto; its comparisons are in summary()")
-        table = summary.study_summary(self._stored, adaptive.settings_of(self._stored.runs).metric)[0]
+        table = summary.study_summary(self.path, adaptive.settings_of(self._stored.runs).metric)[2]
         chosen = table[table["variant"] != BASELINE]
         return chosen[["variant", "n_paired", "diff", "diff_ci_low", "diff_ci_high", "verdict"]].reset_index(drop=True)
 
@@ -108,7 +108,7 @@ class Study:
         """In Jupyter: the summary table and forest plot, as the report's page draws them."""
         from ablate.report import summary
 
-        return summary.notebook_html(self._stored)
+        return summary.notebook_html(self.path)
 
     def __repr__(self) -> str:
         return f"<Study {self.name!r} ({self.path}): {len(self.runs)} runs of {self.runs['variant'].nunique()} variants>"
@@ -121,12 +121,12 @@ def load(path: str | os.PathLike) -> Study:
     if found != [path]:
         raise ReportError(f"{path} is a runs folder holding {len(found)} {'study' if len(found) == 1 else 'studies'} ({', '.join(p.name for p in found)}), not "
                           f"one study: load one, e.g. ablate.load({str(found[0])!r}), or all with ablate.load_all({str(path)!r})")
-    return Study(stored_runs.read_study(path))
+    return Study(stored_runs.load_study(path))
 
 
 def load_all(path: str | os.PathLike = "runs") -> dict[str, Study]:
     """Every study under a runs folder (or the one study a study folder holds), by name."""
-    return {folder.name: Study(stored_runs.read_study(folder)) for folder in stored_runs.find_studies(path)}
+    return {folder.name: Study(stored_runs.load_study(folder)) for folder in stored_runs.find_studies(path)}
 
 
 def run(overrides: Sequence[str], dry_run: bool = False, retry_failed: bool = False,
@@ -147,10 +147,10 @@ def run(overrides: Sequence[str], dry_run: bool = False, retry_failed: bool = Fa
     arguments = [*(["--config-dir", str(config_dir)] if config_dir else []), *overrides]
     with _as_a_command():
         try:
-            planned = cli.checked_plan(overrides, retry_failed, None if config_dir is None else str(config_dir))
+            planned, unwritable = cli.checked_plan(overrides, dry_run, retry_failed, None if config_dir is None else str(config_dir))
         except Exception as error:  # noqa: BLE001 - every config mistake becomes one line, as `ablate run` prints it
             raise ConfigError(preflight.one_line(error)) from error
-        code = cli.train(planned, arguments, dry_run, retry_failed)
+        code = cli.train(planned, arguments, dry_run, retry_failed, unwritable)
     if code == 130:
         raise KeyboardInterrupt
     if dry_run:

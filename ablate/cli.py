@@ -72,6 +72,12 @@ def _config_failure(error: Exception) -> int:
     return _fail(preflight.one_line(error))
 
 
+def machine_failure(failure: BaseException) -> str:
+    """The one line of a write the machine refused during training: the folder, the cause, what happens next."""
+    return (f"{failure}; that run is not stored and trains again when the same command runs once this is fixed "
+            "(the study's finished runs are kept)")
+
+
 def _hydra_main(run_job: Callable[[Any, Any], object]) -> Callable[[], object]:
     """The Hydra application: one call per variant, with the variant's config and its planned spec."""
     import hydra
@@ -119,8 +125,9 @@ def run(arguments: Sequence[str]) -> int:
     """Plan the study and check it against what is stored, then hand the command line to Hydra, which calls
     `run_variant` per variant.
 
-    Exit status: 0 when every planned run is finished and ok, 1 when any failed, diverged or is missing,
-    2 for a config error (nothing trained), 130 after Ctrl-C (finished runs kept); after SIGTERM or SIGUSR1 the
+    Exit status: 0 when every planned run is finished and ok, 1 when any failed, diverged, is damaged, missing or
+    in progress elsewhere, 2 for a config error (nothing trained) or a write the machine refused (that run not
+    stored), 130 after Ctrl-C (finished runs and checkpoints kept); after SIGTERM or SIGUSR1 the
     process writes checkpoints and ends by that signal (143 or 138 in a shell; see ablate/training/stopping.py).
     """
     flags = {"--dry-run", "--retry-failed"}
@@ -133,31 +140,33 @@ def run(arguments: Sequence[str]) -> int:
         _hydra_main(runner.run_job)()  # Hydra prints help or the composed config and trains nothing
         return 0
     try:
-        planned = checked_plan(_overrides(arguments), retry_failed, _config_dir(arguments))
+        planned, unwritable = checked_plan(_overrides(arguments), dry_run, retry_failed, _config_dir(arguments))
     except Exception as error:  # noqa: BLE001 - every config mistake becomes one line, no traceback
         return _config_failure(error)
-    return train(planned, arguments, dry_run, retry_failed)
+    return train(planned, arguments, dry_run, retry_failed, unwritable)
 
 
-def checked_plan(overrides: Sequence[str], retry_failed: bool = False, config_dir: str | None = None) -> Any:
+def checked_plan(overrides: Sequence[str], dry_run: bool = False, retry_failed: bool = False,
+                 config_dir: str | None = None) -> tuple[Any, str]:
     """The plan of `ablate run OVERRIDES`, checked against the files and the stored runs (preflight) before anything
-    trains; raises whatever config error it finds."""
+    trains, and what a dry run notes it could not write (empty when nothing); raises whatever config error it finds."""
     from ablate.study import adaptive, plan, preflight
 
     planned = plan.build([*overrides, *(["retry_failed=true"] if retry_failed else [])], config_dir)
-    preflight.check(planned)
+    unwritable = preflight.check(planned, writing=not dry_run)
     adaptive.is_adaptive(planned)  # refuses seeds=auto where nothing is compared
-    return planned
+    return planned, unwritable or ""
 
 
-def train(planned: Any, arguments: Sequence[str], dry_run: bool = False, retry_failed: bool = False) -> int:
+def train(planned: Any, arguments: Sequence[str], dry_run: bool = False, retry_failed: bool = False, unwritable: str = "") -> int:
     """Train a checked plan as `ablate run ARGUMENTS` does (or print it, with `dry_run`); the exit status of `run`."""
+    from ablate.store.files import MachineFailure
     from ablate.study import adaptive, plan, status
 
     if adaptive.is_adaptive(planned):
         return _run_adaptive(planned, dry_run)
     if dry_run:
-        print(status.describe(planned))
+        print(status.describe(planned) + (f"\nnote: {unwritable}; ablate run would refuse it" if unwritable else ""))
         return 0
 
     from hydra_plugins.ablate_sweeper.ablate_sweeper import launching
@@ -174,9 +183,11 @@ def train(planned: Any, arguments: Sequence[str], dry_run: bool = False, retry_f
         with launching(_jobs(planned, hydra_arguments)):
             hydra_main()
     except KeyboardInterrupt:
-        print(f"\nInterrupted. {len(outcome(planned).get('ok', []))} finished run(s) are kept under {where}; "
-              "run the same command again to train only the missing ones.", file=sys.stderr)
+        print(f"\nInterrupted. {status.kept(planned)} under {where}; run the same command again to train only the "
+              "missing ones (a run with a checkpoint goes on from it).", file=sys.stderr)
         return 130
+    except MachineFailure as failure:
+        return _fail(machine_failure(failure))
     return _ended(planned)
 
 
@@ -199,7 +210,8 @@ def _ended(planned: Any) -> int:
 def _run_adaptive(planned: Any, dry_run: bool) -> int:
     """seeds=auto: train round after round the seeds the stored runs leave open, in this process (no launcher),
     until every comparison is decided or has spent its budget; --dry-run prints the state and the next round."""
-    from ablate.study import adaptive
+    from ablate.store.files import MachineFailure
+    from ablate.study import adaptive, status
 
     metric = planned.study.config.adaptive.metric
     where = f"{planned.study.config.runs_dir}/{planned.study.study}/"
@@ -218,8 +230,11 @@ def _run_adaptive(planned: Any, dry_run: bool) -> int:
             current = adaptive.state(planned)
             print(adaptive.describe(current, metric))
     except KeyboardInterrupt:
-        print(f"\nInterrupted. Finished runs are kept under {where}; run the same command again to go on from them.", file=sys.stderr)
+        print(f"\nInterrupted. {status.kept(adaptive.trained(planned))} under {where}; run the same command again to go "
+              "on from them.", file=sys.stderr)
         return 130
+    except MachineFailure as failure:
+        return _fail(machine_failure(failure))
     return _ended(planned)
 
 
@@ -229,6 +244,7 @@ def report(arguments: Sequence[str]) -> int:
 
     from ablate.report.stats import CI_METHODS
     from ablate.report.summary import FORMATS, PRINTED, ReportError, print_runs, write_reports
+    from ablate.store.files import MachineFailure
 
     parser = argparse.ArgumentParser(prog="ablate report", description="Tables and charts of ablation studies.")
     parser.add_argument("paths", nargs="*", default=["runs"], help="a runs folder (every study in it) or study folders; default: runs")
@@ -250,6 +266,9 @@ def report(arguments: Sequence[str]) -> int:
             reported = write_reports(options.paths, options.out, options.metric, formats, options.equivalence_margin, options.ci)
     except (FileNotFoundError, ReportError) as error:
         return _fail(str(error))
+    except (MachineFailure, OSError) as error:  # a read-only --out, a full disk: each report written so far is whole
+        where = f"{error.filename}: {error.strerror}" if isinstance(error, OSError) else str(error)
+        return _fail(f"{where}; a report not written there is left as it was")
     if printed:
         print_runs(reported, printed[0])
     return 0

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ablate.config import CHOICES, AblateConfig, flatten_config, format_value
+from ablate.config import CHOICES, AblateConfig, ConfigError, flatten_config, format_value
 from ablate.report.metrics import METRICS
 from ablate.store import results
 from ablate.study import identity
@@ -97,19 +97,34 @@ def _factor_of(runs: pd.DataFrame, variant: str) -> tuple[str, str]:
     return (rows["factor"].iloc[0], str(rows["value"].iloc[0])) if len(rows) else ("", "")
 
 
-def read_study(study_dir: str | Path) -> StudyRuns:
-    """A study's finished runs, named, checked to pool and ordered; ReportError naming the path where it holds none."""
+def stored_runs(study_dir: Path) -> pd.DataFrame:
+    """A study's finished runs with their identities derived again, each run's variant its folder's (which its
+    config.yaml must agree with: ReportError naming both otherwise)."""
+    try:
+        return results.load_runs(study_dir, lambda folder, record: {"identity": identity.stored_identity(folder, record),
+                                                                    "variant": results.variant_of(folder.parent)})
+    except ConfigError as error:
+        raise ReportError(str(error)) from None
+
+
+def named_study(study_dir: Path, runs: pd.DataFrame) -> StudyRuns:
+    """A study's runs (`stored_runs`, or those a report keeps) named, checked to pool and in the report's order."""
+    runs = name_factors(runs)
+    check_poolable(runs, study_dir.name)
+    order = sorted(results.variant_names(study_dir), key=lambda v: _order_key(v, *_factor_of(runs, v)))
+    return StudyRuns(study_dir, runs, order)
+
+
+def load_study(study_dir: str | Path) -> StudyRuns:
+    """A study's finished runs, named, checked to pool and ordered; an error naming the path where it holds none."""
     path = Path(study_dir)
     if not path.is_dir():
         raise FileNotFoundError(f"{path} is not a folder; {STUDY_FOLDER}")
-    runs = results.load_runs(path, lambda folder, record: {"identity": identity.stored_identity(folder, record)})
+    runs = stored_runs(path)
     if runs.empty:
         raise ReportError(f"study {path.name!r} ({path}) has no whole metrics.json; {STUDY_FOLDER}. Re-run its command "
                           "to train the missing runs")
-    runs = name_factors(runs)
-    check_poolable(runs, path.name)
-    order = sorted(results.variant_names(path), key=lambda v: _order_key(v, *_factor_of(runs, v)))
-    return StudyRuns(path, runs, order)
+    return named_study(path, runs)
 
 
 def find_studies(path: str | Path) -> list[Path]:

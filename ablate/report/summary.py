@@ -1,16 +1,18 @@
 """`ablate report`: per study, a summary with statistics against the baseline, tables, and pictures.
 
-Reads only what the results store wrote. Failed, diverged and missing runs are counted and listed, never
-dropped silently; runs whose settings differ in anything but the swept factor and the seed are refused.
+Reads only what the results store wrote. Failed, diverged, damaged and missing runs are counted and listed, never
+dropped silently; runs whose settings differ in anything but the swept factor and the seed are refused. A study's
+report is built beside the old one and swapped in whole, so a killed report leaves the old one.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import shutil
 from dataclasses import asdict
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 import pandas as pd
 
@@ -18,9 +20,9 @@ from ablate.report import adaptive as adaptive_report
 from ablate.report import effects, html, plots
 from ablate.report.metrics import held_out_split
 from ablate.report.metrics import metric as declared_metric
+from ablate.report.runs import ReportError, StudyRuns, find_studies, named_study, stored_runs, tidy
 from ablate.report.stats import ALPHA, CI_METHODS, adjust_holm, compare, describe, study_sensitivity
-from ablate.report.runs import ReportError, StudyRuns, find_studies, read_study, tidy
-from ablate.store import checkpoints, results
+from ablate.store import checkpoints, files, results
 from ablate.study.variants import BASELINE
 
 FORMATS = ("md", "csv", "tex")
@@ -41,16 +43,39 @@ NOTES = (f"n = finished seeds. Δ = variant − baseline. p Welch: Welch's t-tes
          f"that is more than the seeds already run.")
 
 
-def _problems(group: pd.DataFrame, planned: set[int], in_progress: set[int]) -> str:
-    """Failed, diverged, in-progress (a checkpoint, no metrics.json yet) and missing seeds of one variant, in words."""
+def _problems(group: pd.DataFrame, planned: set[int], in_progress: set[int], damaged: Mapping[int, str]) -> str:
+    """Failed, diverged, damaged (a file that cannot be read, with what is wrong), in-progress (a checkpoint, no
+    metrics.json yet) and missing seeds of one variant, in words."""
     notes = [f"seed {s}: {status}" for s, status in zip(group["seed"], group["status"]) if status != "ok"]
-    going = sorted(in_progress - set(group["seed"]))
+    notes += [f"seed {s}: {what}" for s, what in sorted(damaged.items())]
+    going = sorted(in_progress - set(group["seed"]) - set(damaged))
     if going:
         notes.append(f"in progress: seed{'s' if len(going) > 1 else ''} {', '.join(map(str, going))}")
-    missing = sorted(planned - set(group["seed"]) - in_progress)
+    missing = sorted(planned - set(group["seed"]) - in_progress - set(damaged))
     if missing:
         notes.append(f"missing seed{'s' if len(missing) > 1 else ''} {', '.join(map(str, missing))}")
     return "; ".join(notes)
+
+
+def numeric_runs(runs: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, dict[Path, str]]:
+    """The runs whose `metric` is a number (or that did not end ok), and the others by folder, with what is wrong:
+    a hand-edited or damaged metrics.json names its run instead of refusing the whole study."""
+    if metric not in runs:
+        return runs, {}
+    number = runs[metric].map(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool))
+    bad = (runs["status"] == "ok") & ~number
+    reasons = {Path(folder): f"{results.METRICS_FILE}: {metric} is {value!r}, not a number"
+               for folder, value in zip(runs.loc[bad, "run_dir"], runs.loc[bad, metric])}
+    kept = runs[~bad]
+    return kept.assign(**{metric: pd.to_numeric(kept[metric], errors="coerce")}), reasons
+
+
+def by_variant(damaged: Mapping[Path, str]) -> dict[str, dict[int, str]]:
+    """What is wrong in run folders (by folder) as variant -> seed -> what is wrong."""
+    found: dict[str, dict[int, str]] = {}
+    for folder, reason in damaged.items():
+        found.setdefault(results.variant_of(folder.parent), {})[int(folder.name.removeprefix("seed="))] = reason
+    return found
 
 
 def _secondary(runs: pd.DataFrame, metric: str) -> dict[str, Optional[float]]:
@@ -71,10 +96,12 @@ def _first(group: pd.DataFrame, column: str) -> Optional[int]:
 
 
 def summarize(runs: pd.DataFrame, variants: Sequence[str], metric: str = "test_acc", margin: Optional[float] = None,
-              ci: str = "t", in_progress: Optional[dict[str, set[int]]] = None) -> pd.DataFrame:
+              ci: str = "t", in_progress: Optional[dict[str, set[int]]] = None,
+              damaged: Optional[dict[str, dict[int, str]]] = None) -> pd.DataFrame:
     """One row per variant, baseline first: n, mean, std, CI, difference to the baseline with Welch and paired tests,
     MDE, Hedges' g, and with an equivalence margin (in the metric's unit) TOST; `ci` is "t" or "bootstrap";
-    `in_progress` (variant -> seeds still training) are named as such among the problems, not as missing."""
+    `in_progress` (variant -> seeds still training) and `damaged` (variant -> seed -> what is wrong with its files) are
+    named as such among the problems, not as missing."""
     try:
         higher_is_better = declared_metric(metric).higher_is_better
     except ValueError as error:
@@ -105,7 +132,8 @@ def summarize(runs: pd.DataFrame, variants: Sequence[str], metric: str = "test_a
             "trainable_params": _first(group, "trainable_params") or _first(group, "params"),
             "receptive_field": _first(group, "receptive_field"),
             "train_seconds": mine["train_seconds"].mean() if len(mine) else None,
-            "problems": _problems(group, _planned(group) if adaptive else planned, (in_progress or {}).get(variant, set())),
+            "problems": _problems(group, _planned(group) if adaptive else planned, (in_progress or {}).get(variant, set()),
+                                  (damaged or {}).get(variant, {})),
             "notes": "; ".join(comparison.notes + ([SEVERAL_KEYS] if "+" in variant_factor else [])),
         })
     adjust_holm(comparisons[1:] if variants and variants[0] == BASELINE else comparisons, higher_is_better=higher_is_better)
@@ -274,7 +302,7 @@ def effects_section(runs: pd.DataFrame, study: str, metric: str, out: Path,
         return None, {}
     design, fit = fitted
     if "csv" in formats:
-        fit.effects.to_csv(out / "effects.csv", index=False)
+        files.write_atomically(out / "effects.csv", fit.effects.to_csv(index=False))
     figures = {"interactions": plots.write(plots.interaction_chart(effects.interaction_means(design), study, metric), out / "interactions.png"),
                "half_normal": plots.write(plots.half_normal_chart(effects.half_normal_scores(fit.effects), study, metric), out / "half_normal.png")}
     unit = _unit(metric)
@@ -307,49 +335,84 @@ def check_options(metric: str, margin: Optional[float], ci: str = "t") -> None:
         raise ReportError(f"--ci {ci!r} is not allowed; choose one of: {', '.join(CI_METHODS)}")
 
 
-def study_summary(stored: StudyRuns, metric: str = "test_acc", margin: Optional[float] = None, ci: str = "t") -> tuple[pd.DataFrame, str]:
-    """One study's summary (`summarize`) and the line under its table (`sensitivity`, or a seeds=auto study's note);
-    `margin` is in the metric's display unit (percentage points for accuracies)."""
+def read_study(study_dir: Path, metric: str) -> tuple[pd.DataFrame, pd.DataFrame, dict[Path, str]]:
+    """A study's finished runs whose `metric` is a number, the curves of those that ended ok, and what is wrong in
+    the other folders, by folder: a damaged record, a metric that is not a number, a history.csv or model.pt that
+    cannot be read. ReportError where no run is left."""
+    runs, not_numbers = numeric_runs(stored_runs(study_dir), metric)
+    damaged = results.damaged_runs(study_dir) | not_numbers
+    if runs.empty:
+        named = "".join(f"; {folder}/{reason}" for folder, reason in list(damaged.items())[:3])
+        raise ReportError(f"study {study_dir.name!r} has no whole metrics.json{named}; re-run its command to train the "
+                          "missing runs" + (" (it sets damaged ones aside first)" if damaged else ""))
+    unreadable: dict[Path, str] = {}
+    histories = results.load_histories(runs[runs["status"] == "ok"], unreadable)
+    unreadable |= {Path(folder): why for folder in runs["run_dir"] if (why := results.weights_damage(Path(folder)))}
+    notes = {folder: f"damaged ({reason})" for folder, reason in damaged.items()}
+    notes |= {folder: f"{reason}; {'its curve is left out' if results.HISTORY_FILE in reason else 'ablate viz cannot read it'}"
+              for folder, reason in unreadable.items()}
+    return runs, histories, notes
+
+
+def study_summary(study_dir: Path, metric: str = "test_acc", margin: Optional[float] = None,
+                  ci: str = "t") -> tuple[StudyRuns, pd.DataFrame, pd.DataFrame, str]:
+    """One study as its report reads it (`read_study`, named and checked to pool), the curves of its ok runs, its
+    summary (`summarize`) and the line under its table (`sensitivity`, or a seeds=auto study's note); `margin` is in
+    the metric's display unit (percentage points for accuracies)."""
     check_options(metric, margin, ci)
+    runs, histories, notes = read_study(study_dir, metric)
+    stored = named_study(study_dir, runs)
     runs, scale = stored.runs, plots.metric_scale(metric)[0]
-    summary = summarize(runs, stored.order, metric, None if margin is None else margin / scale, ci, checkpoints.in_progress(stored.path))
+    summary = summarize(runs, stored.order, metric, None if margin is None else margin / scale, ci, checkpoints.in_progress(study_dir),
+                        by_variant(notes))
     line = adaptive_report.note(runs) if adaptive_report.is_adaptive(runs) else sensitivity(summary, runs, metric, None if margin is None else margin / scale)
-    return summary, line
+    return stored, histories, summary, line
 
 
-def write_study_report(stored: StudyRuns, out_root: Path, metric: str = "test_acc", formats: Sequence[str] = FORMATS,
-                       margin: Optional[float] = None, ci: str = "t") -> tuple[pd.DataFrame, str, Optional[effects.EffectsSection]]:
+def write_study_report(study_dir: Path, out_root: Path, metric: str = "test_acc", formats: Sequence[str] = FORMATS, margin: Optional[float] = None,
+                       ci: str = "t") -> tuple[StudyRuns, pd.DataFrame, str, Optional[effects.EffectsSection]]:
     """Tables (md, csv, tex as asked), runs.csv (the tidy per-run table), forest.png, accuracy.png, curves.png,
     cost.png, a two-level design's effects (`effects_section`) and the one-file page index.html for one study under
-    out_root/<study>/; returns the summary, its sensitivity line and the effects section (None for a one-factor
-    study). `margin` is in the metric's display unit."""
+    out_root/<study>/; returns the study as read, its summary, its sensitivity line and the effects section (None for
+    a one-factor study). `margin` is in the metric's display unit."""
+    stored, histories, summary, line = study_summary(study_dir, metric, margin, ci)
+    out = files.staging_folder(out_root / stored.name)  # built beside the old report, then swapped in whole
+    try:
+        section = _write_study_files(out, stored, histories, summary, line, metric, formats, margin)
+        files.replace_folder(out, out_root / stored.name)
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)  # the old report stays as it was
+        raise
+    return stored, summary, line, section
+
+
+def _write_study_files(out: Path, stored: StudyRuns, histories: pd.DataFrame, summary: pd.DataFrame, line: str,
+                       metric: str, formats: Sequence[str], margin: Optional[float]) -> Optional[effects.EffectsSection]:
+    """Every file of one study's report, into the folder `out`; returns the effects section of a two-level design."""
     study, runs = stored.name, stored.runs
-    summary, line = study_summary(stored, metric, margin, ci)
-    out = out_root / study
-    out.mkdir(parents=True, exist_ok=True)
     table = display_table(summary, metric)
     section, effect_figures = effects_section(runs, study, metric, out, formats)
-    tidy(stored).to_csv(out / RUNS_FILE, index=False)
+    files.write_atomically(out / RUNS_FILE, tidy(stored).to_csv(index=False))
     if "csv" in formats:
-        summary.to_csv(out / "summary.csv", index=False)
+        files.write_atomically(out / "summary.csv", summary.to_csv(index=False))
     if "md" in formats:
-        (out / "summary.md").write_text(f"# Study `{study}`: {metric}\n\n{table.to_markdown(index=False)}\n\n{line}\n\n{NOTES}\n" + (f"\n{section.markdown()}" if section else ""))
+        files.write_atomically(out / "summary.md", f"# Study `{study}`: {metric}\n\n{table.to_markdown(index=False)}\n\n{line}\n\n{NOTES}\n"
+                               + (f"\n{section.markdown()}" if section else ""))
     if "tex" in formats:
-        (out / "summary.tex").write_text(_latex(table.drop(columns=["notes", "failed / missing"])))
+        files.write_atomically(out / "summary.tex", _latex(table.drop(columns=["notes", "failed / missing"])))
     figures = {"forest": plots.write(plots.forest_chart(summary, study, metric, margin), out / "forest.png"),
                "accuracy": plots.write(plots.bar_chart(summary, runs, study, metric), out / "accuracy.png")}
-    histories = results.load_histories(runs[runs["status"] == "ok"])
     if len(histories):
         figures["curves"] = plots.write(plots.curves_chart(curves(histories, held_out_split(metric)), summary, study, held_out_split(metric)),
                                         out / "curves.png")
     figures["cost"] = plots.write(plots.cost_chart(summary, study, metric), out / "cost.png")
-    (out / "index.html").write_text(html.study_page(study, metric, summary, table, runs, line, figures | effect_figures, NOTES, section))
-    return summary, line, section
+    files.write_atomically(out / "index.html", html.study_page(study, metric, summary, table, runs, line, figures | effect_figures, NOTES, section))
+    return section
 
 
-def notebook_html(stored: StudyRuns, metric: str = "test_acc") -> str:
+def notebook_html(study_dir: Path, metric: str = "test_acc") -> str:
     """A study's summary table and forest plot as the page draws them (`html.study_fragment`): what a notebook shows."""
-    summary, line = study_summary(stored, metric)
+    stored, _, summary, line = study_summary(study_dir, metric)
     forest = plots.write(plots.forest_chart(summary, stored.name, metric, None))
     return html.study_fragment(stored.name, metric, summary, display_table(summary, metric), line, {"forest": forest}, NOTES)
 
@@ -364,9 +427,7 @@ def write_index(out_root: Path, studies: Sequence[str], metric: str) -> Path:
         body = (folder / "summary.md").read_text().split("\n", 2)[2]
         pictures = "\n".join(f"![{name}]({study}/{name})" for name in ("forest.png", "accuracy.png", "curves.png", "cost.png", "interactions.png", "half_normal.png") if (folder / name).is_file())
         sections.append(f"## [{study}]({study}/summary.md): {metric}\n\n{body}\n{pictures}\n")
-    path = out_root / "index.md"
-    path.write_text("\n".join(sections))
-    return path
+    return files.write_atomically(out_root / "index.md", "\n".join(sections))
 
 
 def write_reports(paths: Sequence[str], out_root: str = "reports", metric: str = "test_acc", formats: Sequence[str] = FORMATS,
@@ -378,8 +439,7 @@ def write_reports(paths: Sequence[str], out_root: str = "reports", metric: str =
     root, reported, refused, links = Path(out_root), [], [], []
     for study_dir in studies:
         try:
-            stored = read_study(study_dir)
-            summary, line, section = write_study_report(stored, root, metric, formats, margin, ci)
+            stored, summary, line, section = write_study_report(study_dir, root, metric, formats, margin, ci)
         except ReportError as error:
             refused.append(str(error))
             print(f"\nStudy {study_dir.name}: not reported: {error}")
