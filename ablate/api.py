@@ -99,9 +99,10 @@ class Study:
     def report(self, out: str | os.PathLike = "reports", metric: str = "test_acc", equivalence_margin: Optional[float] = None,
                ci: str = "t", formats: Sequence[str] = ("md", "csv", "tex")) -> Path:
         """Write what `ablate report` writes for this study under `out`, print its table; the path of its page."""
+        from ablate.lesion.page import sections as lesion_sections
         from ablate.report import summary
 
-        summary.write_reports([str(self.path)], str(out), metric, formats, equivalence_margin, ci)
+        summary.write_reports([str(self.path)], str(out), metric, formats, equivalence_margin, ci, lesion_sections)
         return Path(out) / self.name / "index.html"
 
     def _repr_html_(self) -> str:
