@@ -62,7 +62,8 @@ def test_the_summary_is_the_reports_and_scipy_recomputes_it_from_the_runs_table(
     assert page == tmp_path / "reports/known/index.html" and page.is_file()
 
     ok = study.runs[study.runs["status"] == "ok"]
-    groups = {variant: group["test_acc"].to_numpy() for variant, group in ok.groupby("variant") if len(group) > 1}
+    by_seed = {variant: dict(zip(group["seed"], group["test_acc"])) for variant, group in ok.groupby("variant") if len(group) > 1}
+    groups = {variant: np.array(list(values.values())) for variant, values in by_seed.items()}
     assert summary.loc["model.head=gap", "n"] == 1 and pd.isna(summary.loc["model.head=gap", "std"])  # one seed: no std
     for variant, values in groups.items():
         row = summary.loc[variant]
@@ -71,8 +72,11 @@ def test_the_summary_is_the_reports_and_scipy_recomputes_it_from_the_runs_table(
         assert (row["ci_low"], row["ci_high"]) == pytest.approx((values.mean() - half, values.mean() + half))
         if variant != "baseline":
             welch = stats.ttest_ind(values, groups["baseline"], equal_var=False)
-            interval = welch.confidence_interval(0.95)
-            assert row["p_welch"] == pytest.approx(welch.pvalue)
+            paired = by_seed[variant].keys() == by_seed["baseline"].keys()  # the same seeds: the verdict's test is paired
+            seeds = sorted(by_seed[variant])
+            chosen = stats.ttest_rel([by_seed[variant][s] for s in seeds], [by_seed["baseline"][s] for s in seeds]) if paired else welch
+            interval = chosen.confidence_interval(0.95)
+            assert row["p_welch"] == pytest.approx(welch.pvalue) and row["test"] == ("paired" if paired else "Welch")
             assert (row["diff_ci_low"], row["diff_ci_high"]) == pytest.approx((interval.low, interval.high))
     margin = study.summary(metric="test_loss", equivalence_margin=0.5, ci="bootstrap")
     assert set(margin["ci_method"]) == {"bootstrap"} and margin["margin"].dropna().eq(0.5).all()
