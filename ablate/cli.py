@@ -139,13 +139,9 @@ def run(arguments: Sequence[str]) -> int:
 
         print(run_help.text())
         return 0
-    from ablate.store.files import MachineFailure
-    from ablate.study import adaptive, plan, preflight, status
-
     flags = {"--dry-run", "--retry-failed"}
     dry_run, retry_failed = "--dry-run" in arguments, "--retry-failed" in arguments
     arguments = [a for a in arguments if a not in flags]
-    overrides = _overrides(arguments)
     if any(a in HYDRA_INFO_FLAGS for a in arguments):
         from ablate.training import runner  # training imports torch (1.7 s); planning and --dry-run do not
 
@@ -155,12 +151,30 @@ def run(arguments: Sequence[str]) -> int:
         _hydra_main(runner.run_job)()  # Hydra prints its help, its info or the composed config and trains nothing
         return 0
     try:
-        planned = plan.build([*overrides, *(["retry_failed=true"] if retry_failed else [])], _config_dir(arguments))
-        unwritable = preflight.check(planned, writing=not dry_run)
-        auto = adaptive.is_adaptive(planned)
+        planned, unwritable = checked_plan(_overrides(arguments), dry_run, retry_failed, _config_dir(arguments))
     except Exception as error:  # noqa: BLE001 - every config mistake becomes one line, no traceback
         return _config_failure(error)
-    if auto:
+    return train(planned, arguments, dry_run, retry_failed, unwritable)
+
+
+def checked_plan(overrides: Sequence[str], dry_run: bool = False, retry_failed: bool = False,
+                 config_dir: str | None = None) -> tuple[Any, str]:
+    """The plan of `ablate run OVERRIDES`, checked against the files and the stored runs (preflight) before anything
+    trains, and what a dry run notes it could not write (empty when nothing); raises whatever config error it finds."""
+    from ablate.study import adaptive, plan, preflight
+
+    planned = plan.build([*overrides, *(["retry_failed=true"] if retry_failed else [])], config_dir)
+    unwritable = preflight.check(planned, writing=not dry_run)
+    adaptive.is_adaptive(planned)  # refuses seeds=auto where nothing is compared
+    return planned, unwritable or ""
+
+
+def train(planned: Any, arguments: Sequence[str], dry_run: bool = False, retry_failed: bool = False, unwritable: str = "") -> int:
+    """Train a checked plan as `ablate run ARGUMENTS` does (or print it, with `dry_run`); the exit status of `run`."""
+    from ablate.store.files import MachineFailure
+    from ablate.study import adaptive, plan, status
+
+    if adaptive.is_adaptive(planned):
         return _run_adaptive(planned, dry_run)
     if dry_run:
         print(status.describe(planned) + (f"\nnote: {unwritable}; ablate run would refuse it" if unwritable else ""))
@@ -173,23 +187,38 @@ def run(arguments: Sequence[str]) -> int:
 
     from ablate.training import runner
 
-    train = _hydra_main(runner.run_job)
+    arguments, overrides = list(arguments), _overrides(arguments)
+    hydra_main = _hydra_main(runner.run_job)
     hydra_arguments = _hydra_arguments(arguments, overrides, retry_failed)
     multirun = "--multirun" in hydra_arguments or "-m" in hydra_arguments or planned.multirun
     sys.argv = ["ablate run", *hydra_arguments, *([] if multirun else [plan.spec_override(planned.study)])]
     where = f"{planned.study.config.runs_dir}/{planned.study.study}/"
     try:
         with launching(_jobs(planned, hydra_arguments)):
-            train()
+            hydra_main()
     except KeyboardInterrupt:
         print(f"\nInterrupted. {status.kept(planned)} under {where}; run the same command again to train only the "
               "missing ones (a run with a checkpoint goes on from it).", file=sys.stderr)
         return 130
     except MachineFailure as failure:
         return _fail(machine_failure(failure))
-    outcome = status.study_status(planned)
-    print(f"\nStudy {planned.study.study}: {status.describe_status(outcome)}")
-    return 0 if set(outcome) <= {"ok"} else 1
+    return _ended(planned)
+
+
+def outcome(planned: Any) -> dict[str, list]:
+    """Where each run of a plan stands after training (a seeds=auto plan: the seeds it trained), by status."""
+    from ablate.study import adaptive, status
+
+    return status.study_status(adaptive.trained(planned) if adaptive.is_adaptive(planned) else planned)
+
+
+def _ended(planned: Any) -> int:
+    """Print the study's account after training; 0 when every planned run is finished and ok, else 1."""
+    from ablate.study import status
+
+    stood = outcome(planned)
+    print(f"\nStudy {planned.study.study}: {status.describe_status(stood)}")
+    return 0 if set(stood) <= {"ok"} else 1
 
 
 def _run_adaptive(planned: Any, dry_run: bool) -> int:
@@ -220,35 +249,44 @@ def _run_adaptive(planned: Any, dry_run: bool) -> int:
         return 130
     except MachineFailure as failure:
         return _fail(machine_failure(failure))
-    outcome = status.study_status(adaptive.trained(planned))
-    print(f"\nStudy {planned.study.study}: {status.describe_status(outcome)}")
-    return 0 if set(outcome) <= {"ok"} else 1
+    return _ended(planned)
 
 
 def report(arguments: Sequence[str]) -> int:
-    """Summaries, tables and charts of finished studies."""
+    """Summaries, tables and charts of finished studies; with --format csv or json the per-run table on stdout."""
+    import contextlib
+
     from ablate.lesion.page import sections as lesion_sections
     from ablate.report.stats import CI_METHODS
-    from ablate.report.summary import FORMATS, ReportError, write_reports
+    from ablate.report.summary import FORMATS, PRINTED, ReportError, print_runs, write_reports
     from ablate.store.files import MachineFailure
 
     parser = argparse.ArgumentParser(prog="ablate report", description="Tables and charts of ablation studies.")
     parser.add_argument("paths", nargs="*", default=["runs"], help="a runs folder (every study in it) or study folders; default: runs")
     parser.add_argument("--out", default="reports", help="where reports/<study>/ go (default: reports)")
     parser.add_argument("--metric", default="test_acc", help="metric of metrics.json to compare (default: test_acc; e.g. val_acc with data.validation_size, test_loss, train_seconds)")
-    parser.add_argument("--format", dest="formats", action="append", choices=FORMATS, help="table formats to write (repeatable; default: md, csv and tex)")
+    parser.add_argument("--format", dest="formats", action="append", choices=(*FORMATS, "json"),
+                        help="table formats to write (repeatable; default: md, csv and tex); csv or json also prints the "
+                             "per-run table (runs.csv) to stdout, the tables for people going to stderr")
     parser.add_argument("--equivalence-margin", type=float, metavar="M",
                         help="test equivalence within ±M (in the metric's display unit: percentage points for accuracies)")
     parser.add_argument("--ci", choices=CI_METHODS, default="t", help="confidence intervals: t (Student/Welch, default) or bootstrap (BCa over seeds)")
     options = parser.parse_args(arguments)
+    printed = [f for f in PRINTED if f in (options.formats or [])]
+    if len(printed) > 1:
+        return _fail("--format csv and --format json both print the per-run table to stdout; choose one")
+    formats = [f for f in options.formats or FORMATS if f in FORMATS]
     try:
-        write_reports(options.paths, options.out, options.metric, options.formats or FORMATS, options.equivalence_margin, options.ci,
-                      lesion_sections)
+        with contextlib.redirect_stdout(sys.stderr if printed else sys.stdout):
+            reported = write_reports(options.paths, options.out, options.metric, formats, options.equivalence_margin, options.ci,
+                                     lesion_sections)
     except (FileNotFoundError, ReportError) as error:
         return _fail(str(error))
     except (MachineFailure, OSError) as error:  # a read-only --out, a full disk: each report written so far is whole
         where = f"{error.filename}: {error.strerror}" if isinstance(error, OSError) else str(error)
         return _fail(f"{where}; a report not written there is left as it was")
+    if printed:
+        print_runs(reported, printed[0])
     return 0
 
 

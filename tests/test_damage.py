@@ -49,7 +49,7 @@ def test_a_report_killed_at_any_file_it_writes_leaves_the_old_report_or_the_new_
     monkeypatch.setattr(files, "write_atomically", killed_here)
     assert run_ablate("report", "runs", "--out", "reports", "--metric", "test_loss", cwd=tmp_path).returncode == 0
     new = snapshot(out)
-    assert len(at_kill) == 10 and new.keys() == old.keys()  # 8 files of the study, then index.md and index.html
+    assert len(at_kill) == 11 and new.keys() == old.keys()  # 9 files of the study (runs.csv too), then index.md and index.html
     assert all(new[name] != old[name] for name in ("known/summary.md", "known/forest.png", "index.md"))
     for state in at_kill:
         assert state.keys() == old.keys()

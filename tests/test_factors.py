@@ -18,7 +18,7 @@ from ablate.config import AblateConfig, DataConfig, ModelConfig, TrainConfig
 from ablate.data.datasets import load_dataset
 from ablate.networks.cnn import parameter_count, plan_layers, receptive_field
 from ablate.networks.network import build_model
-from ablate.report.summary import _order_key
+from ablate.report.runs import _order_key
 from ablate.store import results
 from ablate.study.identity import conflicts, identity, stored_identity
 from ablate.study.resolve import Resolved

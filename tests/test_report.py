@@ -28,13 +28,15 @@ SEEDS = [0, 1, 2, 3, 4]
 
 
 def write(runs: Path, variant: str, seed: int, acc: float | None, model: ModelConfig, status: str = "ok",
-          train: TrainConfig | None = None, study: str = "known", strategy: str = "eager", params: int = 1000) -> None:
-    """One run through the project's own results store, as the runner writes it."""
+          train: TrainConfig | None = None, study: str = "known", strategy: str = "eager", params: int = 1000,
+          extra: dict | None = None) -> None:
+    """One run through the project's own results store, as the runner writes it (`extra`: more of metrics.json)."""
     factor, _, value = variant.partition("=") if variant != "baseline" else ("", "", "")
     cfg = AblateConfig(model=model, train=train or TrainConfig(epochs=2), seeds=[seed], study=study, variant=variant)
     metrics = {"study": study, "variant": variant, "factor": factor, "value": value, "seed": seed, "status": status,
                "params": params, "receptive_field": 10, "device": "cpu", "precision": "fp32", "strategy": strategy,
-               "train_seconds": 1.0, "planned_seeds": SEEDS, "error": None if status == "ok" else "loss became nan"}
+               "train_seconds": 1.0, "planned_seeds": SEEDS, "error": None if status == "ok" else "loss became nan",
+               "finished_at": f"2026-01-01T00:00:{seed:02d}", **(extra or {})}
     history = []
     if acc is not None:
         metrics.update(test_acc=acc, test_loss=1 - acc, train_loss=1.1 - acc)

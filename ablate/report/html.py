@@ -112,6 +112,23 @@ def _factors(summary: pd.DataFrame, runs: pd.DataFrame) -> list[dict[str, object
     return found
 
 
+def _summary_context(summary: pd.DataFrame, table: pd.DataFrame) -> dict[str, object]:
+    """What the page's summary section shows: each variant's comparison cells with its verdict's mark, the table of
+    its other numbers apart (one wide table would wrap its cells), and the legend."""
+    main = table[[c for c in table.columns if not _detail(c)]]
+    detail = table[["variant", *(c for c in table.columns if _detail(c))]]
+    rows = [{"variant": variant, "cells": list(zip(main.columns, cells)), "verdict_mark": verdict_style(verdict)[0],
+             "verdict_class": verdict_style(verdict)[1]}
+            for variant, verdict, cells in zip(summary["variant"], summary["verdict"], main.itertuples(index=False))]
+    return {"table": {"columns": list(main.columns), "rows": rows}, "verdict_legend": dict(VERDICTS),
+            "detail": {"columns": list(detail.columns),
+                       "rows": [list(zip(detail.columns, cells)) for cells in detail.itertuples(index=False)]}}
+
+
+def _figures(figures: Mapping[str, str]) -> list[dict[str, object]]:
+    return [{"name": name, "svg": Markup(svg), "caption": CAPTIONS[name]} for name, svg in figures.items()]
+
+
 def study_page(study: str, metric: str, summary: pd.DataFrame, table: pd.DataFrame, runs: pd.DataFrame,
                sensitivity: str, figures: Mapping[str, str], notes: str, effects: Optional[EffectsSection] = None,
                extras: Sequence[PageSection] = ()) -> str:
@@ -119,26 +136,30 @@ def study_page(study: str, metric: str, summary: pd.DataFrame, table: pd.DataFra
     (`summary.EffectsSection`: its title, table and note), figures (inline SVG from `plots.write`), every seed,
     failed and in-progress runs, and each variant's command and identity hash; then the `extras` (PageSection)."""
     hashes = reproduce.identity_hashes(runs)
-    main = table[[c for c in table.columns if not _detail(c)]]
-    detail = table[["variant", *(c for c in table.columns if _detail(c))]]
-    rows = [{"variant": variant, "cells": list(zip(main.columns, cells)), "verdict_mark": verdict_style(verdict)[0],
-             "verdict_class": verdict_style(verdict)[1]}
-            for variant, verdict, cells in zip(summary["variant"], summary["verdict"], main.itertuples(index=False))]
     problems = [(row.variant, row.problems) for row in summary.itertuples() if row.problems]
     commands = [(variant, hashes.get(variant, "–"), line) for variant, line in reproduce.commands(runs).items()]
     order = {v: i for i, v in enumerate(summary["variant"])}
     return _TEMPLATES.get_template("study.html.j2").render(
         study=study, metric=metric, label=declared_metric(metric).label, sensitivity=sensitivity,
-        factors=_factors(summary, runs), settings=reproduce.common_settings(runs),
-        table={"columns": list(main.columns), "rows": rows}, notes=notes,
-        detail={"columns": list(detail.columns), "rows": [list(zip(detail.columns, cells)) for cells in detail.itertuples(index=False)]},
+        factors=_factors(summary, runs), settings=reproduce.common_settings(runs), notes=notes,
         effects=effects and {"title": effects.title, "columns": list(effects.table.columns),
                              "rows": list(effects.table.itertuples(index=False)), "note": effects.note},
-        verdict_legend={name: style for name, style in VERDICTS.items()},
-        figures=[{"name": name, "svg": Markup(svg), "caption": CAPTIONS[name]} for name, svg in figures.items()],
-        seeds=_seed_rows(runs, metric, list(summary["variant"])), problems=problems, extras=[extra.render() for extra in extras],
+        figures=_figures(figures), seeds=_seed_rows(runs, metric, list(summary["variant"])), problems=problems,
+        extras=[extra.render() for extra in extras],
         commands=sorted(commands, key=lambda c: order.get(c[0], len(order))),
-        version=provenance.versions().get("ablate") or "", written=datetime.date.today().isoformat())
+        version=provenance.versions().get("ablate") or "", written=datetime.date.today().isoformat(),
+        **_summary_context(summary, table))
+
+
+def study_fragment(study: str, metric: str, summary: pd.DataFrame, table: pd.DataFrame, sensitivity: str,
+                   figures: Mapping[str, str], notes: str) -> str:
+    """The page's summary and figures sections alone, under a heading: what a notebook shows for a study (no style
+    sheet, which would restyle the whole notebook; the verdicts keep their marks and words)."""
+    template = _TEMPLATES.get_template("study.html.j2")
+    context = template.new_context({"notes": notes, "figures": _figures(figures), **_summary_context(summary, table)})
+    sections = "".join(chunk for block in ("summary", "figures") for chunk in template.blocks[block](context))
+    heading = Markup("<h3>Study <code>{}</code>: {}</h3><p>{}</p>").format(study, declared_metric(metric).label, sensitivity)
+    return f'<div class="ablate-study">{heading}{sections}</div>'
 
 
 def write_index(out_root: Path, studies: Sequence[StudyLink]) -> Path:

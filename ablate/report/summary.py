@@ -7,6 +7,7 @@ report is built beside the old one and swapped in whole, so a killed report leav
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 from dataclasses import asdict
@@ -15,17 +16,18 @@ from typing import Callable, Mapping, Optional, Sequence
 
 import pandas as pd
 
-from ablate.config import CHOICES, AblateConfig, ConfigError, flatten_config, format_value
 from ablate.report import adaptive as adaptive_report
 from ablate.report import effects, html, latex, plots
 from ablate.report.metrics import held_out_split
 from ablate.report.metrics import metric as declared_metric
-from ablate.report.stats import ALPHA, PAIRED, adjust_holm, compare, describe, study_sensitivity
+from ablate.report.runs import ReportError, StudyRuns, find_studies, named_study, stored_runs, tidy
+from ablate.report.stats import ALPHA, CI_METHODS, PAIRED, adjust_holm, compare, describe, study_sensitivity
 from ablate.store import checkpoints, files, results
-from ablate.study import identity
-from ablate.study.variants import BASELINE, keys_of
+from ablate.study.variants import BASELINE
 
 FORMATS = ("md", "csv", "tex")
+RUNS_FILE = "runs.csv"  # the tidy per-run table, written by every report
+PRINTED = ("csv", "json")  # what `ablate report --format` prints the tidy per-run table to stdout as
 # (study, its report folder as it stands, the folder the new report is written in) -> sections another command adds,
 # which carries its own files over into the new folder
 Extras = Callable[[str, Path, Path], Sequence[html.PageSection]]
@@ -39,8 +41,6 @@ def no_extras(study: str, old: Path, new: Path) -> Sequence[html.PageSection]:
 # The least spread (in the metric's raw unit, by display scale) under which no value counts as a far outlier:
 # half a percentage point for accuracies.
 OUTLIER_SPREAD = {100.0: 0.005, 1.0: 1e-3}
-# Factors are listed in the schema's order of keys (model, data, train, ...); variants changing several keys last.
-SCHEMA_ORDER = list(flatten_config(asdict(AblateConfig()), ""))
 SEVERAL_KEYS = "changes several keys at once: not a one-factor comparison"
 NOTES = (f"n = finished seeds. Δ = variant − baseline. test: the test the verdict reads: paired (a paired t-test on "
          f"the per-seed differences, where the variant ran exactly the baseline's seeds, which draw the same random "
@@ -57,54 +57,6 @@ NOTES = (f"n = finished seeds. Δ = variant − baseline. test: the test the ver
          f"seeds needed: per variant, for {plots.POWERED} of the test that would decide an open comparison at its Holm "
          f"level (TOST if the observed Δ lies within the margin, else the t-test for the observed Δ); shown only where "
          f"that is more than the seeds already run.")
-
-
-class ReportError(ValueError):
-    """A study that cannot be reported honestly as it stands; the message says why and what to do."""
-
-
-def _value_rank(factor: str, value: str) -> float:
-    """Choices in the schema's order, booleans false first, numbers numerically; other text after them."""
-    if factor in CHOICES and value in CHOICES[factor]:
-        return float(CHOICES[factor].index(value))
-    if value in ("false", "true"):
-        return float(value == "true")
-    try:
-        return float(value)
-    except ValueError:
-        return math.inf
-
-
-def _order_key(variant: str, factor: str, value: str) -> tuple:
-    """Baseline first, then factors in the schema's order, then values (see `_value_rank`), then by name."""
-    if variant == BASELINE:
-        return (0, 0, 0.0, "")
-    factor_rank = SCHEMA_ORDER.index(factor) if factor in SCHEMA_ORDER else len(SCHEMA_ORDER)
-    return (1, factor_rank, _value_rank(factor, value), variant)
-
-
-def name_factors(runs: pd.DataFrame) -> pd.DataFrame:
-    """Each run's factor and value from its variant's name and the config it was trained with (so one-off runs
-    that change several keys read as such, whatever older records stored)."""
-    def of(row: pd.Series) -> tuple[str, str]:
-        keys = keys_of(row["variant"])
-        return "+".join(keys), ", ".join(format_value(row.get(f"cfg.{key}")) for key in keys)
-
-    named = [of(row) for _, row in runs.iterrows()]
-    return runs.assign(factor=[f for f, _ in named], value=[v for _, v in named])
-
-
-def check_poolable(runs: pd.DataFrame, study: str) -> None:
-    """Refuse a study whose runs do not pool by ablate/study/identity.py's one rule, the rule `ablate run` applies."""
-    ordered = sorted(runs.itertuples(), key=lambda run: (run.variant != BASELINE, run.variant, run.seed))
-    found = identity.first_conflict((run.variant, f"{run.variant}/seed={run.seed}", run.identity) for run in ordered)
-    if found:
-        theirs, mine, conflicts = found
-        raise ReportError(
-            f"study {study!r}: runs differ in {identity.describe_conflicts(conflicts)} besides the swept factor "
-            f"({theirs} -> {mine}), so they cannot be pooled. Train the new setting as its own study (study=NAME) or "
-            "delete the stale runs."
-        )
 
 
 def _problems(group: pd.DataFrame, planned: set[int], in_progress: set[int], damaged: Mapping[int, str]) -> str:
@@ -370,15 +322,21 @@ def _latex_comments(study: str, metric: str, line: str, full: bool) -> list[str]
             line]
 
 
+def design_effects(runs: pd.DataFrame, metric: str) -> Optional[tuple[effects.TwoLevelRuns, effects.EffectsFit]]:
+    """A two-level study's design (`effects.two_level_runs`) and its OLS fit on `metric`; None for any other study."""
+    design = effects.two_level_runs(runs, metric, plots.metric_scale(metric)[0])
+    return None if design is None else (design, effects.fit_effects(design))
+
+
 def effects_section(runs: pd.DataFrame, study: str, metric: str, out: Path,
                     formats: Sequence[str]) -> tuple[Optional[effects.EffectsSection], dict[str, str]]:
     """For a study whose runs form a two-level design: its effects (returned; effects.csv if asked), interactions.png
     and half_normal.png in `out` (returned as inline SVG for the page). (None, {}) for any other study."""
-    scale, label = plots.metric_scale(metric)
-    design = effects.two_level_runs(runs, metric, scale)
-    if design is None:
+    label = plots.metric_scale(metric)[1]
+    fitted = design_effects(runs, metric)
+    if fitted is None:
         return None, {}
-    fit = effects.fit_effects(design)
+    design, fit = fitted
     if "csv" in formats:
         files.write_atomically(out / "effects.csv", fit.effects.to_csv(index=False))
     figures = {"interactions": plots.write(plots.interaction_chart(effects.interaction_means(design), study, metric), out / "interactions.png"),
@@ -400,16 +358,24 @@ def effects_section(runs: pd.DataFrame, study: str, metric: str, out: Path,
     return effects.EffectsSection(f"Effects on {label}: {fit.design}, OLS on {len(design.coded)} finished runs, {residual}", table, note), figures
 
 
+def check_options(metric: str, margin: Optional[float], ci: str = "t") -> None:
+    """Refuse a metric ablate does not declare, an equivalence margin that is not a positive number, or an unknown
+    kind of interval."""
+    try:
+        declared_metric(metric)
+    except ValueError as error:
+        raise ReportError(str(error)) from None
+    if margin is not None and not (isinstance(margin, (int, float)) and math.isfinite(margin) and margin > 0):
+        raise ReportError(f"--equivalence-margin must be a positive number in {plots.metric_scale(metric)[1]} units, got {margin}")
+    if ci not in CI_METHODS:
+        raise ReportError(f"--ci {ci!r} is not allowed; choose one of: {', '.join(CI_METHODS)}")
+
+
 def read_study(study_dir: Path, metric: str) -> tuple[pd.DataFrame, pd.DataFrame, dict[Path, str]]:
     """A study's finished runs whose `metric` is a number, the curves of those that ended ok, and what is wrong in
     the other folders, by folder: a damaged record, a metric that is not a number, a history.csv or model.pt that
     cannot be read. ReportError where no run is left."""
-    try:  # each run's variant is its folder's, which its config.yaml must agree with
-        runs = results.load_runs(study_dir, lambda folder, record: {"identity": identity.stored_identity(folder, record),
-                                                                    "variant": results.variant_of(folder.parent)})
-    except ConfigError as error:
-        raise ReportError(str(error)) from None
-    runs, not_numbers = numeric_runs(runs, metric)
+    runs, not_numbers = numeric_runs(stored_runs(study_dir), metric)
     damaged = results.damaged_runs(study_dir) | not_numbers
     if runs.empty:
         named = "".join(f"; {folder}/{reason}" for folder, reason in list(damaged.items())[:3])
@@ -424,39 +390,49 @@ def read_study(study_dir: Path, metric: str) -> tuple[pd.DataFrame, pd.DataFrame
     return runs, histories, notes
 
 
-def write_study_report(study_dir: Path, out_root: Path, metric: str = "test_acc", formats: Sequence[str] = FORMATS,
-                       margin: Optional[float] = None, ci: str = "t", extras: Extras = no_extras) -> tuple[pd.DataFrame, str, Optional[effects.EffectsSection]]:
-    """Tables (md, csv, tex as asked), forest.png, accuracy.png, curves.png, cost.png, a two-level design's effects
-    (`effects_section`) and the one-file page index.html for one study under out_root/<study>/; returns the summary,
-    its sensitivity line and the effects section (None for a one-factor study). `margin` is in the metric's display unit;
-    `extras` adds sections of other commands to the page (`ablate lesion`'s)."""
-    study = study_dir.name
+def study_summary(study_dir: Path, metric: str = "test_acc", margin: Optional[float] = None,
+                  ci: str = "t") -> tuple[StudyRuns, pd.DataFrame, pd.DataFrame, str]:
+    """One study as its report reads it (`read_study`, named and checked to pool), the curves of its ok runs, its
+    summary (`summarize`) and the line under its table (`sensitivity`, or a seeds=auto study's note); `margin` is in
+    the metric's display unit (percentage points for accuracies)."""
+    check_options(metric, margin, ci)
     runs, histories, notes = read_study(study_dir, metric)
-    runs = name_factors(runs)
-    check_poolable(runs, study)
-    order = sorted(results.variant_names(study_dir), key=lambda v: _order_key(v, *_factor_of(runs, v)))
-    scale = plots.metric_scale(metric)[0]
-    summary = summarize(runs, order, metric, None if margin is None else margin / scale, ci, checkpoints.in_progress(study_dir),
+    stored = named_study(study_dir, runs)
+    runs, scale = stored.runs, plots.metric_scale(metric)[0]
+    summary = summarize(runs, stored.order, metric, None if margin is None else margin / scale, ci, checkpoints.in_progress(study_dir),
                         by_variant(notes))
     line = adaptive_report.note(runs) if adaptive_report.is_adaptive(runs) else sensitivity(summary, runs, metric, None if margin is None else margin / scale)
-    out = files.staging_folder(out_root / study)  # built beside the old report, then swapped in whole
+    return stored, histories, summary, line
+
+
+def write_study_report(study_dir: Path, out_root: Path, metric: str = "test_acc", formats: Sequence[str] = FORMATS, margin: Optional[float] = None,
+                       ci: str = "t", extras: Extras = no_extras) -> tuple[StudyRuns, pd.DataFrame, str, Optional[effects.EffectsSection]]:
+    """Tables (md, csv, tex as asked), runs.csv (the tidy per-run table), forest.png, accuracy.png, curves.png,
+    cost.png, a two-level design's effects (`effects_section`) and the one-file page index.html for one study under
+    out_root/<study>/; returns the study as read, its summary, its sensitivity line and the effects section (None for
+    a one-factor study). `margin` is in the metric's display unit; `extras` adds sections of other commands to the
+    page (`ablate lesion`'s)."""
+    stored, histories, summary, line = study_summary(study_dir, metric, margin, ci)
+    out = files.staging_folder(out_root / stored.name)  # built beside the old report, then swapped in whole
     try:
-        section = _write_study_files(out, study, runs, histories, summary, line, metric, formats, margin,
-                                     extras(study, out_root / study, out))
-        files.replace_folder(out, out_root / study)
+        section = _write_study_files(out, stored, histories, summary, line, metric, formats, margin,
+                                     extras(stored.name, out_root / stored.name, out))
+        files.replace_folder(out, out_root / stored.name)
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)  # the old report stays as it was
         raise
-    return summary, line, section
+    return stored, summary, line, section
 
 
-def _write_study_files(out: Path, study: str, runs: pd.DataFrame, histories: pd.DataFrame, summary: pd.DataFrame, line: str,
+def _write_study_files(out: Path, stored: StudyRuns, histories: pd.DataFrame, summary: pd.DataFrame, line: str,
                        metric: str, formats: Sequence[str], margin: Optional[float],
                        extras: Sequence[html.PageSection] = ()) -> Optional[effects.EffectsSection]:
     """Every file of one study's report, into the folder `out`, the `extras` on its page; returns the effects section
     of a two-level design."""
+    study, runs = stored.name, stored.runs
     table = display_table(summary, metric)
     section, effect_figures = effects_section(runs, study, metric, out, formats)
+    files.write_atomically(out / RUNS_FILE, tidy(stored).to_csv(index=False))
     if "csv" in formats:
         files.write_atomically(out / "summary.csv", summary.to_csv(index=False))
     if "md" in formats:
@@ -478,10 +454,11 @@ def _write_study_files(out: Path, study: str, runs: pd.DataFrame, histories: pd.
     return section
 
 
-def _factor_of(runs: pd.DataFrame, variant: str) -> tuple[str, str]:
-    """(factor, value) a variant's runs recorded; empty for a variant folder with no finished run."""
-    rows = runs[runs["variant"] == variant]
-    return (rows["factor"].iloc[0], str(rows["value"].iloc[0])) if len(rows) else ("", "")
+def notebook_html(study_dir: Path, metric: str = "test_acc") -> str:
+    """A study's summary table and forest plot as the page draws them (`html.study_fragment`): what a notebook shows."""
+    stored, _, summary, line = study_summary(study_dir, metric)
+    forest = plots.write(plots.forest_chart(summary, stored.name, metric, None))
+    return html.study_fragment(stored.name, metric, summary, display_table(summary, metric), line, {"forest": forest}, NOTES)
 
 
 def write_index(out_root: Path, studies: Sequence[str], metric: str) -> Path:
@@ -498,25 +475,20 @@ def write_index(out_root: Path, studies: Sequence[str], metric: str) -> Path:
 
 
 def write_reports(paths: Sequence[str], out_root: str = "reports", metric: str = "test_acc", formats: Sequence[str] = FORMATS,
-                  margin: Optional[float] = None, ci: str = "t", extras: Extras = no_extras) -> list[str]:
-    """Report every study under `paths`, print each table; raise ReportError at the end if any study was refused.
-    `margin`: the equivalence margin in the metric's display unit (percentage points for accuracies)."""
-    try:
-        declared_metric(metric)
-    except ValueError as error:
-        raise ReportError(str(error)) from None
-    if margin is not None and not (math.isfinite(margin) and margin > 0):
-        raise ReportError(f"--equivalence-margin must be a positive number in {plots.metric_scale(metric)[1]} units, got {margin}")
-    studies = [s for p in paths for s in _studies(Path(p))]
-    root, done, refused, links = Path(out_root), [], [], []
+                  margin: Optional[float] = None, ci: str = "t", extras: Extras = no_extras) -> list[StudyRuns]:
+    """Report every study under `paths`, print each table, return the studies reported; raise ReportError at the end if
+    any study was refused. `margin`: the equivalence margin in the metric's display unit (percentage points for accuracies)."""
+    check_options(metric, margin, ci)
+    studies = [s for p in paths for s in find_studies(p)]
+    root, reported, refused, links = Path(out_root), [], [], []
     for study_dir in studies:
         try:
-            summary, line, section = write_study_report(study_dir, root, metric, formats, margin, ci, extras)
+            stored, summary, line, section = write_study_report(study_dir, root, metric, formats, margin, ci, extras)
         except ReportError as error:
             refused.append(str(error))
             print(f"\nStudy {study_dir.name}: not reported: {error}")
             continue
-        done.append(study_dir.name)
+        reported.append(stored)
         links.append(html.StudyLink(study_dir.name, len(summary), int(summary["n"].sum()), metric, line))
         print(f"\nStudy {study_dir.name} ({study_dir}): {metric}\n{display_table(summary, metric, compact=True).to_markdown(index=False, tablefmt='simple')}\n  {line}")
         problems = summary[summary["problems"] != ""]
@@ -527,8 +499,9 @@ def write_reports(paths: Sequence[str], out_root: str = "reports", metric: str =
             print(f"  ! {row.variant}: {SEVERAL_KEYS}")
         if section:
             print(f"\n{section.title}\n{section.markdown_table()}\n")
-        print(f"  -> {root / study_dir.name}/: {', '.join(table_files(formats))}, forest.png, accuracy.png, curves.png, cost.png"
+        print(f"  -> {root / study_dir.name}/: {', '.join(table_files(formats))}, {RUNS_FILE}, forest.png, accuracy.png, curves.png, cost.png"
               + (", effects.csv, interactions.png, half_normal.png" if section else "") + ", index.html")
+    done = [stored.name for stored in reported]
     if done:
         pages = [write_index(root, done, metric)] if "md" in formats else []
         print(f"\nAll studies: {', '.join(map(str, pages + [html.write_index(root, links)]))}")
@@ -539,13 +512,15 @@ def write_reports(paths: Sequence[str], out_root: str = "reports", metric: str =
         print(f"\nReports of studies no longer in {runs_folders} (kept; delete those you no longer want): {', '.join(map(str, orphans))}")
     if refused:
         raise ReportError(" | ".join(refused))
-    return done
+    return reported
 
 
 def table_files(formats: Sequence[str]) -> list[str]:
     """The table files a report writes for these formats, in FORMATS' order (tex: the paper table and the full one)."""
     names = {"md": ["summary.md"], "csv": ["summary.csv"], "tex": ["summary.tex", "summary-full.tex"]}
     return [name for form in FORMATS if form in formats for name in names[form]]
+
+
 def orphaned_reports(out_root: Path, studies: Sequence[Path]) -> list[Path]:
     """Report folders under out_root whose study is in none of the runs folders the reported studies are in (its runs
     were deleted or moved): never deleted, since the report may be all that is left of that study, only named."""
@@ -554,10 +529,12 @@ def orphaned_reports(out_root: Path, studies: Sequence[Path]) -> list[Path]:
     return [f for f in reports if not any((r / f.name).is_dir() for r in roots)]
 
 
-def _studies(path: Path) -> list[Path]:
-    if not path.is_dir():
-        raise FileNotFoundError(f"{path} is not a folder; give a runs folder (default: runs) or a study folder such as runs/depth")
-    found = results.study_dirs(path)
-    if not found:
-        raise ReportError(f"{path} holds no finished runs; train some first, e.g. ablate run +sweep=depth")
-    return found
+def print_runs(studies: Sequence[StudyRuns], form: str) -> None:
+    """The tidy per-run table of the studies (`runs.tidy`, as runs.csv holds it) on stdout as CSV, or as a JSON array
+    of one object per run, so it pipes into other tools."""
+    table = pd.concat([tidy(stored) for stored in studies], ignore_index=True)
+    if form == "csv":
+        print(table.to_csv(index=False), end="")
+        return
+    records = table.astype(object).where(table.notna(), None).to_dict(orient="records")  # missing values as null
+    print(json.dumps(records, ensure_ascii=False, default=lambda value: value.item()))  # numpy scalars as numbers
