@@ -75,7 +75,7 @@ def test_the_summary_is_the_reports_and_scipy_recomputes_it_from_the_runs_table(
             paired = by_seed[variant].keys() == by_seed["baseline"].keys()  # the same seeds: the verdict's test is paired
             seeds = sorted(by_seed[variant])
             chosen = stats.ttest_rel([by_seed[variant][s] for s in seeds], [by_seed["baseline"][s] for s in seeds]) if paired else welch
-            interval = chosen.confidence_interval(0.95)
+            interval = chosen.confidence_interval(row["ci_confidence"])  # Holm-adjusted, as the verdict
             assert row["p_welch"] == pytest.approx(welch.pvalue) and row["test"] == ("paired" if paired else "Welch")
             assert (row["diff_ci_low"], row["diff_ci_high"]) == pytest.approx((interval.low, interval.high))
     margin = study.summary(metric="test_loss", equivalence_margin=0.5, ci="bootstrap")

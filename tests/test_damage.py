@@ -49,7 +49,7 @@ def test_a_report_killed_at_any_file_it_writes_leaves_the_old_report_or_the_new_
     monkeypatch.setattr(files, "write_atomically", killed_here)
     assert run_ablate("report", "runs", "--out", "reports", "--metric", "test_loss", cwd=tmp_path).returncode == 0
     new = snapshot(out)
-    assert len(at_kill) == 11 and new.keys() == old.keys()  # 9 files of the study (runs.csv too), then index.md and index.html
+    assert len(at_kill) == 12 and new.keys() == old.keys()  # 10 files of the study (runs.csv, summary-full.tex too), then index.md and index.html
     assert all(new[name] != old[name] for name in ("known/summary.md", "known/forest.png", "index.md"))
     for state in at_kill:
         assert state.keys() == old.keys()

@@ -196,7 +196,7 @@ def test_metric_and_format_options(known_study: Path, tmp_path: Path) -> None:
     summary = pd.read_csv(out / "known" / "summary.csv").set_index("variant")
     assert summary.loc["model.width=64", "verdict"] == "better"  # lower loss is better
     assert not (out / "known" / "summary.md").exists() and not (out / "known" / "summary.tex").exists()
-    assert "known/: summary.csv, forest.png" in result.stdout and "summary.{" not in result.stdout
+    assert "known/: summary.csv, runs.csv, forest.png" in result.stdout + result.stderr and "summary.{" not in result.stdout + result.stderr
     bad = run_ablate("report", str(known_study), "--metric", "accuracy", cwd=tmp_path)
     assert bad.returncode == 2 and "test_acc" in bad.stderr and "Traceback" not in bad.stderr
 
@@ -208,7 +208,7 @@ def test_a_study_whose_median_difference_is_0_says_so_under_its_table(tmp_path: 
         write(runs, "model.pool=avg", seed, acc, ModelConfig(pool="avg"))  # the same numbers: Δ = 0
     result = run_ablate("report", str(runs), "--out", str(tmp_path / "reports"), "--format", "md", "--format", "tex", cwd=tmp_path)
     assert "the median observed |Δ| is 0, which no number of seeds detects." in result.stdout and "needs –" not in result.stdout
-    assert "known/: summary.md, summary.tex, summary-full.tex, forest.png" in result.stdout
+    assert "known/: summary.md, summary.tex, summary-full.tex, runs.csv, forest.png" in result.stdout
 
 
 def test_a_tiny_trained_study_gets_every_file_and_valid_pictures(workdir: Path) -> None:
