@@ -20,6 +20,7 @@ HEADS = ("flatten", "gap")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 ACTIVATIONS = ("relu", "gelu", "silu")
 AUGMENTS = ("none", "shift")
+SCHEDULES = ("constant", "cosine", "onecycle", "step")
 DATASETS = ("mnist", "fashion_mnist", "kmnist", "cifar10", "folder", "synthetic")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -40,6 +41,7 @@ CNN_KEYS = ("depth", "width", "kernel_size", "dilation", "pool", "batchnorm", "h
 CHOICES = {
     "model.pool": POOLS, "model.head": HEADS, "model.activation": ACTIVATIONS, "model.arch": ARCHS,
     "model.transfer": TRANSFERS, "data.name": DATASETS, "train.optimizer": OPTIMIZERS, "train.augment": AUGMENTS,
+    "train.schedule": SCHEDULES,
     "train.strategy": STRATEGIES, "device": DEVICES, "precision": PRECISIONS, "logger.name": LOGGERS,
     "logger.mode": WANDB_MODES, "adaptive.metric": ADAPTIVE_METRICS,
 }
@@ -113,6 +115,12 @@ class TrainConfig:
     weight_decay: float = 0.0  # adam and sgd: L2 term added to the gradient; adamw: decoupled decay (adamw = adam at 0)
     augment: str = "none"  # none | shift: each training image moved by up to augment_pixels, on the device, per seed
     augment_pixels: int = 2  # shift: largest move in each direction, >= 1; edges are repeated into the uncovered border
+    # The learning rate per batch (torch.optim.lr_scheduler, ablate/training/schedule.py): constant | cosine (to 0 at the
+    # last batch) | onecycle (torch's OneCycleLR peaking at lr; its own warm-up) | step (x0.1 after each third of training).
+    schedule: str = "constant"
+    warmup_epochs: float = 0.0  # in [0, epochs): lr rises linearly from 0 over this many epochs' batches (not with onecycle)
+    label_smoothing: float = 0.0  # in [0, 1): cross-entropy's own label_smoothing, in the training loss only
+    grad_clip: Optional[float] = None  # null = none; > 0: each seed's gradient clipped to this total L2 norm before its step
     # How the engine executes the same training: eager (one seed at a time), vectorized (a variant's seeds as one
     # stacked model), or auto (what measured faster on the device). Recorded in every run; a study uses one.
     strategy: str = "auto"
@@ -323,6 +331,7 @@ def validate(cfg: AblateConfig) -> None:
     _choice("train.strategy", t.strategy)
     _choice("train.augment", t.augment)
     _at_least("train.augment_pixels", t.augment_pixels, 1)
+    _validate_recipe(t)
     _at_least("train.checkpoint_every", t.checkpoint_every, 0, what="0 (no checkpoints) or a number of epochs")
     if t.seeds_per_group is not None:
         _at_least("train.seeds_per_group", t.seeds_per_group, 1, what="null (as many as fit) or an integer")
@@ -337,6 +346,21 @@ def validate(cfg: AblateConfig) -> None:
         raise ConfigError(
             f"study={cfg.study!r} is not allowed; use letters, digits and . _ = + - (it names a folder under runs_dir)"
         )
+
+
+def _validate_recipe(t: TrainConfig) -> None:
+    """The schedule, its warm-up, label smoothing and gradient clipping have values torch can train with."""
+    _choice("train.schedule", t.schedule)
+    if not 0 <= t.warmup_epochs < t.epochs:
+        raise ConfigError(f"train.warmup_epochs={t.warmup_epochs!r} is not allowed; it must be in [0, train.epochs) = [0, {t.epochs}), "
+                          "e.g. 1.0")
+    if t.warmup_epochs and t.schedule == "onecycle":
+        raise ConfigError(f"train.warmup_epochs={t.warmup_epochs!r} is not allowed with train.schedule=onecycle, which warms up by "
+                          "itself (its first 30% of batches); leave it at 0")
+    if not 0 <= t.label_smoothing < 1:
+        raise ConfigError(f"train.label_smoothing={t.label_smoothing!r} is not allowed; it must be in [0, 1), e.g. 0.1")
+    if t.grad_clip is not None and not t.grad_clip > 0:
+        raise ConfigError(f"train.grad_clip={t.grad_clip!r} is not allowed; it must be null (no clipping) or a norm > 0, e.g. 1.0")
 
 
 def _validate_seeds(cfg: AblateConfig) -> None:

@@ -90,7 +90,8 @@ def factors_of(composed: DictConfig, overrides: Sequence[str]) -> dict[str, list
         key = override.get_key_element().lstrip("+~")
         if key in factors and not override.is_sweep_override():
             raise ConfigError(f"{key} is a factor this study varies; drop {override.input_line}, or list it as {key}=a,b")
-    missing = [key for key in factors if OmegaConf.select(composed, key, default=None) is None]
+    absent = object()  # a key whose value is null (train.grad_clip, data.train_size) is a key all the same
+    missing = [key for key in factors if OmegaConf.select(composed, key, default=absent) is absent]
     if missing:
         raise ConfigError(f"{missing[0]}: not a key of the config, so it cannot be a factor; `ablate run --cfg job` lists the keys")
     return factors

@@ -26,7 +26,7 @@ from ablate.data.datasets import Dataset
 from ablate.networks.network import Description, create_network
 from ablate.store.checkpoints import SeedState
 from ablate.training.checkpoint import Hooks
-from ablate.training.loop import SeedResult, StepHook, train_group
+from ablate.training.loop import SeedResult, StepHook, steps_per_epoch, train_group
 from ablate.training.strategies import EagerTrainer, VectorizedTrainer, init_model
 
 
@@ -37,7 +37,7 @@ def train_seed(model_cfg: ModelConfig, train_cfg: TrainConfig, data: Dataset, se
     """Train one model for `train_cfg.epochs` epochs, the plain way: freshly initialised from the seed, its backbone
     from `weights` when model.transfer says so, or going on from `resume`; curves and metrics in a SeedResult."""
     model, groups = init_model(model_cfg, train_cfg, data, seed, device, weights)
-    trainer = EagerTrainer(model, train_cfg, device, precision, groups, seed)
+    trainer = EagerTrainer(model, train_cfg, device, precision, groups, seed, steps_per_epoch=steps_per_epoch(data, train_cfg))
     return train_group(trainer, [seed], train_cfg, data, device, on_step, hooks, [resume] if resume else None)[0]
 
 
@@ -47,7 +47,7 @@ def train_vectorized(model_cfg: ModelConfig, train_cfg: TrainConfig, data: Datas
     """Train `seeds` together as one stacked model; each seed has the init, batch order and dropout masks `train_seed`
     would give it (or goes on from its state in `resume`, all at one point)."""
     models = [init_model(model_cfg, train_cfg, data, seed, device)[0] for seed in seeds]
-    trainer = VectorizedTrainer(models, train_cfg, device, precision, seeds)
+    trainer = VectorizedTrainer(models, train_cfg, device, precision, seeds, steps_per_epoch=steps_per_epoch(data, train_cfg))
     return train_group(trainer, seeds, train_cfg, data, device, on_step, hooks, resume)
 
 
@@ -151,7 +151,7 @@ def train_seeds(
     if train_cfg.strategy not in ("eager", "vectorized"):
         raise ValueError(f"train_seeds needs a resolved strategy (eager or vectorized), not {train_cfg.strategy!r}")
     data = data.to(device)
-    steps = math.ceil(len(data.train_y) / train_cfg.batch_size)
+    steps = steps_per_epoch(data, train_cfg)
     states = {seed: state for seed in seeds if (state := hooks.resume(seed)) is not None}
     pending = collections.deque(_planned(model_cfg, train_cfg, data, seeds, device, states, described))
     results: list[SeedResult] = []

@@ -65,6 +65,11 @@ def evaluate(trainer: Trainer, images: torch.Tensor, labels: torch.Tensor) -> tu
     return (loss_sum / len(labels)).tolist(), (correct / len(labels)).tolist()
 
 
+def steps_per_epoch(data: Dataset, train_cfg: TrainConfig) -> int:
+    """Batches in one epoch (the last may be short): what a schedule counts in."""
+    return math.ceil(len(data.train_y) / train_cfg.batch_size)
+
+
 class Epoch:
     """One epoch's batches for K seeds: each seed's permutation of the training set and (train.augment=shift) its
     shifts, drawn at the epoch's start from its own generator (order first) and moved to the device once."""
@@ -76,7 +81,7 @@ class Epoch:
         self.shifts = (augment.draw_shifts(orders, n, train_cfg.augment_pixels).to(device)
                        if train_cfg.augment != "none" else None)
         self.x, self.y, self.batch = data.train_x, data.train_y, train_cfg.batch_size
-        self.steps = math.ceil(n / self.batch)
+        self.steps = steps_per_epoch(data, train_cfg)
 
     def batch_at(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Images (K, B, C, H, W) and labels (K, B) of each seed's step-th batch."""
