@@ -27,6 +27,8 @@ ablate run -m model.depth=2,3 train.lr=0.01,0.1 study=NAME
 ablate run --dry-run  lists the planned runs (finished, failed, to train) and trains nothing;
 ablate run +sweep=all seeds=auto  adds seeds in rounds only where a comparison with the baseline is still open
                       (adaptive.budget, .batch, .margin, .alpha; see docs/guide/adaptive-seeds.md)
+ablate run +sweep=batchnorm +tune=lr data.validation_size=1000  trains each variant at its own best point of a
+                      grid (tune.grid, .seeds, .metric; tuning runs in study <study>.tune, chosen on validation)
 ablate run --retry-failed  trains failed and diverged runs again (they are kept as results otherwise);
 ablate run --cfg job  prints the composed config without training; --debug shows tracebacks.
 """
@@ -123,7 +125,7 @@ def run(arguments: Sequence[str]) -> int:
     2 for a config error (nothing trained), 130 after Ctrl-C (finished runs kept); after SIGTERM or SIGUSR1 the
     process writes checkpoints and ends by that signal (143 or 138 in a shell; see ablate/training/stopping.py).
     """
-    from ablate.study import adaptive, plan, preflight, status
+    from ablate.study import adaptive, plan, preflight, status, tune
 
     flags = {"--dry-run", "--retry-failed"}
     dry_run, retry_failed = "--dry-run" in arguments, "--retry-failed" in arguments
@@ -137,10 +139,13 @@ def run(arguments: Sequence[str]) -> int:
         return 0
     try:
         planned = plan.build([*overrides, *(["retry_failed=true"] if retry_failed else [])], _config_dir(arguments))
-        preflight.check(planned)
+        arms = tune.arms(planned) if tune.enabled(planned) else None
+        preflight.check(planned if arms is None else tune.tuning_plan(arms))
         auto = adaptive.is_adaptive(planned)
     except Exception as error:  # noqa: BLE001 - every config mistake becomes one line, no traceback
         return _config_failure(error)
+    if arms is not None:
+        return _run_tuned(planned, arms, dry_run)
     if auto:
         return _run_adaptive(planned, dry_run)
     if dry_run:
@@ -195,6 +200,40 @@ def _run_adaptive(planned: Any, dry_run: bool) -> int:
         return 130
     outcome = status.study_status(adaptive.trained(planned))
     print(f"\nStudy {planned.study.study}: {status.describe_status(outcome)}")
+    return 0 if set(outcome) <= {"ok"} else 1
+
+
+def _run_tuned(planned: Any, arms: Any, dry_run: bool) -> int:
+    """+tune: train every arm's tuning runs, choose each arm's best point from them, then train the study's seeds
+    there, in this process (no launcher); --dry-run prints the tuning and final runs of every variant."""
+    from ablate.study import preflight, status, tune
+
+    print(tune.describe(planned, arms))
+    if dry_run:
+        return 0
+    from ablate.training import runner
+
+    tuning = tune.tuning_plan(arms)
+    try:
+        for variant in tuning.variants:
+            runner.run_variant(variant)
+        finals = tune.finals(planned, arms)
+        if finals is None:
+            outcome = status.study_status(tuning)
+            print(f"\nTuning of {planned.study.study} is not complete, so no final run trains: {status.describe_status(outcome)}")
+            return 1
+        print(tune.describe(planned, arms))
+        try:
+            preflight.check(finals)
+        except Exception as error:  # noqa: BLE001 - the chosen points' runs must pool with the study's stored ones
+            return _config_failure(error)
+        for variant in finals.variants:
+            runner.run_variant(variant)
+    except KeyboardInterrupt:
+        print("\nInterrupted. Finished runs are kept; run the same command again to go on from them.", file=sys.stderr)
+        return 130
+    outcome = status.study_status(finals)
+    print(f"\nStudy {planned.study.study} at each variant's best: {status.describe_status(outcome)}")
     return 0 if set(outcome) <= {"ok"} else 1
 
 

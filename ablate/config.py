@@ -30,6 +30,7 @@ TRANSFERS = ("scratch", "frozen", "partial", "finetune")
 LOGGERS = ("none", "tensorboard", "mlflow", "wandb")
 WANDB_MODES = ("offline", "online", "disabled")
 ADAPTIVE_METRICS = ("test_acc", "val_acc")
+TUNE_METRICS = ("val_acc", "val_loss")
 AUTO_SEEDS = "auto"  # seeds=auto: seeds are added where a comparison with the baseline is still open (adaptive.*)
 
 # The model keys that shape ablate's own CNN; model.arch=resnet18 is torchvision's network and ignores them.
@@ -43,7 +44,7 @@ CHOICES = {
     "model.transfer": TRANSFERS, "data.name": DATASETS, "train.optimizer": OPTIMIZERS, "train.augment": AUGMENTS,
     "train.schedule": SCHEDULES,
     "train.strategy": STRATEGIES, "device": DEVICES, "precision": PRECISIONS, "logger.name": LOGGERS,
-    "logger.mode": WANDB_MODES, "adaptive.metric": ADAPTIVE_METRICS,
+    "logger.mode": WANDB_MODES, "adaptive.metric": ADAPTIVE_METRICS, "tune.metric": TUNE_METRICS,
 }
 
 
@@ -163,6 +164,18 @@ class AdaptiveConfig:
 
 
 @dataclass
+class TuneConfig:
+    """+tune=NAME (conf/tune/): every variant gets the same tuning effort. Each grid point is trained at the tuning
+    seeds (study `<study>.tune`), each variant's best point chosen by its mean validation metric over them, and the
+    study's seeds trained at that point (ablate/study/tune.py); it chooses runs, decides no run's numbers, so it is
+    not part of any identity."""
+
+    grid: dict[str, list[Any]] = field(default_factory=dict)  # key -> values, e.g. {train.lr: [0.001, 0.01]}; {}: no tuning
+    seeds: list[int] = field(default_factory=lambda: [100, 101])  # none of the study's seeds: a test set never chooses
+    metric: str = "val_acc"  # val_acc (higher is better) | val_loss (lower); needs data.validation_size
+
+
+@dataclass
 class AblateConfig:
     """The whole run config: what `ablate run` composes from conf/ and the command line."""
 
@@ -174,6 +187,7 @@ class AblateConfig:
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     adaptive: AdaptiveConfig = field(default_factory=AdaptiveConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
     seeds: Any = field(default_factory=lambda: [0, 1, 2])  # a list of seeds, or auto (typed Any: OmegaConf has no unions)
     device: str = "auto"  # auto | cpu | cuda (auto = cuda when a GPU is visible)
     precision: str = "auto"  # auto | fp32 | bf16 | fp16 (auto = bf16 autocast on CUDA and on CPUs with native bf16; else fp32)
@@ -342,6 +356,7 @@ def validate(cfg: AblateConfig) -> None:
     _choice("precision", cfg.precision)
     _choice("logger.name", cfg.logger.name)
     _choice("logger.mode", cfg.logger.mode)
+    _choice("tune.metric", cfg.tune.metric)
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.=+-]*", cfg.study):
         raise ConfigError(
             f"study={cfg.study!r} is not allowed; use letters, digits and . _ = + - (it names a folder under runs_dir)"
