@@ -1,14 +1,18 @@
 """+tune=NAME: every variant trains the grid at the tuning seeds (study <study>.tune), is trained at its own best
-point (recomputed here from the stored runs), the dry run shows both, and what would leak or mix is refused."""
+point (recomputed here from the stored runs), the dry run shows both, what would leak or mix is refused, and the
+report shows each variant at its own best with the verdicts tuning changed."""
 
 from __future__ import annotations
 
 import statistics
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from conftest import TINY, run_ablate
+from omegaconf import OmegaConf
 
+from ablate.config import AblateConfig, DataConfig, ModelConfig, TrainConfig, TuneConfig
 from ablate.store import results
 from ablate.study.tune import best
 
@@ -65,3 +69,40 @@ def test_what_would_leak_or_mix_is_refused_before_anything_trains(workdir: Path,
     refused = run_ablate("run", *base, *change, cwd=workdir)
     assert refused.returncode == 2 and key in refused.stderr and allowed in refused.stderr, refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1 and not (workdir / "runs").exists()
+
+
+def stored(runs: Path, study: str, variant: str, seed: int, lr: float, batchnorm: bool, **measured: float) -> None:
+    """One finished run as the runner stores it, of a study tuned over train.lr in [0.001, 0.01]."""
+    cfg = AblateConfig(model=ModelConfig(batchnorm=batchnorm), train=TrainConfig(lr=lr), data=DataConfig(validation_size=100),
+                       seeds=[seed], study=study, variant=variant, tune=TuneConfig(grid={"train.lr": [0.001, 0.01]}))
+    metrics = {"study": study, "variant": variant, "seed": seed, "status": "ok", "params": 1000, "device": "cpu",
+               "precision": "fp32", "strategy": "eager", "train_seconds": 1.0, "test_loss": 0.1, "train_loss": 0.1, "error": None,
+               **measured}
+    results.write_run(results.run_dir(runs, study, variant, seed), OmegaConf.to_yaml(OmegaConf.structured(cfg)), [], metrics)
+
+
+def test_the_report_shows_each_variant_at_its_own_best_and_flags_the_verdict_that_tuning_changed(workdir: Path) -> None:
+    """BatchNorm tolerates the larger step: at the baseline's lr it makes no clear difference, at its own best (0.01,
+    where the baseline's best stays 0.001) it is better; tuning.csv holds every variant x grid point."""
+    runs = workdir / "runs"
+    tuning = {("baseline", 0.001): 0.95, ("train.lr=0.01", 0.01): 0.90,
+              ("model.batchnorm=true", 0.001): 0.951, ("model.batchnorm=true,train.lr=0.01", 0.01): 0.97}
+    for (variant, lr), acc in tuning.items():
+        for seed, jitter in ((100, -0.001), (101, 0.001)):
+            stored(runs, "bn.tune", variant, seed, lr, "batchnorm" in variant, val_acc=acc + jitter)
+    for seed, (base, same, tuned) in enumerate([(0.950, 0.951, 0.972), (0.952, 0.950, 0.975), (0.949, 0.950, 0.971)]):
+        stored(runs, "bn", "baseline", seed, 0.001, False, test_acc=base)
+        stored(runs, "bn", "model.batchnorm=true", seed, 0.001, True, test_acc=same)
+        stored(runs, "bn", "model.batchnorm=true,train.lr=0.01", seed, 0.01, True, test_acc=tuned)
+    reported = run_ablate("report", "runs/bn", cwd=workdir)
+    assert reported.returncode == 0, reported.stderr
+    table = pd.read_csv(workdir / "reports" / "bn" / "tuning.csv")
+    assert table[["variant", "train.lr", "n", "chosen"]].values.tolist() == [
+        ["baseline", 0.001, 2, 1], ["baseline", 0.01, 2, 0], ["model.batchnorm=true", 0.001, 2, 0], ["model.batchnorm=true", 0.01, 2, 1]]
+    assert table["val_acc_mean"].round(4).tolist() == [0.95, 0.90, 0.951, 0.97]
+    untuned, best = reported.stdout.split("## Each variant at its own best (test_acc)")
+    assert "model.batchnorm=true,train.lr=0.01" not in untuned and "Effects on" not in untuned  # the baseline's settings only
+    row = next(line for line in best.splitlines() if line.startswith("| model.batchnorm=true "))
+    assert "train.lr=0.01" in row and "| better " in row and "no clear difference -> better" in row
+    assert "`model.batchnorm=true`: its best point (train.lr=0.01) is at the edge of the grid; widen the grid" in best
+    assert "## Each variant at its own best" in (workdir / "reports" / "bn" / "summary.md").read_text()

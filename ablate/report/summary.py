@@ -15,7 +15,7 @@ import pandas as pd
 
 from ablate.config import CHOICES, AblateConfig, flatten_config, format_value
 from ablate.report import adaptive as adaptive_report
-from ablate.report import effects, html, plots
+from ablate.report import effects, html, plots, tuning
 from ablate.report.metrics import held_out_split
 from ablate.report.metrics import metric as declared_metric
 from ablate.report.stats import ALPHA, adjust_holm, compare, describe, study_sensitivity
@@ -337,10 +337,11 @@ def effects_section(runs: pd.DataFrame, study: str, metric: str, out: Path,
 
 
 def write_study_report(study_dir: Path, out_root: Path, metric: str = "test_acc", formats: Sequence[str] = FORMATS,
-                       margin: Optional[float] = None, ci: str = "t") -> tuple[pd.DataFrame, str, Optional[effects.EffectsSection]]:
+                       margin: Optional[float] = None, ci: str = "t") -> tuple[pd.DataFrame, str, Optional[effects.EffectsSection], Optional[str]]:
     """Tables (md, csv, tex as asked), forest.png, accuracy.png, curves.png, cost.png, a two-level design's effects
-    (`effects_section`) and the one-file page index.html for one study under out_root/<study>/; returns the summary,
-    its sensitivity line and the effects section (None for a one-factor study). `margin` is in the metric's display unit."""
+    (`effects_section`), a tuned study's second table and tuning.csv (`tuned_section`) and the one-file page index.html
+    for one study under out_root/<study>/; returns the summary, its sensitivity line, the effects section (None for a
+    one-factor study) and the tuned table (None for an untuned study). `margin` is in the metric's display unit."""
     study = study_dir.name
     runs = results.load_runs(study_dir, lambda folder, record: {"identity": identity.stored_identity(folder, record)})
     if runs.empty:
@@ -348,17 +349,21 @@ def write_study_report(study_dir: Path, out_root: Path, metric: str = "test_acc"
     runs = name_factors(runs)
     check_poolable(runs, study)
     order = sorted(results.variant_names(study_dir), key=lambda v: _order_key(v, *_factor_of(runs, v)))
+    grid = tuning.grid_keys(runs)  # a tuned study: its final runs at a chosen point have a table of their own
+    order = [v for v in order if not grid & set(keys_of(v))] or order
     scale = plots.metric_scale(metric)[0]
     summary = summarize(runs, order, metric, None if margin is None else margin / scale, ci, checkpoints.in_progress(study_dir))
     line = adaptive_report.note(runs) if adaptive_report.is_adaptive(runs) else sensitivity(summary, runs, metric, None if margin is None else margin / scale)
     out = out_root / study
     out.mkdir(parents=True, exist_ok=True)
     table = display_table(summary, metric)
-    section, effect_figures = effects_section(runs, study, metric, out, formats)
+    section, effect_figures = effects_section(runs, study, metric, out, formats) if not grid else (None, {})
+    tuned = tuned_section(study_dir, runs, summary, metric, None if margin is None else margin / scale, ci, out, formats)
     if "csv" in formats:
         summary.to_csv(out / "summary.csv", index=False)
     if "md" in formats:
-        (out / "summary.md").write_text(f"# Study `{study}`: {metric}\n\n{table.to_markdown(index=False)}\n\n{line}\n\n{NOTES}\n" + (f"\n{section.markdown()}" if section else ""))
+        (out / "summary.md").write_text(f"# Study `{study}`: {metric}\n\n{table.to_markdown(index=False)}\n\n{line}\n\n{NOTES}\n"
+                                        + (f"\n{section.markdown()}" if section else "") + (f"\n{tuned}" if tuned else ""))
     if "tex" in formats:
         (out / "summary.tex").write_text(_latex(table.drop(columns=["notes", "failed / missing"])))
     figures = {"forest": plots.write(plots.forest_chart(summary, study, metric, margin), out / "forest.png"),
@@ -369,7 +374,30 @@ def write_study_report(study_dir: Path, out_root: Path, metric: str = "test_acc"
                                         out / "curves.png")
     figures["cost"] = plots.write(plots.cost_chart(summary, study, metric), out / "cost.png")
     (out / "index.html").write_text(html.study_page(study, metric, summary, table, runs, line, figures | effect_figures, NOTES, section))
-    return summary, line, section
+    return summary, line, section, tuned
+
+
+def tuned_section(study_dir: Path, runs: pd.DataFrame, summary: pd.DataFrame, metric: str, margin: Optional[float], ci: str,
+                  out: Path, formats: Sequence[str]) -> Optional[str]:
+    """A tuned study's (+tune) second table, as markdown: each variant at its own best point (its final runs), with the
+    chosen values and every verdict that differs from the same variant's at the baseline's settings; writes
+    tuning.csv (one row per variant and grid point). None for a study that was not tuned."""
+    tuned = tuning.load(study_dir)
+    if tuned is None:
+        return None
+    if "csv" in formats:
+        tuned.rows.to_csv(out / "tuning.csv", index=False)
+    arm_of = {final: arm for arm, final in tuned.final_of.items()}
+    finals = name_factors(runs[runs["variant"].isin(arm_of)].assign(variant=lambda r: r["variant"].map(arm_of)))
+    if finals.empty:
+        return None
+    arms = sorted(set(finals["variant"]), key=lambda v: _order_key(v, *_factor_of(finals, v)))
+    at_best = summarize(finals, arms, metric, margin, ci)
+    table = display_table(at_best, metric, compact=True)
+    table.insert(1, "chosen", [tuned.chosen[arm] for arm in at_best["variant"]])
+    table["verdict changed"] = tuning.verdict_changes(at_best, summary)
+    notes = [f"`{arm}`: its best point ({tuned.chosen[arm]}) is at the edge of the grid; widen the grid" for arm in tuned.edges]
+    return "\n".join([f"## Each variant at its own best ({metric})", "", table.to_markdown(index=False), "", *notes]).rstrip() + "\n"
 
 
 def _factor_of(runs: pd.DataFrame, variant: str) -> tuple[str, str]:
@@ -407,7 +435,7 @@ def write_reports(paths: Sequence[str], out_root: str = "reports", metric: str =
     root, done, refused, links = Path(out_root), [], [], []
     for study_dir in studies:
         try:
-            summary, line, section = write_study_report(study_dir, root, metric, formats, margin, ci)
+            summary, line, section, tuned = write_study_report(study_dir, root, metric, formats, margin, ci)
         except ReportError as error:
             refused.append(str(error))
             print(f"\nStudy {study_dir.name}: not reported: {error}")
@@ -423,6 +451,8 @@ def write_reports(paths: Sequence[str], out_root: str = "reports", metric: str =
             print(f"  ! {row.variant}: {SEVERAL_KEYS}")
         if section:
             print(f"\n{section.title}\n{section.markdown_table()}\n")
+        if tuned:
+            print(f"\n{tuned}")
         print(f"  -> {root / study_dir.name}/: summary.{{{','.join(formats)}}}, forest.png, accuracy.png, curves.png, cost.png"
               + (", effects.csv, interactions.png, half_normal.png" if section else "") + ", index.html")
     if done:
