@@ -74,6 +74,12 @@ def _config_failure(error: Exception) -> int:
     return _fail(preflight.one_line(error))
 
 
+def machine_failure(failure: BaseException) -> str:
+    """The one line of a write the machine refused during training: the folder, the cause, what happens next."""
+    return (f"{failure}; that run is not stored and trains again when the same command runs once this is fixed "
+            "(the study's finished runs are kept)")
+
+
 def _hydra_main(run_job: Callable[[Any, Any], object]) -> Callable[[], object]:
     """The Hydra application: one call per variant, with the variant's config and its planned spec."""
     import hydra
@@ -121,10 +127,12 @@ def run(arguments: Sequence[str]) -> int:
     """Plan the study and check it against what is stored, then hand the command line to Hydra, which calls
     `run_variant` per variant.
 
-    Exit status: 0 when every planned run is finished and ok, 1 when any failed, diverged or is missing,
-    2 for a config error (nothing trained), 130 after Ctrl-C (finished runs kept); after SIGTERM or SIGUSR1 the
+    Exit status: 0 when every planned run is finished and ok, 1 when any failed, diverged, is damaged, missing or
+    in progress elsewhere, 2 for a config error (nothing trained) or a write the machine refused (that run not
+    stored), 130 after Ctrl-C (finished runs and checkpoints kept); after SIGTERM or SIGUSR1 the
     process writes checkpoints and ends by that signal (143 or 138 in a shell; see ablate/training/stopping.py).
     """
+    from ablate.store.files import MachineFailure
     from ablate.study import adaptive, plan, preflight, status, tune
 
     flags = {"--dry-run", "--retry-failed"}
@@ -140,16 +148,16 @@ def run(arguments: Sequence[str]) -> int:
     try:
         planned = plan.build([*overrides, *(["retry_failed=true"] if retry_failed else [])], _config_dir(arguments))
         arms = tune.arms(planned) if tune.enabled(planned) else None
-        preflight.check(planned if arms is None else tune.tuning_plan(arms))
+        unwritable = preflight.check(planned if arms is None else tune.tuning_plan(arms), writing=not dry_run)
         auto = adaptive.is_adaptive(planned)
     except Exception as error:  # noqa: BLE001 - every config mistake becomes one line, no traceback
         return _config_failure(error)
     if arms is not None:
-        return _run_tuned(planned, arms, dry_run)
+        return _run_tuned(planned, arms, dry_run, unwritable)
     if auto:
         return _run_adaptive(planned, dry_run)
     if dry_run:
-        print(status.describe(planned))
+        print(status.describe(planned) + (f"\nnote: {unwritable}; ablate run would refuse it" if unwritable else ""))
         return 0
 
     from hydra_plugins.ablate_sweeper.ablate_sweeper import launching
@@ -165,10 +173,11 @@ def run(arguments: Sequence[str]) -> int:
         with launching(_jobs(planned, hydra_arguments)):
             train()
     except KeyboardInterrupt:
-        outcome = status.study_status(planned)
-        print(f"\nInterrupted. {len(outcome.get('ok', []))} finished run(s) are kept under {where}; "
-              "run the same command again to train only the missing ones.", file=sys.stderr)
+        print(f"\nInterrupted. {status.kept(planned)} under {where}; run the same command again to train only the "
+              "missing ones (a run with a checkpoint goes on from it).", file=sys.stderr)
         return 130
+    except MachineFailure as failure:
+        return _fail(machine_failure(failure))
     outcome = status.study_status(planned)
     print(f"\nStudy {planned.study.study}: {status.describe_status(outcome)}")
     return 0 if set(outcome) <= {"ok"} else 1
@@ -177,6 +186,7 @@ def run(arguments: Sequence[str]) -> int:
 def _run_adaptive(planned: Any, dry_run: bool) -> int:
     """seeds=auto: train round after round the seeds the stored runs leave open, in this process (no launcher),
     until every comparison is decided or has spent its budget; --dry-run prints the state and the next round."""
+    from ablate.store.files import MachineFailure
     from ablate.study import adaptive, status
 
     metric = planned.study.config.adaptive.metric
@@ -196,20 +206,25 @@ def _run_adaptive(planned: Any, dry_run: bool) -> int:
             current = adaptive.state(planned)
             print(adaptive.describe(current, metric))
     except KeyboardInterrupt:
-        print(f"\nInterrupted. Finished runs are kept under {where}; run the same command again to go on from them.", file=sys.stderr)
+        print(f"\nInterrupted. {status.kept(adaptive.trained(planned))} under {where}; run the same command again to go "
+              "on from them.", file=sys.stderr)
         return 130
+    except MachineFailure as failure:
+        return _fail(machine_failure(failure))
     outcome = status.study_status(adaptive.trained(planned))
     print(f"\nStudy {planned.study.study}: {status.describe_status(outcome)}")
     return 0 if set(outcome) <= {"ok"} else 1
 
 
-def _run_tuned(planned: Any, arms: Any, dry_run: bool) -> int:
+def _run_tuned(planned: Any, arms: Any, dry_run: bool, unwritable: str) -> int:
     """+tune: train every arm's tuning runs, choose each arm's best point from them, then train the study's seeds
     there, in this process (no launcher); --dry-run prints the tuning and final runs of every variant."""
+    from ablate.store.files import MachineFailure
     from ablate.study import preflight, status, tune
 
     print(tune.describe(planned, arms))
     if dry_run:
+        print(f"note: {unwritable}; ablate run would refuse it" if unwritable else "", end="")
         return 0
     from ablate.training import runner
 
@@ -232,6 +247,8 @@ def _run_tuned(planned: Any, arms: Any, dry_run: bool) -> int:
     except KeyboardInterrupt:
         print("\nInterrupted. Finished runs are kept; run the same command again to go on from them.", file=sys.stderr)
         return 130
+    except MachineFailure as failure:
+        return _fail(machine_failure(failure))
     outcome = status.study_status(finals)
     print(f"\nStudy {planned.study.study} at each variant's best: {status.describe_status(outcome)}")
     return 0 if set(outcome) <= {"ok"} else 1
@@ -241,6 +258,7 @@ def report(arguments: Sequence[str]) -> int:
     """Summaries, tables and charts of finished studies."""
     from ablate.report.stats import CI_METHODS
     from ablate.report.summary import FORMATS, ReportError, write_reports
+    from ablate.store.files import MachineFailure
 
     parser = argparse.ArgumentParser(prog="ablate report", description="Tables and charts of ablation studies.")
     parser.add_argument("paths", nargs="*", default=["runs"], help="a runs folder (every study in it) or study folders; default: runs")
@@ -255,6 +273,9 @@ def report(arguments: Sequence[str]) -> int:
         write_reports(options.paths, options.out, options.metric, options.formats or FORMATS, options.equivalence_margin, options.ci)
     except (FileNotFoundError, ReportError) as error:
         return _fail(str(error))
+    except (MachineFailure, OSError) as error:  # a read-only --out, a full disk: each report written so far is whole
+        where = f"{error.filename}: {error.strerror}" if isinstance(error, OSError) else str(error)
+        return _fail(f"{where}; a report not written there is left as it was")
     return 0
 
 

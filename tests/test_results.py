@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 
 from ablate.config import AblateConfig, DataConfig, ModelConfig
 from ablate.networks.network import build_model
-from ablate.store import results
+from ablate.store import files, results
 
 
 def test_a_run_loads_back_with_its_config_and_weights(tmp_path: Path) -> None:
@@ -24,14 +24,14 @@ def test_a_run_loads_back_with_its_config_and_weights(tmp_path: Path) -> None:
 
 
 def test_a_crash_while_saving_weights_leaves_the_run_unfinished(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    write = results._write_atomically
+    write = files.write_atomically
 
     def full_disk(path: Path, data: str | bytes) -> None:
         if path.name == results.MODEL_FILE:
             raise OSError("No space left on device")
         write(path, data)
 
-    monkeypatch.setattr(results, "_write_atomically", full_disk)
+    monkeypatch.setattr(files, "write_atomically", full_disk)
     with pytest.raises(OSError):
         results.write_run(tmp_path / "run", "seeds: [0]\n", [], {"status": "ok"}, {"w": torch.ones(3)})
     assert not results.is_finished(tmp_path / "run")

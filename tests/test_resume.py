@@ -48,9 +48,10 @@ def test_sigkill_mid_study_then_rerun_trains_exactly_the_missing_runs(tmp_path: 
 
 
 def test_ctrl_c_keeps_finished_runs_and_says_how_to_resume(tmp_path: Path) -> None:
-    interrupted = signalled_at_step(2 * STEPS_PER_RUN + 5, signal.SIGINT, "run", *STUDY, cwd=tmp_path)  # in the 3rd run
+    interrupted = signalled_at_step(2 * STEPS_PER_RUN + 13, signal.SIGINT, "run", *STUDY, cwd=tmp_path)  # 3rd run, epoch 2
     assert interrupted.returncode == 130
     assert "run the same command again" in interrupted.stderr and "Traceback" not in interrupted.stderr
+    assert "Interrupted. 2 finished run(s) and 1 checkpoint(s) of runs in training (" in interrupted.stderr
     kept = finished(tmp_path)
     assert len(kept) == 2 and all(run["status"] == "ok" for run in kept.values())
     assert not list(tmp_path.glob("runs/**/*.tmp"))
@@ -158,8 +159,9 @@ def test_a_run_locked_by_another_process_is_never_trained_twice(tmp_path: Path) 
         busy = run_ablate("run", "seeds=[0,1]", *TINY, cwd=tmp_path)
     finally:
         lock.release()
-    assert busy.returncode == 1  # seed 0 is still missing
+    assert busy.returncode == 1  # seed 0 is not finished yet
     assert "1 being trained by another process, 1 to train" in busy.stdout + busy.stderr
+    assert "1 ok, 1 in progress elsewhere\n  in progress elsewhere: default/baseline/seed=0" in busy.stdout
     assert list(finished(tmp_path)) == ["runs/default/baseline/seed=1"]
     assert run_ablate("run", "seeds=[0,1]", *TINY, cwd=tmp_path).returncode == 0
     assert len(finished(tmp_path)) == 2

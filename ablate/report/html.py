@@ -16,7 +16,7 @@ from ablate.config import format_value
 from ablate.report import reproduce
 from ablate.report.metrics import held_out_split
 from ablate.report.metrics import metric as declared_metric
-from ablate.store import provenance
+from ablate.store import files, provenance
 from ablate.study.variants import BASELINE
 
 if TYPE_CHECKING:
@@ -110,6 +110,4 @@ def study_page(study: str, metric: str, summary: pd.DataFrame, table: pd.DataFra
 
 def write_index(out_root: Path, studies: Sequence[StudyLink]) -> Path:
     """reports/index.html: a line per reported study, linking its page."""
-    path = out_root / "index.html"
-    path.write_text(_TEMPLATES.get_template("index.html.j2").render(studies=studies))
-    return path
+    return files.write_atomically(out_root / "index.html", _TEMPLATES.get_template("index.html.j2").render(studies=studies))

@@ -27,6 +27,7 @@ import seaborn as sns  # noqa: E402
 from ablate.report.metrics import metric  # noqa: E402
 from ablate.report.adaptive import CI_METHOD as ANYTIME_CI  # noqa: E402
 from ablate.report.stats import ALPHA, POWER  # noqa: E402
+from ablate.store import files  # noqa: E402
 from ablate.study.variants import BASELINE  # noqa: E402
 
 VERDICT_MARKS = {"better": "▲ better", "worse": "▼ worse", "no clear difference": "n.s.", "equivalent": "≈ equiv."}
@@ -77,7 +78,9 @@ def write(figure: plt.Figure, png: Path | None = None) -> str:
     """Save a figure as PNG (when a path is given) and return it as an inline <svg> element with its text as text,
     so the HTML page needs no other file and prints and searches like the page around it; closes the figure."""
     if png is not None:
-        figure.savefig(png, dpi=130)
+        picture = io.BytesIO()
+        figure.savefig(picture, format="png", dpi=130)
+        files.write_atomically(png, picture.getvalue())
     buffer = io.StringIO()
     with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "ablate"}):
         figure.savefig(buffer, format="svg")

@@ -1,25 +1,27 @@
 """`ablate report`: per study, a summary with statistics against the baseline, tables, and pictures.
 
-Reads only what the results store wrote. Failed, diverged and missing runs are counted and listed, never
-dropped silently; runs whose settings differ in anything but the swept factor and the seed are refused.
+Reads only what the results store wrote. Failed, diverged, damaged and missing runs are counted and listed, never
+dropped silently; runs whose settings differ in anything but the swept factor and the seed are refused. A study's
+report is built beside the old one and swapped in whole, so a killed report leaves the old one.
 """
 
 from __future__ import annotations
 
 import math
+import shutil
 from dataclasses import asdict
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 import pandas as pd
 
-from ablate.config import CHOICES, AblateConfig, flatten_config, format_value
+from ablate.config import CHOICES, AblateConfig, ConfigError, flatten_config, format_value
 from ablate.report import adaptive as adaptive_report
 from ablate.report import effects, html, plots, tuning
 from ablate.report.metrics import held_out_split
 from ablate.report.metrics import metric as declared_metric
 from ablate.report.stats import ALPHA, adjust_holm, compare, describe, study_sensitivity
-from ablate.store import checkpoints, results
+from ablate.store import checkpoints, files, results
 from ablate.study import identity
 from ablate.study.variants import BASELINE, keys_of
 
@@ -89,16 +91,39 @@ def check_poolable(runs: pd.DataFrame, study: str) -> None:
         )
 
 
-def _problems(group: pd.DataFrame, planned: set[int], in_progress: set[int]) -> str:
-    """Failed, diverged, in-progress (a checkpoint, no metrics.json yet) and missing seeds of one variant, in words."""
+def _problems(group: pd.DataFrame, planned: set[int], in_progress: set[int], damaged: Mapping[int, str]) -> str:
+    """Failed, diverged, damaged (a file that cannot be read, with what is wrong), in-progress (a checkpoint, no
+    metrics.json yet) and missing seeds of one variant, in words."""
     notes = [f"seed {s}: {status}" for s, status in zip(group["seed"], group["status"]) if status != "ok"]
-    going = sorted(in_progress - set(group["seed"]))
+    notes += [f"seed {s}: {what}" for s, what in sorted(damaged.items())]
+    going = sorted(in_progress - set(group["seed"]) - set(damaged))
     if going:
         notes.append(f"in progress: seed{'s' if len(going) > 1 else ''} {', '.join(map(str, going))}")
-    missing = sorted(planned - set(group["seed"]) - in_progress)
+    missing = sorted(planned - set(group["seed"]) - in_progress - set(damaged))
     if missing:
         notes.append(f"missing seed{'s' if len(missing) > 1 else ''} {', '.join(map(str, missing))}")
     return "; ".join(notes)
+
+
+def numeric_runs(runs: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, dict[Path, str]]:
+    """The runs whose `metric` is a number (or that did not end ok), and the others by folder, with what is wrong:
+    a hand-edited or damaged metrics.json names its run instead of refusing the whole study."""
+    if metric not in runs:
+        return runs, {}
+    number = runs[metric].map(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool))
+    bad = (runs["status"] == "ok") & ~number
+    reasons = {Path(folder): f"{results.METRICS_FILE}: {metric} is {value!r}, not a number"
+               for folder, value in zip(runs.loc[bad, "run_dir"], runs.loc[bad, metric])}
+    kept = runs[~bad]
+    return kept.assign(**{metric: pd.to_numeric(kept[metric], errors="coerce")}), reasons
+
+
+def by_variant(damaged: Mapping[Path, str]) -> dict[str, dict[int, str]]:
+    """What is wrong in run folders (by folder) as variant -> seed -> what is wrong."""
+    found: dict[str, dict[int, str]] = {}
+    for folder, reason in damaged.items():
+        found.setdefault(results.variant_of(folder.parent), {})[int(folder.name.removeprefix("seed="))] = reason
+    return found
 
 
 def _secondary(runs: pd.DataFrame, metric: str) -> dict[str, Optional[float]]:
@@ -119,10 +144,12 @@ def _first(group: pd.DataFrame, column: str) -> Optional[int]:
 
 
 def summarize(runs: pd.DataFrame, variants: Sequence[str], metric: str = "test_acc", margin: Optional[float] = None,
-              ci: str = "t", in_progress: Optional[dict[str, set[int]]] = None) -> pd.DataFrame:
+              ci: str = "t", in_progress: Optional[dict[str, set[int]]] = None,
+              damaged: Optional[dict[str, dict[int, str]]] = None) -> pd.DataFrame:
     """One row per variant, baseline first: n, mean, std, CI, difference to the baseline with Welch and paired tests,
     MDE, Hedges' g, and with an equivalence margin (in the metric's unit) TOST; `ci` is "t" or "bootstrap";
-    `in_progress` (variant -> seeds still training) are named as such among the problems, not as missing."""
+    `in_progress` (variant -> seeds still training) and `damaged` (variant -> seed -> what is wrong with its files) are
+    named as such among the problems, not as missing."""
     try:
         higher_is_better = declared_metric(metric).higher_is_better
     except ValueError as error:
@@ -153,7 +180,8 @@ def summarize(runs: pd.DataFrame, variants: Sequence[str], metric: str = "test_a
             "trainable_params": _first(group, "trainable_params") or _first(group, "params"),
             "receptive_field": _first(group, "receptive_field"),
             "train_seconds": mine["train_seconds"].mean() if len(mine) else None,
-            "problems": _problems(group, _planned(group) if adaptive else planned, (in_progress or {}).get(variant, set())),
+            "problems": _problems(group, _planned(group) if adaptive else planned, (in_progress or {}).get(variant, set()),
+                                  (damaged or {}).get(variant, {})),
             "notes": "; ".join(comparison.notes + ([SEVERAL_KEYS] if "+" in variant_factor else [])),
         })
     adjust_holm(comparisons[1:] if variants and variants[0] == BASELINE else comparisons, higher_is_better=higher_is_better)
@@ -316,7 +344,7 @@ def effects_section(runs: pd.DataFrame, study: str, metric: str, out: Path,
         return None, {}
     fit = effects.fit_effects(design)
     if "csv" in formats:
-        fit.effects.to_csv(out / "effects.csv", index=False)
+        files.write_atomically(out / "effects.csv", fit.effects.to_csv(index=False))
     figures = {"interactions": plots.write(plots.interaction_chart(effects.interaction_means(design), study, metric), out / "interactions.png"),
                "half_normal": plots.write(plots.half_normal_chart(effects.half_normal_scores(fit.effects), study, metric), out / "half_normal.png")}
     unit = _unit(metric)
@@ -336,6 +364,30 @@ def effects_section(runs: pd.DataFrame, study: str, metric: str, out: Path,
     return effects.EffectsSection(f"Effects on {label}: {fit.design}, OLS on {len(design.coded)} finished runs, {residual}", table, note), figures
 
 
+def read_study(study_dir: Path, metric: str) -> tuple[pd.DataFrame, pd.DataFrame, dict[Path, str]]:
+    """A study's finished runs whose `metric` is a number, the curves of those that ended ok, and what is wrong in
+    the other folders, by folder: a damaged record, a metric that is not a number, a history.csv or model.pt that
+    cannot be read. ReportError where no run is left."""
+    try:  # each run's variant is its folder's, which its config.yaml must agree with
+        runs = results.load_runs(study_dir, lambda folder, record: {"identity": identity.stored_identity(folder, record),
+                                                                    "variant": results.variant_of(folder.parent)})
+    except ConfigError as error:
+        raise ReportError(str(error)) from None
+    runs, not_numbers = numeric_runs(runs, metric)
+    damaged = results.damaged_runs(study_dir) | not_numbers
+    if runs.empty:
+        named = "".join(f"; {folder}/{reason}" for folder, reason in list(damaged.items())[:3])
+        raise ReportError(f"study {study_dir.name!r} has no whole metrics.json{named}; re-run its command to train the "
+                          "missing runs" + (" (it sets damaged ones aside first)" if damaged else ""))
+    unreadable: dict[Path, str] = {}
+    histories = results.load_histories(runs[runs["status"] == "ok"], unreadable)
+    unreadable |= {Path(folder): why for folder in runs["run_dir"] if (why := results.weights_damage(Path(folder)))}
+    notes = {folder: f"damaged ({reason})" for folder, reason in damaged.items()}
+    notes |= {folder: f"{reason}; {'its curve is left out' if results.HISTORY_FILE in reason else 'ablate viz cannot read it'}"
+              for folder, reason in unreadable.items()}
+    return runs, histories, notes
+
+
 def write_study_report(study_dir: Path, out_root: Path, metric: str = "test_acc", formats: Sequence[str] = FORMATS,
                        margin: Optional[float] = None, ci: str = "t") -> tuple[pd.DataFrame, str, Optional[effects.EffectsSection], Optional[str]]:
     """Tables (md, csv, tex as asked), forest.png, accuracy.png, curves.png, cost.png, a two-level design's effects
@@ -343,50 +395,61 @@ def write_study_report(study_dir: Path, out_root: Path, metric: str = "test_acc"
     for one study under out_root/<study>/; returns the summary, its sensitivity line, the effects section (None for a
     one-factor study) and the tuned table (None for an untuned study). `margin` is in the metric's display unit."""
     study = study_dir.name
-    runs = results.load_runs(study_dir, lambda folder, record: {"identity": identity.stored_identity(folder, record)})
-    if runs.empty:
-        raise ReportError(f"study {study!r} has no whole metrics.json; re-run its command to train the missing runs")
+    runs, histories, notes = read_study(study_dir, metric)
     runs = name_factors(runs)
     check_poolable(runs, study)
     order = sorted(results.variant_names(study_dir), key=lambda v: _order_key(v, *_factor_of(runs, v)))
     grid = tuning.grid_keys(runs)  # a tuned study: its final runs at a chosen point have a table of their own
     order = [v for v in order if not grid & set(keys_of(v))] or order
     scale = plots.metric_scale(metric)[0]
-    summary = summarize(runs, order, metric, None if margin is None else margin / scale, ci, checkpoints.in_progress(study_dir))
+    summary = summarize(runs, order, metric, None if margin is None else margin / scale, ci, checkpoints.in_progress(study_dir),
+                        by_variant(notes))
     line = adaptive_report.note(runs) if adaptive_report.is_adaptive(runs) else sensitivity(summary, runs, metric, None if margin is None else margin / scale)
-    out = out_root / study
-    out.mkdir(parents=True, exist_ok=True)
+    tuned = tuned_section(study_dir, runs, summary, metric, None if margin is None else margin / scale, ci)
+    out = files.staging_folder(out_root / study)  # built beside the old report, then swapped in whole
+    try:
+        section = _write_study_files(out, study, runs, histories, summary, line, metric, formats, margin, bool(grid), tuned)
+        files.replace_folder(out, out_root / study)
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)  # the old report stays as it was
+        raise
+    return summary, line, section, tuned[0] if tuned else None
+
+
+def _write_study_files(out: Path, study: str, runs: pd.DataFrame, histories: pd.DataFrame, summary: pd.DataFrame, line: str,
+                       metric: str, formats: Sequence[str], margin: Optional[float], tuned_study: bool = False,
+                       tuned: Optional[tuple[str, pd.DataFrame]] = None) -> Optional[effects.EffectsSection]:
+    """Every file of one study's report, into the folder `out`; returns the effects section of a two-level design
+    (never read from a tuned study, whose final runs change the grid's keys too)."""
     table = display_table(summary, metric)
-    section, effect_figures = effects_section(runs, study, metric, out, formats) if not grid else (None, {})
-    tuned = tuned_section(study_dir, runs, summary, metric, None if margin is None else margin / scale, ci, out, formats)
+    section, effect_figures = (None, {}) if tuned_study else effects_section(runs, study, metric, out, formats)
     if "csv" in formats:
-        summary.to_csv(out / "summary.csv", index=False)
+        files.write_atomically(out / "summary.csv", summary.to_csv(index=False))
+        if tuned:
+            files.write_atomically(out / "tuning.csv", tuned[1].to_csv(index=False))
     if "md" in formats:
-        (out / "summary.md").write_text(f"# Study `{study}`: {metric}\n\n{table.to_markdown(index=False)}\n\n{line}\n\n{NOTES}\n"
-                                        + (f"\n{section.markdown()}" if section else "") + (f"\n{tuned}" if tuned else ""))
+        files.write_atomically(out / "summary.md", f"# Study `{study}`: {metric}\n\n{table.to_markdown(index=False)}\n\n{line}\n\n{NOTES}\n"
+                               + (f"\n{section.markdown()}" if section else "") + (f"\n{tuned[0]}" if tuned else ""))
     if "tex" in formats:
-        (out / "summary.tex").write_text(_latex(table.drop(columns=["notes", "failed / missing"])))
+        files.write_atomically(out / "summary.tex", _latex(table.drop(columns=["notes", "failed / missing"])))
     figures = {"forest": plots.write(plots.forest_chart(summary, study, metric, margin), out / "forest.png"),
                "accuracy": plots.write(plots.bar_chart(summary, runs, study, metric), out / "accuracy.png")}
-    histories = results.load_histories(runs[runs["status"] == "ok"])
     if len(histories):
         figures["curves"] = plots.write(plots.curves_chart(curves(histories, held_out_split(metric)), summary, study, held_out_split(metric)),
                                         out / "curves.png")
     figures["cost"] = plots.write(plots.cost_chart(summary, study, metric), out / "cost.png")
-    (out / "index.html").write_text(html.study_page(study, metric, summary, table, runs, line, figures | effect_figures, NOTES, section))
-    return summary, line, section, tuned
+    files.write_atomically(out / "index.html", html.study_page(study, metric, summary, table, runs, line, figures | effect_figures, NOTES, section))
+    return section
 
 
-def tuned_section(study_dir: Path, runs: pd.DataFrame, summary: pd.DataFrame, metric: str, margin: Optional[float], ci: str,
-                  out: Path, formats: Sequence[str]) -> Optional[str]:
+def tuned_section(study_dir: Path, runs: pd.DataFrame, summary: pd.DataFrame, metric: str, margin: Optional[float],
+                  ci: str) -> Optional[tuple[str, pd.DataFrame]]:
     """A tuned study's (+tune) second table, as markdown: each variant at its own best point (its final runs), with the
-    chosen values and every verdict that differs from the same variant's at the baseline's settings; writes
-    tuning.csv (one row per variant and grid point). None for a study that was not tuned."""
+    chosen values and every verdict that differs from the same variant's at the baseline's settings; and tuning.csv's
+    rows (one per variant and grid point). None for a study that was not tuned."""
     tuned = tuning.load(study_dir)
     if tuned is None:
         return None
-    if "csv" in formats:
-        tuned.rows.to_csv(out / "tuning.csv", index=False)
     arm_of = {final: arm for arm, final in tuned.final_of.items()}
     finals = name_factors(runs[runs["variant"].isin(arm_of)].assign(variant=lambda r: r["variant"].map(arm_of)))
     if finals.empty:
@@ -397,7 +460,8 @@ def tuned_section(study_dir: Path, runs: pd.DataFrame, summary: pd.DataFrame, me
     table.insert(1, "chosen", [tuned.chosen[arm] for arm in at_best["variant"]])
     table["verdict changed"] = tuning.verdict_changes(at_best, summary)
     notes = [f"`{arm}`: its best point ({tuned.chosen[arm]}) is at the edge of the grid; widen the grid" for arm in tuned.edges]
-    return "\n".join([f"## Each variant at its own best ({metric})", "", table.to_markdown(index=False), "", *notes]).rstrip() + "\n"
+    text = "\n".join([f"## Each variant at its own best ({metric})", "", table.to_markdown(index=False), "", *notes]).rstrip() + "\n"
+    return text, tuned.rows
 
 
 def _factor_of(runs: pd.DataFrame, variant: str) -> tuple[str, str]:
@@ -416,9 +480,7 @@ def write_index(out_root: Path, studies: Sequence[str], metric: str) -> Path:
         body = (folder / "summary.md").read_text().split("\n", 2)[2]
         pictures = "\n".join(f"![{name}]({study}/{name})" for name in ("forest.png", "accuracy.png", "curves.png", "cost.png", "interactions.png", "half_normal.png") if (folder / name).is_file())
         sections.append(f"## [{study}]({study}/summary.md): {metric}\n\n{body}\n{pictures}\n")
-    path = out_root / "index.md"
-    path.write_text("\n".join(sections))
-    return path
+    return files.write_atomically(out_root / "index.md", "\n".join(sections))
 
 
 def write_reports(paths: Sequence[str], out_root: str = "reports", metric: str = "test_acc", formats: Sequence[str] = FORMATS,

@@ -1,8 +1,9 @@
 """The results store: the only code that writes or reads runs/.
 
 Layout: runs/<study>/<variant>/seed=<s>/{config.yaml, history.csv, model.pt, metrics.json}. A run is finished
-when, and only when, its metrics.json exists; it is written last, atomically (temporary file, then rename).
-model.pt holds the final state_dict of a run that ended ok.
+when, and only when, its metrics.json is a whole record; it is written last, atomically (ablate/store/files.py).
+One that exists but cannot be read makes the run damaged, not missing: `set_aside` moves its files into
+seed=<s>/damaged-<UTC time>/ before it trains again. model.pt holds the final state_dict of a run that ended ok.
 """
 
 from __future__ import annotations
@@ -13,19 +14,24 @@ import errno
 import fcntl
 import functools
 import io
+import itertools
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import urllib.parse
+import zipfile
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Callable, Iterable, Optional
 
 import yaml
 from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from ablate.config import AblateConfig, ConfigError, flatten_config, plain, typed
+from ablate.store import files
 
 if TYPE_CHECKING:  # torch and pandas are imported where they compute: planning needs neither, a report no torch
     import pandas as pd
@@ -56,13 +62,73 @@ def seed_folder(variant_dir: str | Path, seed: int) -> Path:
     return Path(variant_dir) / f"seed={seed}"
 
 
-def read_metrics(path: Path) -> Optional[dict[str, Any]]:
-    """A run's metrics.json, or None when it is absent or not a whole JSON object (never written by ablate)."""
+STATUSES = ("ok", "failed", "diverged")  # what a whole metrics.json says of its run
+DAMAGED_PREFIX = "damaged-"  # damaged-<UTC time>/ in a run folder: files of a damaged run, moved aside by `set_aside`
+
+
+class DamagedRun(ValueError):
+    """A run file that cannot be read back: `reason` names the file and what is wrong ('config.yaml is missing')."""
+
+    def __init__(self, folder: Path, reason: str) -> None:
+        super().__init__(f"{folder}/{reason}")
+        self.folder, self.reason = folder, reason
+
+
+def _record(path: Path) -> tuple[Optional[dict[str, Any]], str]:
+    """(metrics.json's record, '') for a whole one; (None, '') when there is none; (None, what is wrong) else."""
     try:
-        record = json.loads((path / METRICS_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    return record if isinstance(record, dict) and "status" in record else None
+        text = (path / METRICS_FILE).read_bytes()
+    except FileNotFoundError:
+        return None, ""
+    except OSError as error:
+        return None, f"cannot be read ({error.strerror or error})"
+    if not text.strip():
+        return None, "is empty"
+    try:
+        record = json.loads(text.decode())
+    except ValueError as error:  # cut off or garbled (UnicodeDecodeError included)
+        return None, f"is not whole JSON ({error})"
+    if not isinstance(record, dict) or record.get("status") not in STATUSES:
+        return None, f"holds no run record (no status {', '.join(STATUSES)})"
+    return record, ""
+
+
+def read_metrics(path: Path) -> Optional[dict[str, Any]]:
+    """A run's metrics.json, or None when it is absent or damaged (see `damage`)."""
+    return _record(path)[0]
+
+
+def damage(path: Path) -> str:
+    """What is wrong with a run's metrics.json that exists but is no whole record ('metrics.json is empty'); '' when
+    it is whole or absent. Such a run is damaged, not missing: `ablate run` sets it aside and trains it again."""
+    reason = _record(path)[1]
+    return f"{METRICS_FILE} {reason}" if reason else ""
+
+
+def damaged_runs(study_dir: Path) -> dict[Path, str]:
+    """Every run folder of a study whose metrics.json is damaged, or whose config.yaml cannot be read, with what is
+    wrong ('metrics.json is empty')."""
+    found = {file.parent: damage(file.parent) for file in sorted(study_dir.glob(f"*/seed=*/{METRICS_FILE}"))}
+    for folder, _ in finished_runs(study_dir):
+        try:
+            read_config(folder)
+        except DamagedRun as error:
+            found[folder] = error.reason
+    return {folder: reason for folder, reason in sorted(found.items()) if reason}
+
+
+def set_aside(path: Path) -> Path:
+    """Move a damaged run's files (all but its lock and earlier damaged-* folders) into a new damaged-<UTC time>/
+    inside its folder, so the run trains again and nothing it held is deleted; returns that folder."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    names = (f"{DAMAGED_PREFIX}{stamp}" + (f"-{n}" if n else "") for n in itertools.count())
+    aside = next(path / name for name in names if not (path / name).exists())
+    with files.machine_failures(aside):
+        aside.mkdir()
+        for item in sorted(path.iterdir()):
+            if item.name != LOCK_FILE and not item.name.startswith(DAMAGED_PREFIX):
+                os.rename(item, aside / item.name)
+    return aside
 
 
 def is_finished(path: Path) -> bool:
@@ -86,15 +152,21 @@ def finished_runs(study_dir: Path) -> Iterable[tuple[Path, dict[str, Any]]]:
     """(run folder, metrics.json) of every finished run of a study (none when the study does not exist yet)."""
     for metrics_file in sorted(study_dir.glob(f"*/seed=*/{METRICS_FILE}")):
         record = read_metrics(metrics_file.parent)
-        if record is not None:  # else not a finished run: the report counts its seed as missing
+        if record is not None:  # else not a finished run: missing, or damaged (`damaged_runs`)
             yield metrics_file.parent, record
 
 
 def _read_stored(path: Path) -> tuple[AblateConfig, dict[str, Any]]:
     """A run's config.yaml typed and flattened, read once per version of the file (a report reads it for the table
     and again for the identity; OmegaConf takes about 30 ms per run)."""
-    found = (path / CONFIG_FILE).stat()
-    return _parse_stored(path / CONFIG_FILE, found.st_mtime_ns, found.st_size)
+    try:
+        found = (path / CONFIG_FILE).stat()
+        return _parse_stored(path / CONFIG_FILE, found.st_mtime_ns, found.st_size)
+    except FileNotFoundError:
+        raise DamagedRun(path, f"{CONFIG_FILE} is missing") from None
+    except (OSError, ValueError, TypeError, AttributeError, yaml.YAMLError, OmegaConfBaseException) as error:
+        what = error.strerror if isinstance(error, OSError) else " ".join(str(error).split())
+        raise DamagedRun(path, f"{CONFIG_FILE} cannot be read ({what})") from None
 
 
 @functools.lru_cache(maxsize=4096)
@@ -126,8 +198,9 @@ class RunLock:
 
     def acquire(self, wait: bool = False) -> bool:
         """Take the lock if nobody holds it, or with `wait` once its holder lets go; True on success."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = self.path.open("a+")
+        with files.machine_failures(self.path):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            handle = self.path.open("a+")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
@@ -144,6 +217,20 @@ class RunLock:
         if self.handle is not None:
             self.handle.close()
             self.handle = None
+
+
+def is_locked(path: Path) -> bool:
+    """Whether another trainer holds a run's lock now (one in this process too); takes nothing and creates nothing."""
+    try:
+        handle = (path / LOCK_FILE).open()
+    except OSError:  # no lock file: nobody ever trained it
+        return False
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+    return False
 
 
 def existing_folder(runs_dir: str | Path) -> Path:
@@ -186,43 +273,21 @@ def check_locking(runs_dir: str | Path) -> None:
             "mounted with -o flock")
 
 
-def _umask() -> int:
-    """The process's umask (reading it means setting it, so it is set straight back)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _write_atomically(path: Path, data: str | bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(handle, 0o666 & ~_umask())  # as open() would make it (mkstemp's 0600 would hide runs from a group)
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data.encode() if isinstance(data, str) else data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def write_run(
     path: Path, config_yaml: str, history: list[dict[str, Any]], metrics: dict[str, Any],
     state_dict: dict[str, torch.Tensor] | None = None,
 ) -> None:
     """Write one run's files (model.pt only when there are weights); metrics.json goes last, so a crash before it
     leaves the run unfinished."""
-    _write_atomically(path / CONFIG_FILE, config_yaml)
+    files.write_atomically(path / CONFIG_FILE, config_yaml)
     write_history(path, history)
     if state_dict is not None:
         import torch
 
         weights = io.BytesIO()
         torch.save(state_dict, weights)
-        _write_atomically(path / MODEL_FILE, weights.getvalue())
-    _write_atomically(path / METRICS_FILE, json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+        files.write_atomically(path / MODEL_FILE, weights.getvalue())
+    files.write_atomically(path / METRICS_FILE, json.dumps(metrics, indent=2, sort_keys=True) + "\n")
 
 
 def write_history(path: Path, history: list[dict[str, Any]]) -> None:
@@ -232,14 +297,12 @@ def write_history(path: Path, history: list[dict[str, Any]]) -> None:
         writer = csv.DictWriter(table, fieldnames=list(history[0]))
         writer.writeheader()
         writer.writerows(history)
-    _write_atomically(path / HISTORY_FILE, table.getvalue())
+    files.write_atomically(path / HISTORY_FILE, table.getvalue())
 
 
 def write_file(run_path: str | Path, name: str, data: str | bytes) -> Path:
     """Write one more file into a run's folder (the pictures of `ablate viz`), atomically; returns its path."""
-    path = Path(run_path) / name
-    _write_atomically(path, data)
-    return path
+    return files.write_atomically(Path(run_path) / name, data)
 
 
 def study_dirs(root: str | Path) -> list[Path]:
@@ -251,7 +314,8 @@ def study_dirs(root: str | Path) -> list[Path]:
 
 
 def load_runs(study_dir: str | Path, derive: Callable[[Path, dict[str, Any]], dict[str, Any]] = lambda folder, record: {}) -> pd.DataFrame:
-    """One row per finished run of a study (failed and diverged ones included, with their status).
+    """One row per finished run of a study (failed and diverged ones included, with their status; one whose
+    config.yaml cannot be read left out, see `damaged_runs`).
 
     Columns: everything in metrics.json, the run's config flattened as `cfg.model.depth` etc., run_dir, and what
     `derive(folder, record)` adds (the report adds each run's identity, which the study layer computes).
@@ -260,7 +324,10 @@ def load_runs(study_dir: str | Path, derive: Callable[[Path, dict[str, Any]], di
 
     rows = []
     for folder, record in finished_runs(Path(study_dir)):
-        record.update({f"cfg.{key}": value for key, value in read_config(folder).items()})
+        try:
+            record.update({f"cfg.{key}": value for key, value in read_config(folder).items()})
+        except DamagedRun:  # named by `damaged_runs`
+            continue
         record.update(derive(folder, record))
         rows.append(record | {"run_dir": str(folder)})
     return pd.DataFrame(rows)
@@ -271,21 +338,60 @@ def variant_names(study_dir: str | Path) -> list[str]:
     return sorted(variant_of(p) for p in Path(study_dir).iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def load_histories(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per-epoch curves of the given runs (rows of `load_runs`), tagged with variant and seed."""
+def load_histories(runs: pd.DataFrame, damaged: Optional[dict[Path, str]] = None) -> pd.DataFrame:
+    """Per-epoch curves of the given runs (rows of `load_runs`), tagged with variant and seed; a history.csv that
+    cannot be read is left out, and with what is wrong put in `damaged` (by run folder) where given."""
     import pandas as pd
 
     frames = []
     for run in runs.itertuples():
-        history = Path(run.run_dir) / HISTORY_FILE
-        if history.is_file() and history.stat().st_size:
-            frames.append(pd.read_csv(history).assign(variant=run.variant, seed=run.seed))
+        try:
+            history = read_history(Path(run.run_dir))
+            planned = getattr(run, "epochs", None)
+            if len(history) and planned == planned and planned is not None and len(history) < planned:
+                raise DamagedRun(Path(run.run_dir), f"{HISTORY_FILE} is cut off ({len(history)} of {int(planned)} epochs)")
+            frames.append(history.assign(variant=run.variant, seed=run.seed))
+        except DamagedRun as error:
+            if damaged is not None:
+                damaged[error.folder] = error.reason
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def read_history(path: Path) -> pd.DataFrame:
+    """A run's history.csv as numbers, one row per epoch (none where it has none); DamagedRun where it is garbled
+    or cut off (a row short of cells, or cells that are not numbers: only runs that ended ok are read)."""
+    import pandas as pd
+
+    file = path / HISTORY_FILE
+    if not file.is_file() or not file.stat().st_size:
+        return pd.DataFrame()
+    try:
+        history = pd.read_csv(io.StringIO(file.read_bytes().decode()))
+    except (OSError, ValueError) as error:  # UnicodeDecodeError and pandas' ParserError are ValueErrors
+        raise DamagedRun(path, f"{HISTORY_FILE} cannot be read ({' '.join(str(error).split())})") from None
+    numbers = history.apply(pd.to_numeric, errors="coerce")
+    if numbers.isna().to_numpy().any():  # a run that ended ok has a number in every cell
+        raise DamagedRun(path, f"{HISTORY_FILE} is cut off or garbled (a row short of cells, or cells that are not numbers)")
+    return numbers
+
+
+def weights_damage(path: Path) -> str:
+    """What is wrong with a run's model.pt ('model.pt is cut off ...'), '' when it is whole or absent: torch saves a
+    zip archive, whose directory at the end a cut-off file lacks (checked without torch, which a report never loads)."""
+    if not (path / MODEL_FILE).is_file():
+        return ""
+    try:
+        with zipfile.ZipFile(path / MODEL_FILE):
+            return ""
+    except (OSError, zipfile.BadZipFile) as error:
+        return f"{MODEL_FILE} is cut off or garbled ({error})"
 
 
 def load_trained(run_path: str | Path) -> tuple[AblateConfig, dict[str, torch.Tensor]]:
     """The config one run was trained with (its config.yaml on the schema) and its final weights, on the CPU."""
     path = Path(run_path)
+    if damage(path):
+        raise DamagedRun(path, f"{damage(path)}; `ablate run` sets it aside and trains it again")
     if not is_finished(path):
         raise FileNotFoundError(f"{path} is not a finished run (no {METRICS_FILE}); give a run folder such as runs/depth/baseline/seed=0")
     if not (path / MODEL_FILE).is_file():
@@ -295,4 +401,8 @@ def load_trained(run_path: str | Path) -> tuple[AblateConfig, dict[str, torch.Te
         )
     import torch
 
-    return stored_config(path), torch.load(path / MODEL_FILE, map_location="cpu", weights_only=True)  # type: ignore[return-value]
+    config = stored_config(path)
+    try:
+        return config, torch.load(path / MODEL_FILE, map_location="cpu", weights_only=True)  # type: ignore[return-value]
+    except Exception as error:  # noqa: BLE001 - torch raises RuntimeError, EOFError or an unpickling error for a cut-off file
+        raise DamagedRun(path, f"{MODEL_FILE} cannot be read ({' '.join(str(error).split())[:200]})") from None

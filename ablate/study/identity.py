@@ -17,10 +17,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional
 
-from ablate.config import AblateConfig, flatten_config, model_node
+from ablate.config import AblateConfig, ConfigError, flatten_config, model_node
 from ablate.store import results
 from ablate.study.resolve import AUTO_SETTINGS, TF32_SWITCHES, Resolved
-from ablate.study.variants import BASELINE, keys_of
+from ablate.study.variants import BASELINE, keys_of, misnamed
 
 # Keys that name, place, schedule or report a run: never identity (device, precision and train.strategy enter
 # resolved).
@@ -103,7 +103,18 @@ def recorded_resolution(metrics: Mapping[str, Any]) -> Resolved:
 def stored_identity(path: Path, record: Mapping[str, Any]) -> dict[str, Any]:
     """A finished run's identity, derived from its config.yaml (through today's schema) and what its metrics.json
     says `auto` resolved to; derived rather than read, so runs from before identities were stored compare alike."""
+    refuse_misnamed(path)
     return identity(results.stored_config(path), recorded_resolution(record), record.get("identity"))
+
+
+def refuse_misnamed(path: Path) -> None:
+    """Raise ConfigError when a run's variant folder names other values than its config.yaml holds (a folder copied
+    or renamed by hand): a run's variant is what its config says, and a folder is never trusted over it."""
+    name = results.variant_of(path.parent)
+    wrong = misnamed(name, results.read_config(path))
+    if wrong:
+        raise ConfigError(f"{path}: the folder of variant {name!r} holds a run trained as another variant "
+                          f"({'; '.join(wrong)}); move that run back to the folder its config names, or away")
 
 
 def stored_identities(study_dir: Path) -> Iterable[tuple[Path, dict[str, Any]]]:

@@ -8,6 +8,7 @@ one line that names the key and what is allowed.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import typing
 from pathlib import Path
@@ -31,9 +32,11 @@ from ablate.study.resolve import AUTO_SETTINGS, RESOLVED_KEYS
 DATASETS_CHECKED = "datasets-checked"  # the cache's kind for dataset checks that passed (catalog.check_key)
 
 
-def check(plan: Plan) -> None:
+def check(plan: Plan, writing: bool = True) -> str:
     """Refuse, before any training, a plan that would mix settings with stored runs, your own network that does not
-    build or run, weights that do not fit, a dataset that cannot be loaded, or a runs_dir that cannot be written."""
+    build or run, weights that do not fit, a dataset that cannot be loaded, or a runs_dir that cannot be written;
+    not `writing` (a dry run, which writes nothing), the last is returned in words instead ('' where it can be)."""
+    check_names(plan)  # before anything touches the disk (Hydra writes runs_dir/.hydra first)
     trackers.check(plan.study.config.logger)  # the chosen tracker's package imports
     for variant in plan.variants:
         refuse_conflicts(variant)
@@ -50,8 +53,28 @@ def check(plan: Plan) -> None:
     try:
         results.check_writable(runs_dir)
     except OSError as error:
-        raise ConfigError(f"runs_dir={runs_dir!r}: cannot write there ({error.strerror or error})") from None
-    results.check_locking(runs_dir)  # RunLock's flock must keep other processes out
+        refused = f"runs_dir={runs_dir!r}: cannot write there ({error.strerror or error})"
+        if not writing:
+            return refused
+        raise ConfigError(refused) from None
+    if writing:
+        results.check_locking(runs_dir)  # RunLock's flock must keep other processes out
+    return ""
+
+
+def check_names(plan: Plan) -> None:
+    """Refuse a study or variant whose folder name the runs folder's filesystem cannot hold (NAME_MAX, 255 bytes on
+    most), naming it, instead of an OSError once training writes."""
+    root = results.existing_folder(plan.study.config.runs_dir)
+    most = os.pathconf(root, "PC_NAME_MAX") if root.is_dir() else 255
+    for variant in plan.variants:
+        for what, name, fix in ((f"study={variant.study!r}", variant.study, "a shorter study=NAME"),
+                                (f"variant {variant.variant.name!r}", results.variant_folder(variant.variant.name),
+                                 "fewer keys or shorter values in one variant")):
+            size = len(os.fsencode(name))
+            if size > most:
+                raise ConfigError(f"{what if len(what) <= 60 else what[:57] + '...'}: its folder name is {size} bytes, but the "
+                                  f"filesystem of {root} takes names of at most {most}; choose {fix}")
 
 
 def check_dataset(cfg: DataConfig) -> None:
@@ -74,7 +97,12 @@ def refuse_conflicts(variant: VariantPlan) -> None:
     `ablate run` checks every variant before training (but for what `auto` resolves to, where each job resolves it);
     each job checks its own again where it runs, with its own resolution."""
     study_dir = Path(variant.config.runs_dir) / variant.study
-    for folder, stored in identity.stored_identities(study_dir):
+    try:
+        stored_runs = list(identity.stored_identities(study_dir))
+    except results.DamagedRun as error:
+        raise ConfigError(f"{error}: that finished run cannot be checked against these settings; restore the file, or "
+                          "move the run's folder away to train it again") from None
+    for folder, stored in stored_runs:
         found = identity.pool_conflicts((variant.variant.name, variant.identity), (results.variant_of(folder.parent), stored))
         found = [conflict for conflict in found if not (variant.deferred and conflict[0] in RESOLVED_KEYS)]
         if found:

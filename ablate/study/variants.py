@@ -65,11 +65,31 @@ def plan_variants(baseline: Mapping[str, Any], factors: Mapping[str, Sequence[An
     return plan
 
 
-def keys_of(name: str) -> list[str]:
-    """The keys a variant's name changes ([] for the baseline); how a stored run recovers them."""
+def pairs_of(name: str) -> list[tuple[str, str]]:
+    """The (key, value as written) pairs a variant's name changes ([] for the baseline)."""
     if name == BASELINE:
         return []
-    return [part.partition("=")[0] for part in _NEXT_OVERRIDE.split(name)]
+    return [(key, value) for key, _, value in (part.partition("=") for part in _NEXT_OVERRIDE.split(name))]
+
+
+def keys_of(name: str) -> list[str]:
+    """The keys a variant's name changes ([] for the baseline); how a stored run recovers them."""
+    return [key for key, _ in pairs_of(name)]
+
+
+def misnamed(name: str, config: Mapping[str, Any]) -> list[str]:
+    """Each key whose value in a variant's name is not what a run's config (flattened) holds, in words
+    ('model.depth=9 in its name, 2 in its config.yaml'); [] when the name says what the config holds. Numbers
+    compare as numbers, so a name written before values were typed (`model.dropout=0`) still agrees with 0.0."""
+    return [f"{key}={value} in its name, {format_value(config.get(key))} in its config.yaml"
+            for key, value in pairs_of(name) if not _same_text(value, format_value(config.get(key)))]
+
+
+def _same_text(a: str, b: str) -> bool:
+    try:
+        return a == b or float(a) == float(b)
+    except ValueError:
+        return False
 
 
 def one_off_keys(overrides: Sequence[str]) -> list[str]:

@@ -69,11 +69,21 @@ def run_variant(variant: VariantPlan) -> VariantSummary:
     try:
         if not mine:
             return VariantSummary(cfg.study, name, 0, skipped, 0)
+        _set_aside_damaged(variant, mine)
         outcomes = _train_and_store(variant, mine, locks)
     finally:
         for lock in locks.values():
             lock.release()
     return VariantSummary(cfg.study, name, len(mine), skipped, sum(r.status != "ok" for r in outcomes))
+
+
+def _set_aside_damaged(variant: VariantPlan, seeds: list[int]) -> None:
+    """Move the files of each of these seeds' runs whose metrics.json is damaged aside (never deleted), saying so."""
+    for run in variant.runs:
+        if run.seed in seeds and (reason := results.damage(run.folder)):
+            aside = results.set_aside(run.folder)
+            log.warning(f"{variant.study}/{variant.variant.name} seed {run.seed}: damaged: {run.folder}/{reason}; its files "
+                        f"are moved to {aside}/ and it trains again")
 
 
 def run_job(config: AblateConfig, spec: Mapping[str, Any]) -> Optional[VariantSummary]:
