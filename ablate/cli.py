@@ -1,4 +1,4 @@
-"""The `ablate` command: `run` (Hydra), `report`, `inspect`, `viz`. Thin: every decision lives in the modules it calls."""
+"""The `ablate` command: `run` (Hydra), `report`, `inspect`, `viz`, `lesion`. Thin: every decision lives in the modules it calls."""
 
 from __future__ import annotations
 
@@ -19,6 +19,9 @@ commands:
   inspect [OVERRIDES] layer table of the model a config builds: shapes, parameters, receptive field, FLOPs
                       (same overrides as run; +sweep=NAME shows every variant; --format md|csv|json)
                       --config-dir DIR (run and inspect): your own config groups, e.g. DIR/model/mynet.yaml
+  lesion PATH [--split test|val] [--orders N]
+                      knock units out of the trained networks of a study (or a variant, or a run), no retraining:
+                      single units, cumulative curves, whole layers -> reports/<study>/lesion.csv and its page
   viz RUN_DIR [--image N]
                       PNGs in a trained run's folder: first-layer filters, activation maps, saliency
 
@@ -256,6 +259,7 @@ def _run_tuned(planned: Any, arms: Any, dry_run: bool, unwritable: str) -> int:
 
 def report(arguments: Sequence[str]) -> int:
     """Summaries, tables and charts of finished studies."""
+    from ablate.lesion.page import sections as lesion_sections
     from ablate.report.stats import CI_METHODS
     from ablate.report.summary import FORMATS, ReportError, write_reports
     from ablate.store.files import MachineFailure
@@ -270,7 +274,8 @@ def report(arguments: Sequence[str]) -> int:
     parser.add_argument("--ci", choices=CI_METHODS, default="t", help="confidence intervals: t (Student/Welch, default) or bootstrap (BCa over seeds)")
     options = parser.parse_args(arguments)
     try:
-        write_reports(options.paths, options.out, options.metric, options.formats or FORMATS, options.equivalence_margin, options.ci)
+        write_reports(options.paths, options.out, options.metric, options.formats or FORMATS, options.equivalence_margin, options.ci,
+                      lesion_sections)
     except (FileNotFoundError, ReportError) as error:
         return _fail(str(error))
     except (MachineFailure, OSError) as error:  # a read-only --out, a full disk: each report written so far is whole
@@ -314,6 +319,29 @@ def viz(arguments: Sequence[str]) -> int:
     return 0
 
 
+def lesion(arguments: Sequence[str]) -> int:
+    """Lesion the trained networks of a study, a variant or a run; write lesion.csv and the study's page."""
+    from pathlib import Path
+
+    from ablate.lesion.compute import ORDERS, Settings
+    from ablate.lesion.study import NotAStudy
+    from ablate.lesion.study import lesion as lesion_study
+
+    parser = argparse.ArgumentParser(prog="ablate lesion", description="Lesions of trained networks: single units, cumulative curves, whole layers.")
+    parser.add_argument("path", help="a study folder (runs/batchnorm), one variant's folder or one run's folder")
+    parser.add_argument("--split", choices=("test", "val"), default="test", help="the split evaluated (default test; val needs data.validation_size)")
+    parser.add_argument("--orders", type=int, default=ORDERS, help=f"seeded random orders per cumulative curve (default {ORDERS})")
+    parser.add_argument("--out", default="reports", help="where reports/<study>/ go (default: reports)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where to evaluate (default auto: a GPU if visible)")
+    options = parser.parse_args(arguments)
+    if options.orders < 1:
+        return _fail(f"--orders must be a whole number of at least 1, got {options.orders}")
+    try:
+        return lesion_study(Path(options.path), Path(options.out), Settings(options.split, options.orders), options.device)
+    except NotAStudy as error:
+        return _fail(str(error))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script and of `python -m ablate`."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -321,7 +349,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv.remove("--debug")
         os.environ["HYDRA_FULL_ERROR"] = "1"
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    commands = {"run": run, "report": report, "inspect": inspect, "viz": viz}
+    commands = {"run": run, "report": report, "inspect": inspect, "viz": viz, "lesion": lesion}
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE)
         return 0

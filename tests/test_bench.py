@@ -50,3 +50,13 @@ def test_bench_compares_both_loops_on_the_same_subset_and_ends_with_json(
     assert summary["speedup"] == pytest.approx(textbook / ablate, rel=0.1)
     for key in ("textbook_acc", "ablate_acc"):  # 256 images, 4 steps: above chance (0.1) on the 200 test images
         assert 0.15 < summary[key] <= 1
+
+
+def test_the_paired_simulation_keeps_alpha_and_shows_the_power_correlated_seeds_give(monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = importlib.util.spec_from_file_location("paired_sim", BENCH.with_name("paired_sim.py"))
+    sim = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sim)
+    monkeypatch.setattr(sim, "REPEATS", 4000)
+    (paired_null, welch_null), (paired_power, welch_power) = sim.rejection_rates(5, 0.8, 0.0), sim.rejection_rates(5, 0.8, 1.0)
+    assert abs(paired_null - 0.05) < 0.012 and welch_null < 0.02  # Welch's ignores the pairing: far below α
+    assert paired_power > 2 * welch_power

@@ -7,7 +7,7 @@ import itertools
 import pytest
 import torch
 
-from ablate.config import DataConfig, ModelConfig, TrainConfig
+from ablate.config import DataConfig, ModelConfig, SeedStreamsConfig, TrainConfig
 from ablate.data.datasets import Dataset, load_dataset
 from ablate.networks.network import build_model
 from ablate.training.checkpoint import Hooks, Stopped
@@ -72,13 +72,15 @@ def test_a_diverging_run_is_marked_diverged_with_its_epoch() -> None:
 def test_a_group_stopped_mid_epoch_resumes_to_the_uninterrupted_numbers_masks_and_shifts_included(strategy: str) -> None:
     data = load_dataset(DataConfig(name="synthetic", train_size=256, test_size=64, image_size=12))
     model, train = ModelConfig(dropout=0.5), TrainConfig(epochs=2, batch_size=32, augment="shift", strategy=strategy)
-    whole = train_seeds(model, train, data, [0, 1], CPU, "fp32", progress=False)
+    streams = SeedStreamsConfig(augment=7)  # order and shifts from generators of different seeds: both must resume
+    whole = train_seeds(model, train, data, [0, 1], CPU, "fp32", progress=False, streams=streams)
     asked = itertools.count()  # hooks.stop is asked before every step (8 an epoch): the 12th time, 3 of epoch 2 are done
     with pytest.raises(Stopped) as stopped:
-        train_seeds(model, train, data, [0, 1], CPU, "fp32", progress=False, hooks=Hooks(stop=lambda: next(asked) == 11))
+        train_seeds(model, train, data, [0, 1], CPU, "fp32", progress=False, hooks=Hooks(stop=lambda: next(asked) == 11),
+                    streams=streams)
     states = {state.seed: state for state in stopped.value.states}
     assert {(state.epoch, state.step) for state in states.values()} == {(1, 3)}
-    resumed = train_seeds(model, train, data, [0, 1], CPU, "fp32", progress=False, hooks=Hooks(resume=states.get))
+    resumed = train_seeds(model, train, data, [0, 1], CPU, "fp32", progress=False, hooks=Hooks(resume=states.get), streams=streams)
     strip = lambda rows: [{k: v for k, v in row.items() if k != "seconds"} for row in rows]  # noqa: E731
     assert [strip(r.history) for r in resumed] == [strip(r.history) for r in whole]
     assert resumed[0].resumed == [{"epoch": 1, "step": 3}] and not whole[0].resumed

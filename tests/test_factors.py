@@ -92,7 +92,7 @@ def test_vectorized_dropout_draws_its_own_mask_for_each_seed_and_trains() -> Non
     data, train = tiny(), TrainConfig(epochs=1, batch_size=32)
     cfg = ModelConfig(dropout=0.5)
     same = [init_model(cfg, train, data, 0, CPU)[0] for _ in range(3)]  # three identical networks
-    trainer = VectorizedTrainer(same, train, CPU, "fp32", seeds=[0, 1, 2], steps_per_epoch=1)
+    trainer = VectorizedTrainer(same, train, CPU, "fp32", dropout_seeds=[0, 1, 2], steps_per_epoch=1)
     x, y = data.train_x[:32].expand(3, -1, -1, -1, -1), data.train_y[:32]
     trainer.train(False)
     evaluated = trainer.logits(x[0])

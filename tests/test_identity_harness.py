@@ -44,6 +44,7 @@ ALTERNATIVES: dict[str, Any] = {
     "train.seeds_per_group": 1, "logger.tracking_uri": "sqlite:///x.db",
     "train.warmup_epochs": 0.5,  # one of the two batches: 0.25 epochs would warm up over none
     "tune.grid": {"train.lr": [0.01]}, "tune.seeds": [7],
+    **{f"seed_streams.{name}": 5 for name in ("init", "order", "augment", "dropout")},
 }
 # Keys the harness does not change, with the reason; every other key of the schema is walked.
 CANNOT_CHANGE = {
@@ -51,7 +52,7 @@ CANNOT_CHANGE = {
     "logger.name": "a tracker logs after the run's files are written and needs its optional package; the other logger.* keys are walked",
 }
 # Keys the synthetic setting leaves to a setting where they can take another value.
-ELSEWHERE = ("model.transfer", "model._target_", "model.params")
+ELSEWHERE = ("model.transfer", "model._target_", "model.params", "seed_streams.split")
 # A case: key, how it changes ('' = to another value), the change (base config, its folder -> changed config), and
 # optionally a base of its own (base config, its folder -> config), trained first in place of the setting's base.
 Change = Callable[[AblateConfig, Path], AblateConfig]
@@ -167,9 +168,10 @@ def settings(files: Path) -> list[Setting]:
             _changed("data.root", str(files / "other-images"), "other images"),
             ("data.root", "one image changed in place", _edit_image, _own_images),
         ]),
-        Setting("mnist", mnist, _walk(mnist, ("data.subset_seed", "data.validation_size", "data.classes", "data.image_size", "data.root"))),
+        Setting("mnist", mnist, _walk(mnist, ("data.subset_seed", "data.validation_size", "data.classes", "data.image_size", "data.root",
+                                              "seed_streams.split"))),
         Setting("sgd", _set(BASE, "train.optimizer", "sgd"), [_changed("train.momentum", 0.5)]),
-        Setting("augment", _set(BASE, "train.augment", "shift"), [_changed("train.augment_pixels", 1)]),
+        Setting("augment", _set(BASE, "train.augment", "shift"), [_changed("train.augment_pixels", 1), _changed("seed_streams.augment", 5)]),
         Setting("gap head", _set(BASE, "model.head", "gap"), [_changed("model.hidden", 64)]),
         Setting("weights file", weights, [
             _changed("model.transfer", "finetune"),
@@ -185,7 +187,8 @@ def settings(files: Path) -> list[Setting]:
         Setting("pretrain", pretrained, [
             _changed("pretrain.classes", [0, 1]), _changed("pretrain.train_size", 32), _changed("pretrain.epochs", 2),
         ]),
-        Setting("vectorized dropout", vectorized, [_changed("seeds", [0, 1, 2]), _changed("train.seeds_per_group", 1)]),
+        Setting("vectorized dropout", vectorized, [_changed("seeds", [0, 1, 2]), _changed("train.seeds_per_group", 1),
+                                                   _changed("seed_streams.dropout", 5)]),
         Setting("own network", own, [
             _changed("model._target_", "identity_net.Wide"), _changed("model.params.hidden", 4),
             _changed("model.params.dropout", 0.5),

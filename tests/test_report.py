@@ -73,7 +73,9 @@ def test_every_statistic_matches_scipy(known_study: Path, tmp_path: Path) -> Non
 
     groups = {"model.width=64": WIDER, "model.pool=avg": SAME, "model.depth=5": WORSE}
     welch = {v: stats.ttest_ind(x, BASELINE, equal_var=False) for v, x in groups.items()}
-    adjusted = dict(zip(groups, holm([welch[v].pvalue for v in groups])))
+    # width and pool ran the baseline's seeds: paired; depth lost seed 4: Welch's two groups
+    verdicts = {v: stats.ttest_rel(x, BASELINE) if len(x) == len(BASELINE) else welch[v] for v, x in groups.items()}
+    adjusted = dict(zip(groups, holm([verdicts[v].pvalue for v in groups])))
     for variant, values in {"baseline": BASELINE, **groups}.items():
         row = summary.loc[variant]
         t = stats.t.ppf(0.975, len(values) - 1) * np.std(values, ddof=1) / np.sqrt(len(values))
@@ -83,7 +85,9 @@ def test_every_statistic_matches_scipy(known_study: Path, tmp_path: Path) -> Non
         if variant == "baseline":
             assert row["verdict"] == "baseline"
             continue
-        interval = welch[variant].confidence_interval(0.95)
+        interval = verdicts[variant].confidence_interval(0.95)
+        assert row["test"] == ("paired" if len(values) == len(BASELINE) else "Welch")
+        assert row["p_test"] == pytest.approx(verdicts[variant].pvalue)
         assert row["diff"] == pytest.approx(np.mean(values) - np.mean(BASELINE))
         assert (row["diff_ci_low"], row["diff_ci_high"]) == pytest.approx((interval.low, interval.high))
         assert row["p_welch"] == pytest.approx(welch[variant].pvalue)
@@ -175,7 +179,7 @@ def test_a_variant_with_no_finished_run_is_listed_as_missing(known_study: Path, 
 
 def test_equivalence_margin_prints_mde_g_tost_and_verdict_per_row(known_study: Path, tmp_path: Path) -> None:
     from scipy import optimize
-    from by_hand import hedges_by_hand, mde_by_hand, power, seeds_by_search, tost_by_hand
+    from by_hand import hedges_by_hand, mde_by_hand, paired_mde_by_hand, power, seeds_by_search, tost_by_hand, tost_paired_by_hand
 
     out = tmp_path / "reports"
     result = run_ablate("report", str(known_study), "--out", str(out), "--equivalence-margin", "1.0", cwd=tmp_path)
@@ -186,10 +190,10 @@ def test_equivalence_margin_prints_mde_g_tost_and_verdict_per_row(known_study: P
     groups = {"model.width=64": WIDER, "model.pool=avg": SAME, "model.depth=5": WORSE}
     lines = {line.split()[0]: line for line in result.stdout.splitlines() if line.startswith("model.")}
     for variant, values in groups.items():
-        row = summary.loc[variant]
-        assert row["mde"] == pytest.approx(mde_by_hand(values, BASELINE), rel=1e-4)
+        row, paired = summary.loc[variant], len(values) == len(BASELINE)  # the baseline's seeds: the paired design
+        assert row["mde"] == pytest.approx((paired_mde_by_hand if paired else mde_by_hand)(values, BASELINE), rel=1e-4)
         assert (row["hedges_g"], row["hedges_g_ci_low"], row["hedges_g_ci_high"]) == pytest.approx(hedges_by_hand(values, BASELINE), abs=2e-4)
-        assert row["p_tost"] == pytest.approx(tost_by_hand(values, BASELINE, 0.01))
+        assert row["p_tost"] == pytest.approx((tost_paired_by_hand if paired else tost_by_hand)(values, BASELINE, 0.01))
         assert f"±{row['mde'] * 100:.2f} pt" in lines[variant] and f"{row['hedges_g']:+.2f}" in lines[variant]
     assert summary.loc["model.pool=avg", "verdict"] == "equivalent" and "equivalent (±1.00 pt)" in lines["model.pool=avg"]
     assert summary.loc["model.width=64", "verdict"] == "better" and "better" in lines["model.width=64"]

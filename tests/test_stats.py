@@ -9,6 +9,7 @@ from by_hand import (
     bca_by_enumeration,
     hedges_by_hand,
     mde_by_hand,
+    paired_power,
     pooled,
     power,
     seeds_by_search,
@@ -16,7 +17,7 @@ from by_hand import (
     tost_power_by_hand,
     tost_power_by_simulation,
 )
-from scipy import stats
+from scipy import optimize, stats
 
 from ablate.report import stats as ablate_stats
 
@@ -88,15 +89,15 @@ def test_tost_power_matches_a_simulation(n: int, diff: float, alpha: float) -> N
 def test_an_open_equivalence_needs_the_seeds_tost_would_need_and_never_fewer_than_it_has() -> None:
     """Δ inside the margin but TOST not yet significant: seeds needed come from TOST's power at the Holm level;
     where the power calculation says the seeds run are already enough, no count is shown."""
-    base = [0.980, 0.990, 0.970, 0.985]
-    close = ablate_stats.compare(dict(enumerate([0.982, 0.975, 0.992, 0.979])), dict(enumerate(base)), margin=0.01)
+    base = [0.980, 0.990, 0.970, 0.985]  # seeds 0-3; the variant's are 10-13, so the comparison is Welch's
+    close = ablate_stats.compare({s + 10: v for s, v in enumerate([0.982, 0.975, 0.992, 0.979])}, dict(enumerate(base)), margin=0.01)
     ablate_stats.adjust_holm([close])
     assert close.verdict.startswith("inconclusive") and abs(close.diff) < 0.01
     std = pooled([0.982, 0.975, 0.992, 0.979], base)
     needed = next(n for n in range(2, 10_000) if tost_power_by_hand(n, close.diff, std, 0.01, 0.05) >= 0.8)
     assert close.seeds_needed == needed and close.verdict == f"inconclusive (needs {needed} seeds)" and needed > 4
     # An unlucky draw: on paper 2 seeds per group give TOST 80 % power here, yet its 3 seeds did not decide.
-    unlucky = ablate_stats.Comparison(n=3, diff=0.0, pooled_std=0.001, margin=0.01, p_welch=0.9, p_tost=0.2)
+    unlucky = ablate_stats.Comparison(n=3, diff=0.0, pooled_std=0.001, margin=0.01, p_welch=0.9, p_test=0.9, p_tost=0.2)
     ablate_stats.adjust_holm([unlucky])
     assert tost_power_by_hand(2, 0.0, 0.001, 0.01, 0.05) >= 0.8
     assert unlucky.verdict == "inconclusive" and unlucky.seeds_needed is None
@@ -120,16 +121,33 @@ def test_bootstrap_intervals_are_bca_over_seeds() -> None:
     assert (described.ci_low, described.ci_high) == (low, high)
 
 
-def test_bootstrap_difference_is_unpaired_like_the_welch_verdict_beside_it() -> None:
-    """Shared seeds or not, the interval beside the verdict resamples the two groups apart, as Welch's test treats
-    them: a paired interval excluding 0 beside "no clear difference" would contradict it."""
+def test_shared_seeds_are_tested_paired_in_every_number_and_other_seeds_by_welch() -> None:
+    """Seed s of the variant tracks seed s of the baseline (common random numbers): with the same seeds the verdict,
+    its interval, MDE and seeds needed are the paired design's, the bootstrap resamples pairs, and r is reported;
+    the same values under other seeds are Welch's two groups, which cannot see the shift."""
     rng = np.random.default_rng(1)
     base = 0.95 + rng.normal(0, 0.01, 6)            # seeds differ a lot ...
     variant = base + 0.002 + rng.normal(0, 0.0005, 6)  # ... but each seed's variant tracks its baseline
-    shared = ablate_stats.compare(dict(enumerate(variant)), dict(enumerate(base)), ci="bootstrap")
-    apart = ablate_stats.compare(dict(enumerate(variant)), {s + 10: v for s, v in enumerate(base)}, ci="bootstrap")
-    ablate_stats.adjust_holm([shared])
-    assert shared.ci_method == "bootstrap" and shared.verdict == "no clear difference"
-    assert (shared.diff_ci_low, shared.diff_ci_high) == (apart.diff_ci_low, apart.diff_ci_high)
-    assert shared.diff_ci_low < 0 < shared.diff_ci_high
-    assert stats.ttest_rel(variant, base).pvalue < 0.05  # the pairing alone would have seen the shift
+    shared = ablate_stats.compare(dict(enumerate(variant)), dict(enumerate(base)))
+    apart = ablate_stats.compare(dict(enumerate(variant)), {s + 10: v for s, v in enumerate(base)})
+    ablate_stats.adjust_holm([shared, apart])
+    paired = stats.ttest_rel(variant, base)
+    differences = np.std(variant - base, ddof=1)
+    assert (shared.test, apart.test) == ("paired", "Welch")
+    assert shared.p_test == pytest.approx(paired.pvalue) and apart.p_test == pytest.approx(stats.ttest_ind(variant, base, equal_var=False).pvalue)
+    assert (shared.diff_ci_low, shared.diff_ci_high) == pytest.approx(tuple(paired.confidence_interval(0.95)))
+    assert shared.correlation == pytest.approx(stats.pearsonr(variant, base).statistic) and shared.correlation > 0.9
+    assert shared.mde == pytest.approx(optimize.brentq(lambda d: paired_power(d, 6) - 0.8, 1e-6, 4) * differences, rel=1e-4)
+    assert shared.mde < apart.mde / 5
+    assert (shared.verdict, apart.verdict) == ("better", "no clear difference")
+    needed = next(n for n in range(2, 10_000) if power(abs(apart.diff) / pooled(variant, base), n, n, 0.05 / 1) >= 0.8)
+    assert apart.seeds_needed == needed and needed > 6
+    booted = ablate_stats.compare(dict(enumerate(variant)), dict(enumerate(base)), ci="bootstrap")
+    assert (booted.diff_ci_low, booted.diff_ci_high) == ablate_stats.bootstrap_diff_ci(variant, base, paired=True)
+    assert 0 < booted.diff_ci_low < booted.diff_ci_high
+
+
+def test_paired_seeds_needed_are_the_paired_tests_at_the_holm_level() -> None:
+    effect, std = 0.003, 0.004
+    assert ablate_stats.seeds_needed(effect, std, 0.025, paired=True) == next(
+        n for n in range(2, 1000) if paired_power(effect / std, n, 0.025) >= 0.8)

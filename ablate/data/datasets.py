@@ -286,19 +286,19 @@ def hold_out(data: Dataset, size: int, seed: int) -> Dataset:
     return replace(data, train_x=data.train_x[kept], train_y=data.train_y[kept], val_x=data.train_x[held], val_y=data.train_y[held])
 
 
-def with_validation(data: Dataset, cfg: DataConfig) -> Dataset:
+def with_validation(data: Dataset, cfg: DataConfig, split: int) -> Dataset:
     """The validation split data.validation_size asks for: that many of the loader's own validation images (MNIST,
-    synthetic; a fixed subset by data.subset_seed), or held out of the training images (every other dataset)."""
+    synthetic; a subset drawn by `split`), or held out of the training images by `split` (every other dataset)."""
     if cfg.validation_size is None:
         return data
     if cfg.name not in OWN_VALIDATION:
-        return hold_out(data, cfg.validation_size, cfg.subset_seed)
-    val_x, val_y = _subset(data.val_x, data.val_y, cfg.validation_size, cfg.subset_seed, "data.validation_size")
+        return hold_out(data, cfg.validation_size, split)
+    val_x, val_y = _subset(data.val_x, data.val_y, cfg.validation_size, split, "data.validation_size")
     return replace(data, val_x=val_x, val_y=val_y)
 
 
 @functools.lru_cache(maxsize=2)
-def _load_cached(cfg_key: tuple, files: str | None) -> Dataset:
+def _load_cached(cfg_key: tuple, files: str | None, split: int) -> Dataset:
     cfg = DataConfig(*cfg_key)
     available = SPECS[cfg.name](cfg)[1]
     unknown = [c for c in cfg.classes or () if not 0 <= c < available]
@@ -306,17 +306,19 @@ def _load_cached(cfg_key: tuple, files: str | None) -> Dataset:
         raise DataError(f"data.classes={list(cfg.classes)}: {cfg.name} has classes 0..{available - 1}, not {unknown}")
     data = LOADERS[cfg.name](cfg)
     _check(data)
-    data = with_validation(select_classes(data, cfg.classes), cfg)
-    data.train_x, data.train_y = _subset(data.train_x, data.train_y, cfg.train_size, cfg.subset_seed, "data.train_size")
+    data = with_validation(select_classes(data, cfg.classes), cfg, split)
+    data.train_x, data.train_y = _subset(data.train_x, data.train_y, cfg.train_size, split, "data.train_size")
     data.test_x, data.test_y = _subset(data.test_x, data.test_y, cfg.test_size, cfg.subset_seed, "data.test_size")
     return standardised(data) if data.standardise else data
 
 
-def load_dataset(cfg: DataConfig) -> Dataset:
-    """The dataset `cfg` names, checked, reduced to the fixed subset it asks for; cached per process across variants.
+def load_dataset(cfg: DataConfig, split: Optional[int] = None) -> Dataset:
+    """The dataset `cfg` names, checked, reduced to the subsets it asks for; cached per process across variants.
+    `split`: the seed of the training subset and validation hold-out (a run's split stream; None: data.subset_seed,
+    the same for every run); the test subset is always data.subset_seed's.
 
     The run command calls it once before any training, so a missing or damaged file stops nothing half-way.
     """
     check_name(cfg)
     key = tuple(tuple(v) if isinstance(v, list) else v for v in (getattr(cfg, f) for f in DataConfig.__dataclass_fields__))
-    return _load_cached(key, data_files(cfg))  # files changed since they were cached are read again
+    return _load_cached(key, data_files(cfg), cfg.subset_seed if split is None else split)  # changed files are read again

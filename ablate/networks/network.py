@@ -51,6 +51,22 @@ class Description:
         return [math.prod(row["output"]) for row in self.layers if row["output"]]
 
 
+@dataclass(frozen=True)
+class LesionSite:
+    """Where a trained network is lesioned: the unit outputs of `exit` (a module's name; its channels, or its features
+    in a flat layer), shown as `name`; `entry` is the module whose input the whole block replaces when it is lesioned
+    as the identity (where that input has the output's shape)."""
+
+    name: str
+    entry: str
+    exit: str
+    feeds_forward_only: bool = True  # nothing but the layers after it reads exit's output: lesion masks may widen the batch there
+
+
+class NotLesionable(ValueError):
+    """A network ablate cannot lesion, with the reason."""
+
+
 class Network:
     """A network for a model config and the data's images (C, H, W) and classes. Subclasses say how it is built,
     cut and described; the defaults below fit any nn.Module (layer table from forward hooks)."""
@@ -84,6 +100,16 @@ class Network:
     def not_vectorizable(self) -> Optional[str]:
         """Why this network cannot train as one vmapped group of seeds, or None if it can."""
         return None
+
+    def lesion_sites(self, model: nn.Module) -> list[LesionSite]:
+        """Where `ablate lesion` knocks units out: the output of each backbone stage (`parts`), named as the module
+        holds it; NotLesionable where the network names no stages."""
+        names = {id(module): name for name, module in model.named_modules()}
+        stages = self.parts(model).stages
+        if not stages:
+            raise NotLesionable("the network interface names no stages of it (Network.parts gives it as one head), "
+                                "so there is no module whose units to knock out")
+        return [LesionSite(names[id(stage[-1])], names[id(stage[0])], names[id(stage[-1])]) for stage in stages]
 
     def describe(self) -> Description:
         """Layers, parameters, receptive field and FLOPs; here from forward hooks on a module built on the CPU."""
@@ -125,6 +151,16 @@ class CNN(Network):
 
         return cnn_parts(model, plan_layers(self.cfg, self.input_shape, self.num_classes))
 
+    def lesion_sites(self, model: nn.Module) -> list[LesionSite]:
+        """Each conv block at its activation (`conv1` is conv1 → BatchNorm → relu1) and the flatten head's hidden layer
+        (`fc1`, at its activation); downsampling is not a block of its own."""
+        from ablate.networks.cnn import plan_layers
+
+        layers = plan_layers(self.cfg, self.input_shape, self.num_classes)
+        act = self.cfg.activation
+        sites = [LesionSite(layer.name, layer.name, f"{act}{layer.name.removeprefix('conv')}") for layer in layers if layer.kind == "conv"]
+        return sites + [LesionSite("fc1", "fc1", f"{act}_fc") for layer in layers if layer.name == "fc1"]
+
     def describe(self) -> Description:
         """Every number from the layer plan, with its formula; the counts from a module built on the meta device (no
         memory, no init)."""
@@ -161,6 +197,10 @@ class ResNet18(Network):
 
         return Parts([[model.conv1, model.bn1], [model.layer1], [model.layer2], [model.layer3], [model.layer4]], [model.fc])
 
+    def lesion_sites(self, model: nn.Module) -> list[LesionSite]:
+        """Its four stages, layer1 to layer4 (the stem is no stage of residual blocks)."""
+        return [LesionSite(name, name, name) for name in ("layer1", "layer2", "layer3", "layer4")]
+
     def not_vectorizable(self) -> Optional[str]:
         """Always a reason: its BatchNorm and grey-to-RGB hook were never checked under vmap."""
         return "model.arch=resnet18"
@@ -193,6 +233,20 @@ class OwnNetwork(Network):
         from ablate.networks import own
 
         return own.not_vectorizable(self.cfg, self.input_shape, self.num_classes)
+
+    def lesion_sites(self, model: nn.Module) -> list[LesionSite]:
+        """The submodules your class names in `lesion_layers` (a list of names, e.g. ["block1", "block2"]), each
+        lesioned at its output; NotLesionable where it names none or a name is not one of its modules."""
+        named = getattr(model, "lesion_layers", None)
+        if not named:
+            raise NotLesionable(f"model._target_={self.cfg._target_}: {type(model).__name__} names no `lesion_layers` "
+                                "(a list of its submodules' names whose outputs to knock out, e.g. lesion_layers = [\"block1\"])")
+        modules = dict(model.named_modules())
+        unknown = [name for name in named if name not in modules]
+        if unknown:
+            raise NotLesionable(f"model._target_={self.cfg._target_}: lesion_layers names {', '.join(unknown)}, not modules of "
+                                f"{type(model).__name__}; its modules: {', '.join(n for n in modules if n)}")
+        return [LesionSite(name, name, name, feeds_forward_only=False) for name in named]
 
 
 def create_network(cfg: ModelConfig, input_shape: Shape, num_classes: int) -> Network:

@@ -14,9 +14,9 @@ from ablate.study.adaptive import PERCENT, judge_stored
 from ablate.study.variants import BASELINE
 
 # The fixed-n columns that do not hold once seeds were added where a comparison was still open, and their headers.
-FIXED_N = ("p_welch", "p_holm", "n_paired", "p_paired", "mde", "hedges_g", "hedges_g_ci_low", "hedges_g_ci_high",
+FIXED_N = ("p_welch", "p_holm", "n_paired", "p_paired", "p_test", "mde", "hedges_g", "hedges_g_ci_low", "hedges_g_ci_high",
            "margin", "p_tost", "p_tost_holm", "seeds_needed")
-FIXED_N_HEADERS = ("p Welch", "p Holm", "p paired (n)", "MDE", "g [95% CI]", "TOST p (Holm)", "seeds needed")
+FIXED_N_HEADERS = ("p Welch", "p Holm", "test", "p paired (n)", "MDE", "g [95% CI]", "TOST p (Holm)", "seeds needed")
 CI_METHOD = "anytime"
 
 

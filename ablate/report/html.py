@@ -49,6 +49,25 @@ class StudyLink:
     sensitivity: str
 
 
+@dataclass(frozen=True)
+class PageSection:
+    """A section another command adds to a study's page (`ablate lesion`'s): its anchor, heading, a sentence, figures
+    (inline SVG from `plots.write`, caption), tables (caption, frame of display strings) and a note."""
+    id: str
+    title: str
+    intro: str
+    figures: Sequence[tuple[str, str]]
+    tables: Sequence[tuple[str, pd.DataFrame]]
+    note: str
+
+    def render(self) -> dict[str, object]:
+        """What the template reads."""
+        return {"id": self.id, "title": self.title, "intro": self.intro, "note": self.note,
+                "figures": [{"svg": Markup(svg), "caption": caption} for svg, caption in self.figures],
+                "tables": [{"caption": caption, "columns": list(table.columns), "rows": list(table.itertuples(index=False))}
+                           for caption, table in self.tables]}
+
+
 def verdict_style(verdict: str) -> tuple[str, str]:
     """(marker, css class) of a verdict; inconclusive verdicts carry their seeds needed after the word."""
     return VERDICTS["inconclusive"] if verdict.startswith("inconclusive") else VERDICTS.get(verdict, VERDICTS["not tested"])
@@ -84,10 +103,11 @@ def _factors(summary: pd.DataFrame, runs: pd.DataFrame) -> list[dict[str, object
 
 
 def study_page(study: str, metric: str, summary: pd.DataFrame, table: pd.DataFrame, runs: pd.DataFrame,
-               sensitivity: str, figures: Mapping[str, str], notes: str, effects: Optional[EffectsSection] = None) -> str:
+               sensitivity: str, figures: Mapping[str, str], notes: str, effects: Optional[EffectsSection] = None,
+               extras: Sequence[PageSection] = ()) -> str:
     """The page of one study: question, shared settings, summary table with verdicts, a two-level design's effects
     (`summary.EffectsSection`: its title, table and note), figures (inline SVG from `plots.write`), every seed,
-    failed and in-progress runs, and each variant's command and identity hash."""
+    failed and in-progress runs, and each variant's command and identity hash; then the `extras` (PageSection)."""
     hashes = reproduce.identity_hashes(runs)
     rows = [{"variant": variant, "cells": list(zip(table.columns, cells)), "verdict_mark": verdict_style(verdict)[0],
              "verdict_class": verdict_style(verdict)[1]}
@@ -103,7 +123,7 @@ def study_page(study: str, metric: str, summary: pd.DataFrame, table: pd.DataFra
                              "rows": list(effects.table.itertuples(index=False)), "note": effects.note},
         verdict_legend={name: style for name, style in VERDICTS.items()},
         figures=[{"name": name, "svg": Markup(svg), "caption": CAPTIONS[name]} for name, svg in figures.items()],
-        seeds=_seed_rows(runs, metric, list(summary["variant"])), problems=problems,
+        seeds=_seed_rows(runs, metric, list(summary["variant"])), problems=problems, extras=[extra.render() for extra in extras],
         commands=sorted(commands, key=lambda c: order.get(c[0], len(order))),
         version=provenance.versions().get("ablate") or "", written=datetime.date.today().isoformat())
 

@@ -1,11 +1,13 @@
 """Statistics of an ablation: each variant's mean and confidence interval, and its difference to the baseline.
 
-Welch's t-test (unequal variances) compares a variant's seeds with the baseline's; Holm's step-down
-correction adjusts the p-values across the study's variants so the verdicts hold for the study as a whole.
-Where the two share seeds (same data order), a paired t-test is given as well. Beside the tests, each comparison
-says what the study could have seen: the minimum detectable effect (80 % power), Hedges' g with its 95 % CI, an
-equivalence test (TOST) for a margin the user names, and how many seeds a study would need. Tests come from scipy
-and statsmodels.
+Where a variant ran exactly the baseline's seeds, seed s of each drew the same random numbers (batch order, shifts,
+subset, initial weights where shapes match: ablate/training/streams.py), so the verdict is a paired t-test on the
+per-seed differences, and its interval, MDE, seeds needed, TOST and bootstrap are the paired design's; where the seeds
+differ, Welch's t-test (unequal variances) compares the two groups, with a paired t-test over the seeds they share
+beside it. Holm's step-down correction adjusts the verdicts' p-values across the study's variants so they hold for
+the study as a whole. Beside the tests, each comparison says what the study could have seen: the minimum
+detectable effect (80 % power), Hedges' g with its 95 % CI, an equivalence test (TOST) for a margin the user names,
+and how many seeds a study would need. Tests come from scipy and statsmodels.
 """
 
 from __future__ import annotations
@@ -18,14 +20,15 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 from scipy import optimize, stats
 from statsmodels.stats.multitest import multipletests
-from statsmodels.stats.power import TTestIndPower
-from statsmodels.stats.weightstats import ttost_ind
+from statsmodels.stats.power import TTestIndPower, TTestPower
+from statsmodels.stats.weightstats import ttost_ind, ttost_paired
 
 ALPHA = 0.05
 CONFIDENCE = 0.95
 POWER = 0.8
 CI_METHODS = ("t", "bootstrap")
 BOOTSTRAP_RESAMPLES = 9999
+PAIRED, WELCH = "paired", "Welch"  # the test a comparison's verdict reads
 
 
 @dataclass
@@ -53,6 +56,10 @@ class Comparison:
     p_tost_holm: Optional[float] = None
     seeds_needed: Optional[int] = None
     pooled_std: Optional[float] = None
+    test: str = WELCH  # paired where the variant ran exactly the baseline's seeds, else Welch
+    p_test: Optional[float] = None  # the p-value of `test`, the one Holm adjusts
+    diff_std: Optional[float] = None  # paired: std of the per-seed differences
+    correlation: Optional[float] = None  # paired: Pearson's r between seed s of the variant and of the baseline
     ci_method: str = "t"
     verdict: str = ""
     notes: list[str] = field(default_factory=list)
@@ -70,50 +77,61 @@ def pooled_std(*groups: Sequence[float]) -> Optional[float]:
     return float(np.sqrt(sum((len(g) - 1) * g.var(ddof=1) for g in kept) / sum(len(g) - 1 for g in kept)))
 
 
-def minimum_detectable_effect(n1: int, n2: int, std: Optional[float]) -> Optional[float]:
-    """The difference (in the metric's unit) a two-sided two-sample t-test at ALPHA detects with POWER, for groups
-    of n1 and n2 values with this pooled std: below it, "no clear difference" is not evidence of no effect."""
+def minimum_detectable_effect(n1: int, n2: int, std: Optional[float], paired: bool = False) -> Optional[float]:
+    """The difference (in the metric's unit) a two-sided t-test at ALPHA detects with POWER: two-sample, for groups
+    of n1 and n2 values with this pooled std, or paired, for n1 pairs whose differences have this std. Below it,
+    "no clear difference" is not evidence of no effect."""
     if std is None or n1 < 2 or n2 < 2:
         return None
-    effect = TTestIndPower().solve_power(effect_size=None, nobs1=n1, ratio=n2 / n1, alpha=ALPHA, power=POWER, alternative="two-sided")
+    if paired:
+        effect = TTestPower().solve_power(effect_size=None, nobs=n1, alpha=ALPHA, power=POWER, alternative="two-sided")
+    else:
+        effect = TTestIndPower().solve_power(effect_size=None, nobs1=n1, ratio=n2 / n1, alpha=ALPHA, power=POWER, alternative="two-sided")
     return _finite(float(effect) * std)
 
 
-def seeds_needed(effect: Optional[float], std: Optional[float], alpha: float = ALPHA) -> Optional[int]:
-    """Seeds per group for a two-sided t-test at alpha to detect a difference `effect` with POWER, given this std."""
+def seeds_needed(effect: Optional[float], std: Optional[float], alpha: float = ALPHA, paired: bool = False) -> Optional[int]:
+    """Seeds per group for a two-sided t-test at alpha to detect a difference `effect` with POWER, given this std:
+    two-sample (pooled std), or paired (the std of the per-seed differences, one pair per seed)."""
     if effect is None or std is None or effect == 0:
         return None
     if std == 0:
         return 2
-    size, power = abs(effect) / std, TTestIndPower()
+    size = abs(effect) / std
+    power = (lambda n: TTestPower().power(effect_size=size, nobs=n, alpha=alpha)) if paired else \
+        (lambda n: TTestIndPower().power(effect_size=size, nobs1=n, ratio=1.0, alpha=alpha))
     for n in range(2, 11):  # large effects: the solver does not converge below a few seeds, so count them out
-        if power.power(effect_size=size, nobs1=n, ratio=1.0, alpha=alpha) >= POWER:
+        if power(n) >= POWER:
             return n
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        n = power.solve_power(effect_size=size, nobs1=None, ratio=1.0, alpha=alpha, power=POWER)
+        n = (TTestPower().solve_power(effect_size=size, nobs=None, alpha=alpha, power=POWER) if paired else
+             TTestIndPower().solve_power(effect_size=size, nobs1=None, ratio=1.0, alpha=alpha, power=POWER))
     return math.ceil(n) if math.isfinite(n) else None
 
 
-def tost_power(n: np.ndarray, diff: float, std: float, margin: float, alpha: float) -> np.ndarray:
-    """Power of TOST (two one-sided t-tests at alpha, n seeds per group, pooled std) to show |Δ| < margin when the
-    true difference is `diff`: P(both one-sided tests reject) >= P(first) + P(second) - 1, from the noncentral t."""
+def tost_power(n: np.ndarray, diff: float, std: float, margin: float, alpha: float, paired: bool = False) -> np.ndarray:
+    """Power of TOST (two one-sided t-tests at alpha, n seeds per group) to show |Δ| < margin when the true difference
+    is `diff`, with this pooled std (or, paired, this std of the per-seed differences): P(both one-sided tests
+    reject) >= P(first) + P(second) - 1, from the noncentral t."""
     n = np.asarray(n, dtype=float)
-    df, se = 2 * n - 2, std * np.sqrt(2 / n)
+    df, se = (n - 1, std / np.sqrt(n)) if paired else (2 * n - 2, std * np.sqrt(2 / n))
     critical = stats.t.ppf(1 - alpha, df)
     both = stats.nct.sf(critical, df, (margin + diff) / se) + stats.nct.sf(critical, df, (margin - diff) / se) - 1
     return np.maximum(both, 0.0)
 
 
-def tost_seeds_needed(diff: float, std: Optional[float], margin: float, alpha: float, most: int = 10_001) -> Optional[int]:
+def tost_seeds_needed(diff: float, std: Optional[float], margin: float, alpha: float, most: int = 10_001,
+                      paired: bool = False) -> Optional[int]:
     """Seeds per group for TOST at alpha to show equivalence within ±margin with POWER, if the true difference is
-    `diff`; None where |diff| >= margin (equivalence is then false) or more than `most` would be needed."""
+    `diff` (`paired`: std is the per-seed differences'); None where |diff| >= margin (equivalence is then false) or
+    more than `most` would be needed."""
     if std is None or abs(diff) >= margin:
         return None
     if std == 0:
         return 2
     counts = np.arange(2, most + 1)
-    enough = np.nonzero(tost_power(counts, diff, std, margin, alpha) >= POWER)[0]
+    enough = np.nonzero(tost_power(counts, diff, std, margin, alpha, paired) >= POWER)[0]
     return int(counts[enough[0]]) if len(enough) else None
 
 
@@ -185,9 +203,11 @@ def describe(values: Sequence[float], ci: str = "t") -> Comparison:
     return result
 
 
-def compare(variant: dict[int, float], baseline: dict[int, float], margin: Optional[float] = None, ci: str = "t") -> Comparison:
-    """Describe a variant's per-seed values and test them against the baseline's (seed -> value); with a margin
-    (in the metric's unit), also test equivalence within ±margin."""
+def compare(variant: dict[int, float], baseline: dict[int, float], margin: Optional[float] = None, ci: str = "t",
+            pair: bool = True) -> Comparison:
+    """Describe a variant's per-seed values and test them against the baseline's (seed -> value): paired where the
+    variant ran exactly the baseline's seeds, else Welch (always Welch with `pair=False`, to set the designs side by
+    side); with a margin (in the metric's unit), also test equivalence within ±margin, the same way."""
     result = describe(list(variant.values()), ci)
     result.margin = margin
     if result.n < 2 or len(baseline) < 2:
@@ -197,26 +217,39 @@ def compare(variant: dict[int, float], baseline: dict[int, float], margin: Optio
     a, b = np.asarray(list(variant.values())), np.asarray(list(baseline.values()))
     result.diff = float(a.mean() - b.mean())
     shared = sorted(set(variant) & set(baseline))
+    mine, theirs = np.asarray([variant[s] for s in shared]), np.asarray([baseline[s] for s in shared])
+    paired = pair and set(variant) == set(baseline)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # identical values: scipy warns and returns NaN
         welch = stats.ttest_ind(a, b, equal_var=False)
-        interval = welch.confidence_interval(CONFIDENCE)
         result.p_welch = _finite(welch.pvalue)
-        result.diff_ci_low, result.diff_ci_high = _finite(interval.low), _finite(interval.high)
         result.n_paired = len(shared)
-        if len(shared) >= 2:
-            result.p_paired = _finite(stats.ttest_rel([variant[s] for s in shared], [baseline[s] for s in shared]).pvalue)
+        pairs = stats.ttest_rel(mine, theirs) if len(shared) >= 2 else None
+        result.p_paired = _finite(pairs.pvalue) if pairs else None
+        interval = (pairs if paired else welch).confidence_interval(CONFIDENCE)
+        result.diff_ci_low, result.diff_ci_high = _finite(interval.low), _finite(interval.high)
         if margin is not None:
-            result.p_tost = _finite(ttost_ind(a, b, -margin, margin, usevar="unequal")[0])
-    if ci == "bootstrap":  # unpaired, as the Welch test the verdict reads (a paired interval would not match it)
-        result.diff_ci_low, result.diff_ci_high = bootstrap_diff_ci(a, b, paired=False)
+            result.p_tost = _finite((ttost_paired(mine, theirs, -margin, margin) if paired else
+                                     ttost_ind(a, b, -margin, margin, usevar="unequal"))[0])
+        if paired:
+            result.test, result.p_test, result.diff_std = PAIRED, result.p_paired, float(np.std(mine - theirs, ddof=1))
+            result.correlation = _finite(stats.pearsonr(mine, theirs).statistic) if len(shared) >= 3 else None
+        else:
+            result.p_test = result.p_welch
+    if ci == "bootstrap":  # resampling as the verdict's test pairs: seeds together when paired, the groups apart if not
+        result.diff_ci_low, result.diff_ci_high = bootstrap_diff_ci(mine, theirs, paired=True) if paired else bootstrap_diff_ci(a, b, paired=False)
     std = pooled_std(a, b)
-    result.mde = minimum_detectable_effect(len(a), len(b), std)
+    result.mde = minimum_detectable_effect(len(a), len(b), result.diff_std if paired else std, paired)
     result.hedges_g, result.hedges_g_ci_low, result.hedges_g_ci_high = hedges_g(a, b)
     result.pooled_std = std
-    if result.p_welch is None:
-        result.notes.append("no variance in either group: no test")
+    if result.p_test is None:
+        result.notes.append("no variance in either group: no test" if not paired else "the per-seed differences do not vary: no test")
     return result
+
+
+def design_std(comparison: Comparison) -> Optional[float]:
+    """The std the power of a comparison's test depends on: its per-seed differences' (paired) or the pooled one."""
+    return comparison.diff_std if comparison.test == PAIRED else comparison.pooled_std
 
 
 def _holm(pvalues: list[float]) -> list[float]:
@@ -230,19 +263,21 @@ def _holm_levels(pvalues: list[float]) -> list[float]:
 
 
 def adjust_holm(comparisons: Sequence[Comparison], higher_is_better: bool = True) -> None:
-    """Holm-adjust the Welch (and TOST) p-values of a study's variants in place and set each verdict at ALPHA:
-    better or worse; with a margin, equivalent or inconclusive. An undecided comparison gets the seeds per group the
-    test that would decide it needs for 80 % power at its Holm level (TOST within the margin if the observed Δ lies
-    inside it, else the t-test for the observed Δ); none where that is no more than the seeds it already has."""
-    tested = [c for c in comparisons if c.p_welch is not None]
-    for comparison, p, level in zip(tested, _holm([c.p_welch for c in tested]), _holm_levels([c.p_welch for c in tested])):
+    """Holm-adjust the p-values of the tests the verdicts read (paired or Welch, and TOST) of a study's variants in
+    place and set each verdict at ALPHA: better or worse; with a margin, equivalent or inconclusive. An undecided
+    comparison gets the seeds per group the test that would decide it needs for 80 % power at its Holm level (TOST
+    within the margin if the observed Δ lies inside it, else the t-test for the observed Δ), in its design (paired
+    or not); none where that is no more than the seeds it already has."""
+    tested = [c for c in comparisons if c.p_test is not None]
+    for comparison, p, level in zip(tested, _holm([c.p_test for c in tested]), _holm_levels([c.p_test for c in tested])):
         comparison.p_holm = p
-        comparison.seeds_needed = seeds_needed(comparison.diff, comparison.pooled_std, level)
+        comparison.seeds_needed = seeds_needed(comparison.diff, design_std(comparison), level, comparison.test == PAIRED)
     tost = [c for c in comparisons if c.p_tost is not None]
     for comparison, p, level in zip(tost, _holm([c.p_tost for c in tost]), _holm_levels([c.p_tost for c in tost])):
         comparison.p_tost_holm = p
         if abs(comparison.diff) < comparison.margin:
-            comparison.seeds_needed = tost_seeds_needed(comparison.diff, comparison.pooled_std, comparison.margin, level)
+            comparison.seeds_needed = tost_seeds_needed(comparison.diff, design_std(comparison), comparison.margin, level,
+                                                        paired=comparison.test == PAIRED)
     for comparison in comparisons:
         if (comparison.seeds_needed or 0) <= comparison.n:
             comparison.seeds_needed = None
@@ -266,9 +301,10 @@ def _verdict(comparison: Comparison, higher_is_better: bool) -> str:
 
 
 def study_sensitivity(baseline: Sequence[float], variants: Sequence[Sequence[float]], n: int,
-                      effect: Optional[float]) -> tuple[Optional[float], Optional[int]]:
+                      effect: Optional[float], paired: Sequence[float] = ()) -> tuple[Optional[float], Optional[int]]:
     """For a typical comparison of the study (the median of each variant's pooled std with the baseline, so one
-    unstable variant does not speak for all): the MDE with n seeds per group, and the seeds needed for `effect`."""
-    stds = [pooled_std(v, baseline) for v in variants if len(v) >= 2 and len(baseline) >= 2]
+    unstable variant does not speak for all; or, where every comparison is paired, the median std of their per-seed
+    differences, `paired`): the MDE with n seeds per group, and the seeds needed for `effect`."""
+    stds = list(paired) or [pooled_std(v, baseline) for v in variants if len(v) >= 2 and len(baseline) >= 2]
     std = float(np.median(stds)) if stds else None
-    return minimum_detectable_effect(n, n, std), seeds_needed(effect, std)
+    return minimum_detectable_effect(n, n, std, bool(paired)), seeds_needed(effect, std, paired=bool(paired))

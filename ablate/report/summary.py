@@ -11,7 +11,7 @@ import math
 import shutil
 from dataclasses import asdict
 from pathlib import Path
-from typing import Mapping, Optional, Sequence
+from typing import Callable, Mapping, Optional, Sequence
 
 import pandas as pd
 
@@ -20,24 +20,38 @@ from ablate.report import adaptive as adaptive_report
 from ablate.report import effects, html, plots, tuning
 from ablate.report.metrics import held_out_split
 from ablate.report.metrics import metric as declared_metric
-from ablate.report.stats import ALPHA, adjust_holm, compare, describe, study_sensitivity
+from ablate.report.stats import ALPHA, PAIRED, adjust_holm, compare, describe, study_sensitivity
 from ablate.store import checkpoints, files, results
 from ablate.study import identity
 from ablate.study.variants import BASELINE, keys_of
 
 FORMATS = ("md", "csv", "tex")
+# (study, its report folder as it stands, the folder the new report is written in) -> sections another command adds,
+# which carries its own files over into the new folder
+Extras = Callable[[str, Path, Path], Sequence[html.PageSection]]
+
+
+def no_extras(study: str, old: Path, new: Path) -> Sequence[html.PageSection]:
+    """No sections beyond the report's own."""
+    return ()
+
+
 # The least spread (in the metric's raw unit, by display scale) under which no value counts as a far outlier:
 # half a percentage point for accuracies.
 OUTLIER_SPREAD = {100.0: 0.005, 1.0: 1e-3}
 # Factors are listed in the schema's order of keys (model, data, train, ...); variants changing several keys last.
 SCHEMA_ORDER = list(flatten_config(asdict(AblateConfig()), ""))
 SEVERAL_KEYS = "changes several keys at once: not a one-factor comparison"
-NOTES = (f"n = finished seeds. Δ = variant − baseline. p Welch: Welch's t-test against the baseline; p Holm: "
-         f"Holm-adjusted across this study's variants; verdict at α = {ALPHA:g} after adjustment. "
-         f"p paired: paired t-test over the seeds both share (same data order). "
+NOTES = (f"n = finished seeds. Δ = variant − baseline. test: the test the verdict reads: paired (a paired t-test on "
+         f"the per-seed differences, where the variant ran exactly the baseline's seeds, which draw the same random "
+         f"numbers; its interval, MDE, TOST and seeds needed are the paired design's) or Welch (Welch's t-test, where "
+         f"the seeds differ). p Holm: that test's p, Holm-adjusted across this study's variants; verdict at "
+         f"α = {ALPHA:g} after adjustment. p Welch: Welch's t-test against the baseline, shown beside it; "
+         f"p paired: paired t-test over the seeds both share. "
          f"MDE: the smallest difference this comparison detects with {plots.POWERED} (a smaller true effect usually "
          f"reads 'no clear difference'). g: Hedges' g, the difference in pooled standard deviations. "
-         f"TOST p: two one-sided Welch tests that |Δ| < the equivalence margin (Holm-adjusted in brackets). "
+         f"TOST p: two one-sided tests (paired or Welch, as the verdict's) that |Δ| < the equivalence margin "
+         f"(Holm-adjusted in brackets). "
          f"seeds needed: per variant, for {plots.POWERED} of the test that would decide an open comparison at its Holm "
          f"level (TOST if the observed Δ lies within the margin, else the t-test for the observed Δ); shown only where "
          f"that is more than the seeds already run.")
@@ -276,12 +290,26 @@ def sensitivity(summary: pd.DataFrame, runs: pd.DataFrame, metric: str, margin: 
     n = int(counts.mode().max())
     observed = pd.to_numeric(summary["diff"], errors="coerce").abs().dropna()  # None where nothing was compared
     effect = margin if margin is not None else (float(observed.median()) if len(observed) else None)
-    mde, needed = study_sensitivity(baseline, list(groups.values()), n, effect)
-    line = f"With {n} seeds per variant this study can detect ±{_number(mde, scale)}{unit} (α = {ALPHA:g}, {plots.POWERED}, median std)"
+    compared = summary[(summary["variant"] != BASELINE) & summary["p_test"].notna()]
+    paired = not compared.empty and bool((compared["test"] == PAIRED).all())
+    mde, needed = study_sensitivity(baseline, list(groups.values()), n, effect, compared["diff_std"].tolist() if paired else ())
+    design = "paired, median std of the per-seed differences" if paired else "median std"
+    line = f"With {n} seeds per variant this study can detect ±{_number(mde, scale)}{unit} (α = {ALPHA:g}, {plots.POWERED}, {design})"
     if effect is None:
-        return line + "."
+        return line + "." + _correlation(compared)
     what = f"±{_number(effect, scale)}{unit}" if margin is not None else f"the median observed |Δ|, ±{_number(effect, scale)}{unit},"
-    return f"{line}; {what} needs {_seeds(needed)} seeds per variant."
+    return f"{line}; {what} needs {_seeds(needed)} seeds per variant." + _correlation(compared)
+
+
+def _correlation(compared: pd.DataFrame) -> str:
+    """A sentence on how closely seed s of a variant follows seed s of the baseline (Pearson's r of the paired
+    comparisons): what the paired test gains over Welch's."""
+    r = pd.to_numeric(compared.loc[compared["test"] == PAIRED, "correlation"], errors="coerce").dropna()
+    if r.empty:
+        return ""
+    spread = f" (from {r.min():+.2f} to {r.max():+.2f} over {len(r)} paired comparisons)" if len(r) > 1 else ""
+    return (f" Seed s of a variant and seed s of the baseline correlate at r = {r.median():+.2f}{spread}: with equal "
+            "spreads a paired difference varies √(1 − r) times as much as an unpaired one.")
 
 
 def _delta_ci_name(summary: pd.DataFrame, ci_name: str) -> str:
@@ -306,6 +334,7 @@ def display_table(summary: pd.DataFrame, metric: str, compact: bool = False) -> 
                                    for d, lo, hi in zip(summary["diff"], summary["diff_ci_low"], summary["diff_ci_high"])],
         "p Welch": [_p(p) for p in summary["p_welch"]],
         "p Holm": [_p(p) for p in summary["p_holm"]],
+        "test": ["–" if pd.isna(p) else (f"{t} ({n})" if t == PAIRED else t) for t, p, n in zip(summary["test"], summary["p_test"], summary["n_paired"])],
         "p paired (n)": [f"{_p(p)} ({n})" if not pd.isna(p) else "–" for p, n in zip(summary["p_paired"], summary["n_paired"])],
         **_statistics(summary, metric),
         "verdict": _verdicts(summary, metric),
@@ -389,11 +418,13 @@ def read_study(study_dir: Path, metric: str) -> tuple[pd.DataFrame, pd.DataFrame
 
 
 def write_study_report(study_dir: Path, out_root: Path, metric: str = "test_acc", formats: Sequence[str] = FORMATS,
-                       margin: Optional[float] = None, ci: str = "t") -> tuple[pd.DataFrame, str, Optional[effects.EffectsSection], Optional[str]]:
+                       margin: Optional[float] = None, ci: str = "t", extras: Extras = no_extras
+                       ) -> tuple[pd.DataFrame, str, Optional[effects.EffectsSection], Optional[str]]:
     """Tables (md, csv, tex as asked), forest.png, accuracy.png, curves.png, cost.png, a two-level design's effects
     (`effects_section`), a tuned study's second table and tuning.csv (`tuned_section`) and the one-file page index.html
     for one study under out_root/<study>/; returns the summary, its sensitivity line, the effects section (None for a
-    one-factor study) and the tuned table (None for an untuned study). `margin` is in the metric's display unit."""
+    one-factor study) and the tuned table (None for an untuned study). `margin` is in the metric's display unit;
+    `extras` adds sections of other commands to the page (`ablate lesion`'s)."""
     study = study_dir.name
     runs, histories, notes = read_study(study_dir, metric)
     runs = name_factors(runs)
@@ -408,7 +439,8 @@ def write_study_report(study_dir: Path, out_root: Path, metric: str = "test_acc"
     tuned = tuned_section(study_dir, runs, summary, metric, None if margin is None else margin / scale, ci)
     out = files.staging_folder(out_root / study)  # built beside the old report, then swapped in whole
     try:
-        section = _write_study_files(out, study, runs, histories, summary, line, metric, formats, margin, bool(grid), tuned)
+        section = _write_study_files(out, study, runs, histories, summary, line, metric, formats, margin,
+                                     extras(study, out_root / study, out), bool(grid), tuned)
         files.replace_folder(out, out_root / study)
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)  # the old report stays as it was
@@ -417,10 +449,11 @@ def write_study_report(study_dir: Path, out_root: Path, metric: str = "test_acc"
 
 
 def _write_study_files(out: Path, study: str, runs: pd.DataFrame, histories: pd.DataFrame, summary: pd.DataFrame, line: str,
-                       metric: str, formats: Sequence[str], margin: Optional[float], tuned_study: bool = False,
+                       metric: str, formats: Sequence[str], margin: Optional[float],
+                       extras: Sequence[html.PageSection] = (), tuned_study: bool = False,
                        tuned: Optional[tuple[str, pd.DataFrame]] = None) -> Optional[effects.EffectsSection]:
-    """Every file of one study's report, into the folder `out`; returns the effects section of a two-level design
-    (never read from a tuned study, whose final runs change the grid's keys too)."""
+    """Every file of one study's report, into the folder `out`, the `extras` on its page; returns the effects section
+    of a two-level design (never read from a tuned study, whose final runs change the grid's keys too)."""
     table = display_table(summary, metric)
     section, effect_figures = (None, {}) if tuned_study else effects_section(runs, study, metric, out, formats)
     if "csv" in formats:
@@ -438,7 +471,8 @@ def _write_study_files(out: Path, study: str, runs: pd.DataFrame, histories: pd.
         figures["curves"] = plots.write(plots.curves_chart(curves(histories, held_out_split(metric)), summary, study, held_out_split(metric)),
                                         out / "curves.png")
     figures["cost"] = plots.write(plots.cost_chart(summary, study, metric), out / "cost.png")
-    files.write_atomically(out / "index.html", html.study_page(study, metric, summary, table, runs, line, figures | effect_figures, NOTES, section))
+    files.write_atomically(out / "index.html", html.study_page(study, metric, summary, table, runs, line, figures | effect_figures, NOTES, section,
+                                                               extras))
     return section
 
 
@@ -484,7 +518,7 @@ def write_index(out_root: Path, studies: Sequence[str], metric: str) -> Path:
 
 
 def write_reports(paths: Sequence[str], out_root: str = "reports", metric: str = "test_acc", formats: Sequence[str] = FORMATS,
-                  margin: Optional[float] = None, ci: str = "t") -> list[str]:
+                  margin: Optional[float] = None, ci: str = "t", extras: Extras = no_extras) -> list[str]:
     """Report every study under `paths`, print each table; raise ReportError at the end if any study was refused.
     `margin`: the equivalence margin in the metric's display unit (percentage points for accuracies)."""
     try:
@@ -497,7 +531,7 @@ def write_reports(paths: Sequence[str], out_root: str = "reports", metric: str =
     root, done, refused, links = Path(out_root), [], [], []
     for study_dir in studies:
         try:
-            summary, line, section, tuned = write_study_report(study_dir, root, metric, formats, margin, ci)
+            summary, line, section, tuned = write_study_report(study_dir, root, metric, formats, margin, ci, extras)
         except ReportError as error:
             refused.append(str(error))
             print(f"\nStudy {study_dir.name}: not reported: {error}")

@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # torch is imported where checkpoints are written or read: pl
 log = logging.getLogger("ablate")
 
 CHECKPOINT_FILE = "checkpoint.pt"
-FORMAT = 2  # 2: each seed's trainer state holds its dropout generator
+FORMAT = 3  # 2: each seed's trainer state holds its dropout generator; 3: its augment generator's state beside `order`
 
 
 @dataclass
@@ -31,7 +31,8 @@ class SeedState:
     """Everything one seed needs to go on exactly where it stopped.
 
     `epoch` epochs are finished and `step` batches of the next one are done (0 at an epoch's end); `order` is the
-    seed's data-order generator state at the start of that next epoch (its permutation is drawn again from it);
+    seed's data-order generator state at the start of that next epoch (its permutation is drawn again from it) and
+    `augment` its augment generator's (its shifts);
     `partial` holds that epoch's loss sum, correct count and seconds so far. `trainer` is the seed's weights,
     optimizer and grad-scaler state; `rng` the global RNG states; `resumed` where earlier attempts stopped; `group`
     the seeds it trained with (vectorized), which must all go on together for its numbers to stay the same.
@@ -51,6 +52,7 @@ class SeedState:
     metrics: dict[str, float] = field(default_factory=dict)
     history: list[dict[str, float]] = field(default_factory=list)
     resumed: list[dict[str, int]] = field(default_factory=list)
+    augment: Optional[torch.Tensor] = None
 
     def point(self) -> tuple[int, int]:
         """(epochs done, steps of the next), for comparing seeds' states."""

@@ -6,7 +6,8 @@ identities with `conflicts`, so what `ablate run` accepts, `ablate report` pools
 
 Left out because they decide no number: where files live (runs_dir, data.root), switches (data.download),
 names (study, variant), which seeds a command trains and how it adds them (`adaptive.*`), how +tune chooses (`tune.*`), how many seeds share a vectorized group, settings the
-chosen dataset ignores, the pretraining task when nothing starts from it, and `auto` (its resolved value is in).
+chosen dataset ignores, the pretraining task when nothing starts from it, a seed stream nothing draws from
+(augment without augmentation, dropout without the CNN's dropout), and `auto` (its resolved value is in).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional
 
-from ablate.config import AblateConfig, ConfigError, flatten_config, model_node
+from ablate.config import PER_SEED, AblateConfig, ConfigError, flatten_config, model_node
 from ablate.store import results
 from ablate.study.resolve import AUTO_SETTINGS, TF32_SWITCHES, Resolved
 from ablate.study.variants import BASELINE, keys_of, misnamed
@@ -43,7 +44,8 @@ def _unused(cfg: AblateConfig) -> set[str]:
     """Keys this config's other settings make irrelevant to its numbers."""
     m, d, t = cfg.model, cfg.data, cfg.train
     unused = {f"data.{key}" for key in IMAGE_KEYS if key not in DATASET_IMAGE_KEYS.get(d.name, ())}
-    if d.name != "synthetic" and d.train_size is None and d.test_size is None and d.validation_size is None:
+    split_drawn = d.train_size is not None or d.validation_size is not None
+    if d.name != "synthetic" and d.test_size is None and (not split_drawn or cfg.seed_streams.split == PER_SEED):
         unused.add("data.subset_seed")  # it only picks subsets (synthetic draws its images from it)
     if m.head == "gap":
         unused.add("model.hidden")  # the hidden layer belongs to the flatten head
@@ -54,7 +56,9 @@ def _unused(cfg: AblateConfig) -> set[str]:
     if t.optimizer != "sgd":
         unused.add("train.momentum")
     if t.augment == "none":
-        unused.add("train.augment_pixels")
+        unused.update(("train.augment_pixels", "seed_streams.augment"))
+    if m._target_ is not None or m.dropout == 0:
+        unused.add("seed_streams.dropout")  # only the built-in CNN's dropout draws from it (your network's: from init's)
     if not (m.transfer != "scratch" and m.weights == "pretrain"):
         unused.update(f"pretrain.{key}" for key in asdict(cfg.pretrain))
     return unused

@@ -80,9 +80,11 @@ def keys_of(name: str) -> list[str]:
 def misnamed(name: str, config: Mapping[str, Any]) -> list[str]:
     """Each key whose value in a variant's name is not what a run's config (flattened) holds, in words
     ('model.depth=9 in its name, 2 in its config.yaml'); [] when the name says what the config holds. Numbers
-    compare as numbers, so a name written before values were typed (`model.dropout=0`) still agrees with 0.0."""
+    compare as numbers, so a name written before values were typed (`model.dropout=0`) still agrees with 0.0. A name
+    part without '=' (a variant named by `variant=NAME`) claims no value and is not checked."""
     return [f"{key}={value} in its name, {format_value(config.get(key))} in its config.yaml"
-            for key, value in pairs_of(name) if not _same_text(value, format_value(config.get(key)))]
+            for key, value in pairs_of(name)
+            if f"{key}=" in name and not _same_text(value, format_value(config.get(key)))]
 
 
 def _same_text(a: str, b: str) -> bool:

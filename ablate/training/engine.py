@@ -4,8 +4,9 @@ The engine knows nothing of Hydra or files: it takes config objects and tensors.
 together (`seed_groups`: eager one at a time; vectorized in groups that fit the device), trains each group through
 the one loop (ablate/training/loop.py) with the resolved strategy (ablate/training/strategies.py), turns a failed
 group into failed results and retries a vectorized group that ran out of memory as two smaller vectorized groups.
-Each seed fixes its initial weights, its batch order and its dropout masks, so the same seed gives the same numbers
-on the same device with the same strategy.
+Each seed's streams (`seed_streams.*`, ablate/training/streams.py) fix its initial weights, its batch order, its
+shifts and its dropout masks, each from a generator of its own, so the same seed gives the same numbers on the same
+device with the same strategy, and seed s of every variant draws the same batches as seed s of the baseline.
 """
 
 from __future__ import annotations
@@ -21,34 +22,38 @@ import torch
 from tqdm.auto import tqdm
 
 from ablate import recipe
-from ablate.config import ModelConfig, TrainConfig
+from ablate.config import ModelConfig, SeedStreamsConfig, TrainConfig
 from ablate.data.datasets import Dataset
 from ablate.networks.network import Description, create_network
 from ablate.store.checkpoints import SeedState
 from ablate.training.checkpoint import Hooks
 from ablate.training.loop import SeedResult, StepHook, steps_per_epoch, train_group
 from ablate.training.strategies import EagerTrainer, VectorizedTrainer, init_model
+from ablate.training.streams import stream_seeds
 
 
 def train_seed(model_cfg: ModelConfig, train_cfg: TrainConfig, data: Dataset, seed: int, device: torch.device,
                precision: str, on_step: StepHook = lambda epoch, losses: None,
                weights: Optional[dict[str, torch.Tensor]] = None, hooks: Hooks = Hooks(),
-               resume: Optional[SeedState] = None) -> SeedResult:
-    """Train one model for `train_cfg.epochs` epochs, the plain way: freshly initialised from the seed, its backbone
-    from `weights` when model.transfer says so, or going on from `resume`; curves and metrics in a SeedResult."""
-    model, groups = init_model(model_cfg, train_cfg, data, seed, device, weights)
-    trainer = EagerTrainer(model, train_cfg, device, precision, groups, seed, steps_per_epoch=steps_per_epoch(data, train_cfg))
-    return train_group(trainer, [seed], train_cfg, data, device, on_step, hooks, [resume] if resume else None)[0]
+               resume: Optional[SeedState] = None, streams: SeedStreamsConfig = SeedStreamsConfig()) -> SeedResult:
+    """Train one model for `train_cfg.epochs` epochs, the plain way: freshly initialised from the seed's init stream,
+    its backbone from `weights` when model.transfer says so, or going on from `resume`; curves and metrics in a
+    SeedResult."""
+    drawn = stream_seeds(streams, seed)
+    model, groups = init_model(model_cfg, train_cfg, data, drawn.init, device, weights)
+    trainer = EagerTrainer(model, train_cfg, device, precision, groups, drawn.dropout, steps_per_epoch=steps_per_epoch(data, train_cfg))
+    return train_group(trainer, [seed], [drawn], train_cfg, data, device, on_step, hooks, [resume] if resume else None)[0]
 
 
 def train_vectorized(model_cfg: ModelConfig, train_cfg: TrainConfig, data: Dataset, seeds: list[int], device: torch.device,
                      precision: str, on_step: StepHook = lambda epoch, losses: None, hooks: Hooks = Hooks(),
-                     resume: Optional[list[SeedState]] = None) -> list[SeedResult]:
-    """Train `seeds` together as one stacked model; each seed has the init, batch order and dropout masks `train_seed`
-    would give it (or goes on from its state in `resume`, all at one point)."""
-    models = [init_model(model_cfg, train_cfg, data, seed, device)[0] for seed in seeds]
-    trainer = VectorizedTrainer(models, train_cfg, device, precision, seeds, steps_per_epoch=steps_per_epoch(data, train_cfg))
-    return train_group(trainer, seeds, train_cfg, data, device, on_step, hooks, resume)
+                     resume: Optional[list[SeedState]] = None, streams: SeedStreamsConfig = SeedStreamsConfig()) -> list[SeedResult]:
+    """Train `seeds` together as one stacked model; each seed has the init, batch order, shifts and dropout masks
+    `train_seed` would give it (or goes on from its state in `resume`, all at one point)."""
+    drawn = [stream_seeds(streams, seed) for seed in seeds]
+    models = [init_model(model_cfg, train_cfg, data, d.init, device)[0] for d in drawn]
+    trainer = VectorizedTrainer(models, train_cfg, device, precision, [d.dropout for d in drawn], steps_per_epoch=steps_per_epoch(data, train_cfg))
+    return train_group(trainer, seeds, drawn, train_cfg, data, device, on_step, hooks, resume)
 
 
 def seed_bytes(described: Description, data: Dataset, train_cfg: TrainConfig) -> int:
@@ -99,13 +104,14 @@ def _planned(model_cfg: ModelConfig, train_cfg: TrainConfig, data: Dataset, seed
 
 def _train(group: list[int], model_cfg: ModelConfig, train_cfg: TrainConfig, data: Dataset, device: torch.device,
            precision: str, on_step: StepHook, weights_for: Callable[[int], Optional[dict[str, torch.Tensor]]],
-           hooks: Hooks, states: dict[int, SeedState]) -> list[SeedResult]:
+           hooks: Hooks, states: dict[int, SeedState], streams: SeedStreamsConfig) -> list[SeedResult]:
     """One planned group trained with the resolved strategy, going on from its checkpoint states where it has them."""
     if train_cfg.strategy == "vectorized":
         resume = [states[seed] for seed in group] if all(seed in states for seed in group) else None
-        return train_vectorized(model_cfg, train_cfg, data, group, device, precision, on_step, hooks, resume)
+        return train_vectorized(model_cfg, train_cfg, data, group, device, precision, on_step, hooks, resume, streams)
     (seed,) = group
-    return [train_seed(model_cfg, train_cfg, data, seed, device, precision, on_step, weights_for(seed), hooks, states.get(seed))]
+    return [train_seed(model_cfg, train_cfg, data, seed, device, precision, on_step, weights_for(seed), hooks,
+                       states.get(seed), streams)]
 
 
 def _show(bar: tqdm, group: list[int], epochs: int, epoch: int, losses: torch.Tensor) -> None:
@@ -138,6 +144,7 @@ def train_seeds(
     weights_for: Callable[[int], Optional[dict[str, torch.Tensor]]] = lambda seed: None,
     hooks: Hooks = Hooks(),
     described: Optional[Description] = None,
+    streams: SeedStreamsConfig = SeedStreamsConfig(),
 ) -> list[SeedResult]:
     """Train every seed with `train_cfg.strategy` (eager or vectorized, already resolved: see ablate/study/resolve.py), each
     starting from `weights_for(seed)` under model.transfer, or going on from its checkpoint (`hooks.resume`);
@@ -147,6 +154,7 @@ def train_seeds(
     vectorized group that runs out of memory is put back as two smaller vectorized groups, trained next, so a study
     never mixes strategies; any other error fails the group's seeds. `described`: the network's description where the
     caller has it (a variant's plan), so a vectorized group's memory is planned without describing it again.
+    `streams`: where each seed's streams take their seeds (`seed_streams.*`).
     """
     if train_cfg.strategy not in ("eager", "vectorized"):
         raise ValueError(f"train_seeds needs a resolved strategy (eager or vectorized), not {train_cfg.strategy!r}")
@@ -162,7 +170,7 @@ def train_seeds(
             group, started, done_before = pending.popleft(), time.perf_counter(), bar.n
             on_step = functools.partial(_show, bar, group, train_cfg.epochs)
             try:
-                outcomes = _train(group, model_cfg, train_cfg, data, device, precision, on_step, weights_for, hooks, states)
+                outcomes = _train(group, model_cfg, train_cfg, data, device, precision, on_step, weights_for, hooks, states, streams)
             except Exception as error:  # noqa: BLE001 - one failed seed or group must not stop the study
                 bar.n = done_before  # undo the failed attempt's progress
                 if train_cfg.strategy == "vectorized" and len(group) > 1 and _out_of_memory(error):

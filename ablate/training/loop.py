@@ -2,7 +2,8 @@
 
 `train_group` trains the K seeds a trainer holds (K = 1 eager, K >= 1 vectorized; ablate/training/strategies.py
 supplies the step and the logits). Each seed has its own batch order and augmentation shifts, drawn at each epoch's
-start from its own generator; the training set stays on the device and batches are index gathers (no DataLoader).
+start from its order and augment streams' generators (ablate/training/streams.py); the training set stays on the
+device and batches are index gathers (no DataLoader).
 Where the group stands (epochs and steps done, that epoch's running sums, each seed's results) is one `Group`, which
 also writes and reads the checkpoint states, so a resumed group goes on exactly as if never stopped.
 """
@@ -24,6 +25,7 @@ from ablate.store.checkpoints import SeedState
 from ablate.training import augment
 from ablate.training.checkpoint import Hooks, Stopped, rng_state, set_rng_state
 from ablate.training.strategies import Trainer, per_seed_cross_entropy
+from ablate.training.streams import StreamSeeds
 
 StepHook = Callable[[int, torch.Tensor], None]
 """Called after every training step with the epoch and the step's per-seed losses (detached, still on the device)."""
@@ -70,15 +72,27 @@ def steps_per_epoch(data: Dataset, train_cfg: TrainConfig) -> int:
     return math.ceil(len(data.train_y) / train_cfg.batch_size)
 
 
-class Epoch:
-    """One epoch's batches for K seeds: each seed's permutation of the training set and (train.augment=shift) its
-    shifts, drawn at the epoch's start from its own generator (order first) and moved to the device once."""
+def epoch_draws(generator: torch.Generator, n: int, train_cfg: TrainConfig) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """An epoch's draws from one generator, as runs drew them from their one generator before streams had names: the
+    permutation of n images, then (train.augment=shift) their shifts. The order stream keeps the first and the
+    augment stream the second, so each depends on its own seed alone, and both equal the old draws when they agree."""
+    order = torch.randperm(n, generator=generator)
+    if train_cfg.augment == "none":
+        return order, None
+    return order, augment.draw_shifts([generator], n, train_cfg.augment_pixels)[0]
 
-    def __init__(self, orders: list[torch.Generator], data: Dataset, train_cfg: TrainConfig, device: torch.device) -> None:
+
+class Epoch:
+    """One epoch's batches for K seeds: each seed's permutation of the training set from its order generator and
+    (train.augment=shift) its shifts from its augment generator, drawn at the epoch's start and moved to the device
+    once; `at_start` holds both generators' states from before, for a checkpoint mid-epoch."""
+
+    def __init__(self, generators: list[tuple[torch.Generator, torch.Generator]], data: Dataset, train_cfg: TrainConfig,
+                 device: torch.device) -> None:
         n = len(data.train_y)
-        self.orders_at_start = [order.get_state() for order in orders]
-        self.index = torch.stack([torch.randperm(n, generator=order) for order in orders]).to(device)
-        self.shifts = (augment.draw_shifts(orders, n, train_cfg.augment_pixels).to(device)
+        self.at_start = [(order.get_state(), shifts.get_state()) for order, shifts in generators]
+        self.index = torch.stack([epoch_draws(order, n, train_cfg)[0] for order, _ in generators]).to(device)
+        self.shifts = (torch.stack([epoch_draws(shifts, n, train_cfg)[1] for _, shifts in generators]).to(device)
                        if train_cfg.augment != "none" else None)
         self.x, self.y, self.batch = data.train_x, data.train_y, train_cfg.batch_size
         self.steps = steps_per_epoch(data, train_cfg)
@@ -99,7 +113,7 @@ class Group:
 
     seeds: list[int]
     strategy: str
-    orders: list[torch.Generator]
+    generators: list[tuple[torch.Generator, torch.Generator]]  # each seed's (order, augment) generators
     results: list[SeedResult]
     resumed: list[list[dict[str, int]]]
     loss_sum: torch.Tensor
@@ -109,19 +123,21 @@ class Group:
     seconds: float = 0.0
 
     @classmethod
-    def start(cls, seeds: list[int], strategy: str, device: torch.device) -> Group:
-        """Fresh seeds: each batch order seeded by its seed, nothing done."""
-        return cls(list(seeds), strategy, [torch.Generator().manual_seed(seed) for seed in seeds],
+    def start(cls, seeds: list[int], streams: list[StreamSeeds], strategy: str, device: torch.device) -> Group:
+        """Fresh seeds: each batch order and shifts seeded by its order and augment streams, nothing done."""
+        return cls(list(seeds), strategy, [(torch.Generator().manual_seed(s.order), torch.Generator().manual_seed(s.augment))
+                                           for s in streams],
                    [SeedResult(seed=seed, status="ok", strategy=strategy) for seed in seeds], [[] for _ in seeds],
                    torch.zeros(len(seeds), device=device), torch.zeros(len(seeds), device=device, dtype=torch.long))
 
     @classmethod
-    def resume(cls, states: list[SeedState], strategy: str, device: torch.device) -> Group:
+    def resume(cls, states: list[SeedState], streams: list[StreamSeeds], strategy: str, device: torch.device) -> Group:
         """Seeds going on from their checkpoint states (all at one point); the global RNG put back as it was."""
-        group = cls.start([state.seed for state in states], strategy, device)
+        group = cls.start([state.seed for state in states], streams, strategy, device)
         set_rng_state(states[0].rng)
-        for order, result, state, where in zip(group.orders, group.results, states, group.resumed):
+        for (order, shifts), result, state, where in zip(group.generators, group.results, states, group.resumed):
             order.set_state(state.order)
+            shifts.set_state(state.augment)
             result.status, result.error, result.metrics, result.history = state.status, state.error, state.metrics, state.history
             where += [*state.resumed, {"epoch": state.epoch, "step": state.step}]
         group.epoch, group.step = states[0].epoch, states[0].step
@@ -158,16 +174,16 @@ class Group:
         """Whether no seed is still training (all diverged)."""
         return all(result.status != "ok" for result in self.results)
 
-    def states(self, trainer: Trainer, orders: list[torch.Tensor], seconds: float = 0.0) -> list[SeedState]:
-        """Every seed's checkpoint state at this point: `orders` are the batch-order states the next epoch's
-        permutation is drawn from; mid-epoch the running sums and `seconds` go with it."""
+    def states(self, trainer: Trainer, generators: list[tuple[torch.Tensor, torch.Tensor]], seconds: float = 0.0) -> list[SeedState]:
+        """Every seed's checkpoint state at this point: `generators` are the (order, augment) generator states the next
+        epoch's permutation and shifts are drawn from; mid-epoch the running sums and `seconds` go with it."""
         rng, trained = rng_state(), trainer.state()
         partial = [{"loss_sum": loss, "correct": hits, "seconds": seconds}
                    for loss, hits in zip(self.loss_sum.tolist(), self.correct.tolist())] if self.step else [{}] * len(self.seeds)
         return [SeedState(seed=r.seed, group=list(self.seeds), strategy=self.strategy, epoch=self.epoch, step=self.step,
-                          order=o, trainer=t, rng=rng, partial=p, status=r.status, error=r.error, metrics=dict(r.metrics),
-                          history=list(r.history), resumed=list(w))
-                for r, o, t, p, w in zip(self.results, orders, trained, partial, self.resumed)]
+                          order=o, augment=a, trainer=t, rng=rng, partial=p, status=r.status, error=r.error,
+                          metrics=dict(r.metrics), history=list(r.history), resumed=list(w))
+                for r, (o, a), t, p, w in zip(self.results, generators, trained, partial, self.resumed)]
 
     def finish(self, trainer: Trainer, seconds: float) -> list[SeedResult]:
         """The results: final metrics and weights of each seed that ended ok; wall seconds are the group's over K."""
@@ -187,11 +203,11 @@ def final_metrics(history: list[dict[str, float]]) -> dict[str, float]:
             **{name: last[name] for name in ("val_acc", "val_loss") if name in last}}
 
 
-def train_group(trainer: Trainer, seeds: list[int], train_cfg: TrainConfig, data: Dataset, device: torch.device,
-                on_step: StepHook = lambda epoch, losses: None, hooks: Hooks = Hooks(),
+def train_group(trainer: Trainer, seeds: list[int], streams: list[StreamSeeds], train_cfg: TrainConfig, data: Dataset,
+                device: torch.device, on_step: StepHook = lambda epoch, losses: None, hooks: Hooks = Hooks(),
                 resume: Optional[list[SeedState]] = None) -> list[SeedResult]:
-    """Train the K seeds a trainer holds for `train_cfg.epochs` epochs; one result per seed, with its own final
-    weights when it ended ok.
+    """Train the K seeds a trainer holds for `train_cfg.epochs` epochs, each seed's batches drawn from its `streams`;
+    one result per seed, with its own final weights when it ended ok.
 
     With `resume` (one state per seed, all at the same point) it goes on from there exactly as if never stopped.
     `hooks.on_epoch` gets every epoch's results; when `hooks.stop()` turns true between two steps, it raises
@@ -203,15 +219,16 @@ def train_group(trainer: Trainer, seeds: list[int], train_cfg: TrainConfig, data
     data = data.to(device)
     if resume:
         trainer.load_state([state.trainer for state in resume])
-    group = Group.resume(resume, trainer.strategy, device) if resume else Group.start(seeds, trainer.strategy, device)
+    group = (Group.resume(resume, streams, trainer.strategy, device) if resume
+             else Group.start(seeds, streams, trainer.strategy, device))
     for epoch in range(group.epoch + 1, train_cfg.epochs + 1):
         trainer.train(True)
         clock = time.perf_counter() - group.seconds
-        batches = Epoch(group.orders, data, train_cfg, device)
+        batches = Epoch(group.generators, data, train_cfg, device)
         for step in range(group.step, batches.steps):
             if hooks.stop():
                 group.step = step
-                raise Stopped(group.states(trainer, batches.orders_at_start, time.perf_counter() - clock))
+                raise Stopped(group.states(trainer, batches.at_start, time.perf_counter() - clock))
             x, y = batches.batch_at(step)
             losses, logits = trainer.step(x, y)
             group.count(losses, logits, y)
@@ -220,7 +237,8 @@ def train_group(trainer: Trainer, seeds: list[int], train_cfg: TrainConfig, data
         test = evaluate(trainer, data.test_x, data.test_y)
         val = evaluate(trainer, data.val_x, data.val_y) if len(data.val_y) else ([], [])
         group.close_epoch(epoch, seconds, len(data.train_y), test, val)
-        hooks.on_epoch(epoch, group.results, functools.partial(group.states, trainer, [o.get_state() for o in group.orders]))
+        now = [(order.get_state(), shifts.get_state()) for order, shifts in group.generators]
+        hooks.on_epoch(epoch, group.results, functools.partial(group.states, trainer, now))
         if group.ended():
             break
     return group.finish(trainer, time.perf_counter() - started)

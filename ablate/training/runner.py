@@ -8,24 +8,25 @@ stores.
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Iterator, Mapping, Optional
 
 from omegaconf import OmegaConf
 from torch import Tensor
 
 from ablate import trackers
-from ablate.config import AUTO_SEEDS, AblateConfig, ConfigError, flatten_config, format_value, to_node
-from ablate.data.datasets import load_dataset
+from ablate.config import AUTO_SEEDS, FIXED_SPLIT, AblateConfig, ConfigError, flatten_config, format_value, to_node
+from ablate.data.datasets import Dataset, load_dataset
 from ablate.networks import weights
 from ablate.store import checkpoints, provenance, results
 from ablate.study import preflight
 from ablate.study.plan import VariantPlan, job_plan, needs_source, plan_variant, source_config
 from ablate.study.variants import BASELINE, Variant
-from ablate.training import checkpoint
+from ablate.training import checkpoint, streams
 from ablate.training.engine import train_seeds
 from ablate.training.loop import SeedResult
 
@@ -131,17 +132,18 @@ def _train_and_store(variant: VariantPlan, seeds: list[int], locks: Mapping[int,
         "identity": dict(variant.identity), "identity_hash": variant.identity_hash,
         "params": described.params, "trainable_params": described.trainable_params, "receptive_field": described.receptive_field,
         "device": resolved.device, "precision": resolved.precision, **resolved.numerics,
-        "dataset": data.name, "train_samples": len(data.train_y), "test_samples": len(data.test_y),
-        "validation_samples": len(data.val_y), "normalisation": data.normalisation,
-        "epochs": cfg.train.epochs, "planned_seeds": [run.seed for run in variant.runs],
+        "dataset": data.name, "epochs": cfg.train.epochs, "planned_seeds": [run.seed for run in variant.runs],
         "adaptive": cfg.seeds == AUTO_SEEDS, "versions": provenance.versions(),
         "hardware": provenance.hardware(resolved.torch_device), "git_commit": provenance.git_commit(),
     }
 
-    def store(result: SeedResult) -> None:
+    def store(data: Dataset, result: SeedResult) -> None:
         seed_cfg = replace(cfg, seeds=[result.seed])
         note = result.note or resolved.strategy_note
-        metrics = {**common, **result.metrics, "seed": result.seed, "status": result.status, "error": result.error,
+        metrics = {**common, "train_samples": len(data.train_y), "test_samples": len(data.test_y),
+                   "validation_samples": len(data.val_y), "normalisation": data.normalisation,
+                   "seed_streams": streams.recorded(cfg.seed_streams, result.seed, cfg.data.subset_seed),
+                   **result.metrics, "seed": result.seed, "status": result.status, "error": result.error,
                    "strategy": result.strategy, "strategy_note": note, "wall_seconds": round(result.wall_seconds, 3),
                    "resumed": result.resumed,
                    "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
@@ -160,7 +162,20 @@ def _train_and_store(variant: VariantPlan, seeds: list[int], locks: Mapping[int,
     train = replace(cfg.train, strategy=resolved.strategy)
     saver = checkpoint.RunCheckpoints(folders, variant.identity_hash, f"{cfg.study}/{name}", cfg.train.epochs, cfg.train.checkpoint_every,
                                     held=seeds)
+    outcomes: list[SeedResult] = []
     with saver.stopping():  # a stop signal: checkpoints written, then the process ends by it (ablate/training/stopping.py)
-        outcomes = train_seeds(cfg.model, train, data, seeds, resolved.torch_device, resolved.precision, label=f"{cfg.study}/{name}",
-                               on_result=store, weights_for=weights_for, hooks=saver.hooks, described=described)
+        for group, group_data in _split_groups(cfg, seeds, data):
+            outcomes += train_seeds(cfg.model, train, group_data, group, resolved.torch_device, resolved.precision,
+                                    label=f"{cfg.study}/{name}", on_result=functools.partial(store, group_data),
+                                    weights_for=weights_for, hooks=saver.hooks, described=described, streams=cfg.seed_streams)
     return outcomes
+
+
+def _split_groups(cfg: AblateConfig, seeds: list[int], data: Dataset) -> Iterator[tuple[list[int], Dataset]]:
+    """The seeds that train on one dataset, with it: all of them on `data` (the fixed split), or under
+    seed_streams.split=per_seed each seed alone on its own training subset and hold-out, loaded when its turn comes."""
+    if cfg.seed_streams.split == FIXED_SPLIT:
+        yield seeds, data
+        return
+    for seed in seeds:
+        yield [seed], load_dataset(cfg.data, streams.split_seed(cfg.seed_streams, seed, cfg.data.subset_seed))

@@ -3,8 +3,9 @@ trains one seed as a plain nn.Module with its optimizer; `vectorized` trains a g
 (torch.func.vmap over parameters stacked by torch.func.stack_module_state).
 
 Each strategy supplies the step, the logits the evaluation needs, and each seed's state for checkpoints. Everything
-random in a seed's training comes from that seed's own generators (its init from the seeded global generator, its
-batch order in the loop, its dropout masks here), so a seed's numbers never depend on the seeds trained beside it.
+random in a seed's training comes from that seed's own streams (ablate/training/streams.py: its init from the global
+generator seeded by its init stream, its batch order and shifts in the loop, its dropout masks here), so a seed's
+numbers never depend on the seeds trained beside it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import contextlib
 import copy
 from typing import Any, Iterable, Iterator, Optional, Protocol, Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -27,7 +27,6 @@ from ablate.networks.network import create_network
 from ablate.training.schedule import make_schedule
 
 PRECISION_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-DROPOUT_STREAM = 1  # a seed's dropout generator is seeded from (seed, this) so it never repeats its batch order's stream
 
 
 def make_optimizer(params: Iterable[torch.Tensor] | Iterable[dict[str, Any]], cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
@@ -49,11 +48,13 @@ def memory_layout(device: torch.device) -> torch.memory_format:
     return torch.channels_last if device.type == "cpu" and recipe.CPU_CHANNELS_LAST else torch.preserve_format
 
 
-def init_model(model_cfg: ModelConfig, train_cfg: TrainConfig, data: Dataset, seed: int, device: torch.device,
+def init_model(model_cfg: ModelConfig, train_cfg: TrainConfig, data: Dataset, init_seed: int, device: torch.device,
                weights: Optional[dict[str, torch.Tensor]] = None) -> tuple[nn.Module, list[dict[str, Any]]]:
-    """The network for `seed` and its optimizer's parameter groups: the global RNG is seeded, then the model is built
-    (every strategy); under model.transfer its backbone comes from `weights` and only what the strategy trains trains."""
-    torch.manual_seed(seed)
+    """The network for a run's init stream and its optimizer's parameter groups: the global RNG is seeded with
+    `init_seed`, then the model is built (every strategy), so two variants whose networks have the same parameter
+    shapes start seed s from the same weights; under model.transfer its backbone comes from `weights` and only what
+    the strategy trains trains."""
+    torch.manual_seed(init_seed)
     network = create_network(model_cfg, data.input_shape, data.num_classes)
     model = network.build()
     parts = network.parts(model)
@@ -122,12 +123,13 @@ def _load_schedule(schedule: Optional[torch.optim.lr_scheduler.LRScheduler], sta
 
 
 class DropoutMasks:
-    """The masks of a network's SeededDropout layers, drawn for each seed from its own generator, seeded from the seed
-    alone; the same draws whether the seed trains eagerly or in any vectorized group."""
+    """The masks of a network's SeededDropout layers, drawn for each seed from its own generator, seeded by its dropout
+    stream alone (`seeds`: ablate/training/streams.py); the same draws whether the seed trains eagerly or in any
+    vectorized group."""
 
     def __init__(self, model: nn.Module, seeds: Sequence[int], device: torch.device) -> None:
         self.layers = [module for module in model.modules() if isinstance(module, SeededDropout)]
-        self.generators = [torch.Generator(device).manual_seed(_dropout_seed(seed)) for seed in seeds]
+        self.generators = [torch.Generator(device).manual_seed(seed) for seed in seeds]
 
     def draw(self, batch: int) -> list[torch.Tensor]:
         """One mask per layer for the next batch, stacked over the seeds: (K, batch, *layer shape)."""
@@ -142,11 +144,6 @@ class DropoutMasks:
         """Put back what `states` returned."""
         for generator, state in zip(self.generators, states):
             generator.set_state(state)
-
-
-def _dropout_seed(seed: int) -> int:
-    """A 63-bit seed mixed from (seed, DROPOUT_STREAM) by numpy's SeedSequence (any int seed, negative ones too)."""
-    return int(np.random.SeedSequence([seed % 2**64, DROPOUT_STREAM]).generate_state(1, np.uint64)[0]) >> 1
 
 
 @contextlib.contextmanager
@@ -186,20 +183,20 @@ class Trainer(Protocol):
 
 
 class EagerTrainer:
-    """One seed's nn.Module and optimizer: the plain PyTorch loop (K = 1), in the device's fast memory layout; `seed`
-    seeds its dropout masks."""
+    """One seed's nn.Module and optimizer: the plain PyTorch loop (K = 1), in the device's fast memory layout;
+    `dropout_seed` (its dropout stream's) seeds its dropout masks."""
 
     strategy = "eager"
 
     def __init__(self, model: nn.Module, train_cfg: TrainConfig, device: torch.device, precision: str,
-                 groups: Optional[list[dict[str, Any]]] = None, seed: int = 0, *, steps_per_epoch: int) -> None:
+                 groups: Optional[list[dict[str, Any]]] = None, dropout_seed: int = 0, *, steps_per_epoch: int) -> None:
         self.device, self.precision, self.layout = device, precision, memory_layout(device)
         self.smoothing, self.clip = train_cfg.label_smoothing, train_cfg.grad_clip
         self.model = model.to(memory_format=self.layout)
         self.optimizer = make_optimizer(self.model.parameters() if groups is None else groups, train_cfg, device)
         self.schedule = make_schedule(self.optimizer, train_cfg, steps_per_epoch)
         self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
-        self.masks = DropoutMasks(self.model, [seed], device)
+        self.masks = DropoutMasks(self.model, [dropout_seed], device)
 
     def train(self, mode: bool) -> None:
         """Training mode (frozen BatchNorm layers excepted, see transfer.train_mode) or evaluation mode of the model."""
@@ -262,7 +259,7 @@ class VectorizedTrainer:
     strategy = "vectorized"
 
     def __init__(self, models: list[nn.Module], train_cfg: TrainConfig, device: torch.device, precision: str,
-                 seeds: Sequence[int], *, steps_per_epoch: int) -> None:
+                 dropout_seeds: Sequence[int], *, steps_per_epoch: int) -> None:
         self.device, self.precision = device, precision
         self.smoothing, self.clip = train_cfg.label_smoothing, train_cfg.grad_clip
         self.params, self.buffers = torch.func.stack_module_state(models)
@@ -270,7 +267,7 @@ class VectorizedTrainer:
         self.base = copy.deepcopy(models[0]).to("meta")
         self.optimizer = make_optimizer(self.params.values(), train_cfg, device)
         self.schedule = make_schedule(self.optimizer, train_cfg, steps_per_epoch)  # one lr for all: every seed's batch k
-        self.masks = DropoutMasks(self.base, seeds, device)
+        self.masks = DropoutMasks(self.base, dropout_seeds, device)
         self._per_seed = torch.vmap(self._forward, in_dims=(0, 0, 0, 0), randomness="error")
 
     def _forward(self, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor], x: torch.Tensor,
