@@ -30,6 +30,8 @@ ablate run -m model.depth=2,3 train.lr=0.01,0.1 study=NAME
 ablate run --dry-run  lists the planned runs (finished, failed, to train) and trains nothing;
 ablate run +sweep=all seeds=auto  adds seeds in rounds only where a comparison with the baseline is still open
                       (adaptive.budget, .batch, .margin, .alpha; see docs/guide/adaptive-seeds.md)
+ablate run +sweep=batchnorm +tune=lr data.validation_size=1000  trains each variant at its own best point of a
+                      grid (tune.grid, .seeds, .metric; tuning runs in study <study>.tune, chosen on validation)
 ablate run --retry-failed  trains failed and diverged runs again (they are kept as results otherwise);
 ablate run --cfg job  prints the composed config without training; --debug shows tracebacks.
 """
@@ -159,12 +161,14 @@ def run(arguments: Sequence[str]) -> int:
 
 def checked_plan(overrides: Sequence[str], dry_run: bool = False, retry_failed: bool = False,
                  config_dir: str | None = None) -> tuple[Any, str]:
-    """The plan of `ablate run OVERRIDES`, checked against the files and the stored runs (preflight) before anything
-    trains, and what a dry run notes it could not write (empty when nothing); raises whatever config error it finds."""
-    from ablate.study import adaptive, plan, preflight
+    """The plan of `ablate run OVERRIDES`, checked against the files and the stored runs (preflight; a tuned
+    study's tuning runs) before anything trains, and what a dry run notes it could not write (empty when nothing);
+    raises whatever config error it finds."""
+    from ablate.study import adaptive, plan, preflight, tune
 
     planned = plan.build([*overrides, *(["retry_failed=true"] if retry_failed else [])], config_dir)
-    unwritable = preflight.check(planned, writing=not dry_run)
+    checked = tune.tuning_plan(tune.arms(planned)) if tune.enabled(planned) else planned
+    unwritable = preflight.check(checked, writing=not dry_run)
     adaptive.is_adaptive(planned)  # refuses seeds=auto where nothing is compared
     return planned, unwritable or ""
 
@@ -172,8 +176,10 @@ def checked_plan(overrides: Sequence[str], dry_run: bool = False, retry_failed: 
 def train(planned: Any, arguments: Sequence[str], dry_run: bool = False, retry_failed: bool = False, unwritable: str = "") -> int:
     """Train a checked plan as `ablate run ARGUMENTS` does (or print it, with `dry_run`); the exit status of `run`."""
     from ablate.store.files import MachineFailure
-    from ablate.study import adaptive, plan, status
+    from ablate.study import adaptive, plan, status, tune
 
+    if tune.enabled(planned):
+        return _run_tuned(planned, tune.arms(planned), dry_run, unwritable)
     if adaptive.is_adaptive(planned):
         return _run_adaptive(planned, dry_run)
     if dry_run:
@@ -250,6 +256,44 @@ def _run_adaptive(planned: Any, dry_run: bool) -> int:
     except MachineFailure as failure:
         return _fail(machine_failure(failure))
     return _ended(planned)
+
+
+def _run_tuned(planned: Any, arms: Any, dry_run: bool, unwritable: str) -> int:
+    """+tune: train every arm's tuning runs, choose each arm's best point from them, then train the study's seeds
+    there, in this process (no launcher); --dry-run prints the tuning and final runs of every variant."""
+    from ablate.store.files import MachineFailure
+    from ablate.study import preflight, status, tune
+
+    print(tune.describe(planned, arms))
+    if dry_run:
+        print(f"note: {unwritable}; ablate run would refuse it" if unwritable else "", end="")
+        return 0
+    from ablate.training import runner
+
+    tuning = tune.tuning_plan(arms)
+    try:
+        for variant in tuning.variants:
+            runner.run_variant(variant)
+        finals = tune.finals(planned, arms)
+        if finals is None:
+            outcome = status.study_status(tuning)
+            print(f"\nTuning of {planned.study.study} is not complete, so no final run trains: {status.describe_status(outcome)}")
+            return 1
+        print(tune.describe(planned, arms))
+        try:
+            preflight.check(finals)
+        except Exception as error:  # noqa: BLE001 - the chosen points' runs must pool with the study's stored ones
+            return _config_failure(error)
+        for variant in finals.variants:
+            runner.run_variant(variant)
+    except KeyboardInterrupt:
+        print("\nInterrupted. Finished runs are kept; run the same command again to go on from them.", file=sys.stderr)
+        return 130
+    except MachineFailure as failure:
+        return _fail(machine_failure(failure))
+    outcome = status.study_status(finals)
+    print(f"\nStudy {planned.study.study} at each variant's best: {status.describe_status(outcome)}")
+    return 0 if set(outcome) <= {"ok"} else 1
 
 
 def report(arguments: Sequence[str]) -> int:

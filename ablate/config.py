@@ -24,6 +24,7 @@ HEADS = ("flatten", "gap")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 ACTIVATIONS = ("relu", "gelu", "silu")
 AUGMENTS = ("none", "shift")
+SCHEDULES = ("constant", "cosine", "onecycle", "step")
 DATASETS = ("mnist", "fashion_mnist", "kmnist", "cifar10", "folder", "synthetic")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -34,6 +35,7 @@ LOGGERS = ("none", "tensorboard", "mlflow", "wandb")
 WANDB_MODES = ("offline", "online", "disabled")
 ADAPTIVE_METRICS = ("test_acc", "val_acc")
 SEED_RANGE = (-(2**63), 2**64 - 1)  # what torch.manual_seed takes
+TUNE_METRICS = ("val_acc", "val_loss")
 PER_SEED = "per_seed"  # seed_streams.*: the stream draws from the run's seed, so seeds differ in it
 FIXED_SPLIT = "fixed"  # seed_streams.split: the subset and hold-out data.subset_seed draws, one for every run
 SPLITS = (FIXED_SPLIT, PER_SEED)
@@ -48,7 +50,9 @@ CNN_KEYS = ("depth", "width", "kernel_size", "dilation", "pool", "batchnorm", "h
 CHOICES = {
     "model.pool": POOLS, "model.head": HEADS, "model.activation": ACTIVATIONS, "model.arch": ARCHS,
     "model.transfer": TRANSFERS, "data.name": DATASETS, "train.optimizer": OPTIMIZERS, "train.augment": AUGMENTS,
+    "train.schedule": SCHEDULES,
     "train.strategy": STRATEGIES, "device": DEVICES, "precision": PRECISIONS, "logger.name": LOGGERS,
+    "logger.mode": WANDB_MODES, "adaptive.metric": ADAPTIVE_METRICS, "tune.metric": TUNE_METRICS,
     "logger.mode": WANDB_MODES, "adaptive.metric": ADAPTIVE_METRICS, "seed_streams.split": SPLITS,
 }
 
@@ -122,6 +126,12 @@ class TrainConfig:
     weight_decay: float = 0.0  # >= 0; adam and sgd: L2 term added to the gradient; adamw: decoupled decay (adamw = adam at 0)
     augment: str = "none"  # none | shift: each training image moved by up to augment_pixels, on the device, per seed
     augment_pixels: int = 2  # shift: largest move in each direction, >= 1; edges are repeated into the uncovered border
+    # The learning rate per batch (torch.optim.lr_scheduler, ablate/training/schedule.py): constant | cosine (to 0 at the
+    # last batch) | onecycle (torch's OneCycleLR peaking at lr; its own warm-up) | step (x0.1 after each third of training).
+    schedule: str = "constant"
+    warmup_epochs: float = 0.0  # in [0, epochs): lr rises linearly from 0 over this many epochs' batches (not with onecycle)
+    label_smoothing: float = 0.0  # in [0, 1): cross-entropy's own label_smoothing, in the training loss only
+    grad_clip: Optional[float] = None  # null = none; > 0: each seed's gradient clipped to this total L2 norm before its step
     # How the engine executes the same training: eager (one seed at a time), vectorized (a variant's seeds as one
     # stacked model), or auto (what measured faster on the device). Recorded in every run; a study uses one.
     strategy: str = "auto"
@@ -183,6 +193,18 @@ class AdaptiveConfig:
 
 
 @dataclass
+class TuneConfig:
+    """+tune=NAME (conf/tune/): every variant gets the same tuning effort. Each grid point is trained at the tuning
+    seeds (study `<study>.tune`), each variant's best point chosen by its mean validation metric over them, and the
+    study's seeds trained at that point (ablate/study/tune.py); it chooses runs, decides no run's numbers, so it is
+    not part of any identity."""
+
+    grid: dict[str, list[Any]] = field(default_factory=dict)  # key -> values, e.g. {train.lr: [0.001, 0.01]}; {}: no tuning
+    seeds: list[int] = field(default_factory=lambda: [100, 101])  # none of the study's seeds: a test set never chooses
+    metric: str = "val_acc"  # val_acc (higher is better) | val_loss (lower); needs data.validation_size
+
+
+@dataclass
 class AblateConfig:
     """The whole run config: what `ablate run` composes from conf/ and the command line."""
 
@@ -194,6 +216,7 @@ class AblateConfig:
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     adaptive: AdaptiveConfig = field(default_factory=AdaptiveConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
     seed_streams: SeedStreamsConfig = field(default_factory=SeedStreamsConfig)
     # Typed Any: OmegaConf has no unions.
     seeds: Any = field(default_factory=lambda: [0, 1, 2])  # a list of distinct integers, e.g. [0,1,2], or auto (adaptive.*)
@@ -414,6 +437,7 @@ def validate(cfg: AblateConfig) -> None:
     _choice("train.strategy", t.strategy)
     _choice("train.augment", t.augment)
     _at_least("train.augment_pixels", t.augment_pixels, 1)
+    _validate_recipe(t)
     _at_least("train.checkpoint_every", t.checkpoint_every, 0, what="0 (no checkpoints) or a number of epochs")
     if t.seeds_per_group is not None:
         _at_least("train.seeds_per_group", t.seeds_per_group, 1, what="null (as many as fit) or an integer")
@@ -425,10 +449,26 @@ def validate(cfg: AblateConfig) -> None:
     _choice("precision", cfg.precision)
     _choice("logger.name", cfg.logger.name)
     _choice("logger.mode", cfg.logger.mode)
+    _choice("tune.metric", cfg.tune.metric)
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.=+-]*", cfg.study):
         raise ConfigError(
             f"study={cfg.study!r} is not allowed; use letters, digits and . _ = + - (it names a folder under runs_dir)"
         )
+
+
+def _validate_recipe(t: TrainConfig) -> None:
+    """The schedule, its warm-up, label smoothing and gradient clipping have values torch can train with."""
+    _choice("train.schedule", t.schedule)
+    if not 0 <= t.warmup_epochs < t.epochs:
+        raise ConfigError(f"train.warmup_epochs={t.warmup_epochs!r} is not allowed; it must be in [0, train.epochs) = [0, {t.epochs}), "
+                          "e.g. 1.0")
+    if t.warmup_epochs and t.schedule == "onecycle":
+        raise ConfigError(f"train.warmup_epochs={t.warmup_epochs!r} is not allowed with train.schedule=onecycle, which warms up by "
+                          "itself (its first 30% of batches); leave it at 0")
+    if not 0 <= t.label_smoothing < 1:
+        raise ConfigError(f"train.label_smoothing={t.label_smoothing!r} is not allowed; it must be in [0, 1), e.g. 0.1")
+    if t.grad_clip is not None and not t.grad_clip > 0:
+        raise ConfigError(f"train.grad_clip={t.grad_clip!r} is not allowed; it must be null (no clipping) or a norm > 0, e.g. 1.0")
 
 
 def _validate_seeds(cfg: AblateConfig) -> None:

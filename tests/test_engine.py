@@ -46,7 +46,7 @@ def test_the_returned_weights_are_the_trained_ones() -> None:
     result = train_seed(cfg, TrainConfig(epochs=1), data, 0, CPU, "fp32")
     model = build_model(cfg, data.input_shape, data.num_classes)
     model.load_state_dict(result.state_dict)  # strict: every parameter and BatchNorm statistic is there
-    (test_loss,), (test_acc,) = evaluate(EagerTrainer(model, TrainConfig(), CPU, "fp32"), data.test_x, data.test_y)
+    (test_loss,), (test_acc,) = evaluate(EagerTrainer(model, TrainConfig(), CPU, "fp32", steps_per_epoch=1), data.test_x, data.test_y)
     assert (test_loss, test_acc) == (result.metrics["test_loss"], result.metrics["test_acc"])
 
 

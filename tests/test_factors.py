@@ -92,7 +92,7 @@ def test_vectorized_dropout_draws_its_own_mask_for_each_seed_and_trains() -> Non
     data, train = tiny(), TrainConfig(epochs=1, batch_size=32)
     cfg = ModelConfig(dropout=0.5)
     same = [init_model(cfg, train, data, 0, CPU)[0] for _ in range(3)]  # three identical networks
-    trainer = VectorizedTrainer(same, train, CPU, "fp32", dropout_seeds=[0, 1, 2])
+    trainer = VectorizedTrainer(same, train, CPU, "fp32", dropout_seeds=[0, 1, 2], steps_per_epoch=1)
     x, y = data.train_x[:32].expand(3, -1, -1, -1, -1), data.train_y[:32]
     trainer.train(False)
     evaluated = trainer.logits(x[0])
@@ -173,7 +173,7 @@ def test_augmented_training_is_reproducible_per_seed_and_never_shifts_the_test_i
     result = train_seed(ModelConfig(), shifted, data, 0, CPU, "fp32")
     model = build_model(ModelConfig(), data.input_shape, data.num_classes)
     model.load_state_dict(result.state_dict)
-    (loss,), (acc,) = evaluate(EagerTrainer(model, shifted, CPU, "fp32"), data.test_x, data.test_y)
+    (loss,), (acc,) = evaluate(EagerTrainer(model, shifted, CPU, "fp32", steps_per_epoch=1), data.test_x, data.test_y)
     assert acc == result.metrics["test_acc"] and loss == pytest.approx(result.metrics["test_loss"], rel=1e-6)
 
 

@@ -42,6 +42,8 @@ ALTERNATIVES: dict[str, Any] = {
     "data.classes": [0, 1], "data.validation_size": 16, "data.train_size": 48, "train.optimizer": "sgd",
     "pretrain.classes": [0, 1], "pretrain.train_size": 32, "variant": "other", "seeds": [0, 1],
     "train.seeds_per_group": 1, "logger.tracking_uri": "sqlite:///x.db",
+    "train.warmup_epochs": 0.5,  # one of the two batches: 0.25 epochs would warm up over none
+    "tune.grid": {"train.lr": [0.01]}, "tune.seeds": [7],
     **{f"seed_streams.{name}": 5 for name in ("init", "order", "augment", "dropout")},
 }
 # Keys the harness does not change, with the reason; every other key of the schema is walked.
@@ -157,7 +159,10 @@ def settings(files: Path) -> list[Setting]:
     vectorized = replace(BASE, model=replace(BASE.model, dropout=0.5), train=replace(BASE.train, strategy="vectorized"), seeds=[0, 1])
     own = replace(BASE, model=ModelConfig(_target_="identity_net.Net", params={"hidden": 8, "dropout": 0.0}))
     return [
-        Setting("synthetic", BASE, _walk(BASE, walked)),
+        Setting("synthetic", BASE, _walk(BASE, walked) + [
+            _changed("train.schedule", "onecycle", "onecycle"), _changed("train.schedule", "step", "step"),
+        ]),
+        Setting("cosine", _set(BASE, "train.schedule", "cosine"), [_changed("train.warmup_epochs", 0.5, "warm-up before a schedule")]),
         Setting("folder", folder, _walk(folder, data_keys, {"data.train_size": 16, "data.test_size": 8, "data.validation_size": 4}) + [
             _changed("data.root", str(files / "images-copy"), "a copy of the same images"),
             _changed("data.root", str(files / "other-images"), "other images"),

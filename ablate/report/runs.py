@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Iterable
 
 import pandas as pd
 
@@ -111,8 +112,12 @@ def named_study(study_dir: Path, runs: pd.DataFrame) -> StudyRuns:
     """A study's runs (`stored_runs`, or those a report keeps) named, checked to pool and in the report's order."""
     runs = name_factors(runs)
     check_poolable(runs, study_dir.name)
-    order = sorted(results.variant_names(study_dir), key=lambda v: _order_key(v, *_factor_of(runs, v)))
-    return StudyRuns(study_dir, runs, order)
+    return StudyRuns(study_dir, runs, in_report_order(results.variant_names(study_dir), runs))
+
+
+def in_report_order(variants: Iterable[str], runs: pd.DataFrame) -> list[str]:
+    """Variants as a report lists them: the baseline, then each factor's values in the schema's order."""
+    return sorted(variants, key=lambda v: _order_key(v, *_factor_of(runs, v)))
 
 
 def load_study(study_dir: str | Path) -> StudyRuns:

@@ -17,10 +17,10 @@ from typing import Callable, Mapping, Optional, Sequence
 import pandas as pd
 
 from ablate.report import adaptive as adaptive_report
-from ablate.report import effects, html, latex, plots
+from ablate.report import effects, html, latex, plots, tuning
 from ablate.report.metrics import held_out_split
 from ablate.report.metrics import metric as declared_metric
-from ablate.report.runs import ReportError, StudyRuns, find_studies, named_study, stored_runs, tidy
+from ablate.report.runs import ReportError, StudyRuns, find_studies, in_report_order, name_factors, named_study, stored_runs, tidy
 from ablate.report.stats import ALPHA, CI_METHODS, PAIRED, adjust_holm, compare, describe, study_sensitivity
 from ablate.store import checkpoints, files, results
 from ablate.study.variants import BASELINE
@@ -399,45 +399,55 @@ def study_summary(study_dir: Path, metric: str = "test_acc", margin: Optional[fl
     runs, histories, notes = read_study(study_dir, metric)
     stored = named_study(study_dir, runs)
     runs, scale = stored.runs, plots.metric_scale(metric)[0]
-    summary = summarize(runs, stored.order, metric, None if margin is None else margin / scale, ci, checkpoints.in_progress(study_dir),
+    grid = tuning.grid_keys(runs)  # a tuned study: its final runs at a chosen point have a table of their own
+    order = [v for v in stored.order if not grid & set(keys_of(v))] or stored.order
+    summary = summarize(runs, order, metric, None if margin is None else margin / scale, ci, checkpoints.in_progress(study_dir),
                         by_variant(notes))
     line = adaptive_report.note(runs) if adaptive_report.is_adaptive(runs) else sensitivity(summary, runs, metric, None if margin is None else margin / scale)
     return stored, histories, summary, line
 
 
 def write_study_report(study_dir: Path, out_root: Path, metric: str = "test_acc", formats: Sequence[str] = FORMATS, margin: Optional[float] = None,
-                       ci: str = "t", extras: Extras = no_extras) -> tuple[StudyRuns, pd.DataFrame, str, Optional[effects.EffectsSection]]:
+                       ci: str = "t", extras: Extras = no_extras
+                       ) -> tuple[StudyRuns, pd.DataFrame, str, Optional[effects.EffectsSection], Optional[str]]:
     """Tables (md, csv, tex as asked), runs.csv (the tidy per-run table), forest.png, accuracy.png, curves.png,
-    cost.png, a two-level design's effects (`effects_section`) and the one-file page index.html for one study under
-    out_root/<study>/; returns the study as read, its summary, its sensitivity line and the effects section (None for
-    a one-factor study). `margin` is in the metric's display unit; `extras` adds sections of other commands to the
+    cost.png, a two-level design's effects (`effects_section`), a tuned study's second table and tuning.csv
+    (`tuned_section`) and the one-file page index.html for one study under out_root/<study>/; returns the study as
+    read, its summary, its sensitivity line, the effects section (None for a one-factor study) and the tuned table
+    (None for an untuned study). `margin` is in the metric's display unit; `extras` adds sections of other commands to the
     page (`ablate lesion`'s)."""
     stored, histories, summary, line = study_summary(study_dir, metric, margin, ci)
+    scaled = None if margin is None else margin / plots.metric_scale(metric)[0]
+    tuned = tuned_section(study_dir, stored.runs, summary, metric, scaled, ci)
     out = files.staging_folder(out_root / stored.name)  # built beside the old report, then swapped in whole
     try:
         section = _write_study_files(out, stored, histories, summary, line, metric, formats, margin,
-                                     extras(stored.name, out_root / stored.name, out))
+                                     extras(stored.name, out_root / stored.name, out),
+                                     bool(tuning.grid_keys(stored.runs)), tuned)
         files.replace_folder(out, out_root / stored.name)
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)  # the old report stays as it was
         raise
-    return stored, summary, line, section
+    return stored, summary, line, section, tuned[0] if tuned else None
 
 
 def _write_study_files(out: Path, stored: StudyRuns, histories: pd.DataFrame, summary: pd.DataFrame, line: str,
                        metric: str, formats: Sequence[str], margin: Optional[float],
-                       extras: Sequence[html.PageSection] = ()) -> Optional[effects.EffectsSection]:
+                       extras: Sequence[html.PageSection] = (), tuned_study: bool = False,
+                       tuned: Optional[tuple[str, pd.DataFrame]] = None) -> Optional[effects.EffectsSection]:
     """Every file of one study's report, into the folder `out`, the `extras` on its page; returns the effects section
-    of a two-level design."""
+    of a two-level design (never read from a tuned study, whose final runs change the grid's keys too)."""
     study, runs = stored.name, stored.runs
     table = display_table(summary, metric)
-    section, effect_figures = effects_section(runs, study, metric, out, formats)
+    section, effect_figures = (None, {}) if tuned_study else effects_section(runs, study, metric, out, formats)
     files.write_atomically(out / RUNS_FILE, tidy(stored).to_csv(index=False))
     if "csv" in formats:
         files.write_atomically(out / "summary.csv", summary.to_csv(index=False))
+        if tuned:
+            files.write_atomically(out / "tuning.csv", tuned[1].to_csv(index=False))
     if "md" in formats:
         files.write_atomically(out / "summary.md", f"# Study `{study}`: {metric}\n\n{table.to_markdown(index=False)}\n\n{line}\n\n{NOTES}\n"
-                               + (f"\n{section.markdown()}" if section else ""))
+                               + (f"\n{section.markdown()}" if section else "") + (f"\n{tuned[0]}" if tuned else ""))
     if "tex" in formats:
         files.write_atomically(out / "summary.tex", latex.tabular(latex.paper_table(table, plots.metric_scale(metric)[1]),
                                                                   _latex_comments(study, metric, line, full=False)))
@@ -459,6 +469,29 @@ def notebook_html(study_dir: Path, metric: str = "test_acc") -> str:
     stored, _, summary, line = study_summary(study_dir, metric)
     forest = plots.write(plots.forest_chart(summary, stored.name, metric, None))
     return html.study_fragment(stored.name, metric, summary, display_table(summary, metric), line, {"forest": forest}, NOTES)
+
+
+def tuned_section(study_dir: Path, runs: pd.DataFrame, summary: pd.DataFrame, metric: str, margin: Optional[float],
+                  ci: str) -> Optional[tuple[str, pd.DataFrame]]:
+    """A tuned study's (+tune) second table, as markdown: each variant at its own best point (its final runs), with the
+    chosen values and every verdict that differs from the same variant's at the baseline's settings; and tuning.csv's
+    rows (one per variant and grid point). None for a study that was not tuned."""
+    tuned = tuning.load(study_dir)
+    if tuned is None:
+        return None
+    arm_of = {final: arm for arm, final in tuned.final_of.items()}
+    finals = name_factors(runs[runs["variant"].isin(arm_of)].assign(variant=lambda r: r["variant"].map(arm_of)))
+    if finals.empty:
+        return None
+    arms = in_report_order(set(finals["variant"]), finals)
+    at_best = summarize(finals, arms, metric, margin, ci)
+    table = display_table(at_best, metric, compact=True)
+    table.insert(1, "chosen", [tuned.chosen[arm] for arm in at_best["variant"]])
+    table["verdict changed"] = tuning.verdict_changes(at_best, summary)
+    notes = [f"`{arm}`: its best point ({tuned.chosen[arm]}) is at the edge of the grid; widen the grid" for arm in tuned.edges]
+    text = "\n".join([f"## Each variant at its own best ({metric})", "", table.to_markdown(index=False), "", *notes]).rstrip() + "\n"
+    return text, tuned.rows
+
 
 
 def write_index(out_root: Path, studies: Sequence[str], metric: str) -> Path:
@@ -483,7 +516,7 @@ def write_reports(paths: Sequence[str], out_root: str = "reports", metric: str =
     root, reported, refused, links = Path(out_root), [], [], []
     for study_dir in studies:
         try:
-            stored, summary, line, section = write_study_report(study_dir, root, metric, formats, margin, ci, extras)
+            stored, summary, line, section, tuned = write_study_report(study_dir, root, metric, formats, margin, ci, extras)
         except ReportError as error:
             refused.append(str(error))
             print(f"\nStudy {study_dir.name}: not reported: {error}")
@@ -499,6 +532,8 @@ def write_reports(paths: Sequence[str], out_root: str = "reports", metric: str =
             print(f"  ! {row.variant}: {SEVERAL_KEYS}")
         if section:
             print(f"\n{section.title}\n{section.markdown_table()}\n")
+        if tuned:
+            print(f"\n{tuned}")
         print(f"  -> {root / study_dir.name}/: {', '.join(table_files(formats))}, {RUNS_FILE}, forest.png, accuracy.png, curves.png, cost.png"
               + (", effects.csv, interactions.png, half_normal.png" if section else "") + ", index.html")
     done = [stored.name for stored in reported]

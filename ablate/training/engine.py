@@ -28,7 +28,7 @@ from ablate.data.datasets import Dataset
 from ablate.networks.network import Description, create_network
 from ablate.store.checkpoints import SeedState
 from ablate.training.checkpoint import Hooks
-from ablate.training.loop import SeedResult, StepHook, train_group
+from ablate.training.loop import SeedResult, StepHook, steps_per_epoch, train_group
 from ablate.training.strategies import EagerTrainer, VectorizedTrainer, init_model
 from ablate.training.streams import stream_seeds
 
@@ -42,7 +42,7 @@ def train_seed(model_cfg: ModelConfig, train_cfg: TrainConfig, data: Dataset, se
     SeedResult."""
     drawn = stream_seeds(streams, seed)
     model, groups = init_model(model_cfg, train_cfg, data, drawn.init, device, weights)
-    trainer = EagerTrainer(model, train_cfg, device, precision, groups, drawn.dropout)
+    trainer = EagerTrainer(model, train_cfg, device, precision, groups, drawn.dropout, steps_per_epoch=steps_per_epoch(data, train_cfg))
     return train_group(trainer, [seed], [drawn], train_cfg, data, device, on_step, hooks, [resume] if resume else None)[0]
 
 
@@ -53,7 +53,7 @@ def train_vectorized(model_cfg: ModelConfig, train_cfg: TrainConfig, data: Datas
     `train_seed` would give it (or goes on from its state in `resume`, all at one point)."""
     drawn = [stream_seeds(streams, seed) for seed in seeds]
     models = [init_model(model_cfg, train_cfg, data, d.init, device)[0] for d in drawn]
-    trainer = VectorizedTrainer(models, train_cfg, device, precision, [d.dropout for d in drawn])
+    trainer = VectorizedTrainer(models, train_cfg, device, precision, [d.dropout for d in drawn], steps_per_epoch=steps_per_epoch(data, train_cfg))
     return train_group(trainer, seeds, drawn, train_cfg, data, device, on_step, hooks, resume)
 
 
@@ -160,7 +160,7 @@ def train_seeds(
     if train_cfg.strategy not in ("eager", "vectorized"):
         raise ValueError(f"train_seeds needs a resolved strategy (eager or vectorized), not {train_cfg.strategy!r}")
     data = data.to(device)
-    steps = math.ceil(len(data.train_y) / train_cfg.batch_size)
+    steps = steps_per_epoch(data, train_cfg)
     states = {seed: state for seed in seeds if (state := hooks.resume(seed)) is not None}
     pending = collections.deque(_planned(model_cfg, train_cfg, data, seeds, device, states, described))
     results: list[SeedResult] = []

@@ -67,6 +67,11 @@ def evaluate(trainer: Trainer, images: torch.Tensor, labels: torch.Tensor) -> tu
     return (loss_sum / len(labels)).tolist(), (correct / len(labels)).tolist()
 
 
+def steps_per_epoch(data: Dataset, train_cfg: TrainConfig) -> int:
+    """Batches in one epoch (the last may be short): what a schedule counts in."""
+    return math.ceil(len(data.train_y) / train_cfg.batch_size)
+
+
 def epoch_draws(generator: torch.Generator, n: int, train_cfg: TrainConfig) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
     """An epoch's draws from one generator, as runs drew them from their one generator before streams had names: the
     permutation of n images, then (train.augment=shift) their shifts. The order stream keeps the first and the
@@ -90,7 +95,7 @@ class Epoch:
         self.shifts = (torch.stack([epoch_draws(shifts, n, train_cfg)[1] for _, shifts in generators]).to(device)
                        if train_cfg.augment != "none" else None)
         self.x, self.y, self.batch = data.train_x, data.train_y, train_cfg.batch_size
-        self.steps = math.ceil(n / self.batch)
+        self.steps = steps_per_epoch(data, train_cfg)
 
     def batch_at(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Images (K, B, C, H, W) and labels (K, B) of each seed's step-th batch."""

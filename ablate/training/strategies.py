@@ -24,6 +24,7 @@ from ablate.data.datasets import Dataset
 from ablate.networks import transfer
 from ablate.networks.cnn import SeededDropout, dropout_mask
 from ablate.networks.network import create_network
+from ablate.training.schedule import make_schedule
 
 PRECISION_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -88,11 +89,37 @@ def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContex
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def per_seed_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, reduction: str) -> torch.Tensor:
-    """Cross-entropy of logits (K, B, classes) against labels (K, B) or (B,), reduced over B for each of the K seeds."""
+def per_seed_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, reduction: str, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Cross-entropy of logits (K, B, classes) against labels (K, B) or (B,), reduced over B for each of the K seeds
+    (label smoothing: training's loss only; evaluation measures the plain one)."""
     labels = labels.expand(logits.shape[:2])
-    losses = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), reduction="none").view(labels.shape)
+    losses = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), reduction="none",
+                             label_smoothing=label_smoothing).view(labels.shape)
     return losses.mean(1) if reduction == "mean" else losses.sum(1)
+
+
+@torch.no_grad()
+def clip_per_seed(stacked: Iterable[torch.Tensor], max_norm: float) -> None:
+    """Clip each seed's slice of the stacked gradients to total L2 norm `max_norm`, as torch's clip_grad_norm_ clips
+    one seed's (same norms, same 1e-6 guard, never scaled up), so vectorized seeds clip as eager ones do."""
+    grads = [p.grad for p in stacked if p.grad is not None]
+    if not grads:
+        return
+    norms = torch.stack([torch.linalg.vector_norm(g.flatten(1), dim=1) for g in grads]).norm(dim=0)  # (K,)
+    scale = (max_norm / (norms + 1e-6)).clamp(max=1.0)
+    for g in grads:
+        g.mul_(scale.view(-1, *[1] * (g.dim() - 1)).to(g.dtype))
+
+
+def _schedule_state(schedule: Optional[torch.optim.lr_scheduler.LRScheduler]) -> dict[str, Any]:
+    """A schedule's state_dict for a checkpoint (empty without a schedule)."""
+    return {} if schedule is None else schedule.state_dict()
+
+
+def _load_schedule(schedule: Optional[torch.optim.lr_scheduler.LRScheduler], state: dict[str, Any]) -> None:
+    """Put a checkpoint's schedule state back, so the next batch trains at the lr it would have had."""
+    if schedule is not None:
+        schedule.load_state_dict(state["schedule"])
 
 
 class DropoutMasks:
@@ -162,10 +189,12 @@ class EagerTrainer:
     strategy = "eager"
 
     def __init__(self, model: nn.Module, train_cfg: TrainConfig, device: torch.device, precision: str,
-                 groups: Optional[list[dict[str, Any]]] = None, dropout_seed: int = 0) -> None:
+                 groups: Optional[list[dict[str, Any]]] = None, dropout_seed: int = 0, *, steps_per_epoch: int) -> None:
         self.device, self.precision, self.layout = device, precision, memory_layout(device)
+        self.smoothing, self.clip = train_cfg.label_smoothing, train_cfg.grad_clip
         self.model = model.to(memory_format=self.layout)
         self.optimizer = make_optimizer(self.model.parameters() if groups is None else groups, train_cfg, device)
+        self.schedule = make_schedule(self.optimizer, train_cfg, steps_per_epoch)
         self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
         self.masks = DropoutMasks(self.model, [dropout_seed], device)
 
@@ -177,15 +206,21 @@ class EagerTrainer:
             self.model.eval()
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Forward (with the seed's next dropout masks), cross-entropy, backward and optimizer step on its batch."""
+        """Forward (with the seed's next dropout masks), cross-entropy, backward, clipping, optimizer and schedule step
+        on its batch."""
         masks = [mask[0] for mask in self.masks.draw(x.shape[1])]
         with _autocast(self.device, self.precision), masks_given(self.masks.layers, masks):
             logits = self.model(x[0].contiguous(memory_format=self.layout))
-            loss = F.cross_entropy(logits.float(), y[0])
+            loss = F.cross_entropy(logits.float(), y[0], label_smoothing=self.smoothing)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
+        if self.clip is not None:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        if self.schedule is not None:
+            self.schedule.step()
         return loss.detach().unsqueeze(0), logits.detach().unsqueeze(0)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
@@ -198,15 +233,17 @@ class EagerTrainer:
         return [_cpu_copy(self.model.state_dict())]
 
     def state(self) -> list[dict[str, Any]]:
-        """The model's, optimizer's and grad scaler's state_dicts, copied to the CPU, and the dropout generator's state."""
+        """The model's, optimizer's, schedule's and grad scaler's state_dicts, copied to the CPU, and the dropout
+        generator's state."""
         return [{"model": self.state_dicts()[0], "optimizer": _cpu_tree(self.optimizer.state_dict()),
-                 "scaler": self.scaler.state_dict(), "dropout": self.masks.states()[0]}]
+                 "schedule": _schedule_state(self.schedule), "scaler": self.scaler.state_dict(), "dropout": self.masks.states()[0]}]
 
     def load_state(self, states: list[dict[str, Any]]) -> None:
-        """Load the one seed's state into the model, optimizer, grad scaler and dropout generator."""
+        """Load the one seed's state into the model, optimizer, schedule, grad scaler and dropout generator."""
         (state,) = states
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        _load_schedule(self.schedule, state)
         self.scaler.load_state_dict(state["scaler"])
         self.masks.load([state["dropout"]])
 
@@ -222,12 +259,14 @@ class VectorizedTrainer:
     strategy = "vectorized"
 
     def __init__(self, models: list[nn.Module], train_cfg: TrainConfig, device: torch.device, precision: str,
-                 dropout_seeds: Sequence[int]) -> None:
+                 dropout_seeds: Sequence[int], *, steps_per_epoch: int) -> None:
         self.device, self.precision = device, precision
+        self.smoothing, self.clip = train_cfg.label_smoothing, train_cfg.grad_clip
         self.params, self.buffers = torch.func.stack_module_state(models)
         self.seeds = len(models)
         self.base = copy.deepcopy(models[0]).to("meta")
         self.optimizer = make_optimizer(self.params.values(), train_cfg, device)
+        self.schedule = make_schedule(self.optimizer, train_cfg, steps_per_epoch)  # one lr for all: every seed's batch k
         self.masks = DropoutMasks(self.base, dropout_seeds, device)
         self._per_seed = torch.vmap(self._forward, in_dims=(0, 0, 0, 0), randomness="error")
 
@@ -241,14 +280,19 @@ class VectorizedTrainer:
         self.base.train(mode)
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Every seed's forward on its own batch and masks in one vmapped call, one backward, one optimizer step."""
+        """Every seed's forward on its own batch and masks in one vmapped call, one backward, each seed's gradient
+        clipped on its own, one optimizer and schedule step."""
         masks = self.masks.draw(x.shape[1])
         with _autocast(self.device, self.precision):
             logits = self._per_seed(self.params, self.buffers, x, masks)
-            losses = per_seed_cross_entropy(logits, y, "mean")
+            losses = per_seed_cross_entropy(logits, y, "mean", self.smoothing)
         self.optimizer.zero_grad(set_to_none=True)
         losses.sum().backward()
+        if self.clip is not None:
+            clip_per_seed(self.params.values(), self.clip)
         self.optimizer.step()
+        if self.schedule is not None:
+            self.schedule.step()
         return losses.detach(), logits.detach()
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
@@ -267,9 +311,9 @@ class VectorizedTrainer:
 
     def state(self) -> list[dict[str, Any]]:
         """Each seed's own slice of the weights and of the optimizer's moments (its step count is shared), its dropout
-        generator's state; no scaler."""
+        generator's state, the shared schedule's state; no scaler."""
         optimizer = self.optimizer.state_dict()
-        return [{"model": weights, "scaler": {}, "dropout": generator, "optimizer": {
+        return [{"model": weights, "scaler": {}, "dropout": generator, "schedule": _schedule_state(self.schedule), "optimizer": {
                     "param_groups": optimizer["param_groups"],
                     "state": {index: {name: _cpu_tree(value[k] if value.dim() else value) for name, value in moments.items()}
                               for index, moments in optimizer["state"].items()}}}
@@ -285,6 +329,7 @@ class VectorizedTrainer:
             index: {name: torch.stack([state["optimizer"]["state"][index][name] for state in states]) if value.dim() else value
                     for name, value in moments.items()}
             for index, moments in first["state"].items()}})
+        _load_schedule(self.schedule, states[0])
         self.masks.load([state["dropout"] for state in states])
 
     def _seed(self, k: int) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:

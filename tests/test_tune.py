@@ -1,0 +1,108 @@
+"""+tune=NAME: every variant trains the grid at the tuning seeds (study <study>.tune), is trained at its own best
+point (recomputed here from the stored runs), the dry run shows both, what would leak or mix is refused, and the
+report shows each variant at its own best with the verdicts tuning changed."""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import TINY, run_ablate
+from omegaconf import OmegaConf
+
+from ablate.config import AblateConfig, DataConfig, ModelConfig, TrainConfig, TuneConfig
+from ablate.store import results
+from ablate.study.tune import best
+
+GRID = "tune.grid={train.lr:[0.0003,0.03]}"
+TUNED = [*TINY, "data.validation_size=64", "seeds=[0]", "study=t", "+tune=lr", GRID, "-m", "model.batchnorm=false,true"]
+
+
+def test_the_best_point_has_the_best_mean_in_the_metrics_direction_and_waits_for_every_run() -> None:
+    values = [[0.5, 0.7], [0.8, 0.3], [0.6, 0.65]]  # means 0.6, 0.55, 0.625
+    assert best(values, "val_acc") == 2 and best(values, "val_loss") == 1
+    assert best([[0.5], [0.5]], "val_acc") == 0  # the first of equal means
+    assert best([[0.5], None], "val_acc") is None
+
+
+def test_each_variant_trains_the_grid_at_the_tuning_seeds_then_its_seeds_at_its_own_best(workdir: Path) -> None:
+    listed = run_ablate("run", *TUNED, "--dry-run", cwd=workdir)
+    assert listed.returncode == 0, listed.stderr
+    assert "Tuning train.lr in [0.0003,0.03] at seeds [100,101] by mean val_acc, in study t.tune:" in listed.stdout
+    assert "  model.batchnorm=true: 4 tuning run(s) (0 finished), then 1 final run(s) at its best, chosen after tuning" in listed.stdout
+    assert "10 run(s) in all: 8 tuning, 2 final (the untuned study: 2)" in listed.stdout
+    assert not (workdir / "runs").exists()
+
+    trained = run_ablate("run", *TUNED, cwd=workdir)
+    assert trained.returncode == 0, trained.stderr
+    for variant, prefix in (("baseline", ""), ("model.batchnorm=true", "model.batchnorm=true,")):
+        means = {}
+        for lr in (0.0003, 0.03):  # neither is the baseline's 0.001: every tuning variant names its lr
+            runs = [results.run_dir(workdir / "runs", "t.tune", f"{prefix}train.lr={lr}", seed) for seed in (100, 101)]
+            records = [results.read_metrics(run) for run in runs]
+            assert all(r["status"] == "ok" for r in records) and {results.read_config(run)["train.lr"] for run in runs} == {lr}
+            means[lr] = statistics.fmean(r["val_acc"] for r in records)
+        chosen = max(means, key=lambda lr: (means[lr], -lr))  # the first of equal means: the grid's order
+        final = results.run_dir(workdir / "runs", "t", f"{prefix}train.lr={chosen}", 0)
+        assert results.read_metrics(final)["status"] == "ok" and results.read_config(final)["train.lr"] == chosen
+        assert f"  {variant}: 4 tuning run(s) (4 finished), then 1 final run(s) at its best train.lr={chosen}" in trained.stdout
+    assert sorted(p.parent.name for p in (workdir / "runs" / "t").glob("*/seed=*")) == sorted(
+        p.parent.name for p in (workdir / "runs" / "t").glob("*train.lr=*/seed=0"))  # no untuned run trained
+    written = {path: path.stat().st_mtime_ns for path in (workdir / "runs").glob("**/metrics.json")}
+    again = run_ablate("run", *TUNED, cwd=workdir)  # from the store alone: nothing trains again, the same choices
+    assert again.returncode == 0, again.stderr
+    assert {path: path.stat().st_mtime_ns for path in (workdir / "runs").glob("**/metrics.json")} == written
+    chosen_lines = {line for line in trained.stdout.splitlines() if "at its best train.lr" in line}
+    assert len(chosen_lines) == 2 and {line for line in again.stdout.splitlines() if "at its best" in line} == chosen_lines
+
+
+@pytest.mark.parametrize(("change", "key", "allowed"), [
+    (["data.validation_size=null"], "data.validation_size", "needs data.validation_size"),
+    (["tune.seeds=[0,101]"], "tune.seeds", "seed(s) [0] are also the study's seeds"),
+    (["-m", "train.lr=0.001,0.01"], "tune.grid.train.lr", "is a factor of this study"),
+    (["++tune.grid={train.lrr:[0.1]}"], "tune.grid.train.lrr", "not a key of the config"),
+])
+def test_what_would_leak_or_mix_is_refused_before_anything_trains(workdir: Path, change: list[str], key: str, allowed: str) -> None:
+    base = [*TINY, "data.validation_size=64", "seeds=[0]", "+tune=lr", GRID]
+    refused = run_ablate("run", *base, *change, cwd=workdir)
+    assert refused.returncode == 2 and key in refused.stderr and allowed in refused.stderr, refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1 and not (workdir / "runs").exists()
+
+
+def stored(runs: Path, study: str, variant: str, seed: int, lr: float, batchnorm: bool, **measured: float) -> None:
+    """One finished run as the runner stores it, of a study tuned over train.lr in [0.001, 0.01]."""
+    cfg = AblateConfig(model=ModelConfig(batchnorm=batchnorm), train=TrainConfig(lr=lr), data=DataConfig(validation_size=100),
+                       seeds=[seed], study=study, variant=variant, tune=TuneConfig(grid={"train.lr": [0.001, 0.01]}))
+    metrics = {"study": study, "variant": variant, "seed": seed, "status": "ok", "params": 1000, "device": "cpu",
+               "precision": "fp32", "strategy": "eager", "train_seconds": 1.0, "test_loss": 0.1, "train_loss": 0.1, "error": None,
+               **measured}
+    results.write_run(results.run_dir(runs, study, variant, seed), OmegaConf.to_yaml(OmegaConf.structured(cfg)), [], metrics)
+
+
+def test_the_report_shows_each_variant_at_its_own_best_and_flags_the_verdict_that_tuning_changed(workdir: Path) -> None:
+    """BatchNorm tolerates the larger step: at the baseline's lr it makes no clear difference, at its own best (0.01,
+    where the baseline's best stays 0.001) it is better; tuning.csv holds every variant x grid point."""
+    runs = workdir / "runs"
+    tuning = {("baseline", 0.001): 0.95, ("train.lr=0.01", 0.01): 0.90,
+              ("model.batchnorm=true", 0.001): 0.951, ("model.batchnorm=true,train.lr=0.01", 0.01): 0.97}
+    for (variant, lr), acc in tuning.items():
+        for seed, jitter in ((100, -0.001), (101, 0.001)):
+            stored(runs, "bn.tune", variant, seed, lr, "batchnorm" in variant, val_acc=acc + jitter)
+    for seed, (base, same, tuned) in enumerate([(0.950, 0.951, 0.972), (0.952, 0.950, 0.975), (0.949, 0.950, 0.971)]):
+        stored(runs, "bn", "baseline", seed, 0.001, False, test_acc=base)
+        stored(runs, "bn", "model.batchnorm=true", seed, 0.001, True, test_acc=same)
+        stored(runs, "bn", "model.batchnorm=true,train.lr=0.01", seed, 0.01, True, test_acc=tuned)
+    reported = run_ablate("report", "runs/bn", cwd=workdir)
+    assert reported.returncode == 0, reported.stderr
+    table = pd.read_csv(workdir / "reports" / "bn" / "tuning.csv")
+    assert table[["variant", "train.lr", "n", "chosen"]].values.tolist() == [
+        ["baseline", 0.001, 2, 1], ["baseline", 0.01, 2, 0], ["model.batchnorm=true", 0.001, 2, 0], ["model.batchnorm=true", 0.01, 2, 1]]
+    assert table["val_acc_mean"].round(4).tolist() == [0.95, 0.90, 0.951, 0.97]
+    untuned, best = reported.stdout.split("## Each variant at its own best (test_acc)")
+    assert "model.batchnorm=true,train.lr=0.01" not in untuned and "Effects on" not in untuned  # the baseline's settings only
+    row = next(line for line in best.splitlines() if line.startswith("| model.batchnorm=true "))
+    assert "train.lr=0.01" in row and "| better " in row and "no clear difference -> better" in row
+    assert "`model.batchnorm=true`: its best point (train.lr=0.01) is at the edge of the grid; widen the grid" in best
+    assert "## Each variant at its own best" in (workdir / "reports" / "bn" / "summary.md").read_text()
