@@ -17,11 +17,11 @@ PAGE = Path(__file__).resolve().parents[1] / "docs" / "guide" / "mistakes.md"
 # The files the cases use, as the page shows them: a folder of your own config groups (--config-dir myconf), and an
 # image folder whose class b holds no image.
 FILES = {
-    "train/smooth.yaml": "label_smoothing: 0.1\n",
+    "train/smooth.yaml": "mixup: 0.1\n",
     "model/wide.yaml": "widht: 64\n",
     "sweep/empty.yaml": "# @package _global_\nstudy: empty\nhydra:\n  mode: MULTIRUN\n",
     "sweep/same.yaml": "# @package _global_\nstudy: same\nhydra:\n  mode: MULTIRUN\n  sweeper:\n    factors:\n      model.depth: [2]\n",
-    "sweep/typo.yaml": "# @package _global_\nstudy: typo\nhydra:\n  mode: MULTIRUN\n  sweeper:\n    factors:\n      train.label_smoothing: [0.0, 0.1]\n",
+    "sweep/typo.yaml": "# @package _global_\nstudy: typo\nhydra:\n  mode: MULTIRUN\n  sweeper:\n    factors:\n      train.mixup: [0.0, 0.1]\n",
 }
 FILES = {**{f"myconf/{name}": text for name, text in FILES.items()},
          "imgs/train/a/0.png": "", "imgs/train/b/notes.txt": "no image\n", "imgs/test/a/0.png": ""}
@@ -37,14 +37,15 @@ class Mistake(NamedTuple):
 
 MISTAKES = [
     # Keys ablate would not use: refused, never dropped.
-    Mistake("run +train.label_smoothing=0.1", 2, "train.label_smoothing: no such key, so ablate would not use it"),
+    Mistake("run +train.mixup=0.1", 2, "train.mixup: no such key, so ablate would not use it"),
     Mistake("run +foo=1", 2, "foo: no such key"),
     Mistake("run model.dept=3", 2, "did you mean model.depth?"),
     Mistake("run +model.dept=3", 2, "did you mean model.depth?"),
     Mistake("run -m train.lr_x=0.1,1", 2, "train.lr_x: no such key"),
-    Mistake("run --config-dir myconf train=smooth", 2, "train.label_smoothing: no such key"),
+    Mistake("run train.schedule=onecycle train.warmup_epochs=1", 2, "is not allowed with train.schedule=onecycle"),
+    Mistake("run --config-dir myconf train=smooth", 2, "train.mixup: no such key"),
     Mistake("run --config-dir myconf model=wide", 2, "model.widht: no such key, so ablate would not use it; did you mean model.width"),
-    Mistake("run --config-dir myconf +sweep=typo", 2, "train.label_smoothing: no such key"),
+    Mistake("run --config-dir myconf +sweep=typo", 2, "train.mixup: no such key"),
     # Values: checked before anything trains.
     Mistake("run model.kernel_size=4", 2, "model.kernel_size=4 is not allowed; 'same' padding needs an odd size"),
     Mistake("run model.pool=median", 2, "model.pool='median' is not allowed; choose one of: max, avg, strided"),

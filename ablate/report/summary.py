@@ -23,7 +23,7 @@ from ablate.report.metrics import metric as declared_metric
 from ablate.report.runs import ReportError, StudyRuns, find_studies, in_report_order, name_factors, named_study, stored_runs, tidy
 from ablate.report.stats import ALPHA, CI_METHODS, PAIRED, adjust_holm, compare, describe, study_sensitivity
 from ablate.store import checkpoints, files, results
-from ablate.study.variants import BASELINE
+from ablate.study.variants import BASELINE, keys_of
 
 FORMATS = ("md", "csv", "tex")
 RUNS_FILE = "runs.csv"  # the tidy per-run table, written by every report
