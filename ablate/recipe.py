@@ -14,14 +14,14 @@ about the training loop."""
 
 MEMORY_SHARE = 0.7
 """Share of the free GPU memory (a fraction, 0 to 1) a vectorized group of seeds may plan to fill; the rest is headroom
-for the caching allocator and cuDNN's workspaces, which `seed_bytes` does not estimate."""
+for the caching allocator and cuDNN's workspaces, which `Description.training_bytes` does not estimate."""
 
 TRAINING_COPIES = 4
 """Copies of the weights one seed holds while it trains (fp32): the weights, their gradients and Adam's two moments."""
 
 ACTIVATION_COPIES = 3
 """Copies of each layer's output per training image kept at once: the output saved for backward, its gradient and a
-workspace (an upper estimate for `seed_bytes`)."""
+workspace (an upper estimate for `Description.training_bytes`)."""
 
 AUTO_STRATEGY = {"cpu": "eager", "cuda": "eager"}
 """What `train.strategy=auto` resolves to per device type: what measured faster there. On the 2-core CPU vectorized

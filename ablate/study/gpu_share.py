@@ -19,15 +19,14 @@ from ablate.study import machine
 
 def job_bytes(cfg: AblateConfig) -> int:
     """Rough upper estimate of one job's GPU memory, in bytes: one seed of the baseline's network as the engine plans
-    a vectorized seed (`engine.seed_bytes`), plus its training and test images resident on the GPU in fp32."""
+    a vectorized seed (`Description.training_bytes`), plus its training and test images resident on the GPU in fp32."""
     from ablate.data.catalog import input_spec
     from ablate.networks.network import create_network
-    from ablate.training.engine import seed_bytes
 
     shape, classes = input_spec(cfg.data)
     described = create_network(cfg.model, shape, classes).describe()
     images = recipe.RESIDENT_IMAGES if None in (cfg.data.train_size, cfg.data.test_size) else cfg.data.train_size + cfg.data.test_size
-    return seed_bytes(described, None, cfg.train) + 4 * images * math.prod(shape)  # type: ignore[arg-type]  # seed_bytes reads no data
+    return described.training_bytes(cfg.train.batch_size) + 4 * images * math.prod(shape)
 
 
 def share(needed_bytes: int, total_bytes: Optional[int]) -> float:
