@@ -126,14 +126,23 @@ def three_point_study(runs: Path) -> None:
         stored(runs, "bn", "model.batchnorm=true,train.lr=0.01", seed, 0.01, True, grid, test_acc=tuned)
 
 
-def test_the_page_draws_the_tuning_curves_and_the_edge_note_names_only_a_choice_at_the_grids_end(workdir: Path) -> None:
+@pytest.fixture(scope="module")
+def three_point_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """The three-point study reported once (its folder, the report's output) for the tests that read its page."""
+    workdir = tmp_path_factory.mktemp("three_point")
     three_point_study(workdir / "runs")
     reported = run_ablate("report", "runs/bn", cwd=workdir)
     assert reported.returncode == 0, reported.stderr
-    assert "`model.batchnorm=true`: its best point (train.lr=0.01) is at the edge of the grid; widen the grid" in reported.stdout
-    assert "`baseline`: its best point" not in reported.stdout  # 0.003 lies inside [0.001, 0.01]
+    return workdir, reported.stdout
+
+
+def test_the_page_draws_the_tuning_curves_and_the_edge_note_names_only_a_choice_at_the_grids_end(
+        three_point_report: tuple[Path, str]) -> None:
+    workdir, stdout = three_point_report
+    assert "`model.batchnorm=true`: its best point (train.lr=0.01) is at the edge of the grid; widen the grid" in stdout
+    assert "`baseline`: its best point" not in stdout  # 0.003 lies inside [0.001, 0.01]
     report = workdir / "reports" / "bn"
-    assert (report / "tuning.png").stat().st_size > 0 and "tuning.png" in reported.stdout
+    assert (report / "tuning.png").stat().st_size > 0 and "tuning.png" in stdout
     page = (report / "index.html").read_text()
     tuning = page[page.index('<section id="tuning">'):]
     tuning = tuning[:tuning.index("</section>")]
@@ -152,13 +161,12 @@ def test_an_untuned_study_has_no_tuning_curves(workdir: Path) -> None:
     assert 'id="tuning"' not in (workdir / "reports" / "bn" / "index.html").read_text()
 
 
-def test_the_tuned_page_wraps_no_number_cuts_no_column_and_keeps_its_figures_text_inside(workdir: Path) -> None:
+def test_the_tuned_page_wraps_no_number_cuts_no_column_and_keeps_its_figures_text_inside(three_point_report: tuple[Path, str]) -> None:
     browser = pytest.importorskip("browser")
     if browser.CHROMIUM is None:
         pytest.skip("needs Debian's chromium (apt-get install chromium; .ci/run installs it)")
     from test_html_report import LAYOUT
-    three_point_study(workdir / "runs")
-    assert run_ablate("report", "runs/bn", cwd=workdir).returncode == 0
+    workdir = three_point_report[0]
     with browser.Browser(width=1280) as chromium:
         chromium.open((workdir / "reports" / "bn" / "index.html").as_uri())
         assert chromium.evaluate("document.querySelectorAll('#tuning figure svg').length") == 1
