@@ -66,10 +66,13 @@ def gpus_per_job(device: str) -> int:
     return int(device == "cuda" or (device == "auto" and machine.cuda_available()))
 
 
-def auto_precision(device: str) -> str:
+def auto_precision(device: str, strategy: str = "auto") -> str:
     """What `precision=auto` means here: bf16 autocast on CUDA (tensor cores) and on a CPU that computes bf16 natively
     (AVX512-BF16 or AMX: there one epoch of 10,000 MNIST images took 2.6 CPU s against 4.7 in fp32, one thread,
-    eager, test accuracy 96.39 % against 96.47 %); fp32 on other CPUs, where bf16 is emulated and slower."""
+    eager, test accuracy 96.39 % against 96.47 %); fp32 on other CPUs, where bf16 is emulated and slower, and for
+    train.strategy=vectorized, which bf16 cannot train (VECTORIZED_PRECISION_REASONS)."""
+    if strategy == "vectorized":
+        return "fp32"
     return "bf16" if device == "cuda" or machine.cpu_has_native_bf16() else "fp32"
 
 
@@ -81,10 +84,19 @@ def _tf32(device: str) -> tuple[tuple[str, bool], ...]:
     return tuple(zip(TF32_SWITCHES, (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)))
 
 
+VECTORIZED_PRECISION_REASONS = {
+    "fp16": "precision=fp16 (one loss scale per seed)",
+    # seed 0 of 1,000 MNIST images, one epoch: alone against in a group of 2 or 3, per-step losses 5.7e-4 apart
+    # (fp32: 9.3e-8) and test loss 0.821016 against 0.821950 (docs/guide/identity.md, "Seeds trained together")
+    "bf16": "precision=bf16 (its rounding makes a seed's numbers depend on its group's size)",
+}
+"""Precisions a vectorized group cannot train, and why."""
+
+
 def _strategy(cfg: AblateConfig, device: str, precision: str) -> tuple[str, Optional[str]]:
     """The strategy and, where `auto` could not take what is fastest here, why."""
     asked, model = cfg.train.strategy, cfg.model
-    only_eager = "precision=fp16 (one loss scale per seed)" if precision == "fp16" else None
+    only_eager = VECTORIZED_PRECISION_REASONS.get(precision)
     if only_eager is None and "vectorized" in (asked, AUTO_STRATEGY[device]):
         from ablate.data.catalog import input_spec
         from ablate.networks.network import create_network
@@ -112,7 +124,7 @@ def resolve(cfg: AblateConfig) -> Resolved:
     """Device, precision and strategy of a config as this machine will train it; raises ConfigError for settings
     the device cannot take."""
     device = resolve_device(cfg.device)
-    precision = auto_precision(device) if cfg.precision == "auto" else cfg.precision
+    precision = auto_precision(device, cfg.train.strategy) if cfg.precision == "auto" else cfg.precision
     if precision == "fp16" and device != "cuda":
         raise ConfigError("precision=fp16 needs a CUDA GPU; on the CPU use precision=fp32 or precision=bf16")
     strategy, note = _strategy(cfg, device, precision)
