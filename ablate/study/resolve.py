@@ -1,7 +1,7 @@
 """What `auto` means here: the one place that turns device, precision and train.strategy into what a run uses.
 
 Every command resolves through `resolve`, so the run-time check, the stored record and the report all see the
-same device type, precision and strategy; the refusals that depend on them (fp16 on the CPU, vectorized fp16, your
+same device type, precision and strategy; the refusals that depend on them (fp16 on the CPU, vectorized fp16 or bf16, your
 own network where torch.func.vmap cannot run it) live here too.
 """
 
