@@ -110,5 +110,5 @@ def estimate(runs: Sequence[RunSpec]) -> str:
     first, keys = next(iter(speeds.values())), [id(run.variant) for run in runs]
     total = first.startup_s + sum(run_seconds(speeds[key], works[key]) for key in keys)
     flops = sum(works[key] for key in keys)
-    return (f"estimated time: {in_words(total)} for {len(runs)} run(s) ({flops / 1e12:.3g} TFLOP at {first.gflops:.0f} GFLOP/s, "
+    return (f"estimated time: {in_words(total)} for {len(runs)} run(s) ({flops / 1e12:.3g} TFLOP at {first.gflops:.3g} GFLOP/s, "
             f"{first.run_overhead_s:.1f} s per run, {first.startup_s:.1f} s start-up; measured by {first.measured_by})")
