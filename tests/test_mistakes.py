@@ -39,8 +39,6 @@ MISTAKES = [
     # Keys ablate would not use: refused, never dropped.
     Mistake("run +train.mixup=0.1", 2, "train.mixup: no such key, so ablate would not use it"),
     Mistake("run +foo=1", 2, "foo: no such key"),
-    Mistake("run +sweep=pooling seeds=auto hydra/launcher=parallel", 2, "seeds=auto trains its rounds in the ablate run process and cannot use hydra/launcher=parallel yet"),
-    Mistake("run +sweep=pooling +tune=lr data.validation_size=100 hydra/launcher=parallel", 2, "+tune trains its tuning runs and then its final runs in the ablate run process and cannot use hydra/launcher=parallel yet"),
     Mistake("run model.dept=3", 2, "did you mean model.depth?"),
     Mistake("run +model.dept=3", 2, "did you mean model.depth?"),
     Mistake("run -m train.lr_x=0.1,1", 2, "train.lr_x: no such key"),

@@ -273,20 +273,6 @@ def runs_elsewhere(composed: DictConfig) -> bool:
     return any(name in target for name in REMOTE_LAUNCHERS)
 
 
-def refuse_launcher_of_rounds(composed: DictConfig, overrides: Sequence[str]) -> None:
-    """seeds=auto and +tune train their rounds and phases in the `ablate run` process: refuse a launcher other than
-    Hydra's basic one, naming it, rather than train beside it on this machine."""
-    target = str(OmegaConf.select(composed, "hydra.launcher._target_", default=""))
-    mode = ("seeds=auto" if composed.seeds == AUTO_SEEDS else "+tune" if OmegaConf.select(composed, "tune.grid") else None)
-    if mode is None or target.endswith(".BasicLauncher"):
-        return
-    chosen = next((o for o in overrides if o.lstrip("+").startswith("hydra/launcher=")), f"the launcher {target}")
-    instead = "give the seeds as a list, e.g. seeds=[0,1,2]" if mode == "seeds=auto" else "train the tuned study without it"
-    what = "its rounds" if mode == "seeds=auto" else "its tuning runs and then its final runs"
-    raise ConfigError(f"{mode} trains {what} in the ablate run process and cannot use {chosen} yet: "
-                      f"drop {chosen.split('=')[0]} or {instead}")
-
-
 def needs_source(cfg: AblateConfig) -> bool:
     """Whether this variant starts from a backbone that ablate pretrains itself (model.weights=pretrain)."""
     return cfg.model.transfer != "scratch" and cfg.model.weights == "pretrain"
@@ -320,8 +306,7 @@ def build(overrides: Sequence[str], config_dir: Optional[str] = None) -> Plan:
         del app["hydra"]
     refuse_unknown_keys(app)
     validate(typed(app))  # the command line's own values first: a bad value is named before any factor's conflict
-    refuse_launcher_of_rounds(composed, overrides)
-    deferred = runs_elsewhere(composed)
+    deferred = runs_elsewhere(composed) and app.seeds != AUTO_SEEDS  # seeds=auto trains in this process
     planned = [plan_variant(_apply(app, variant), variant, deferred=deferred) for variant in study_variants(composed, overrides, config_dir)]
     if "model.transfer" not in factors_of(composed, overrides):
         _refuse_unused_weights(planned[0].config)
