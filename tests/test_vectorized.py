@@ -111,6 +111,16 @@ def test_vectorized_with_fp16_is_refused() -> None:
         checked(["device=cuda", "precision=fp16", "train.strategy=vectorized"])
 
 
+def test_vectorized_with_bf16_is_refused_and_auto_trains_a_group_in_fp32(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ablate.study import machine
+
+    with pytest.raises(ConfigError, match=r"not allowed with precision=bf16 \(a seed's numbers would depend on the seeds trained beside it\).*precision=fp32"):
+        checked(["device=cpu", "precision=bf16", "train.strategy=vectorized"])
+    monkeypatch.setattr(machine, "cpu_has_native_bf16", lambda: True)  # where auto means bf16 for one seed at a time
+    assert checked(["device=cpu", "train.strategy=vectorized"]).study.resolved.precision == "fp32"
+    assert checked(["device=cpu", "train.strategy=eager"]).study.resolved.precision == "bf16"
+
+
 @pytest.mark.parametrize("strategy", ["eager", "vectorized"])
 def test_a_diverging_group_is_marked_diverged_with_its_epoch(strategy: str) -> None:
     data = load_dataset(DataConfig(name="synthetic", train_size=64, test_size=32, image_size=12))
