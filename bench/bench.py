@@ -116,7 +116,7 @@ def compare_loops(options: argparse.Namespace) -> dict[str, Any]:
     """The machine's ceiling, then the textbook loop and ablate's engine `repeats` times each, alternating; medians of
     seconds per run-epoch, and the GFLOP/s each achieved as a fraction of the ceiling."""
     device = torch.device(resolve_device(options.device))
-    precision = resolve(AblateConfig(device=device.type, precision=options.precision)).precision
+    precision = resolve(AblateConfig(train=TrainConfig(strategy=options.strategy), device=device.type, precision=options.precision)).precision
     measured = measure_ceiling(options) if device.type == "cpu" else {}
     textbook_seeds = options.seeds[: options.textbook_runs or len(options.seeds)]
     textbook_times, ablate_times, textbook_cpu, ablate_cpu = [], [], [], []
