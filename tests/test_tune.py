@@ -151,16 +151,6 @@ def test_the_page_draws_the_tuning_curves_and_the_edge_note_names_only_a_choice_
     assert "`baseline`: its best point" not in tuning
 
 
-def test_an_untuned_study_has_no_tuning_curves(workdir: Path) -> None:
-    for seed in (0, 1):
-        for variant, batchnorm in (("baseline", False), ("model.batchnorm=true", True)):
-            stored(workdir / "runs", "bn", variant, seed, 0.001, batchnorm, (), test_acc=0.95 + 0.01 * batchnorm + 0.001 * seed)
-    reported = run_ablate("report", "runs/bn", cwd=workdir)
-    assert reported.returncode == 0, reported.stderr
-    assert not (workdir / "reports" / "bn" / "tuning.png").exists() and "tuning.png" not in reported.stdout
-    assert 'id="tuning"' not in (workdir / "reports" / "bn" / "index.html").read_text()
-
-
 def test_the_tuned_page_wraps_no_number_cuts_no_column_and_keeps_its_figures_text_inside(three_point_report: tuple[Path, str]) -> None:
     browser = pytest.importorskip("browser")
     if browser.CHROMIUM is None:
