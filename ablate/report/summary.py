@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Optional, Sequence
@@ -344,7 +343,7 @@ def effects_section(runs: pd.DataFrame, study: str, metric: str, out: Path,
     unit = _unit(metric)
     table = pd.DataFrame({
         "effect": fit.effects["term"], "change": fit.effects["change"],
-        f"effect{f' ({unit.strip()})' if unit else ''} [95% CI]": [f"{_number(e, signed=True)} [{_number(lo, signed=True)}, {_number(hi, signed=True)}]" if not pd.isna(lo) else _number(e, signed=True)
+        f"effect{f' ({unit.strip()})' if unit else ''} [Holm-adjusted 95% CI]": [f"{_number(e, signed=True)} [{_number(lo, signed=True)}, {_number(hi, signed=True)}]" if not pd.isna(lo) else _number(e, signed=True)
                                    for e, lo, hi in zip(fit.effects["effect"], fit.effects["ci_low"], fit.effects["ci_high"])],
         "p": [_p(v) for v in fit.effects["p"]], "p Holm": [_p(v) for v in fit.effects["p_holm"]],
         "aliased with": [a or "–" for a in fit.effects["aliases"]],
@@ -353,7 +352,8 @@ def effects_section(runs: pd.DataFrame, study: str, metric: str, out: Path,
                 "no residual degrees of freedom, so no intervals or tests: train more seeds")
     note = ("Effect: the change in the mean from the first value to the second, averaged over the other factors (twice "
             "the OLS coefficient of ±1 coding); A × B: half the difference between A's effect at B's second value and at "
-            "its first. p Holm: Holm-adjusted over these effects. Aliased effects cannot be told apart by the design: "
+            "its first. p Holm: Holm-adjusted over these effects; each interval at the confidence that matches its p Holm, "
+            f"so it excludes 0 exactly where p Holm < {ALPHA:g}. Aliased effects cannot be told apart by the design: "
             "the estimate is their sum (− : their difference). Pictures: interactions.png, half_normal.png.")
     return effects.EffectsSection(f"Effects on {label}: {fit.design}, OLS on {len(design.coded)} finished runs, {residual}", table, note), figures
 
@@ -419,15 +419,11 @@ def write_study_report(study_dir: Path, out_root: Path, metric: str = "test_acc"
     stored, histories, summary, line = study_summary(study_dir, metric, margin, ci)
     scaled = None if margin is None else margin / plots.metric_scale(metric)[0]
     tuned = tuned_section(study_dir, stored.runs, summary, metric, scaled, ci)
-    out = files.staging_folder(out_root / stored.name)  # built beside the old report, then swapped in whole
-    try:
+    with files.staging_folder(out_root / stored.name) as out:  # built beside the old report, then swapped in whole
         section = _write_study_files(out, stored, histories, summary, line, metric, formats, margin,
                                      extras(stored.name, out_root / stored.name, out),
                                      bool(tuning.grid_keys(stored.runs)), tuned)
         files.replace_folder(out, out_root / stored.name)
-    except BaseException:
-        shutil.rmtree(out, ignore_errors=True)  # the old report stays as it was
-        raise
     return stored, summary, line, section, tuned.markdown(metric) if tuned else None
 
 
@@ -588,7 +584,7 @@ def orphaned_reports(out_root: Path, studies: Sequence[Path]) -> list[Path]:
     """Report folders under out_root whose study is in none of the runs folders the reported studies are in (its runs
     were deleted or moved): never deleted, since the report may be all that is left of that study, only named."""
     roots = {study.parent for study in studies}
-    reports = sorted(f for f in out_root.iterdir() if (f / "index.html").is_file()) if out_root.is_dir() else []
+    reports = sorted(f for f in out_root.iterdir() if not f.name.startswith(".") and (f / "index.html").is_file()) if out_root.is_dir() else []
     return [f for f in reports if not any((r / f.name).is_dir() for r in roots)]
 
 
