@@ -14,14 +14,14 @@ about the training loop."""
 
 MEMORY_SHARE = 0.7
 """Share of the free GPU memory (a fraction, 0 to 1) a vectorized group of seeds may plan to fill; the rest is headroom
-for the caching allocator and cuDNN's workspaces, which `seed_bytes` does not estimate."""
+for the caching allocator and cuDNN's workspaces, which `Description.training_bytes` does not estimate."""
 
 TRAINING_COPIES = 4
 """Copies of the weights one seed holds while it trains (fp32): the weights, their gradients and Adam's two moments."""
 
 ACTIVATION_COPIES = 3
 """Copies of each layer's output per training image kept at once: the output saved for backward, its gradient and a
-workspace (an upper estimate for `seed_bytes`)."""
+workspace (an upper estimate for `Description.training_bytes`)."""
 
 AUTO_STRATEGY = {"cpu": "eager", "cuda": "eager"}
 """What `train.strategy=auto` resolves to per device type: what measured faster there. On the 2-core CPU vectorized
@@ -56,3 +56,12 @@ CHANCE_AFTER_STEPS = 100
 """The accuracy rule applies only after this many optimizer steps: a short run may not have left chance yet and is a
 result, not a divergence (1 epoch of 4 steps on 256 synthetic images ends at 11 to 23 % training accuracy for 10
 classes, as ablate's tests train), while MNIST's baseline ends 50 steps (1 epoch of 3,200 images) at 75 to 78 %."""
+
+JOBS_PER_GPU = 4
+"""The most jobs `hydra.launcher.ray.remote.num_gpus=auto` packs onto one GPU (a share of 1/4 at the smallest): small
+CNNs also share the GPU's compute, and more than a few processes per GPU each pay a CUDA context (some 300 to 500 MB).
+Not measured: chosen, as a cap, without a GPU to time it on."""
+
+RESIDENT_IMAGES = 70_000
+"""Images a job's estimate keeps on the GPU where data.train_size or data.test_size is null (every image): MNIST's,
+Fashion-MNIST's and KMNIST's 60,000 + 10,000, the most of the built-in datasets (CIFAR-10 has 60,000)."""

@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Optional
 
+from ablate import recipe
 from ablate.config import ModelConfig
 
 if TYPE_CHECKING:  # torch is imported where a network is built: planning asks only `check`, a no-op for ablate's own
@@ -49,6 +50,14 @@ class Description:
     def output_sizes(self) -> list[int]:
         """Elements of each layer's output for one image (what a vectorized group keeps per image for backward)."""
         return [math.prod(row["output"]) for row in self.layers if row["output"]]
+
+    def training_bytes(self, batch_size: int) -> int:
+        """Rough upper estimate of one seed's memory while it trains, in bytes (fp32): recipe.TRAINING_COPIES of the
+        weights, plus recipe.ACTIVATION_COPIES of each layer's output for a training batch, or the two largest maps of
+        an evaluation batch (what the engine plans a vectorized group by, and a Ray job's GPU share)."""
+        sizes = sorted(self.output_sizes)
+        activations = max(recipe.ACTIVATION_COPIES * sum(sizes) * batch_size, sum(sizes[-2:]) * recipe.EVAL_BATCH)
+        return 4 * (recipe.TRAINING_COPIES * self.params + activations)
 
 
 @dataclass(frozen=True)

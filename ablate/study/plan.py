@@ -28,7 +28,7 @@ from ablate.config import (AUTO_SEEDS, AblateConfig, ConfigError, complete, form
 from ablate.data.catalog import input_spec
 from ablate.networks.network import Description, Network, create_network
 from ablate.store import results
-from ablate.study import identity, resolve
+from ablate.study import gpu_share, identity, resolve
 from ablate.study.designs import DESIGNS, design_variants
 from ablate.study.variants import BASELINE, Variant, make_variant, one_off_keys, plan_variants
 
@@ -46,7 +46,7 @@ def setup_hydra() -> None:
     from hydra_plugins.ablate_sweeper.ablate_sweeper import register as register_sweeper
 
     register_schema()
-    OmegaConf.register_new_resolver("ablate.gpus_per_job", resolve.gpus_per_job, replace=True)
+    OmegaConf.register_new_resolver("ablate.gpus_per_job", gpu_share.gpus_per_job, replace=True)
     register_sweeper()
 
 

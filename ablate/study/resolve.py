@@ -60,12 +60,6 @@ def resolve_device(name: str) -> str:
     return name
 
 
-def gpus_per_job(device: str) -> int:
-    """GPUs one job (a variant) needs: 1 when `device` trains on CUDA here, else 0 (the Ray preset's num_gpus), so a
-    CPU study does not wait for GPUs it never touches."""
-    return int(device == "cuda" or (device == "auto" and machine.cuda_available()))
-
-
 def auto_precision(device: str) -> str:
     """What `precision=auto` means here: bf16 autocast on CUDA (tensor cores) and on a CPU that computes bf16 natively
     (AVX512-BF16 or AMX: there one epoch of 10,000 MNIST images took 2.6 CPU s against 4.7 in fp32, one thread,

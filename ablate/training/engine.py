@@ -57,15 +57,6 @@ def train_vectorized(model_cfg: ModelConfig, train_cfg: TrainConfig, data: Datas
     return train_group(trainer, seeds, drawn, train_cfg, data, device, on_step, hooks, resume)
 
 
-def seed_bytes(described: Description, data: Dataset, train_cfg: TrainConfig) -> int:
-    """Rough upper estimate of one seed's memory when trained vectorised, in bytes (fp32): recipe.TRAINING_COPIES of
-    the weights, plus recipe.ACTIVATION_COPIES of each layer's output for a training batch, or the two largest maps of
-    an evaluation batch, from the network's description."""
-    sizes = sorted(described.output_sizes)
-    activations = max(recipe.ACTIVATION_COPIES * sum(sizes) * train_cfg.batch_size, sum(sizes[-2:]) * recipe.EVAL_BATCH)
-    return 4 * (recipe.TRAINING_COPIES * described.params + activations)
-
-
 def plan_groups(seeds: list[int], per_seed_bytes: int, available_bytes: Optional[int], limit: Optional[int]) -> list[list[int]]:
     """Split seeds into the fewest groups that fit `available_bytes` (None: no memory bound) and hold at most `limit`.
 
@@ -89,7 +80,7 @@ def seed_groups(described: Description, train_cfg: TrainConfig, data: Dataset, s
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         available = int(free * recipe.MEMORY_SHARE)
-    return plan_groups(seeds, seed_bytes(described, data, train_cfg), available, train_cfg.seeds_per_group)
+    return plan_groups(seeds, described.training_bytes(train_cfg.batch_size), available, train_cfg.seeds_per_group)
 
 
 def _planned(model_cfg: ModelConfig, train_cfg: TrainConfig, data: Dataset, seeds: list[int], device: torch.device,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -124,6 +125,7 @@ def _weights_for(variant: VariantPlan, seeds: list[int]) -> Callable[[int], Opti
 def _train_and_store(variant: VariantPlan, seeds: list[int], locks: Mapping[int, results.RunLock]) -> list[SeedResult]:
     cfg, name, resolved = variant.config, variant.variant.name, variant.resolved
     folders = {run.seed: run.folder for run in variant.runs}
+    started = datetime.now(timezone.utc).isoformat(timespec="microseconds")
     data = load_dataset(cfg.data)
     described = variant.network
     common = {
@@ -135,6 +137,7 @@ def _train_and_store(variant: VariantPlan, seeds: list[int], locks: Mapping[int,
         "dataset": data.name, "epochs": cfg.train.epochs, "planned_seeds": [run.seed for run in variant.runs],
         "adaptive": cfg.seeds == AUTO_SEEDS, "versions": provenance.versions(),
         "hardware": provenance.hardware(resolved.torch_device), "git_commit": provenance.git_commit(),
+        "gpu_assigned": os.environ.get("CUDA_VISIBLE_DEVICES"), "started_at": started,  # the GPU a launcher gave the job
     }
 
     def store(data: Dataset, result: SeedResult) -> None:
