@@ -135,6 +135,7 @@ def _train_and_store(variant: VariantPlan, seeds: list[int], locks: Mapping[int,
         "dataset": data.name, "epochs": cfg.train.epochs, "planned_seeds": [run.seed for run in variant.runs],
         "adaptive": cfg.seeds == AUTO_SEEDS, "versions": provenance.versions(),
         "hardware": provenance.hardware(resolved.torch_device), "git_commit": provenance.git_commit(),
+        "process": provenance.process(),
     }
 
     def store(data: Dataset, result: SeedResult) -> None:
