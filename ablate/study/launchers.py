@@ -20,7 +20,7 @@ def where(composed: DictConfig) -> str:
         how = f"joblib: up to {launcher.n_jobs} worker processes on this machine"
     elif "ray" in target:
         address = OmegaConf.select(launcher, "ray.init.address")
-        how = f"Ray tasks on the Ray instance at {address}" if address else "Ray tasks (RAY_ADDRESS, a Ray started on this machine, or a new one)"
+        how = f"Ray tasks on the Ray instance at {address}" if address else "Ray tasks on the instance RAY_ADDRESS names, else one started on this machine, else a new one"
     elif "SlurmLauncher" in target:
         how = (f"SLURM jobs, partition {launcher.partition or '(the cluster default)'}, {launcher.gpus_per_node} GPU(s), "
                f"{launcher.cpus_per_task} CPU(s), {launcher.timeout_min} min each")
