@@ -107,7 +107,7 @@ def test_seeds_auto_sends_every_round_to_the_cluster_and_decides_in_the_submitte
     env = {**os.environ, **slurm, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     adaptive = ["model.batchnorm=true,false", "seeds=auto", "adaptive.budget=2", "adaptive.batch=1", "study=auto", *TINY, *ON_SLURM]
     dry = subprocess.run([sys.executable, "-m", "ablate", "run", *adaptive, "--dry-run"], cwd=tmp_path, env=env, capture_output=True, text=True)
-    assert "Each round's jobs go through hydra/launcher=slurm (SLURM jobs, partition (the cluster default)" in dry.stdout, dry.stderr
+    assert "Each round's jobs go through hydra/launcher=slurm (SLURM jobs, the cluster's default partition" in dry.stdout, dry.stderr
     study = subprocess.Popen([sys.executable, "-m", "ablate", "run", *adaptive], cwd=tmp_path, env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     output = study.communicate(timeout=300)[0]

@@ -20,10 +20,10 @@ def where(composed: DictConfig) -> str:
         how = f"joblib: up to {launcher.n_jobs} worker processes on this machine"
     elif "ray" in target:
         address = OmegaConf.select(launcher, "ray.init.address")
-        how = f"Ray tasks on the Ray instance at {address}" if address else "Ray tasks on the instance RAY_ADDRESS names, else one started on this machine, else a new one"
+        how = f"Ray tasks on the Ray instance at {address}" if address else "Ray tasks: RAY_ADDRESS's instance, one started here, or a new one"
     elif "SlurmLauncher" in target:
-        how = (f"SLURM jobs, partition {launcher.partition or '(the cluster default)'}, {launcher.gpus_per_node} GPU(s), "
-               f"{launcher.cpus_per_task} CPU(s), {launcher.timeout_min} min each")
+        partition = f"partition {launcher.partition}" if launcher.partition else "the cluster's default partition"
+        how = f"SLURM jobs, {partition}, {launcher.gpus_per_node} GPU(s), {launcher.cpus_per_task} CPU(s), {launcher.timeout_min} min each"
     elif "LocalLauncher" in target:
         how = "submitit's local executor: processes on this machine, as SLURM would start them"
     else:
