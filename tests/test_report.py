@@ -225,6 +225,7 @@ def test_a_tiny_trained_study_gets_every_file_and_valid_pictures(workdir: Path) 
             image.verify()
             assert image.format == "PNG" and image.size[0] >= 600 and image.size[1] >= 400
         assert f"head/{name}" in (out / "index.md").read_text()
+    assert not (out / "head" / "tuning.png").exists() and 'id="tuning"' not in (out / "head" / "index.html").read_text()  # untuned
 
 
 def test_a_variant_with_no_finished_run_is_listed_as_missing(known_study: Path, tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Optional, Sequence
 
@@ -411,7 +411,7 @@ def write_study_report(study_dir: Path, out_root: Path, metric: str = "test_acc"
                        ci: str = "t", extras: Extras = no_extras
                        ) -> tuple[StudyRuns, pd.DataFrame, str, Optional[effects.EffectsSection], Optional[str]]:
     """Tables (md, csv, tex as asked), runs.csv (the tidy per-run table), forest.png, accuracy.png, curves.png,
-    cost.png, a two-level design's effects (`effects_section`), a tuned study's second table and tuning.csv
+    cost.png, a two-level design's effects (`effects_section`), a tuned study's second table, tuning.csv and tuning.png
     (`tuned_section`) and the one-file page index.html for one study under out_root/<study>/; returns the study as
     read, its summary, its sensitivity line, the effects section (None for a one-factor study) and the tuned table
     (None for an untuned study). `margin` is in the metric's display unit; `extras` adds sections of other commands to the
@@ -428,13 +428,13 @@ def write_study_report(study_dir: Path, out_root: Path, metric: str = "test_acc"
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)  # the old report stays as it was
         raise
-    return stored, summary, line, section, tuned[0] if tuned else None
+    return stored, summary, line, section, tuned.markdown(metric) if tuned else None
 
 
 def _write_study_files(out: Path, stored: StudyRuns, histories: pd.DataFrame, summary: pd.DataFrame, line: str,
                        metric: str, formats: Sequence[str], margin: Optional[float],
                        extras: Sequence[html.PageSection] = (), tuned_study: bool = False,
-                       tuned: Optional[tuple[str, pd.DataFrame]] = None) -> Optional[effects.EffectsSection]:
+                       tuned: Optional[TunedSection] = None) -> Optional[effects.EffectsSection]:
     """Every file of one study's report, into the folder `out`, the `extras` on its page; returns the effects section
     of a two-level design (never read from a tuned study, whose final runs change the grid's keys too)."""
     study, runs = stored.name, stored.runs
@@ -444,10 +444,10 @@ def _write_study_files(out: Path, stored: StudyRuns, histories: pd.DataFrame, su
     if "csv" in formats:
         files.write_atomically(out / "summary.csv", summary.to_csv(index=False))
         if tuned:
-            files.write_atomically(out / "tuning.csv", tuned[1].to_csv(index=False))
+            files.write_atomically(out / "tuning.csv", tuned.tuning.rows.to_csv(index=False))
     if "md" in formats:
         files.write_atomically(out / "summary.md", f"# Study `{study}`: {metric}\n\n{table.to_markdown(index=False)}\n\n{line}\n\n{NOTES}\n"
-                               + (f"\n{section.markdown()}" if section else "") + (f"\n{tuned[0]}" if tuned else ""))
+                               + (f"\n{section.markdown()}" if section else "") + (f"\n{tuned.markdown(metric)}" if tuned else ""))
     if "tex" in formats:
         files.write_atomically(out / "summary.tex", latex.tabular(latex.paper_table(table, plots.metric_scale(metric)[1]),
                                                                   _latex_comments(study, metric, line, full=False)))
@@ -459,8 +459,9 @@ def _write_study_files(out: Path, stored: StudyRuns, histories: pd.DataFrame, su
         figures["curves"] = plots.write(plots.curves_chart(curves(histories, held_out_split(metric)), summary, study, held_out_split(metric)),
                                         out / "curves.png")
     figures["cost"] = plots.write(plots.cost_chart(summary, study, metric), out / "cost.png")
+    pages = [*extras, tuned.page_section(study, metric, out)] if tuned else extras
     files.write_atomically(out / "index.html", html.study_page(study, metric, summary, table, runs, line, figures | effect_figures, NOTES, section,
-                                                               extras))
+                                                               pages))
     return section
 
 
@@ -471,11 +472,39 @@ def notebook_html(study_dir: Path, metric: str = "test_acc") -> str:
     return html.study_fragment(stored.name, metric, summary, display_table(summary, metric), line, {"forest": forest}, NOTES)
 
 
+@dataclass(frozen=True)
+class TunedSection:
+    """A tuned study's (+tune) second table: what tuning chose (`tuning.Tuning`), each variant's summary at its own
+    best, that table as shown (chosen values, verdict changed) and the grid-edge notes."""
+
+    tuning: tuning.Tuning
+    at_best: pd.DataFrame
+    table: pd.DataFrame
+    notes: list[str]
+
+    def markdown(self, metric: str) -> str:
+        """The table and its notes as summary.md and the console show them."""
+        return "\n".join([f"## Each variant at its own best ({metric})", "", self.table.to_markdown(index=False), "",
+                          *self.notes]).rstrip() + "\n"
+
+    def page_section(self, study: str, metric: str, out: Path) -> html.PageSection:
+        """The page's section: the tuning curves (also tuning.png under `out`), the table, the grid-edge notes."""
+        chart = plots.tuning_chart(self.tuning.rows, self.tuning.seeds, self.at_best, study, self.tuning.metric)
+        caption = (f"Tuning curves: each variant's mean {self.tuning.metric} over its tuning seeds (line) at every grid point, "
+                   "each tuning seed (dot), the point chosen (ring); the study's seeds then trained there.")
+        return html.PageSection("tuning", "Each variant at its own best (+tune)",
+                                f"The summary above is each variant at the baseline's settings; here each variant trained at "
+                                f"the grid point its own tuning runs chose, and {metric} is measured on the study's seeds.",
+                                [(plots.write(chart, out / "tuning.png"), caption)],
+                                [("Each variant at its own best; verdict changed: where it differs from the summary's.", self.table)],
+                                " ".join(self.notes) or "Every choice lies inside its grid.")
+
+
 def tuned_section(study_dir: Path, runs: pd.DataFrame, summary: pd.DataFrame, metric: str, margin: Optional[float],
-                  ci: str) -> Optional[tuple[str, pd.DataFrame]]:
-    """A tuned study's (+tune) second table, as markdown: each variant at its own best point (its final runs), with the
-    chosen values and every verdict that differs from the same variant's at the baseline's settings; and tuning.csv's
-    rows (one per variant and grid point). None for a study that was not tuned."""
+                  ci: str) -> Optional[TunedSection]:
+    """A tuned study's (+tune) second table: each variant at its own best point (its final runs), with the chosen
+    values and every verdict that differs from the same variant's at the baseline's settings; and what tuning chose
+    (tuning.csv's rows, the curves' seeds). None for a study that was not tuned."""
     tuned = tuning.load(study_dir)
     if tuned is None:
         return None
@@ -489,9 +518,7 @@ def tuned_section(study_dir: Path, runs: pd.DataFrame, summary: pd.DataFrame, me
     table.insert(1, "chosen", [tuned.chosen[arm] for arm in at_best["variant"]])
     table["verdict changed"] = tuning.verdict_changes(at_best, summary)
     notes = [f"`{arm}`: its best point ({tuned.chosen[arm]}) is at the edge of the grid; widen the grid" for arm in tuned.edges]
-    text = "\n".join([f"## Each variant at its own best ({metric})", "", table.to_markdown(index=False), "", *notes]).rstrip() + "\n"
-    return text, tuned.rows
-
+    return TunedSection(tuned, at_best, table, notes)
 
 
 def write_index(out_root: Path, studies: Sequence[str], metric: str) -> Path:
@@ -502,7 +529,7 @@ def write_index(out_root: Path, studies: Sequence[str], metric: str) -> Path:
         if not (folder / "summary.md").is_file():
             continue
         body = (folder / "summary.md").read_text().split("\n", 2)[2]
-        pictures = "\n".join(f"![{name}]({study}/{name})" for name in ("forest.png", "accuracy.png", "curves.png", "cost.png", "interactions.png", "half_normal.png") if (folder / name).is_file())
+        pictures = "\n".join(f"![{name}]({study}/{name})" for name in ("forest.png", "accuracy.png", "curves.png", "cost.png", "interactions.png", "half_normal.png", "tuning.png") if (folder / name).is_file())
         sections.append(f"## [{study}]({study}/summary.md): {metric}\n\n{body}\n{pictures}\n")
     return files.write_atomically(out_root / "index.md", "\n".join(sections))
 
@@ -535,7 +562,8 @@ def write_reports(paths: Sequence[str], out_root: str = "reports", metric: str =
         if tuned:
             print(f"\n{tuned}")
         print(f"  -> {root / study_dir.name}/: {', '.join(table_files(formats))}, {RUNS_FILE}, forest.png, accuracy.png, curves.png, cost.png"
-              + (", effects.csv, interactions.png, half_normal.png" if section else "") + ", index.html")
+              + (", effects.csv, interactions.png, half_normal.png" if section else "")
+              + ((", tuning.csv" if "csv" in formats else "") + ", tuning.png" if tuned else "") + ", index.html")
     done = [stored.name for stored in reported]
     if done:
         pages = [write_index(root, done, metric)] if "md" in formats else []
