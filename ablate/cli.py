@@ -175,40 +175,48 @@ def checked_plan(overrides: Sequence[str], dry_run: bool = False, retry_failed: 
 
 def train(planned: Any, arguments: Sequence[str], dry_run: bool = False, retry_failed: bool = False, unwritable: str = "") -> int:
     """Train a checked plan as `ablate run ARGUMENTS` does (or print it, with `dry_run`); the exit status of `run`."""
-    from ablate.store.files import MachineFailure
-    from ablate.study import adaptive, plan, status, tune
+    from ablate.study import adaptive, status, tune
 
     if tune.enabled(planned):
-        return _run_tuned(planned, tune.arms(planned), dry_run, unwritable)
+        return _run_tuned(planned, tune.arms(planned), arguments, dry_run, retry_failed, unwritable)
     if adaptive.is_adaptive(planned):
-        return _run_adaptive(planned, dry_run)
+        return _run_adaptive(planned, arguments, dry_run, retry_failed)
     if dry_run:
         print(status.describe(planned) + (f"\nnote: {unwritable}; ablate run would refuse it" if unwritable else ""))
         return 0
     baseline = status.baseline_line(planned)
     if baseline:  # the config's own value of each factor, which the command line may not show
         print(baseline.strip())
+    variants = len([v for v in planned.variants if v.role == "study"])
+    stopped = _launched(planned, arguments, retry_failed, f"{variants} variant(s) (baseline + {variants - 1})")
+    return _ended(planned) if stopped is None else stopped
 
+
+def _launched(phase: Any, arguments: Sequence[str], retry_failed: bool, title: str) -> int | None:
+    """Launch a phase's study variants (each with the seeds it trains now: a plain study's, one seeds=auto round's,
+    a +tune phase's) as Hydra jobs through the command line's launcher, one Hydra run per call; None once the jobs
+    have ended, else the exit status: 130 after Ctrl-C (saying what is kept), 2 after a write the machine refused."""
     from hydra_plugins.ablate_sweeper.ablate_sweeper import launching
 
+    from ablate.store.files import MachineFailure
+    from ablate.study import plan, status
     from ablate.training import runner
 
-    arguments, overrides = list(arguments), _overrides(arguments)
-    hydra_main = _hydra_main(runner.run_job)
-    hydra_arguments = _hydra_arguments(arguments, overrides, retry_failed)
-    multirun = "--multirun" in hydra_arguments or "-m" in hydra_arguments or planned.multirun
-    sys.argv = ["ablate run", *hydra_arguments, *([] if multirun else [plan.spec_override(planned.study)])]
-    where = f"{planned.study.config.runs_dir}/{planned.study.study}/"
+    hydra_arguments = _hydra_arguments(list(arguments), _overrides(arguments), retry_failed)
+    multirun = bool({"--multirun", "-m"} & set(hydra_arguments))
+    if phase.multirun and not multirun:  # a +tune phase of a one-off variant: several jobs all the same
+        hydra_arguments, multirun = ["--multirun", *hydra_arguments], True
+    sys.argv = ["ablate run", *hydra_arguments, *([] if multirun else [plan.spec_override(phase.study)])]
     try:
-        with launching(_jobs(planned, hydra_arguments)):
-            hydra_main()
+        with launching(_jobs(phase, hydra_arguments), title):
+            _hydra_main(runner.run_job)()
     except KeyboardInterrupt:
-        print(f"\nInterrupted. {status.kept(planned)} under {where}; run the same command again to train only the "
-              "missing ones (a run with a checkpoint goes on from it).", file=sys.stderr)
+        print(f"\nInterrupted. {status.kept(phase)} under {phase.study.config.runs_dir}/{phase.study.study}/; run the same "
+              "command again to train only the missing ones (a run with a checkpoint goes on from it).", file=sys.stderr)
         return 130
     except MachineFailure as failure:
         return _fail(machine_failure(failure))
-    return _ended(planned)
+    return None
 
 
 def outcome(planned: Any) -> dict[str, list]:
@@ -227,70 +235,70 @@ def _ended(planned: Any) -> int:
     return 0 if set(stood) <= {"ok"} else 1
 
 
-def _run_adaptive(planned: Any, dry_run: bool) -> int:
-    """seeds=auto: train round after round the seeds the stored runs leave open, in this process (no launcher),
-    until every comparison is decided or has spent its budget; --dry-run prints the state and the next round."""
-    from ablate.store.files import MachineFailure
+def _where(arguments: Sequence[str]) -> str:
+    """The launcher of a command line in words (`hydra/launcher=slurm (SLURM jobs, partition ...)`)."""
+    from ablate.study.launchers import where_of
+
+    return where_of(_overrides(arguments), _config_dir(arguments))
+
+
+def _run_adaptive(planned: Any, arguments: Sequence[str], dry_run: bool, retry_failed: bool) -> int:
+    """seeds=auto: launch round after round the seeds the stored runs leave open, as jobs of the command line's
+    launcher, deciding here after each round, until every comparison is decided or has spent its budget;
+    --dry-run prints the state, the next round and where its jobs would run."""
+    from ablate.store import results
     from ablate.study import adaptive, status
 
     metric = planned.study.config.adaptive.metric
-    where = f"{planned.study.config.runs_dir}/{planned.study.study}/"
     current = adaptive.state(planned)
     print(adaptive.describe(current, metric))
     if dry_run:
+        print(f"Each round's jobs go through {_where(arguments)}; the next round is decided here, from the stored runs.")
         return 0
-    from ablate.training import runner
-
-    try:
-        while current.next_seeds:
-            trained = [runner.run_variant(v.with_batch(current.next_seeds[v.variant.name])) for v in planned.variants
-                       if v.role == "study" and v.variant.name in current.next_seeds]
-            if not sum(summary.trained for summary in trained):
-                return _fail("the next round's runs are being trained by another process; run the same command again when it ends")
-            current = adaptive.state(planned)
-            print(adaptive.describe(current, metric))
-    except KeyboardInterrupt:
-        print(f"\nInterrupted. {status.kept(adaptive.trained(planned))} under {where}; run the same command again to go "
-              "on from them.", file=sys.stderr)
-        return 130
-    except MachineFailure as failure:
-        return _fail(machine_failure(failure))
+    while current.next_seeds:
+        round_ = adaptive.next_round(planned, current)
+        stopped = _launched(round_, arguments, retry_failed, f"a round of seeds=auto, {len(round_.runs)} run(s) in "
+                                                             f"{len(round_.variants)} variant(s)")
+        if stopped is not None:
+            return stopped
+        if not any(results.is_finished(run.folder) for run in round_.runs):
+            print(f"\nseeds=auto stops: no run of this round finished ({status.describe_status(status.study_status(round_))}); "
+                  "run the same command again once what holds them ends (another process training them, or jobs that "
+                  "trained nothing: their log says why).")
+            return 1
+        current = adaptive.state(planned)
+        print(adaptive.describe(current, metric))
     return _ended(planned)
 
 
-def _run_tuned(planned: Any, arms: Any, dry_run: bool, unwritable: str) -> int:
-    """+tune: train every arm's tuning runs, choose each arm's best point from them, then train the study's seeds
-    there, in this process (no launcher); --dry-run prints the tuning and final runs of every variant."""
-    from ablate.store.files import MachineFailure
+def _run_tuned(planned: Any, arms: Any, arguments: Sequence[str], dry_run: bool, retry_failed: bool, unwritable: str) -> int:
+    """+tune: launch every arm's tuning runs, choose each arm's best point from them here, then launch the study's
+    seeds there, both phases as jobs of the command line's launcher; --dry-run prints the tuning and final runs of
+    every variant and where their jobs would run."""
     from ablate.study import preflight, status, tune
 
     print(tune.describe(planned, arms))
     if dry_run:
+        print(f"The tuning runs' jobs, then the final runs' jobs, go through {_where(arguments)}.")
         print(f"note: {unwritable}; ablate run would refuse it" if unwritable else "", end="")
         return 0
-    from ablate.training import runner
-
     tuning = tune.tuning_plan(arms)
+    stopped = _launched(tuning, arguments, retry_failed, f"tuning, {len(tuning.variants)} variant(s) of study {tuning.study.study}")
+    if stopped is not None:
+        return stopped
+    finals = tune.finals(planned, arms)
+    if finals is None:
+        outcome = status.study_status(tuning)
+        print(f"\nTuning of {planned.study.study} is not complete, so no final run trains: {status.describe_status(outcome)}")
+        return 1
+    print(tune.describe(planned, arms))
     try:
-        for variant in tuning.variants:
-            runner.run_variant(variant)
-        finals = tune.finals(planned, arms)
-        if finals is None:
-            outcome = status.study_status(tuning)
-            print(f"\nTuning of {planned.study.study} is not complete, so no final run trains: {status.describe_status(outcome)}")
-            return 1
-        print(tune.describe(planned, arms))
-        try:
-            preflight.check(finals)
-        except Exception as error:  # noqa: BLE001 - the chosen points' runs must pool with the study's stored ones
-            return _config_failure(error)
-        for variant in finals.variants:
-            runner.run_variant(variant)
-    except KeyboardInterrupt:
-        print("\nInterrupted. Finished runs are kept; run the same command again to go on from them.", file=sys.stderr)
-        return 130
-    except MachineFailure as failure:
-        return _fail(machine_failure(failure))
+        preflight.check(finals)
+    except Exception as error:  # noqa: BLE001 - the chosen points' runs must pool with the study's stored ones
+        return _config_failure(error)
+    stopped = _launched(finals, arguments, retry_failed, f"final runs, {len(finals.variants)} variant(s) at their best")
+    if stopped is not None:
+        return stopped
     outcome = status.study_status(finals)
     print(f"\nStudy {planned.study.study} at each variant's best: {status.describe_status(outcome)}")
     return 0 if set(outcome) <= {"ok"} else 1

@@ -18,7 +18,7 @@ from ablate.training.stopping import StopSignals
 # 3 epochs of 16 steps (1024 images, batches of 64) per seed: room to be stopped in the middle.
 LONG = [*TINY, "data.train_size=1024", "train.epochs=3", "seeds=[0,1]", "study=long"]
 STEPS_PER_EPOCH = 16
-TIMINGS = {"train_seconds", "wall_seconds", "started_at", "finished_at", "resumed"}  # resumed: where it stopped, compared apart
+TIMINGS = {"train_seconds", "wall_seconds", "started_at", "finished_at", "resumed", "process"}  # resumed: where it stopped, compared apart; process: which one trained it
 
 
 def numbers(root: Path) -> dict[str, dict]:

@@ -123,3 +123,67 @@ def test_a_cuda_study_sent_to_slurm_from_a_cpu_host_is_not_refused_there_and_eac
     job_logs = "".join(path.read_text() for path in tmp_path.glob("runs/.submitit/*/*_log.*"))  # its output and its log lines
     for name in ("baseline", "model.head=gap"):
         assert re.search(rf"head/{re.escape(name)}: not trained: (variant {re.escape(name)}: )?device=cuda is not allowed here", job_logs)
+
+
+# seeds=auto in two rounds of one seed (budget 2): round 1 trains seed 0 of both variants, round 2 seed 1.
+ADAPTIVE = ["model.batchnorm=true,false", "seeds=auto", "adaptive.budget=2", "adaptive.batch=1", "study=auto", *TINY]
+
+
+def submitted(*args: str, cwd: Path) -> tuple[int, str, int]:
+    """`ablate ARGS` as a process of its own: its pid (the submitter's), exit status and output."""
+    process = subprocess.Popen([sys.executable, "-m", "ablate", *args], cwd=cwd, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output = process.communicate(timeout=600)[0]
+    return process.pid, output, process.returncode
+
+
+def rounds(root: Path, study: str) -> dict[str, tuple]:
+    """Each run of a study: the seeds of the round (or phase) it was trained in, its status and accuracy, the pid that trained it."""
+    found = {}
+    for path in sorted(root.glob(f"runs/{study}/*/seed=*")):
+        record = results.read_metrics(path)
+        found[path.relative_to(root / "runs").as_posix()] = (tuple(record["planned_seeds"]), record["status"], record["test_acc"],
+                                                             record["process"]["pid"])
+    return found
+
+
+def decisions(output: str) -> str:
+    """The last state seeds=auto printed: each comparison's seeds, interval and decision."""
+    return "seeds=auto:" + output.split("seeds=auto:")[-1].split("\n\n")[0]
+
+
+@pytest.fixture(scope="module")
+def adaptive_here(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, tuple], str]:
+    """The seeds=auto study through the basic launcher, in this process: the reference every launcher must decide alike."""
+    folder = tmp_path_factory.mktemp("adaptive-basic")
+    result = run_ablate("run", *ADAPTIVE, cwd=folder)
+    assert result.returncode == 0, result.stderr
+    found = rounds(folder, "auto")
+    assert {run[3] for run in found.values()} == {os.getpid()}  # the basic launcher trains in the submitting process
+    return found, decisions(result.stdout)
+
+
+@pytest.mark.parametrize("launcher", ["parallel", pytest.param("ray_tasks", marks=pytest.mark.slow)])  # Ray: a daemon
+def test_seeds_auto_trains_each_round_in_the_launchers_workers_and_decides_as_in_process(
+        tmp_path: Path, launcher: str, adaptive_here: tuple[dict[str, tuple], str], request: pytest.FixtureRequest) -> None:
+    here, decided = adaptive_here
+    submitter, output, status = submitted("run", *ADAPTIVE, *launcher_overrides(launcher, request), cwd=tmp_path)
+    assert status == 0, output
+    found = rounds(tmp_path, "auto")
+    assert {path: run[:3] for path, run in found.items()} == {path: run[:3] for path, run in here.items()}
+    assert {run[0] for run in found.values()} == {(0,), (1,)}  # two rounds, one seed each
+    assert submitter not in {run[3] for run in found.values()}  # every round's runs trained in the launcher's workers
+    assert decisions(output) == decided and output.count("Ablation: a round of seeds=auto") == 2
+
+
+def test_a_tuned_study_trains_both_phases_in_the_launchers_workers(tmp_path: Path) -> None:
+    tuned = [*TINY, "data.validation_size=64", "seeds=[0]", "study=t", "+tune=lr", "tune.grid={train.lr:[0.0003,0.03]}",
+             "hydra/launcher=parallel"]  # a one-off variant: its tuning phase is still two jobs
+    listed = run_ablate("run", *tuned, "--dry-run", cwd=tmp_path)
+    assert "then the final runs' jobs, go through hydra/launcher=parallel (joblib: up to 2 worker processes" in listed.stdout
+    submitter, output, status = submitted("run", *tuned, cwd=tmp_path)
+    assert status == 0, output
+    tuning, final = rounds(tmp_path, "t.tune"), rounds(tmp_path, "t")
+    assert len(tuning) == 4 and {run[0] for run in tuning.values()} == {(100, 101)} and len(final) == 1
+    assert submitter not in {run[3] for run in [*tuning.values(), *final.values()]}
+    assert "Ablation: tuning, 2 variant(s) of study t.tune" in output and "Ablation: final runs, 1 variant(s)" in output

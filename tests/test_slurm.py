@@ -1,5 +1,6 @@
-"""A study through real sbatch jobs (hydra/launcher=slurm on a local slurmctld/slurmd), one job requeued mid-run:
-the study completes with the numbers of an undisturbed one, and the seeds that were training go on where they stopped."""
+"""Studies through real sbatch jobs (hydra/launcher=slurm on a local slurmctld/slurmd): one job requeued mid-run,
+the study completes with the numbers of an undisturbed one, and the seeds that were training go on where they stopped;
+and seeds=auto, whose every round is a job array on the cluster, decided in the submitting process."""
 
 from __future__ import annotations
 
@@ -100,3 +101,21 @@ def test_requeued_job_resumes_its_seeds_and_the_study_matches_an_undisturbed_one
             resumed = results.read_metrics(run.parent / f"seed={seed}")["resumed"]
             assert resumed[-1] == {"epoch": found[1].epoch, "step": found[1].step}
     assert not list(requeued.glob("runs/**/checkpoint.pt"))
+
+
+def test_seeds_auto_sends_every_round_to_the_cluster_and_decides_in_the_submitter(tmp_path: Path, slurm: dict[str, str]) -> None:
+    env = {**os.environ, **slurm, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    adaptive = ["model.batchnorm=true,false", "seeds=auto", "adaptive.budget=2", "adaptive.batch=1", "study=auto", *TINY, *ON_SLURM]
+    dry = subprocess.run([sys.executable, "-m", "ablate", "run", *adaptive, "--dry-run"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert "Each round's jobs go through hydra/launcher=slurm (SLURM jobs, the cluster's default partition" in dry.stdout, dry.stderr
+    study = subprocess.Popen([sys.executable, "-m", "ablate", "run", *adaptive], cwd=tmp_path, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output = study.communicate(timeout=300)[0]
+    assert study.returncode == 0, output
+    records = {path.parent.name + "/" + path.name: results.read_metrics(path) for path in sorted(tmp_path.glob("runs/auto/*/seed=*"))}
+    assert {name: r["planned_seeds"] for name, r in records.items()} == {
+        f"{variant}/seed={seed}": [seed] for variant in ("baseline", "model.batchnorm=true") for seed in (0, 1)}
+    assert study.pid not in {r["process"]["pid"] for r in records.values()}  # trained in the SLURM jobs
+    arrays = {folder.name.split("_")[0] for folder in tmp_path.glob("runs/.submitit/*_*") if re.fullmatch(r"\d+_\d+", folder.name)}
+    assert len(arrays) == 2 and output.count("Ablation: a round of seeds=auto, 2 run(s)") == 2  # one job array per round
+    assert "Study auto: 4 ok" in output

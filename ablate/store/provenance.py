@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import platform
 import subprocess
 from importlib.metadata import PackageNotFoundError, version
@@ -59,3 +60,8 @@ def hardware(device: torch.device) -> dict[str, Any]:
 
         found.update(gpu=torch.cuda.get_device_name(device), cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version())
     return found
+
+
+def process() -> dict[str, Any]:
+    """The machine and process that trained a run (host name, pid): where a launcher's job ran."""
+    return {"host": platform.node(), "pid": os.getpid()}

@@ -61,6 +61,12 @@ def trained(plan: Plan) -> Plan:
     return Plan(tuple(v.with_batch([r.seed for r in v.runs if results.is_finished(r.folder)]) for v in plan.variants))
 
 
+def next_round(plan: Plan, current: AdaptiveState) -> Plan:
+    """The study's variants that train in the next round, each narrowed to that round's seeds (one job each)."""
+    return Plan(tuple(v.with_batch(current.next_seeds[v.variant.name]) for v in plan.variants
+                      if v.role == "study" and v.variant.name in current.next_seeds), multirun=True)
+
+
 def _stored(variant: VariantPlan, metric: str) -> tuple[list[int], dict[int, float]]:
     """The seeds a variant has a finished run for (any status, in seed order), and the metric of its ok ones."""
     attempted, values = [], {}

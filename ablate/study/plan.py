@@ -306,7 +306,7 @@ def build(overrides: Sequence[str], config_dir: Optional[str] = None) -> Plan:
         del app["hydra"]
     refuse_unknown_keys(app)
     validate(typed(app))  # the command line's own values first: a bad value is named before any factor's conflict
-    deferred = runs_elsewhere(composed) and app.seeds != AUTO_SEEDS  # seeds=auto trains in this process
+    deferred = runs_elsewhere(composed)
     planned = [plan_variant(_apply(app, variant), variant, deferred=deferred) for variant in study_variants(composed, overrides, config_dir)]
     if "model.transfer" not in factors_of(composed, overrides):
         _refuse_unused_weights(planned[0].config)
@@ -323,10 +323,13 @@ def _plain(values: Any) -> Any:
 
 
 def job_spec(variant: VariantPlan) -> str:
-    """A planned variant as its job receives it: name, overrides, identity, and whether `auto` is the job's to
-    resolve; compressed JSON in URL-safe base64, which Hydra's override grammar passes unchanged."""
+    """A planned variant as its job receives it: name, overrides, identity, whether `auto` is the job's to resolve,
+    and which runs it trains (study, seeds, and a seeds=auto round's batch, which no command-line key can say: a
+    tuning phase's study is `<study>.tune`); compressed JSON in URL-safe base64, which Hydra's override grammar
+    passes unchanged."""
     spec = {"variant": variant.variant.name, "overrides": [[key, value] for key, value in variant.variant.overrides],
-            "identity": dict(variant.identity), "deferred": variant.deferred}
+            "identity": dict(variant.identity), "deferred": variant.deferred, "study": variant.study,
+            "seeds": variant.config.seeds if variant.config.seeds == AUTO_SEEDS else [int(s) for s in variant.config.seeds], "batch": None if variant.batch is None else list(variant.batch)}
     return base64.urlsafe_b64encode(zlib.compress(json.dumps(spec, default=str).encode(), 9)).decode()
 
 
@@ -348,14 +351,15 @@ def job_plan(config: AblateConfig, spec: Mapping[str, Any]) -> VariantPlan:
     config, `auto` resolved on this machine, and the identity the plan's (but for what `auto` resolved to, where the
     plan left that to the job); a ConfigError names the first key that differs. Nothing is planned again."""
     variant = Variant(spec["variant"], tuple((key, value) for key, value in spec["overrides"]))
-    here = plan_variant(_apply(to_node(replace(config, variant=None)), variant), variant)
+    config = replace(config, variant=None, study=spec["study"], seeds=spec["seeds"])
+    here = plan_variant(_apply(to_node(config), variant), variant)
     mine, planned = _plain(here.identity), spec["identity"]
     skipped = resolve.RESOLVED_KEYS if spec["deferred"] else frozenset()
     for key in sorted((set(mine) | set(planned)) - skipped):
         if mine.get(key) != planned.get(key):
             raise ConfigError(f"{key}: this job's config gives {mine.get(key)!r} where its plan has {planned.get(key)!r}; "
                               "the job trains nothing (a worker with other configs or files than the submitting host?)")
-    return here
+    return here if spec["batch"] is None else here.with_batch(spec["batch"])
 
 
 def _refuse_unused_weights(config: AblateConfig) -> None:

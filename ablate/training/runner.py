@@ -138,6 +138,7 @@ def _train_and_store(variant: VariantPlan, seeds: list[int], locks: Mapping[int,
         "adaptive": cfg.seeds == AUTO_SEEDS, "versions": provenance.versions(),
         "hardware": provenance.hardware(resolved.torch_device), "git_commit": provenance.git_commit(),
         "gpu_assigned": os.environ.get("CUDA_VISIBLE_DEVICES"), "started_at": started,  # the GPU a launcher gave the job
+        "process": provenance.process(),
     }
 
     def store(data: Dataset, result: SeedResult) -> None:

@@ -3,7 +3,7 @@
 A cartesian product (Hydra's basic sweeper) would vary several factors at once; this sweeper launches ablate's
 one-factor-at-a-time plan (factors from a sweep file's `factors` and from `key=a,b` on the command line) through
 whichever Hydra launcher is configured, so joblib, ray or submitit run it unchanged. It plans nothing: `ablate run`
-plans once (ablate/study/plan.py) and hands it the override list of every job (`launching`), each holding its
+plans once (ablate/study/plan.py) and hands it the override list of every job of a phase (`launching`), each holding its
 variant's spec, which the job verifies where it runs.
 """
 
@@ -28,6 +28,7 @@ class AblateSweeper(Sweeper):
     """Launches the jobs `ablate run` planned (set by `launching`) as one batch."""
 
     jobs: ClassVar[Optional[list[list[str]]]] = None
+    title: ClassVar[str] = ""
 
     def __init__(self, factors: dict[str, list[Any]], design: str = "one_at_a_time", resolution: Optional[int] = None) -> None:
         # read by the plan from the composed config, where Hydra puts them
@@ -46,19 +47,20 @@ class AblateSweeper(Sweeper):
         if self.jobs is None:
             raise RuntimeError("the ablate sweeper launches the jobs `ablate run` planned; start studies with `ablate run`")
         jobs = self.jobs
-        log.info(f"Ablation: {len(jobs)} variant(s) (baseline + {len(jobs) - 1})")
+        log.info(f"Ablation: {self.title}")
         returns = self.launcher.launch(jobs, initial_job_idx=0)
         return [r.return_value for r in returns]
 
 
 @contextlib.contextmanager
-def launching(jobs: Sequence[list[str]]) -> Iterator[None]:
-    """While inside, a sweep launches these jobs (each a list of overrides): the plan of one `ablate run`."""
-    AblateSweeper.jobs = list(jobs)
+def launching(jobs: Sequence[list[str]], title: str) -> Iterator[None]:
+    """While inside, a sweep launches these jobs (each a list of overrides), logging the title first: one phase of
+    one `ablate run` (its study, a seeds=auto round, a +tune phase)."""
+    AblateSweeper.jobs, AblateSweeper.title = list(jobs), title
     try:
         yield
     finally:
-        AblateSweeper.jobs = None
+        AblateSweeper.jobs, AblateSweeper.title = None, ""
 
 
 def register() -> None:
