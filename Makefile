@@ -17,7 +17,8 @@ UV_PIP = $(BIN)/uv pip install --python $(BIN)/python --quiet --compile-bytecode
 # The demo study: the pooling factor (max, avg, strided) on a 10k-image subset of embedded MNIST,
 # 5 seeds x 2 epochs, on the CPU; about a minute on 2 cores after the install (see README).
 DEMO   := +sweep=pooling data.train_size=10000 train.epochs=2 seeds=[0,1,2,3,4] study=demo
-# Options of bench/bench.py, e.g. make bench BENCH="--study all --seeds 0 1 2 --epochs 5"; default: full MNIST, 1 epoch.
+# Options of bench/bench.py, e.g. make bench BENCH="--study all --seeds 0 1 2 --epochs 5"; default: full MNIST, 1 epoch,
+# precision auto (what ablate run trains with here).
 BENCH  ?=
 
 .PHONY: help install install-dev install-extra run test test-fast report bench clean
@@ -63,7 +64,7 @@ test-fast: install-dev ## every test but those marked slow (daemons: SLURM, Ray;
 report: install ## tables and charts of every study under runs/
 	$(BIN)/ablate report
 
-bench: install ## time the textbook MNIST loop against ablate's engine; last line is JSON (BENCH="--help" lists options)
+bench: install ## time the textbook MNIST loop against ablate's engine and this machine's ceiling; last line is JSON (BENCH="--help" lists options; BENCH=--scaling: the dry run's estimate)
 	$(BIN)/python bench/bench.py $(BENCH)
 
 clean: ## remove the virtual environment, reports and caches (runs/ is kept: it holds results)

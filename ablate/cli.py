@@ -400,6 +400,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv.remove("--debug")
         os.environ["HYDRA_FULL_ERROR"] = "1"
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)  # its font cache lines are no line of ablate's
     commands = {"run": run, "report": report, "inspect": inspect, "viz": viz, "lesion": lesion}
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE)

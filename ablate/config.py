@@ -233,7 +233,7 @@ class AblateConfig:
     # Typed Any: OmegaConf has no unions.
     seeds: Any = field(default_factory=lambda: [0, 1, 2])  # a list of distinct integers, e.g. [0,1,2], or auto (adaptive.*)
     device: str = "auto"  # auto | cpu | cuda (auto = cuda when a GPU is visible)
-    precision: str = "auto"  # auto | fp32 | bf16 | fp16 (auto = bf16 autocast on CUDA and on CPUs with native bf16; else fp32)
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16 (auto = bf16 autocast on CUDA and on CPUs with native bf16; else, and under train.strategy=vectorized, fp32)
     runs_dir: str = "runs"  # results go to <runs_dir>/<study>/<variant>/seed=<s>/
     study: str = "default"  # a sweep sets this to its own name; study=NAME overrides it
     variant: Optional[str] = None

@@ -1,24 +1,28 @@
-"""Benchmark: the textbook MNIST loop against ablate's engine, or a whole study through the CLI.
+"""Benchmark: the textbook MNIST loop against ablate's engine and this machine's ceiling, a whole study through the
+CLI, or the scaling of a study's time.
 
 Default mode, in one process, same device, same model config and data: (a) torchvision's MNIST dataset
 with ToTensor + Normalize, a shuffling DataLoader (batch 64) and Adam 1e-3, as in the seed's notebook;
-(b) ablate's engine (`train_seeds`). Seconds per run-epoch are the wall time of a seed's whole training
-(per-epoch test evaluation included, dataset files and start-up excluded) divided by its epochs.
-`--study NAME` times `python -m ablate run +sweep=NAME ...` end to end instead, start-up included.
+(b) ablate's engine (`train_seeds`) in `--precision` (auto: what `ablate run` trains with here). Seconds per
+run-epoch are the wall time of a seed's whole training (per-epoch test evaluation included, dataset files and
+start-up excluded) divided by its epochs. It also measures the machine's ceiling (bench/ceiling.py) and gives each
+loop's achieved GFLOP/s (the network's forward FLOPs x (3 x training images + test images) per epoch, as
+ablate/study/estimate.py counts them) as a fraction of it.
+`--study NAME` times `python -m ablate run +sweep=NAME ...` end to end instead, start-up included; `--scaling`
+times the studies of bench/studies.py's table and remembers the fitted model for `ablate run ... --dry-run`.
 The last line printed is one JSON object with the figures.
 
     python bench/bench.py                                   # full MNIST, 1 epoch, seed 0
     python bench/bench.py --train-size 10000 --seeds 0 1 2 --repeats 3
     python bench/bench.py --study all --seeds 0 --epochs 1 --train-size 2000
+    python bench/bench.py --scaling                         # 7 short studies, then the model of their time
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,11 +37,13 @@ from scipy import stats
 from torch.utils.data import DataLoader, Subset
 from torchvision import datasets, transforms
 
-from ablate.config import STRATEGIES, AblateConfig, DataConfig, ModelConfig, TrainConfig
+import ceiling
+import studies
+from ablate.config import PRECISIONS, STRATEGIES, AblateConfig, DataConfig, ModelConfig, TrainConfig
 from ablate.data.datasets import MNIST_MEAN, MNIST_STD, load_dataset, subset_indices, write_mnist_idx
 from ablate.networks.network import build_model
 from ablate.recipe import EVAL_BATCH
-from ablate.store import results
+from ablate.study import estimate, machine
 from ablate.study.resolve import resolve, resolve_device
 from ablate.training.engine import train_seeds
 
@@ -89,20 +95,13 @@ def ablate_runs(seeds: Sequence[int], epochs: int, train_size: int | None, test_
     return [r.metrics["test_acc"] for r in outcomes], outcomes[0].strategy
 
 
-def timed(work: Callable[[], Any]) -> tuple[float, Any]:
-    """Wall seconds of `work()` and its value."""
-    started = time.perf_counter()
-    value = work()
-    return time.perf_counter() - started, value
-
-
 def cpu_timed(work: Callable[[], Any]) -> tuple[float, float, Any]:
     """Wall and CPU seconds of `work()` (this process, all threads) and its value.
 
     With one thread, CPU seconds barely change when other processes share the cores; wall seconds do.
     """
     started = time.process_time()
-    seconds, value = timed(work)
+    seconds, value = studies.timed(work)
     return seconds, time.process_time() - started, value
 
 
@@ -114,8 +113,11 @@ def welch_p(first: Sequence[float], second: Sequence[float]) -> float | None:
 
 
 def compare_loops(options: argparse.Namespace) -> dict[str, Any]:
-    """Time the textbook loop and ablate's engine `repeats` times each, alternating; medians of seconds per run-epoch."""
+    """The machine's ceiling, then the textbook loop and ablate's engine `repeats` times each, alternating; medians of
+    seconds per run-epoch, and the GFLOP/s each achieved as a fraction of the ceiling."""
     device = torch.device(resolve_device(options.device))
+    precision = resolve(AblateConfig(train=TrainConfig(strategy=options.strategy), device=device.type, precision=options.precision)).precision
+    measured = measure_ceiling(options) if device.type == "cpu" else {}
     textbook_seeds = options.seeds[: options.textbook_runs or len(options.seeds)]
     textbook_times, ablate_times, textbook_cpu, ablate_cpu = [], [], [], []
     with tempfile.TemporaryDirectory(prefix="ablate-bench-") as root:
@@ -127,7 +129,7 @@ def compare_loops(options: argparse.Namespace) -> dict[str, Any]:
             textbook_times.append(seconds / (len(textbook_seeds) * options.epochs))
             textbook_cpu.append(cpu / (len(textbook_seeds) * options.epochs))
             seconds, cpu, (ablate_accs, strategy) = cpu_timed(lambda: ablate_runs(options.seeds, options.epochs, options.train_size,
-                                                                                  options.test_size, device, options.precision, options.strategy))
+                                                                                  options.test_size, device, precision, options.strategy))
             ablate_times.append(seconds / (len(options.seeds) * options.epochs))
             ablate_cpu.append(cpu / (len(options.seeds) * options.epochs))
             print(f"repeat {repeat + 1}/{options.repeats}: textbook {textbook_times[-1]:.2f} s/epoch ({textbook_cpu[-1]:.2f} CPU s), "
@@ -137,43 +139,51 @@ def compare_loops(options: argparse.Namespace) -> dict[str, Any]:
     print(f"textbook loop: {textbook_s:.2f} s per run-epoch, test accuracy {statistics.mean(textbook_accs):.4f} ({len(textbook_accs)} runs)")
     print(f"ablate engine: {ablate_s:.2f} s per run-epoch, test accuracy {statistics.mean(ablate_accs):.4f} ({len(ablate_accs)} runs, {strategy})")
     print(f"speedup: {textbook_s / ablate_s:.2f}x" + (f"; Welch p of the accuracies {p:.3f}" if p is not None else ""))
+    limit = against_ceiling(options, measured, precision, textbook_s, ablate_s)
     return {
         "mode": "loop", "device": str(device), "threads": torch.get_num_threads(), "epochs": options.epochs,
         "train_size": options.train_size or 60_000, "test_size": options.test_size or 10_000, "seeds": list(options.seeds),
-        "repeats": options.repeats, "precision": options.precision, "strategy": strategy,
+        "repeats": options.repeats, "precision": precision, "strategy": strategy,
         "textbook_s_per_epoch": round(textbook_s, 3), "ablate_s_per_epoch": round(ablate_s, 3),
         "speedup": round(textbook_s / ablate_s, 3),
         "textbook_acc": round(statistics.mean(textbook_accs), 5), "ablate_acc": round(statistics.mean(ablate_accs), 5),
         "textbook_accs": textbook_accs, "ablate_accs": ablate_accs, "welch_p": p,
         "textbook_s_per_epoch_all": [round(t, 3) for t in textbook_times], "ablate_s_per_epoch_all": [round(t, 3) for t in ablate_times],
         "textbook_cpu_s_per_epoch": round(statistics.median(textbook_cpu), 3), "ablate_cpu_s_per_epoch": round(statistics.median(ablate_cpu), 3),
+        **limit,
     }
 
 
-def recorded(runs: pd.DataFrame, column: str) -> str:
-    """The distinct values the runs recorded in one metrics.json field, comma-separated."""
-    return ",".join(sorted(set(runs[column].astype(str))))
+def measure_ceiling(options: argparse.Namespace) -> dict[str, dict[str, float]]:
+    """The ceiling's measurements in fp32 and bf16 (bf16 matmul at most 512 wide where the CPU only emulates bf16:
+    2048 would take seconds per product); printed."""
+    emulated = not machine.cpu_has_native_bf16()
+    sizes = {"fp32": options.ceiling_size, "bf16": min(options.ceiling_size, 512) if emulated else options.ceiling_size}
+    measured = ceiling.measure(sizes, options.ceiling_seconds)
+    print(ceiling.describe(measured) + (" (bf16 emulated: this CPU has no native bf16)" if emulated else ""), flush=True)
+    return measured
 
 
-def run_study(sweep: str, options: argparse.Namespace, strategy: str, workdir: Path) -> tuple[float, dict[str, list[float]], pd.DataFrame]:
-    """`python -m ablate run +sweep=NAME ...` in `workdir`: wall seconds, test accuracies per variant, and the runs."""
-    command = [sys.executable, "-m", "ablate", "run", f"+sweep={sweep}", f"study=bench-{sweep}",
-               f"seeds=[{','.join(map(str, options.seeds))}]", f"train.epochs={options.epochs}", f"train.strategy={strategy}",
-               f"device={options.device}", f"precision={options.precision}", f"runs_dir={workdir / 'runs'}"]
-    command += [f"data.train_size={options.train_size}"] if options.train_size else []
-    command += [f"data.test_size={options.test_size}"] if options.test_size else []
-    print(" ".join(command), flush=True)
-    workdir.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, **({"OMP_NUM_THREADS": str(options.threads)} if options.threads else {})}
-    seconds, finished = timed(lambda: subprocess.run(command, cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
-    if finished.returncode != 0:
-        raise RuntimeError(f"the study failed ({finished.returncode}): {finished.stderr[-2000:]}")
-    runs = results.load_runs(workdir / "runs" / f"bench-{sweep}")
-    bad = runs[runs["status"] != "ok"]
-    if len(bad):
-        raise RuntimeError(f"{len(bad)} run(s) did not finish ok: {bad[['variant', 'seed', 'status']].to_dict('records')}")
-    accuracies = {variant: group.sort_values("seed")["test_acc"].tolist() for variant, group in runs.groupby("variant", sort=False)}
-    return seconds, accuracies, runs
+def against_ceiling(options: argparse.Namespace, measured: dict[str, dict[str, float]], precision: str, textbook_s: float,
+                    ablate_s: float) -> dict[str, Any]:
+    """Each loop's achieved GFLOP/s and its fraction of the ceiling (the engine's at its precision, the textbook's at
+    fp32), printed; None where no ceiling was measured (a GPU)."""
+    config = AblateConfig(data=DataConfig(name="mnist", train_size=options.train_size, test_size=options.test_size),
+                          train=TrainConfig(epochs=1))
+    flops = estimate.run_flops(config)
+    engine, textbook = flops / ablate_s / 1e9, flops / textbook_s / 1e9
+    if precision not in measured:
+        print(f"engine: {engine:.1f} GFLOP/s, textbook loop: {textbook:.1f} GFLOP/s; no ceiling measured on {options.device}")
+        limit, fraction, textbook_fraction = None, None, None
+    else:
+        limit = max(measured[precision].values())
+        fraction, textbook_fraction = engine / limit, textbook / max(measured["fp32"].values())
+        print(f"engine: {engine:.1f} GFLOP/s in {precision}, {fraction:.3f} of the {precision} ceiling ({limit:.1f} GFLOP/s); "
+              f"textbook loop: {textbook:.1f} GFLOP/s, {textbook_fraction:.3f} of the fp32 ceiling "
+              f"({flops / 1e9:.1f} GFLOP per run-epoch: forward x 3 per training image, x 1 per test image)")
+    return {"flops_per_epoch": flops, "engine_gflops": round(engine, 2), "textbook_gflops": round(textbook, 2),
+            "ceiling_gflops": limit, "fraction_of_ceiling": None if fraction is None else round(fraction, 4),
+            "textbook_fraction_of_ceiling": None if textbook_fraction is None else round(textbook_fraction, 4), "ceiling": measured}
 
 
 def describe(values: Sequence[float]) -> str:
@@ -182,18 +192,27 @@ def describe(values: Sequence[float]) -> str:
     return f"{100 * statistics.mean(values):.2f} ± {100 * spread:.2f} %"
 
 
+def sweep_study(options: argparse.Namespace, strategy: str, workdir: Path) -> tuple[float, dict[str, list[float]], pd.DataFrame]:
+    """`python -m ablate run +sweep=NAME ...` with the options: wall seconds, test accuracies per variant, and the runs."""
+    study = f"bench-{options.study}"
+    overrides = [f"+sweep={options.study}", *studies.settings(options, study, options.seeds, strategy, workdir, options.train_size)]
+    seconds, runs = studies.run_study(overrides, study, options, workdir)
+    accuracies = {variant: group.sort_values("seed")["test_acc"].tolist() for variant, group in runs.groupby("variant", sort=False)}
+    return seconds, accuracies, runs
+
+
 def time_study(options: argparse.Namespace) -> dict[str, Any]:
     """A whole study end to end through the CLI; with --reference-strategy, that strategy's study too, variant by variant."""
     with tempfile.TemporaryDirectory(prefix="ablate-bench-study-") as root:
-        seconds, accuracies, runs = run_study(options.study, options, options.strategy, Path(root) / "fast")
-        reference = (run_study(options.study, options, options.reference_strategy, Path(root) / "reference")
+        seconds, accuracies, runs = sweep_study(options, options.strategy, Path(root) / "fast")
+        reference = (sweep_study(options, options.reference_strategy, Path(root) / "reference")
                      if options.reference_strategy else None)
     print(f"{options.study}: {len(accuracies)} variants, {len(runs)} runs, {seconds:.1f} s wall "
-          f"({seconds / (len(runs) * options.epochs):.2f} s per run-epoch, start-up included), strategy {recorded(runs, 'strategy')}")
+          f"({seconds / (len(runs) * options.epochs):.2f} s per run-epoch, start-up included), strategy {studies.recorded(runs, 'strategy')}")
     summary: dict[str, Any] = {
-        "mode": "study", "study": options.study, "device": recorded(runs, "device"), "precision": recorded(runs, "precision"),
+        "mode": "study", "study": options.study, "device": studies.recorded(runs, "device"), "precision": studies.recorded(runs, "precision"),
         "epochs": options.epochs, "seeds": list(options.seeds), "train_size": options.train_size or 60_000,
-        "strategy": recorded(runs, "strategy"), "variants": len(accuracies), "runs": len(runs), "study_wall_s": round(seconds, 2),
+        "strategy": studies.recorded(runs, "strategy"), "variants": len(accuracies), "runs": len(runs), "study_wall_s": round(seconds, 2),
         "s_per_run_epoch": round(seconds / (len(runs) * options.epochs), 3),
         "mean_acc": {variant: round(statistics.mean(values), 5) for variant, values in accuracies.items()},
     }
@@ -206,7 +225,7 @@ def time_study(options: argparse.Namespace) -> dict[str, Any]:
             within[variant] = abs(statistics.mean(values) - statistics.mean(theirs)) <= spread
             print(f"  {variant:22s} {describe(values)}   {options.reference_strategy}: {describe(theirs)}"
                   f"   {'within' if within[variant] else 'NOT within'} one std")
-        summary.update(reference_strategy=recorded(ref_runs, "strategy"), reference_wall_s=round(ref_seconds, 2),
+        summary.update(reference_strategy=studies.recorded(ref_runs, "strategy"), reference_wall_s=round(ref_seconds, 2),
                        within_one_std=within, all_within_one_std=all(within.values()))
     else:
         for variant, values in accuracies.items():
@@ -226,10 +245,16 @@ def parse(arguments: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads of both loops, or of the study (default: torch's, one per core)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="device of both loops (default auto)")
-    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"], help="ablate's precision (default fp32, as the textbook loop)")
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS,
+                        help="ablate's precision (default auto, as ablate run: bf16 where the CPU has it natively; the textbook loop is fp32)")
     parser.add_argument("--strategy", default="auto", choices=STRATEGIES, help="ablate's train.strategy (default auto)")
     parser.add_argument("--study", default=None, help="time this sweep (e.g. all) end to end through the CLI instead")
     parser.add_argument("--reference-strategy", default=None, choices=STRATEGIES, help="with --study: also run the study with this strategy and compare accuracies")
+    parser.add_argument("--scaling", action="store_true",
+                        help="time the scaling table's studies (1, 2, 4 seeds; 3 and 13 variants; 2x and 4x images) and remember the fitted model "
+                             f"for --dry-run (default sizes {studies.SCALING_TRAIN_SIZE} training, {studies.SCALING_TEST_SIZE} test images)")
+    parser.add_argument("--ceiling-size", type=int, default=2048, help="side of the ceiling's square matmul (default 2048)")
+    parser.add_argument("--ceiling-seconds", type=float, default=0.5, help="least seconds of each ceiling measurement's timing blocks (default 0.5)")
     return parser.parse_args(arguments)
 
 
@@ -238,7 +263,11 @@ def main(arguments: Sequence[str] | None = None) -> None:
     options = parse(sys.argv[1:] if arguments is None else arguments)
     if options.threads:
         torch.set_num_threads(options.threads)
-    summary = time_study(options) if options.study else compare_loops(options)
+    if options.scaling:
+        with tempfile.TemporaryDirectory(prefix="ablate-bench-scaling-") as root:
+            summary = studies.scaling(options, Path(root))
+    else:
+        summary = time_study(options) if options.study else compare_loops(options)
     summary["torch"] = torch.__version__
     print(json.dumps(summary))
 

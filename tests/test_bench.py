@@ -4,18 +4,29 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
 
+import pandas as pd
 import pytest
 
+from ablate.config import ModelConfig
+from ablate.networks.network import create_network
+from ablate.study import estimate
+
 BENCH = Path(__file__).parents[1] / "bench" / "bench.py"
+TINY_CEILING = ["--ceiling-size", "64", "--ceiling-seconds", "0.001"]
 
 
-def load_bench():  # noqa: ANN201 - a module object
-    spec = importlib.util.spec_from_file_location("bench", BENCH)
+def load_bench(name: str = "bench"):  # noqa: ANN201 - a module object
+    """A module of bench/ as `python bench/bench.py` imports it (its folder first on the path)."""
+    if str(BENCH.parent) not in sys.path:
+        sys.path.insert(0, str(BENCH.parent))
+    spec = importlib.util.spec_from_file_location(name, BENCH.with_name(f"{name}.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -34,7 +45,7 @@ def test_bench_compares_both_loops_on_the_same_subset_and_ends_with_json(
             seconds.append(time.perf_counter() - started)
             return value
         monkeypatch.setattr(bench, name, clocked)
-    bench.main(["--train-size", "256", "--test-size", "200", "--device", "cpu", *options])
+    bench.main(["--train-size", "256", "--test-size", "200", "--device", "cpu", *TINY_CEILING, *options])
     last = capsys.readouterr().out.strip().splitlines()[-1]
     summary = json.loads(last)
     for key in ("device", "textbook_s_per_epoch", "ablate_s_per_epoch", "speedup", "textbook_acc", "ablate_acc"):
@@ -50,6 +61,43 @@ def test_bench_compares_both_loops_on_the_same_subset_and_ends_with_json(
     assert summary["speedup"] == pytest.approx(textbook / ablate, rel=0.1)
     for key in ("textbook_acc", "ablate_acc"):  # 256 images, 4 steps: above chance (0.1) on the 200 test images
         assert 0.15 < summary[key] <= 1
+    # the ceiling: the best measurement at the engine's precision; the engine's FLOPs per epoch from `ablate inspect`'s count
+    assert summary["ceiling_gflops"] == max(summary["ceiling"][summary["precision"]].values()) > 0
+    assert summary["flops_per_epoch"] == create_network(ModelConfig(), (1, 28, 28), 10).describe().flops * (3 * 256 + 200)
+    assert summary["engine_gflops"] == pytest.approx(summary["flops_per_epoch"] / summary["ablate_s_per_epoch"] / 1e9, rel=0.01)
+    assert summary["fraction_of_ceiling"] == pytest.approx(summary["engine_gflops"] / summary["ceiling_gflops"], rel=0.01)
+
+
+def test_the_ceiling_is_the_baseline_convolutions_and_a_matmul_each_a_positive_finite_gflops() -> None:
+    measured = load_bench("ceiling").measure({"fp32": 32, "bf16": 32}, seconds=0.001)
+    expected = ["matmul 32", "conv1 1x28x28 forward", "conv1 1x28x28 backward", "conv2 32x14x14 forward", "conv2 32x14x14 backward"]
+    for precision in ("fp32", "bf16"):
+        assert list(measured[precision]) == expected
+        assert all(math.isfinite(value) and value > 0 for value in measured[precision].values())
+
+
+def test_the_scaling_table_fits_the_model_and_remembers_it_for_the_dry_run(monkeypatch: pytest.MonkeyPatch,
+                                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """Studies whose time is exactly 3 s + 1.5 s per run + FLOPs at 20 GFLOP/s give back those constants."""
+    bench = load_bench()
+    studies = bench.studies
+
+    def run_study(overrides: list[str], study: str, options: Any, workdir: Path) -> tuple[float, pd.DataFrame]:
+        runs = studies.plan.build(overrides).runs
+        wall = 3.0 + sum(1.5 + estimate.run_flops(run.variant.config) / 20e9 for run in runs)
+        return wall, pd.DataFrame({"variant": [run.variant.variant.name for run in runs], "train_seconds": 0.1, "device": "cpu",
+                                   "precision": "fp32", "strategy": "eager"})
+
+    monkeypatch.setattr(studies, "run_study", run_study)
+    monkeypatch.setattr(sys, "argv", ["bench.py", "--scaling"])
+    bench.main(["--scaling", "--train-size", "64", "--test-size", "32", "--device", "cpu"])
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert [(row["variants"], row["seeds"], row["train_images"]) for row in summary["rows"]] == [
+        (1, 1, 64), (1, 2, 64), (1, 4, 64), (3, 1, 64), (13, 1, 64), (1, 1, 128), (1, 1, 256)]
+    assert (summary["startup_s"], summary["run_overhead_s"], summary["gflops"]) == pytest.approx((3.0, 1.5, 20.0), rel=1e-3)
+    remembered = estimate.recall("cpu", "fp32", "eager")
+    assert remembered is not None and remembered.gflops == pytest.approx(20.0, rel=1e-3)
+    assert remembered.measured_by.startswith("python bench/bench.py --scaling")
 
 
 def test_the_paired_simulation_keeps_alpha_and_shows_the_power_correlated_seeds_give(monkeypatch: pytest.MonkeyPatch) -> None:

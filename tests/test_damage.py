@@ -7,6 +7,9 @@ import errno
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -188,3 +191,22 @@ def test_dry_run_works_on_a_runs_folder_it_cannot_write(tmp_path: Path, monkeypa
     assert "note: runs_dir='runs': cannot write there (Read-only file system); ablate run would refuse it" in dry.stdout
     assert "3 run(s) planned, 0 finished, 3 to train" in dry.stdout
     assert run_ablate("run", "seeds=[0,1,2]", *TINY, cwd=tmp_path).returncode == 2
+
+
+def test_a_report_killed_while_staging_leaves_a_folder_the_next_report_removes(tmp_path: Path) -> None:
+    small_study(tmp_path / "runs")
+    out = tmp_path / "reports"
+    killed = ("import os, signal, sys; from pathlib import Path; from ablate.store import files\n"
+              "with files.staging_folder(Path(sys.argv[1])) as staged:\n"
+              "    (staged / 'summary.md').write_text('half a report')\n"
+              "    os.kill(os.getpid(), signal.SIGKILL)\n")
+    ended = subprocess.run([sys.executable, "-c", killed, str(out / "known")], capture_output=True, timeout=120)
+    assert ended.returncode == -signal.SIGKILL
+    left = [p.name for p in out.iterdir()]
+    assert len(left) == 2 and all(name.startswith(".known.new-") for name in left)  # the folder and its lock file
+    with files.staging_folder(out / "other") as alive:  # a report still being built: its lock is held, so it stays
+        result = run_ablate("report", "runs", "--out", "reports", cwd=tmp_path)
+        assert result.returncode == 0 and ".new-" not in result.stdout + result.stderr
+        assert alive.is_dir() and sorted(p.name for p in out.glob(".*")) == sorted([alive.name, alive.name + ".lock"])
+    assert (out / "known" / "summary.md").read_text() != "half a report"
+    assert not [p for p in out.rglob("*") if p.name.startswith(".")]  # nothing staged is left behind

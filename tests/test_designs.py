@@ -69,6 +69,16 @@ def test_the_fit_recovers_known_main_effects_and_an_interaction_from_synthetic_r
     assert scores["noise"].to_numpy() == pytest.approx(scores["quantile"].to_numpy() * table["se"].median())
 
 
+def test_each_effect_interval_excludes_0_exactly_where_its_holm_adjusted_p_is_below_alpha() -> None:
+    fits = [effects.fit_effects(effects.two_level_runs(synthetic_runs(noise=noise), "test_acc", 100.0)).effects
+            for noise in (0.08, 0.1, 0.12)]  # noisy enough that some effects are near the line
+    for table in fits:
+        excludes = (table["ci_low"] > 0) | (table["ci_high"] < 0)
+        assert list(excludes) == list(table["p_holm"] < 0.05), table
+    borderline = pd.concat(fits).query("p < 0.05 <= p_holm")  # where an unadjusted 95 % interval would exclude 0
+    assert len(borderline) >= 2 and ((borderline["ci_low"] < 0) & (borderline["ci_high"] > 0)).all()
+
+
 def test_a_half_fraction_names_its_aliases_and_estimates_their_sum() -> None:
     runs = synthetic_runs(keep=lambda codes: np.prod(codes) == -1)  # I = -ABC: resolution III
     design = effects.two_level_runs(runs, "test_acc", 100.0)

@@ -16,7 +16,8 @@ from torch import nn
 from ablate.cli import main
 from ablate.config import AblateConfig, DataConfig, ModelConfig, TrainConfig
 from ablate.data.datasets import load_dataset
-from ablate.networks.cnn import parameter_count, plan_layers, receptive_field
+from ablate.networks.cnn import parameter_count
+from ablate.networks.layer_plan import plan_layers, receptive_field
 from ablate.networks.network import build_model
 from ablate.report.runs import _order_key
 from ablate.store import results

@@ -341,3 +341,31 @@ def test_identity_is_equal_exactly_when_the_numbers_are(harness: Harness, settin
         assert changed_numbers == base_numbers, f"{what} changes the numbers but not the identity"
     else:
         assert changed_numbers != base_numbers, f"{what} changes the identity but no number: a refusal without a cause"
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_a_seeds_numbers_beside_other_seeds_agree_to_rounding_in_fp32_and_bf16_is_refused_for_groups(precision: str) -> None:
+    """The group-size case in both precisions, at the engine (which takes any precision): seed 0 trained alone and in
+    a group of 3 agree to float rounding in fp32, which is why `seeds` and `train.seeds_per_group` are ROUNDING_ONLY;
+    in bf16 they do not, which is why resolve.py refuses vectorized bf16 (ONLY_EAGER_PRECISIONS)."""
+    from ablate.data.datasets import load_dataset
+    from ablate.training.engine import train_vectorized
+
+    data = load_dataset(DataConfig(name="synthetic", train_size=256, test_size=64, image_size=16))
+    train_cfg = TrainConfig(epochs=2, batch_size=32)
+
+    def losses(seeds: list[int]) -> torch.Tensor:
+        steps: list[torch.Tensor] = []
+        train_vectorized(ModelConfig(), train_cfg, data, seeds, torch.device("cpu"), precision, lambda _, loss: steps.append(loss[0].clone()))
+        return torch.stack(steps).double()
+
+    alone, grouped = losses([0]), losses([0, 1, 2])
+    relative = ((alone - grouped).abs() / alone.abs()).max().item()
+    if precision == "fp32":
+        assert relative <= 1e-6, f"seed 0 beside two others moves its loss by {relative:.1e} relative in fp32"
+    else:
+        assert relative > 1e-6, f"vectorized bf16 no longer depends on the group ({relative:.1e}): the refusal can go"
+        with pytest.raises(Exception, match="precision=bf16"):
+            from ablate.study.resolve import resolve
+
+            resolve(replace(BASE, precision="bf16", train=replace(BASE.train, strategy="vectorized")))

@@ -16,7 +16,8 @@ from ablate.cli import main
 from ablate.config import AblateConfig, DataConfig, ModelConfig
 from ablate.data.catalog import input_spec
 from ablate.inspect.layers import describe
-from ablate.networks.cnn import parameter_count, plan_layers
+from ablate.networks.cnn import parameter_count
+from ablate.networks.layer_plan import plan_layers
 from ablate.networks.network import build_model
 
 MNIST = (1, 28, 28)

@@ -10,7 +10,8 @@ from conftest import checked
 from torch import nn
 
 from ablate.config import ModelConfig
-from ablate.networks.cnn import parameter_count, plan_layers, receptive_field, receptive_fields
+from ablate.networks.cnn import parameter_count
+from ablate.networks.layer_plan import plan_layers, receptive_field, receptive_fields
 from ablate.networks.network import build_model
 
 MNIST = (1, 28, 28)

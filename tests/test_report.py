@@ -225,6 +225,7 @@ def test_a_tiny_trained_study_gets_every_file_and_valid_pictures(workdir: Path) 
             image.verify()
             assert image.format == "PNG" and image.size[0] >= 600 and image.size[1] >= 400
         assert f"head/{name}" in (out / "index.md").read_text()
+    assert not (out / "head" / "tuning.png").exists() and 'id="tuning"' not in (out / "head" / "index.html").read_text()  # untuned
 
 
 def test_a_variant_with_no_finished_run_is_listed_as_missing(known_study: Path, tmp_path: Path) -> None:
@@ -360,3 +361,13 @@ def test_the_cost_charts_axis_spans_the_sizes_it_shows() -> None:
                             "trainable_params": [421_642, 421_642, 442_218]})
     low, high = plots.cost_chart(summary, "demo", "test_acc").axes[0].get_xlim()
     assert 400_000 < low < 421_642 and 442_218 < high < 465_000
+
+
+def test_a_report_on_a_fresh_matplotlib_cache_prints_only_its_own_lines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for seed, acc in enumerate([0.90, 0.91, 0.92]):
+        write(tmp_path / "runs", "baseline", seed, acc, ModelConfig())
+        write(tmp_path / "runs", "model.width=64", seed, acc + 0.03, ModelConfig(width=64))
+    monkeypatch.setenv("MPLCONFIGDIR", str(tmp_path / "matplotlib"))  # empty: matplotlib builds its font cache
+    result = run_ablate("report", "runs", "--out", "reports", cwd=tmp_path, process=True)
+    assert result.returncode == 0 and (tmp_path / "matplotlib").is_dir()
+    assert "font" not in (result.stdout + result.stderr).lower(), result.stdout + result.stderr

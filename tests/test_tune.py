@@ -71,10 +71,11 @@ def test_what_would_leak_or_mix_is_refused_before_anything_trains(workdir: Path,
     assert len(refused.stderr.strip().splitlines()) == 1 and not (workdir / "runs").exists()
 
 
-def stored(runs: Path, study: str, variant: str, seed: int, lr: float, batchnorm: bool, **measured: float) -> None:
-    """One finished run as the runner stores it, of a study tuned over train.lr in [0.001, 0.01]."""
+def stored(runs: Path, study: str, variant: str, seed: int, lr: float, batchnorm: bool, grid: tuple[float, ...] = (0.001, 0.01),
+           **measured: float) -> None:
+    """One finished run as the runner stores it, of a study tuned over train.lr in `grid` (an empty grid: untuned)."""
     cfg = AblateConfig(model=ModelConfig(batchnorm=batchnorm), train=TrainConfig(lr=lr), data=DataConfig(validation_size=100),
-                       seeds=[seed], study=study, variant=variant, tune=TuneConfig(grid={"train.lr": [0.001, 0.01]}))
+                       seeds=[seed], study=study, variant=variant, tune=TuneConfig(grid={"train.lr": list(grid)} if grid else {}))
     metrics = {"study": study, "variant": variant, "seed": seed, "status": "ok", "params": 1000, "device": "cpu",
                "precision": "fp32", "strategy": "eager", "train_seconds": 1.0, "test_loss": 0.1, "train_loss": 0.1, "error": None,
                **measured}
@@ -106,3 +107,57 @@ def test_the_report_shows_each_variant_at_its_own_best_and_flags_the_verdict_tha
     assert "train.lr=0.01" in row and "| better " in row and "no clear difference -> better" in row
     assert "`model.batchnorm=true`: its best point (train.lr=0.01) is at the edge of the grid; widen the grid" in best
     assert "## Each variant at its own best" in (workdir / "reports" / "bn" / "summary.md").read_text()
+
+
+def three_point_study(runs: Path) -> None:
+    """A study tuned over train.lr in [0.001, 0.003, 0.01], with its untuned runs: the baseline's best is the middle
+    point, BatchNorm's the grid's end."""
+    grid = (0.001, 0.003, 0.01)
+    tuning = {("baseline", 0.001): 0.95, ("train.lr=0.003", 0.003): 0.96, ("train.lr=0.01", 0.01): 0.90,
+              ("model.batchnorm=true", 0.001): 0.95, ("model.batchnorm=true,train.lr=0.003", 0.003): 0.96,
+              ("model.batchnorm=true,train.lr=0.01", 0.01): 0.97}
+    for (variant, lr), acc in tuning.items():
+        for seed, jitter in ((100, -0.002), (101, 0.002)):
+            stored(runs, "bn.tune", variant, seed, lr, "batchnorm" in variant, grid, val_acc=acc + jitter)
+    for seed, (base, tuned) in enumerate([(0.950, 0.972), (0.952, 0.975), (0.949, 0.971)]):
+        stored(runs, "bn", "baseline", seed, 0.001, False, grid, test_acc=base - 0.01)  # the untuned study beside it
+        stored(runs, "bn", "model.batchnorm=true", seed, 0.001, True, grid, test_acc=base - 0.005)
+        stored(runs, "bn", "train.lr=0.003", seed, 0.003, False, grid, test_acc=base)
+        stored(runs, "bn", "model.batchnorm=true,train.lr=0.01", seed, 0.01, True, grid, test_acc=tuned)
+
+
+@pytest.fixture(scope="module")
+def three_point_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """The three-point study reported once (its folder, the report's output) for the tests that read its page."""
+    workdir = tmp_path_factory.mktemp("three_point")
+    three_point_study(workdir / "runs")
+    reported = run_ablate("report", "runs/bn", cwd=workdir)
+    assert reported.returncode == 0, reported.stderr
+    return workdir, reported.stdout
+
+
+def test_the_page_draws_the_tuning_curves_and_the_edge_note_names_only_a_choice_at_the_grids_end(
+        three_point_report: tuple[Path, str]) -> None:
+    workdir, stdout = three_point_report
+    assert "`model.batchnorm=true`: its best point (train.lr=0.01) is at the edge of the grid; widen the grid" in stdout
+    assert "`baseline`: its best point" not in stdout  # 0.003 lies inside [0.001, 0.01]
+    report = workdir / "reports" / "bn"
+    assert (report / "tuning.png").stat().st_size > 0 and "tuning.png" in stdout
+    page = (report / "index.html").read_text()
+    tuning = page[page.index('<section id="tuning">'):]
+    tuning = tuning[:tuning.index("</section>")]
+    assert "<svg" in tuning and "Tuning curves" in tuning and "train.lr (log scale)" in tuning
+    assert "train.lr=0.01" in tuning and "its best point (train.lr=0.01) is at the edge of the grid" in tuning
+    assert "`baseline`: its best point" not in tuning
+
+
+def test_the_tuned_page_wraps_no_number_cuts_no_column_and_keeps_its_figures_text_inside(three_point_report: tuple[Path, str]) -> None:
+    browser = pytest.importorskip("browser")
+    if browser.CHROMIUM is None:
+        pytest.skip("needs Debian's chromium (apt-get install chromium; .ci/run installs it)")
+    from test_html_report import LAYOUT
+    workdir = three_point_report[0]
+    with browser.Browser(width=1280) as chromium:
+        chromium.open((workdir / "reports" / "bn" / "index.html").as_uri())
+        assert chromium.evaluate("document.querySelectorAll('#tuning figure svg').length") == 1
+        assert chromium.evaluate(LAYOUT) == {"wrapped": [], "cut": [], "outside": []}

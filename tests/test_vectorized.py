@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import checked, train
+from conftest import TINY, checked, run_ablate, train
 
 from ablate.config import AblateConfig, ConfigError, DataConfig, ModelConfig, TrainConfig
 from ablate.data.datasets import Dataset, load_dataset
@@ -111,6 +111,16 @@ def test_vectorized_with_fp16_is_refused() -> None:
         checked(["device=cuda", "precision=fp16", "train.strategy=vectorized"])
 
 
+def test_vectorized_with_bf16_is_refused_and_auto_trains_a_group_in_fp32(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ablate.study import machine
+
+    with pytest.raises(ConfigError, match=r"not allowed with precision=bf16 \(a seed's numbers would depend on the seeds trained beside it\).*precision=fp32"):
+        checked(["device=cpu", "precision=bf16", "train.strategy=vectorized"])
+    monkeypatch.setattr(machine, "cpu_has_native_bf16", lambda: True)  # where auto means bf16 for one seed at a time
+    assert checked(["device=cpu", "train.strategy=vectorized"]).study.resolved.precision == "fp32"
+    assert checked(["device=cpu", "train.strategy=eager"]).study.resolved.precision == "bf16"
+
+
 @pytest.mark.parametrize("strategy", ["eager", "vectorized"])
 def test_a_diverging_group_is_marked_diverged_with_its_epoch(strategy: str) -> None:
     data = load_dataset(DataConfig(name="synthetic", train_size=64, test_size=32, image_size=12))
@@ -201,3 +211,25 @@ def test_each_vectorized_seeds_model_pt_reproduces_its_own_test_accuracy_in_a_fr
         assert acc == record["test_acc"] and loss == pytest.approx(record["test_loss"], rel=1e-5)
         losses.append(loss)
     assert len({round(loss, 4) for loss in losses}) == len(SEEDS)  # three seeds, three different networks
+
+
+def test_a_group_split_by_another_process_agrees_with_one_group_to_float_rounding(tmp_path: Path) -> None:
+    """Two processes with overlapping seeds split a group ([0] and [1, 2]); the study agrees with one trained as one
+    group to float rounding (fp32, what precision=auto trains a vectorized group in), as docs/guide/identity.md says."""
+    command = ["run", "seeds=[0,1,2]", *TINY, "data.train_size=128", "data.test_size=64", "train.strategy=vectorized"]
+    for where in ("whole", "split"):
+        (tmp_path / where).mkdir()
+    assert run_ablate(*command, cwd=tmp_path / "whole").returncode == 0
+    lock = results.RunLock(results.run_dir(tmp_path / "split" / "runs", "default", "baseline", 0))
+    assert lock.acquire()  # the other process, training seed 0 alone
+    try:
+        assert run_ablate(*command, cwd=tmp_path / "split").returncode == 1  # [1, 2] as a group, seed 0 in progress elsewhere
+    finally:
+        lock.release()
+    assert run_ablate(*command, cwd=tmp_path / "split").returncode == 0  # [0] alone
+    for seed in SEEDS:
+        whole, split = (results.read_metrics(results.run_dir(tmp_path / where / "runs", "default", "baseline", seed))
+                        for where in ("whole", "split"))
+        assert (split["strategy"], split["precision"]) == ("vectorized", "fp32")
+        for key in ("train_loss", "train_acc", "test_loss", "test_acc"):
+            assert split[key] == pytest.approx(whole[key], rel=1e-6), (seed, key)

@@ -18,6 +18,11 @@ from ablate.data.fingerprint import folder_digest
 
 MNIST_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
 MNIST_SHAPE, MNIST_CLASSES = (1, 28, 28), 10
+MNIST_TRAIN = 50_000  # the pickle's train part; its 10,000 valid images follow them in `mnist_bytes`
+# Images of each dataset's whole training and test splits (synthetic: what it draws when not told); a folder's are
+# known only when its files are listed.
+IMAGES = {"mnist": (60_000, 10_000), "fashion_mnist": (60_000, 10_000), "kmnist": (60_000, 10_000),
+          "cifar10": (50_000, 10_000), "synthetic": (2000, 500)}
 Spec = tuple[tuple[int, int, int], int]
 # The files torchvision's ImageFolder reads as images (torchvision.datasets.folder.IMG_EXTENSIONS).
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
@@ -75,6 +80,18 @@ def input_spec(cfg: DataConfig) -> Spec:
     check_name(cfg)
     shape, classes = SPECS[cfg.name](cfg)
     return shape, len(cfg.classes) if cfg.classes is not None else classes
+
+
+def image_counts(cfg: DataConfig) -> Optional[tuple[int, int]]:
+    """(images trained on, images evaluated) in each epoch, from the keys and IMAGES, without loading anything (all
+    classes counted, so an upper bound under data.classes); None for a folder without data.train_size and test_size."""
+    validation = cfg.validation_size or 0
+    if cfg.name not in IMAGES:
+        return (cfg.train_size, cfg.test_size + validation) if cfg.train_size and cfg.test_size else None
+    train, test = IMAGES[cfg.name]
+    if cfg.validation_size is not None and cfg.name != "synthetic":  # synthetic draws its validation images apart
+        train = MNIST_TRAIN if cfg.name == "mnist" else train - validation
+    return min(train, cfg.train_size or train), min(test, cfg.test_size or test) + validation
 
 
 def data_files(cfg: DataConfig) -> Optional[str]:

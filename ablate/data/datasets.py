@@ -19,11 +19,10 @@ import numpy as np
 import torch
 
 from ablate.config import DataConfig
-from ablate.data.catalog import MNIST_CLASSES, MNIST_SHA256, SPECS, DataError, check_name, data_files, embedded_mnist_file
+from ablate.data.catalog import MNIST_CLASSES, MNIST_SHA256, MNIST_TRAIN, SPECS, DataError, check_name, data_files, embedded_mnist_file
 from ablate.data.fingerprint import sha256_of
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081  # of the 60k training images scaled to [0, 1], as in torchvision's examples
-MNIST_TRAIN = 50_000  # the pickle's train part; its 10,000 valid images follow them in `mnist_bytes`
 # Datasets whose loader makes its own validation images (MNIST's valid part, more synthetic draws); the others hold
 # data.validation_size of their training images out.
 OWN_VALIDATION = ("mnist", "synthetic")

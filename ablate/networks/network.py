@@ -126,6 +126,10 @@ class Network:
         return Description(rows, parameter_count(model), self._trainable(model), [], fields[-1] if fields else None,
                            flops, HOOKED_FLOPS)
 
+    def flops(self) -> int:
+        """FLOPs of one forward pass for one image (as `describe` counts them); here by describing the network."""
+        return self.describe().flops
+
     def _trainable(self, model: nn.Module) -> int:
         """Parameters of `model` that train under model.transfer (it is changed: requires_grad set as training sets it)."""
         from ablate.networks import transfer
@@ -147,26 +151,34 @@ class CNN(Network):
 
     def parts(self, model: nn.Module) -> Parts:
         """One stage per conv block, and the plan's head layers."""
-        from ablate.networks.cnn import cnn_parts, plan_layers
+        from ablate.networks.cnn import cnn_parts
+        from ablate.networks.layer_plan import plan_layers
 
         return cnn_parts(model, plan_layers(self.cfg, self.input_shape, self.num_classes))
 
     def lesion_sites(self, model: nn.Module) -> list[LesionSite]:
         """Each conv block at its activation (`conv1` is conv1 → BatchNorm → relu1) and the flatten head's hidden layer
         (`fc1`, at its activation); downsampling is not a block of its own."""
-        from ablate.networks.cnn import plan_layers
+        from ablate.networks.layer_plan import plan_layers
 
         layers = plan_layers(self.cfg, self.input_shape, self.num_classes)
         act = self.cfg.activation
         sites = [LesionSite(layer.name, layer.name, f"{act}{layer.name.removeprefix('conv')}") for layer in layers if layer.kind == "conv"]
         return sites + [LesionSite("fc1", "fc1", f"{act}_fc") for layer in layers if layer.name == "fc1"]
 
+    def flops(self) -> int:
+        """FLOPs of one forward pass for one image, from the layer plan alone (no torch)."""
+        from ablate.networks.layer_plan import plan_layers
+
+        return sum(layer.flops() for layer in plan_layers(self.cfg, self.input_shape, self.num_classes))
+
     def describe(self) -> Description:
         """Every number from the layer plan, with its formula; the counts from a module built on the meta device (no
         memory, no init)."""
         import torch
 
-        from ablate.networks.cnn import parameter_count, plan_layers, receptive_fields
+        from ablate.networks.cnn import parameter_count
+        from ablate.networks.layer_plan import plan_layers, receptive_fields
 
         layers = plan_layers(self.cfg, self.input_shape, self.num_classes)
         rows = []

@@ -20,7 +20,7 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
 from ablate.config import format_value
-from ablate.report.stats import ALPHA
+from ablate.report.stats import ALPHA, holm_confidence, holm_levels
 from ablate.study.designs import resolution
 from ablate.study.variants import keys_of
 
@@ -58,7 +58,7 @@ class TwoLevelRuns:
 
 @dataclass(frozen=True)
 class EffectsFit:
-    """Effects with 95 % CIs, p-values and Holm-adjusted p-values; the design in words; the residual degrees of freedom."""
+    """Effects with Holm-adjusted 95 % CIs (`_holm_intervals`), p-values and Holm-adjusted p-values; the design in words; the residual degrees of freedom."""
 
     design: str
     effects: pd.DataFrame
@@ -136,6 +136,14 @@ def design_name(factors: Sequence[str], points: np.ndarray) -> str:
     return f"2^({k}-{p}) fraction, resolution {ROMAN.get(found, found)}"
 
 
+def _holm_intervals(model, pvalues: np.ndarray, holm: np.ndarray) -> np.ndarray:
+    """Each term's coefficient interval at the confidence that matches its Holm-adjusted p (`holm_confidence`, as the
+    comparison table's), so it excludes 0 exactly where p Holm < ALPHA."""
+    levels = holm_levels(list(pvalues))
+    return np.array([model.conf_int(1 - holm_confidence(p, adjusted, level))[index]
+                     for index, (p, adjusted, level) in enumerate(zip(pvalues, holm, levels), start=1)])
+
+
 def fit_effects(design: TwoLevelRuns) -> EffectsFit:
     """OLS of the response on the estimable main effects and two-factor interactions, one observation per seed."""
     from statsmodels.regression.linear_model import OLS  # 0.13 s to import, and only a two-level design needs it
@@ -148,16 +156,16 @@ def fit_effects(design: TwoLevelRuns) -> EffectsFit:
     columns = np.column_stack([np.ones(len(runs))] + [np.prod(runs[:, list(term)], axis=1) for term in terms])
     model = OLS(design.coded["response"].to_numpy(), columns).fit()
     residual_df = int(round(model.df_resid))
-    intervals = np.asarray(model.conf_int(ALPHA)) if residual_df > 0 else np.full((len(terms) + 1, 2), np.nan)
     pvalues = np.asarray(model.pvalues) if residual_df > 0 else np.full(len(terms) + 1, np.nan)
     errors = np.asarray(model.bse) if residual_df > 0 else np.full(len(terms) + 1, np.nan)
     holm = multipletests(pvalues[1:], method="holm")[1] if residual_df > 0 else np.full(len(terms), np.nan)
+    intervals = _holm_intervals(model, pvalues[1:], holm) if residual_df > 0 else np.full((len(terms), 2), np.nan)
     aliases = alias_groups(factors, points)
     rows = []
     for index, term in enumerate(terms, start=1):
         change = " × ".join(f"{factors[c].removeprefix('model.')} {design.levels[factors[c]][0]}→{design.levels[factors[c]][1]}" for c in term)
         rows.append({"term": _name(factors, term), "order": len(term), "change": change,
-                     "effect": 2 * model.params[index], "se": 2 * errors[index], "ci_low": 2 * intervals[index, 0], "ci_high": 2 * intervals[index, 1],
+                     "effect": 2 * model.params[index], "se": 2 * errors[index], "ci_low": 2 * intervals[index - 1, 0], "ci_high": 2 * intervals[index - 1, 1],
                      "p": pvalues[index], "p_holm": holm[index - 1], "aliases": " = ".join(aliases[term])})
     return EffectsFit(design_name(factors, points), pd.DataFrame(rows), residual_df)
 

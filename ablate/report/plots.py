@@ -413,6 +413,62 @@ def half_normal_chart(scores: pd.DataFrame, study: str, metric: str) -> plt.Figu
     return _finish(figure)
 
 
+def tuning_chart(rows: pd.DataFrame, seeds: pd.DataFrame, summary: pd.DataFrame, study: str, metric: str) -> plt.Figure:
+    """Each variant's tuning curve (+tune): the tuning metric's mean over the tuning seeds (line) against the grid's
+    points, each seed's value (dots) and the chosen point (a ring); `report/tuning.py` computes all three. A grid of one
+    numeric key is drawn at its values, on a log axis where they span a factor of 10 or more (a learning rate); any
+    other grid at its points in grid order, labelled by their values."""
+    scale, label = metric_scale(metric)
+    keys = [c for c in rows.columns if c not in ("variant", "n", "chosen") and not c.startswith(f"{metric}_")]
+    colours = variant_colours(summary)
+    numeric = len(keys) == 1 and pd.api.types.is_numeric_dtype(rows[keys[0]])
+
+    def texts(frame: pd.DataFrame) -> list[str]:
+        return [", ".join(f"{key}={value}" for key, value in zip(keys, point)) for point in frame[keys].itertuples(index=False)]
+
+    labels = list(dict.fromkeys(texts(rows)))
+
+    def where(frame: pd.DataFrame) -> np.ndarray:
+        """x of each row: its grid value, or its point's place in grid order."""
+        if numeric:
+            return frame[keys[0]].astype(float).to_numpy()
+        return np.asarray([labels.index(text) for text in texts(frame)], dtype=float)
+
+    figure, axes = plt.subplots(figsize=(8.0, 5.0))
+    arms = list(dict.fromkeys(rows["variant"]))
+    for index, arm in enumerate(arms):
+        line, dots = rows[rows["variant"] == arm], seeds[seeds["variant"] == arm]
+        colour = colours.get(arm, BASELINE_COLOUR)
+        x = where(line)
+        axes.plot(x, line[f"{metric}_mean"] * scale, color=colour, linestyle="--" if arm == BASELINE else "-", marker="o",
+                  markersize=4, linewidth=1.6, label=_short(arm), zorder=3)
+        nudge = 1.0 + 0.03 * (index - (len(arms) - 1) / 2) if numeric else 0.0  # the arms' dots a little apart
+        spread = where(dots) * nudge if numeric else where(dots) + 0.06 * (index - (len(arms) - 1) / 2)
+        axes.scatter(spread, dots[metric].astype(float) * scale, s=16, color=colour, edgecolor="black", linewidth=0.5, alpha=0.8,
+                     zorder=4, label="one tuning seed" if index == 0 else None)
+        chosen = line[line["chosen"] == 1]
+        axes.scatter(where(chosen), chosen[f"{metric}_mean"] * scale, s=160, facecolor="none", edgecolor="black", linewidth=1.6,
+                     zorder=5, label="chosen point" if index == 0 else None)
+    logarithmic = numeric and float(rows[keys[0]].min()) > 0 and float(rows[keys[0]].max()) >= 10 * float(rows[keys[0]].min())
+    if logarithmic:
+        axes.set_xscale("log")
+    if numeric:
+        values = sorted(rows[keys[0]].astype(float).unique())
+        axes.set_xticks(values, [f"{v:g}" for v in values])
+        axes.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        axes.set_xlabel(f"{keys[0]}{' (log scale)' if logarithmic else ''}")
+    else:
+        axes.set_xticks(range(len(labels)), labels, rotation=20, ha="right", fontsize=8)
+        axes.set_xlabel("grid point")
+    axes.margins(x=0.08, y=0.15)
+    axes.set_ylabel(f"{label}: mean over the tuning seeds")
+    axes.set_title(f"Study '{study}': tuning curves, {label} per grid point\n(line = mean, dots = each tuning seed, "
+                   "ring = the point chosen; grey dashed = baseline)", fontsize=11)
+    axes.grid(True, which="major", alpha=0.3)
+    axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    return _finish(figure)
+
+
 def variance_chart(found: pd.DataFrame, study: str, metric_name: str, ci_method: str) -> plt.Figure:
     """A variance study's std per source (bar) with its interval (whiskers), `all` in grey (what the table holds)."""
     scale, label = metric_scale(metric_name)

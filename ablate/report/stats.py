@@ -287,7 +287,7 @@ def _holm(pvalues: list[float]) -> list[float]:
     return [float(p) for p in multipletests(pvalues, alpha=ALPHA, method="holm")[1]] if pvalues else []
 
 
-def _holm_levels(pvalues: list[float]) -> list[float]:
+def holm_levels(pvalues: list[float]) -> list[float]:
     """The level Holm's step-down tests each p-value at: alpha / (m - its rank), rank 0 for the smallest."""
     ranks = np.argsort(np.argsort(pvalues, kind="stable"), kind="stable")
     return [ALPHA / (len(pvalues) - int(rank)) for rank in ranks]
@@ -300,12 +300,12 @@ def adjust_holm(comparisons: Sequence[Comparison], higher_is_better: bool = True
     within the margin if the observed Δ lies inside it, else the t-test for the observed Δ), in its design (paired
     or not); none where that is no more than the seeds it already has."""
     tested = [c for c in comparisons if c.p_test is not None]
-    for comparison, p, level in zip(tested, _holm([c.p_test for c in tested]), _holm_levels([c.p_test for c in tested])):
+    for comparison, p, level in zip(tested, _holm([c.p_test for c in tested]), holm_levels([c.p_test for c in tested])):
         comparison.p_holm = p
         comparison.seeds_needed = seeds_needed(comparison.diff, design_std(comparison), level, comparison.test == PAIRED)
         set_intervals(comparison, holm_confidence(comparison.p_test, p, level))
     tost = [c for c in comparisons if c.p_tost is not None]
-    for comparison, p, level in zip(tost, _holm([c.p_tost for c in tost]), _holm_levels([c.p_tost for c in tost])):
+    for comparison, p, level in zip(tost, _holm([c.p_tost for c in tost]), holm_levels([c.p_tost for c in tost])):
         comparison.p_tost_holm = p
         if abs(comparison.diff) < comparison.margin:
             comparison.seeds_needed = tost_seeds_needed(comparison.diff, design_std(comparison), comparison.margin, level,

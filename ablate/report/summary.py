@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Optional, Sequence
 
@@ -345,7 +344,7 @@ def effects_section(runs: pd.DataFrame, study: str, metric: str, out: Path,
     unit = _unit(metric)
     table = pd.DataFrame({
         "effect": fit.effects["term"], "change": fit.effects["change"],
-        f"effect{f' ({unit.strip()})' if unit else ''} [95% CI]": [f"{_number(e, signed=True)} [{_number(lo, signed=True)}, {_number(hi, signed=True)}]" if not pd.isna(lo) else _number(e, signed=True)
+        f"effect{f' ({unit.strip()})' if unit else ''} [Holm-adjusted 95% CI]": [f"{_number(e, signed=True)} [{_number(lo, signed=True)}, {_number(hi, signed=True)}]" if not pd.isna(lo) else _number(e, signed=True)
                                    for e, lo, hi in zip(fit.effects["effect"], fit.effects["ci_low"], fit.effects["ci_high"])],
         "p": [_p(v) for v in fit.effects["p"]], "p Holm": [_p(v) for v in fit.effects["p_holm"]],
         "aliased with": [a or "–" for a in fit.effects["aliases"]],
@@ -354,7 +353,8 @@ def effects_section(runs: pd.DataFrame, study: str, metric: str, out: Path,
                 "no residual degrees of freedom, so no intervals or tests: train more seeds")
     note = ("Effect: the change in the mean from the first value to the second, averaged over the other factors (twice "
             "the OLS coefficient of ±1 coding); A × B: half the difference between A's effect at B's second value and at "
-            "its first. p Holm: Holm-adjusted over these effects. Aliased effects cannot be told apart by the design: "
+            "its first. p Holm: Holm-adjusted over these effects; each interval at the confidence that matches its p Holm, "
+            f"so it excludes 0 exactly where p Holm < {ALPHA:g}. Aliased effects cannot be told apart by the design: "
             "the estimate is their sum (− : their difference). Pictures: interactions.png, half_normal.png.")
     return effects.EffectsSection(f"Effects on {label}: {fit.design}, OLS on {len(design.coded)} finished runs, {residual}", table, note), figures
 
@@ -417,7 +417,7 @@ def write_study_report(study_dir: Path, out_root: Path, metric: str = "test_acc"
                        ci: str = "t", extras: Extras = no_extras
                        ) -> tuple[StudyRuns, pd.DataFrame, str, Optional[effects.EffectsSection], Optional[str]]:
     """Tables (md, csv, tex as asked), runs.csv (the tidy per-run table), forest.png, accuracy.png, curves.png,
-    cost.png, a two-level design's effects (`effects_section`), a tuned study's second table and tuning.csv
+    cost.png, a two-level design's effects (`effects_section`), a tuned study's second table, tuning.csv and tuning.png
     (`tuned_section`) and the one-file page index.html for one study under out_root/<study>/; returns the study as
     read, its summary, its sensitivity line, the effects section (None for a one-factor study) and the tuned table
     (None for an untuned study), or a variance study's table (`variance_section`). `margin` is in the metric's display
@@ -425,17 +425,13 @@ def write_study_report(study_dir: Path, out_root: Path, metric: str = "test_acc"
     stored, histories, summary, line = study_summary(study_dir, metric, margin, ci)
     scaled = None if margin is None else margin / plots.metric_scale(metric)[0]
     tuned = tuned_section(study_dir, stored.runs, summary, metric, scaled, ci)
-    out = files.staging_folder(out_root / stored.name)  # built beside the old report, then swapped in whole
-    try:
+    with files.staging_folder(out_root / stored.name) as out:  # built beside the old report, then swapped in whole
         varied = variance_section(stored.runs, stored.name, metric, out)
         section = _write_study_files(out, stored, histories, summary, line, metric, formats, margin,
                                      [*extras(stored.name, out_root / stored.name, out), *([varied[1]] if varied else [])],
                                      bool(tuning.grid_keys(stored.runs)) or bool(varied), tuned, varied[0] if varied else "")
         files.replace_folder(out, out_root / stored.name)
-    except BaseException:
-        shutil.rmtree(out, ignore_errors=True)  # the old report stays as it was
-        raise
-    return stored, summary, line, section, tuned[0] if tuned else varied[0] if varied else None
+    return stored, summary, line, section, tuned.markdown(metric) if tuned else varied[0] if varied else None
 
 
 def variance_section(runs: pd.DataFrame, study: str, metric: str, out: Path) -> Optional[tuple[str, html.PageSection]]:
@@ -459,7 +455,7 @@ def variance_section(runs: pd.DataFrame, study: str, metric: str, out: Path) -> 
 def _write_study_files(out: Path, stored: StudyRuns, histories: pd.DataFrame, summary: pd.DataFrame, line: str,
                        metric: str, formats: Sequence[str], margin: Optional[float],
                        extras: Sequence[html.PageSection] = (), tuned_study: bool = False,
-                       tuned: Optional[tuple[str, pd.DataFrame]] = None, more: str = "") -> Optional[effects.EffectsSection]:
+                       tuned: Optional[TunedSection] = None, more: str = "") -> Optional[effects.EffectsSection]:
     """Every file of one study's report, into the folder `out`, the `extras` on its page and `more` (markdown) in
     summary.md; returns the effects section of a two-level design (never read from a tuned or variance study
     (`tuned_study`), whose variants change several keys by design)."""
@@ -470,10 +466,11 @@ def _write_study_files(out: Path, stored: StudyRuns, histories: pd.DataFrame, su
     if "csv" in formats:
         files.write_atomically(out / "summary.csv", summary.to_csv(index=False))
         if tuned:
-            files.write_atomically(out / "tuning.csv", tuned[1].to_csv(index=False))
+            files.write_atomically(out / "tuning.csv", tuned.tuning.rows.to_csv(index=False))
     if "md" in formats:
         files.write_atomically(out / "summary.md", f"# Study `{study}`: {metric}\n\n{table.to_markdown(index=False)}\n\n{line}\n\n{NOTES}\n"
-                               + (f"\n{section.markdown()}" if section else "") + (f"\n{tuned[0]}" if tuned else "") + (f"\n{more}" if more else ""))
+                               + (f"\n{section.markdown()}" if section else "") + (f"\n{tuned.markdown(metric)}" if tuned else "")
+                               + (f"\n{more}" if more else ""))
     if "tex" in formats:
         files.write_atomically(out / "summary.tex", latex.tabular(latex.paper_table(table, plots.metric_scale(metric)[1]),
                                                                   _latex_comments(study, metric, line, full=False)))
@@ -485,8 +482,9 @@ def _write_study_files(out: Path, stored: StudyRuns, histories: pd.DataFrame, su
         figures["curves"] = plots.write(plots.curves_chart(curves(histories, held_out_split(metric)), summary, study, held_out_split(metric)),
                                         out / "curves.png")
     figures["cost"] = plots.write(plots.cost_chart(summary, study, metric), out / "cost.png")
+    pages = [*extras, tuned.page_section(study, metric, out)] if tuned else extras
     files.write_atomically(out / "index.html", html.study_page(study, metric, summary, table, runs, line, figures | effect_figures, NOTES, section,
-                                                               extras))
+                                                               pages))
     return section
 
 
@@ -497,11 +495,39 @@ def notebook_html(study_dir: Path, metric: str = "test_acc") -> str:
     return html.study_fragment(stored.name, metric, summary, display_table(summary, metric), line, {"forest": forest}, NOTES)
 
 
+@dataclass(frozen=True)
+class TunedSection:
+    """A tuned study's (+tune) second table: what tuning chose (`tuning.Tuning`), each variant's summary at its own
+    best, that table as shown (chosen values, verdict changed) and the grid-edge notes."""
+
+    tuning: tuning.Tuning
+    at_best: pd.DataFrame
+    table: pd.DataFrame
+    notes: list[str]
+
+    def markdown(self, metric: str) -> str:
+        """The table and its notes as summary.md and the console show them."""
+        return "\n".join([f"## Each variant at its own best ({metric})", "", self.table.to_markdown(index=False), "",
+                          *self.notes]).rstrip() + "\n"
+
+    def page_section(self, study: str, metric: str, out: Path) -> html.PageSection:
+        """The page's section: the tuning curves (also tuning.png under `out`), the table, the grid-edge notes."""
+        chart = plots.tuning_chart(self.tuning.rows, self.tuning.seeds, self.at_best, study, self.tuning.metric)
+        caption = (f"Tuning curves: each variant's mean {self.tuning.metric} over its tuning seeds (line) at every grid point, "
+                   "each tuning seed (dot), the point chosen (ring); the study's seeds then trained there.")
+        return html.PageSection("tuning", "Each variant at its own best (+tune)",
+                                f"The summary above is each variant at the baseline's settings; here each variant trained at "
+                                f"the grid point its own tuning runs chose, and {metric} is measured on the study's seeds.",
+                                [(plots.write(chart, out / "tuning.png"), caption)],
+                                [("Each variant at its own best; verdict changed: where it differs from the summary's.", self.table)],
+                                " ".join(self.notes) or "Every choice lies inside its grid.")
+
+
 def tuned_section(study_dir: Path, runs: pd.DataFrame, summary: pd.DataFrame, metric: str, margin: Optional[float],
-                  ci: str) -> Optional[tuple[str, pd.DataFrame]]:
-    """A tuned study's (+tune) second table, as markdown: each variant at its own best point (its final runs), with the
-    chosen values and every verdict that differs from the same variant's at the baseline's settings; and tuning.csv's
-    rows (one per variant and grid point). None for a study that was not tuned."""
+                  ci: str) -> Optional[TunedSection]:
+    """A tuned study's (+tune) second table: each variant at its own best point (its final runs), with the chosen
+    values and every verdict that differs from the same variant's at the baseline's settings; and what tuning chose
+    (tuning.csv's rows, the curves' seeds). None for a study that was not tuned."""
     tuned = tuning.load(study_dir)
     if tuned is None:
         return None
@@ -515,9 +541,7 @@ def tuned_section(study_dir: Path, runs: pd.DataFrame, summary: pd.DataFrame, me
     table.insert(1, "chosen", [tuned.chosen[arm] for arm in at_best["variant"]])
     table["verdict changed"] = tuning.verdict_changes(at_best, summary)
     notes = [f"`{arm}`: its best point ({tuned.chosen[arm]}) is at the edge of the grid; widen the grid" for arm in tuned.edges]
-    text = "\n".join([f"## Each variant at its own best ({metric})", "", table.to_markdown(index=False), "", *notes]).rstrip() + "\n"
-    return text, tuned.rows
-
+    return TunedSection(tuned, at_best, table, notes)
 
 
 def write_index(out_root: Path, studies: Sequence[str], metric: str) -> Path:
@@ -528,7 +552,7 @@ def write_index(out_root: Path, studies: Sequence[str], metric: str) -> Path:
         if not (folder / "summary.md").is_file():
             continue
         body = (folder / "summary.md").read_text().split("\n", 2)[2]
-        pictures = "\n".join(f"![{name}]({study}/{name})" for name in ("forest.png", "accuracy.png", "curves.png", "cost.png", "interactions.png", "half_normal.png") if (folder / name).is_file())
+        pictures = "\n".join(f"![{name}]({study}/{name})" for name in ("forest.png", "accuracy.png", "curves.png", "cost.png", "interactions.png", "half_normal.png", "tuning.png") if (folder / name).is_file())
         sections.append(f"## [{study}]({study}/summary.md): {metric}\n\n{body}\n{pictures}\n")
     return files.write_atomically(out_root / "index.md", "\n".join(sections))
 
@@ -563,6 +587,7 @@ def write_reports(paths: Sequence[str], out_root: str = "reports", metric: str =
             print(f"\n{tuned}")
         print(f"  -> {root / study_dir.name}/: {', '.join(table_files(formats))}, {RUNS_FILE}, forest.png, accuracy.png, curves.png, cost.png"
               + (", effects.csv, interactions.png, half_normal.png" if section else "")
+              + ((", tuning.csv" if "csv" in formats else "") + ", tuning.png" if tuned else "")
               + (", variance.csv, variance.png" if varied else "") + ", index.html")
     done = [stored.name for stored in reported]
     if done:
@@ -588,7 +613,7 @@ def orphaned_reports(out_root: Path, studies: Sequence[Path]) -> list[Path]:
     """Report folders under out_root whose study is in none of the runs folders the reported studies are in (its runs
     were deleted or moved): never deleted, since the report may be all that is left of that study, only named."""
     roots = {study.parent for study in studies}
-    reports = sorted(f for f in out_root.iterdir() if (f / "index.html").is_file()) if out_root.is_dir() else []
+    reports = sorted(f for f in out_root.iterdir() if not f.name.startswith(".") and (f / "index.html").is_file()) if out_root.is_dir() else []
     return [f for f in reports if not any((r / f.name).is_dir() for r in roots)]
 
 

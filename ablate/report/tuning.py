@@ -22,9 +22,12 @@ GRID_PREFIX = "cfg.tune.grid."
 
 @dataclass(frozen=True)
 class Tuning:
-    """A tuned study's choices: tuning.csv's rows, each arm's final variant, the chosen values and grid-edge notes."""
+    """A tuned study's choices: tuning.csv's rows, each tuning seed's value (the curve's dots), each arm's final
+    variant, the chosen values and grid-edge notes."""
 
+    metric: str  # the tuning metric (tune.metric)
     rows: pd.DataFrame
+    seeds: pd.DataFrame  # arm, each grid key's value, seed, the tuning metric
     final_of: dict[str, str]  # arm -> the study's variant trained at its best point
     chosen: dict[str, str]  # arm -> the chosen values, as `key=value, ...`
     edges: list[str]  # arms whose choice sits at an end of a key's grid
@@ -49,7 +52,7 @@ def load(study_dir: Path) -> Optional[Tuning]:
     runs = runs[runs["status"] == "ok"]
     grid = {column.removeprefix(GRID_PREFIX): runs[column].iloc[0] for column in runs.columns if column.startswith(GRID_PREFIX)}
     metric = str(runs["cfg.tune.metric"].iloc[0])
-    rows, final_of, chosen, edges = [], {}, {}, []
+    rows, seed_rows, final_of, chosen, edges = [], [], {}, {}, []
     arms = runs.assign(arm=[make_variant({k: row[f"cfg.{k}"] for k in keys_of(row["variant"]) if k not in grid}).name
                             for _, row in runs.iterrows()])
     for arm, group in arms.groupby("arm", sort=False):
@@ -58,6 +61,8 @@ def load(study_dir: Path) -> Optional[Tuning]:
             values = {key: seeds[f"cfg.{key}"].iloc[0] for key in grid}
             place = tuple(_index(grid[key], values[key]) for key in grid)
             points.append((place, variant, values, seeds[metric].astype(float).tolist()))
+            seed_rows += [{"variant": arm, **values, "seed": int(seed), metric: float(value)}
+                          for seed, value in zip(seeds["seed"], seeds[metric])]
         points.sort(key=lambda point: point[0])
         pick = best([p[3] for p in points], metric)
         for i, (place, variant, values, scores) in enumerate(points):
@@ -68,7 +73,7 @@ def load(study_dir: Path) -> Optional[Tuning]:
         chosen[arm] = ", ".join(f"{key}={format_value(value)}" for key, value in values.items())
         if any(index in (0, len(grid[key]) - 1) and len(grid[key]) > 1 for key, index in zip(grid, place)):
             edges.append(arm)
-    return Tuning(pd.DataFrame(rows), final_of, chosen, edges)
+    return Tuning(metric, pd.DataFrame(rows), pd.DataFrame(seed_rows), final_of, chosen, edges)
 
 
 def _index(values: list, value: object) -> int:

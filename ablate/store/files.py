@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import fcntl
 import os
 import shutil
 import tempfile
@@ -17,6 +18,7 @@ from typing import Iterator
 MACHINE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENAMETOOLONG}
 RENAME_EXCHANGE = 2  # renameat2(2)'s flag: swap two paths in one step (Linux 3.15)
 AT_FDCWD = -100
+STAGED, LOCK = ".new-", ".lock"  # a staging folder is `.<name>.new-*`, its lock file `.<name>.new-*.lock`
 
 
 class MachineFailure(BaseException):
@@ -65,13 +67,40 @@ def write_atomically(path: Path, data: str | bytes) -> Path:
     return path
 
 
-def staging_folder(target: Path) -> Path:
-    """A new empty hidden folder beside `target`, to build its next version in (same filesystem, so it renames)."""
+@contextlib.contextmanager
+def staging_folder(target: Path) -> Iterator[Path]:
+    """A new empty hidden folder `.<name>.new-*` beside `target` (same filesystem, so it renames), to build its next
+    version in; removed on leaving unless `replace_folder` put it in place. While it is in use its lock file
+    (`<folder>.lock`) is held with flock, which the OS drops when the process dies: so the staging folders a killed
+    process left, and only those, are removed first (`remove_dead_staging`)."""
+    remove_dead_staging(target.parent)
     with machine_failures(target):
         target.parent.mkdir(parents=True, exist_ok=True)
-        staged = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.new-"))
-    staged.chmod(0o777 & ~_umask())  # as mkdir would make it (mkdtemp's 0700 would hide a report from a group)
-    return staged
+        handle, lock = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}{STAGED}", suffix=LOCK)
+    staged = Path(lock.removesuffix(LOCK))
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        with machine_failures(target):
+            staged.mkdir(mode=0o777)  # as mkdir makes any folder (umask applied), so a group can read the report
+        yield staged
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
+        os.unlink(lock)
+        os.close(handle)
+
+
+def remove_dead_staging(parent: Path) -> None:
+    """Remove every staging folder in `parent` whose lock file no live process holds (its maker was killed); a folder
+    without a lock file, or one whose lock is held, is left as it is."""
+    for lock in parent.glob(f".*{STAGED}*{LOCK}"):
+        with contextlib.suppress(OSError):
+            handle = os.open(lock, os.O_RDWR)
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                shutil.rmtree(Path(str(lock).removesuffix(LOCK)), ignore_errors=True)
+                lock.unlink()
+            finally:
+                os.close(handle)
 
 
 def replace_folder(staged: Path, target: Path) -> None:

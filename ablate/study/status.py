@@ -10,6 +10,7 @@ from typing import Optional
 
 from ablate.config import flatten_config, format_value, plain
 from ablate.store import checkpoints, results
+from ablate.study.estimate import estimate
 from ablate.study.plan import Plan
 from ablate.study.variants import BASELINE
 
@@ -68,14 +69,15 @@ def kept(plan: Plan) -> str:
 def describe(plan: Plan) -> str:
     """What a command would do: every planned run with its state (finished, failed, diverged, damaged, to train),
     nothing trained; failed and diverged runs are kept as results, to train again only with --retry-failed (as the
-    runner decides)."""
-    found, lines, counts = statuses(plan), [], Counter()
+    runner decides); then the estimated time of those to train (study/estimate.py)."""
+    found, lines, counts, training = statuses(plan), [], Counter(), []
     retry = plan.study.config.retry_failed
     for run in plan.runs:
         state, reason = found.get(run.folder, ("to train", ""))
         if retry and state in ("failed", "diverged"):
             state = f"to train ({state})"
         counts["to train" if state.startswith("to train") else state] += 1
+        training += [run] if state.startswith("to train") or state == "damaged" else []
         progress = checkpoints.progress(run.folder, run.variant.config.train.epochs) if state.startswith("to train") else ""
         counts["going"] += bool(progress)
         if state == "damaged":
@@ -90,7 +92,7 @@ def describe(plan: Plan) -> str:
               f"({counts['going']} in progress{others}) "
               f"(device {first.resolved.device}, precision {first.resolved.precision}, strategy {first.resolved.strategy}"
               f"{'; each job resolves auto where it runs' if first.deferred else ''}):")
-    return "\n".join([header, *plan.notes, *filter(None, [baseline_line(plan)]), *lines])
+    return "\n".join([header, *plan.notes, *filter(None, [baseline_line(plan)]), *lines, estimate(training)])
 
 
 def baseline_line(plan: Plan) -> Optional[str]:

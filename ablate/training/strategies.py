@@ -5,7 +5,7 @@ trains one seed as a plain nn.Module with its optimizer; `vectorized` trains a g
 Each strategy supplies the step, the logits the evaluation needs, and each seed's state for checkpoints. Everything
 random in a seed's training comes from that seed's own streams (ablate/training/streams.py: its init from the global
 generator seeded by its init stream, its batch order and shifts in the loop, its dropout masks here), so a seed's
-numbers never depend on the seeds trained beside it.
+draws never depend on the seeds trained beside it (its group's size changes only the batched kernels' rounding).
 """
 
 from __future__ import annotations
