@@ -205,6 +205,17 @@ class TuneConfig:
 
 
 @dataclass
+class VarianceConfig:
+    """+variance=sources (conf/variance/): where a config's spread comes from. Each source of randomness listed (a
+    `seed_streams.*` stream that draws something in this config) is varied alone over the study's seeds with the
+    others held at `fixed`, and all of them together (ablate/study/variance.py); it chooses variants, decides no run's
+    numbers, so it is not part of any identity."""
+
+    sources: list[str] = field(default_factory=list)  # streams to vary one at a time, e.g. [init, order, split]; []: no variance study
+    fixed: int = 0  # the value every held stream takes (an integer seed)
+
+
+@dataclass
 class AblateConfig:
     """The whole run config: what `ablate run` composes from conf/ and the command line."""
 
@@ -218,6 +229,7 @@ class AblateConfig:
     adaptive: AdaptiveConfig = field(default_factory=AdaptiveConfig)
     tune: TuneConfig = field(default_factory=TuneConfig)
     seed_streams: SeedStreamsConfig = field(default_factory=SeedStreamsConfig)
+    variance: VarianceConfig = field(default_factory=VarianceConfig)
     # Typed Any: OmegaConf has no unions.
     seeds: Any = field(default_factory=lambda: [0, 1, 2])  # a list of distinct integers, e.g. [0,1,2], or auto (adaptive.*)
     device: str = "auto"  # auto | cpu | cuda (auto = cuda when a GPU is visible)
@@ -444,6 +456,7 @@ def validate(cfg: AblateConfig) -> None:
 
     _validate_seeds(cfg)
     _validate_streams(cfg)
+    _validate_variance(cfg.variance)
 
     _choice("device", cfg.device)
     _choice("precision", cfg.precision)
@@ -454,6 +467,15 @@ def validate(cfg: AblateConfig) -> None:
         raise ConfigError(
             f"study={cfg.study!r} is not allowed; use letters, digits and . _ = + - (it names a folder under runs_dir)"
         )
+
+
+def _validate_variance(variance: VarianceConfig) -> None:
+    """variance.sources names seed streams, each once."""
+    for name in variance.sources:
+        if name not in STREAMS:
+            raise ConfigError(f"variance.sources: {name!r} is not allowed; choose among: {', '.join(STREAMS)}")
+    if len(set(variance.sources)) < len(variance.sources):
+        raise ConfigError(f"variance.sources={format_value(list(variance.sources))} is not allowed; name each stream once")
 
 
 def _validate_recipe(t: TrainConfig) -> None:

@@ -43,7 +43,7 @@ ALTERNATIVES: dict[str, Any] = {
     "pretrain.classes": [0, 1], "pretrain.train_size": 32, "variant": "other", "seeds": [0, 1],
     "train.seeds_per_group": 1, "logger.tracking_uri": "sqlite:///x.db",
     "train.warmup_epochs": 0.5,  # one of the two batches: 0.25 epochs would warm up over none
-    "tune.grid": {"train.lr": [0.01]}, "tune.seeds": [7],
+    "tune.grid": {"train.lr": [0.01]}, "tune.seeds": [7], "variance.sources": ["init", "order"],
     **{f"seed_streams.{name}": 5 for name in ("init", "order", "augment", "dropout")},
 }
 # Keys the harness does not change, with the reason; every other key of the schema is walked.

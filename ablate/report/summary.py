@@ -17,6 +17,7 @@ import pandas as pd
 
 from ablate.report import adaptive as adaptive_report
 from ablate.report import effects, html, latex, plots, tuning
+from ablate.report import variance as variance_report
 from ablate.report.metrics import held_out_split
 from ablate.report.metrics import metric as declared_metric
 from ablate.report.runs import ReportError, StudyRuns, find_studies, in_report_order, name_factors, named_study, stored_runs, tidy
@@ -403,7 +404,12 @@ def study_summary(study_dir: Path, metric: str = "test_acc", margin: Optional[fl
     order = [v for v in stored.order if not grid & set(keys_of(v))] or stored.order
     summary = summarize(runs, order, metric, None if margin is None else margin / scale, ci, checkpoints.in_progress(study_dir),
                         by_variant(notes))
-    line = adaptive_report.note(runs) if adaptive_report.is_adaptive(runs) else sensitivity(summary, runs, metric, None if margin is None else margin / scale)
+    if adaptive_report.is_adaptive(runs):
+        line = adaptive_report.note(runs)
+    elif variance_report.is_variance(runs):
+        line = variance_report.INTRO
+    else:
+        line = sensitivity(summary, runs, metric, None if margin is None else margin / scale)
     return stored, histories, summary, line
 
 
@@ -414,25 +420,45 @@ def write_study_report(study_dir: Path, out_root: Path, metric: str = "test_acc"
     cost.png, a two-level design's effects (`effects_section`), a tuned study's second table, tuning.csv and tuning.png
     (`tuned_section`) and the one-file page index.html for one study under out_root/<study>/; returns the study as
     read, its summary, its sensitivity line, the effects section (None for a one-factor study) and the tuned table
-    (None for an untuned study). `margin` is in the metric's display unit; `extras` adds sections of other commands to the
-    page (`ablate lesion`'s)."""
+    (None for an untuned study), or a variance study's table (`variance_section`). `margin` is in the metric's display
+    unit; `extras` adds sections of other commands to the page (`ablate lesion`'s)."""
     stored, histories, summary, line = study_summary(study_dir, metric, margin, ci)
     scaled = None if margin is None else margin / plots.metric_scale(metric)[0]
     tuned = tuned_section(study_dir, stored.runs, summary, metric, scaled, ci)
     with files.staging_folder(out_root / stored.name) as out:  # built beside the old report, then swapped in whole
+        varied = variance_section(stored.runs, stored.name, metric, out)
         section = _write_study_files(out, stored, histories, summary, line, metric, formats, margin,
-                                     extras(stored.name, out_root / stored.name, out),
-                                     bool(tuning.grid_keys(stored.runs)), tuned)
+                                     [*extras(stored.name, out_root / stored.name, out), *([varied[1]] if varied else [])],
+                                     bool(tuning.grid_keys(stored.runs)) or bool(varied), tuned, varied[0] if varied else "")
         files.replace_folder(out, out_root / stored.name)
-    return stored, summary, line, section, tuned.markdown(metric) if tuned else None
+    return stored, summary, line, section, tuned.markdown(metric) if tuned else varied[0] if varied else None
+
+
+def variance_section(runs: pd.DataFrame, study: str, metric: str, out: Path) -> Optional[tuple[str, html.PageSection]]:
+    """A variance study's (+variance=sources) table as markdown and its page section (the bar chart of std per source
+    with intervals, the table, the check of the parts against the whole), after writing variance.csv and variance.png
+    into `out`; None for any other study."""
+    if not variance_report.is_variance(runs):
+        return None
+    found = variance_report.table(runs, metric)
+    files.write_atomically(out / "variance.csv", found.to_csv(index=False))
+    shown = variance_report.display(found, plots.metric_scale(metric)[0])
+    check = variance_report.additivity(found)
+    note = check.sentence if check else "No check of the parts against the whole: it needs two sources and all, each with two ok runs or more."
+    svg = plots.write(plots.variance_chart(found, study, metric, variance_report.CI_METHOD), out / "variance.png")
+    text = "\n".join([f"## Variance by source ({metric})", "", shown.to_markdown(index=False), "", note]) + "\n"
+    caption = f"Std of {plots.metric_scale(metric)[1]} per source (bar) with its {variance_report.CI_METHOD}; all: every stream varied."
+    return text, html.PageSection("variance", "Variance by source", variance_report.INTRO, [(svg, caption)],
+                                  [("Each source's std, its interval and its share of all's variance", shown)], note)
 
 
 def _write_study_files(out: Path, stored: StudyRuns, histories: pd.DataFrame, summary: pd.DataFrame, line: str,
                        metric: str, formats: Sequence[str], margin: Optional[float],
                        extras: Sequence[html.PageSection] = (), tuned_study: bool = False,
-                       tuned: Optional[TunedSection] = None) -> Optional[effects.EffectsSection]:
-    """Every file of one study's report, into the folder `out`, the `extras` on its page; returns the effects section
-    of a two-level design (never read from a tuned study, whose final runs change the grid's keys too)."""
+                       tuned: Optional[TunedSection] = None, more: str = "") -> Optional[effects.EffectsSection]:
+    """Every file of one study's report, into the folder `out`, the `extras` on its page and `more` (markdown) in
+    summary.md; returns the effects section of a two-level design (never read from a tuned or variance study
+    (`tuned_study`), whose variants change several keys by design)."""
     study, runs = stored.name, stored.runs
     table = display_table(summary, metric)
     section, effect_figures = (None, {}) if tuned_study else effects_section(runs, study, metric, out, formats)
@@ -443,7 +469,8 @@ def _write_study_files(out: Path, stored: StudyRuns, histories: pd.DataFrame, su
             files.write_atomically(out / "tuning.csv", tuned.tuning.rows.to_csv(index=False))
     if "md" in formats:
         files.write_atomically(out / "summary.md", f"# Study `{study}`: {metric}\n\n{table.to_markdown(index=False)}\n\n{line}\n\n{NOTES}\n"
-                               + (f"\n{section.markdown()}" if section else "") + (f"\n{tuned.markdown(metric)}" if tuned else ""))
+                               + (f"\n{section.markdown()}" if section else "") + (f"\n{tuned.markdown(metric)}" if tuned else "")
+                               + (f"\n{more}" if more else ""))
     if "tex" in formats:
         files.write_atomically(out / "summary.tex", latex.tabular(latex.paper_table(table, plots.metric_scale(metric)[1]),
                                                                   _latex_comments(study, metric, line, full=False)))
@@ -550,7 +577,8 @@ def write_reports(paths: Sequence[str], out_root: str = "reports", metric: str =
         problems = summary[summary["problems"] != ""]
         for row in problems.itertuples():
             print(f"  ! {row.variant}: {row.problems}")
-        several = summary[summary["factor"].str.contains("+", regex=False)] if not section else summary.iloc[:0]
+        varied = variance_report.is_variance(stored.runs)  # its variant of all streams changes several by design
+        several = summary[summary["factor"].str.contains("+", regex=False)] if not (section or varied) else summary.iloc[:0]
         for row in several.itertuples():  # in a two-level design every point changes several keys by design
             print(f"  ! {row.variant}: {SEVERAL_KEYS}")
         if section:
@@ -559,7 +587,8 @@ def write_reports(paths: Sequence[str], out_root: str = "reports", metric: str =
             print(f"\n{tuned}")
         print(f"  -> {root / study_dir.name}/: {', '.join(table_files(formats))}, {RUNS_FILE}, forest.png, accuracy.png, curves.png, cost.png"
               + (", effects.csv, interactions.png, half_normal.png" if section else "")
-              + ((", tuning.csv" if "csv" in formats else "") + ", tuning.png" if tuned else "") + ", index.html")
+              + ((", tuning.csv" if "csv" in formats else "") + ", tuning.png" if tuned else "")
+              + (", variance.csv, variance.png" if varied else "") + ", index.html")
     done = [stored.name for stored in reported]
     if done:
         pages = [write_index(root, done, metric)] if "md" in formats else []

@@ -5,7 +5,7 @@ variants' own keys. The run-time check (ablate/study/preflight.py) and the repor
 identities with `conflicts`, so what `ablate run` accepts, `ablate report` pools.
 
 Left out because they decide no number: where files live (runs_dir, data.root), switches (data.download),
-names (study, variant), which seeds a command trains and how it adds them (`adaptive.*`), how +tune chooses (`tune.*`), how many seeds share a vectorized group, settings the
+names (study, variant), which seeds a command trains and how it adds them (`adaptive.*`), how +tune chooses (`tune.*`), which variants +variance=sources plans (`variance.*`), how many seeds share a vectorized group, settings the
 chosen dataset ignores, the pretraining task when nothing starts from it, a seed stream nothing draws from
 (augment without augmentation, dropout without the CNN's dropout), and `auto` (its resolved value is in).
 """
@@ -32,9 +32,10 @@ NOT_IDENTITY = frozenset({
 })
 # Keys that name files: identity holds what the files hold (see `content`).
 CONTENT_KEYS = ("data.files", "model.weights")
-# Sections that only say where else a finished run is logged, how seeds=auto chooses seeds, or how +tune chooses
+# Sections that only say where else a finished run is logged, how seeds=auto chooses seeds, which variants a
+# variance study plans, or how +tune chooses
 # each variant's settings (the chosen values are in the identity of the runs trained at them).
-NOT_IDENTITY_SECTIONS = ("logger.", "adaptive.", "tune.")
+NOT_IDENTITY_SECTIONS = ("logger.", "adaptive.", "tune.", "variance.")
 # The image keys each dataset reads from the config; the others take shape and classes from their files.
 DATASET_IMAGE_KEYS = {"synthetic": ("image_size", "channels", "num_classes"), "folder": ("image_size", "channels")}
 IMAGE_KEYS = ("image_size", "channels", "num_classes")

@@ -28,7 +28,7 @@ from ablate.config import (AUTO_SEEDS, AblateConfig, ConfigError, complete, form
 from ablate.data.catalog import input_spec
 from ablate.networks.network import Description, Network, create_network
 from ablate.store import results
-from ablate.study import gpu_share, identity, resolve
+from ablate.study import gpu_share, identity, resolve, variance
 from ablate.study.designs import DESIGNS, design_variants
 from ablate.study.variants import BASELINE, Variant, make_variant, one_off_keys, plan_variants
 
@@ -242,6 +242,7 @@ class Plan:
 
     variants: tuple[VariantPlan, ...]
     multirun: bool = False
+    notes: tuple[str, ...] = ()  # lines the dry run prints under its header (a variance study's streams left out)
 
     @property
     def study(self) -> VariantPlan:
@@ -307,14 +308,29 @@ def build(overrides: Sequence[str], config_dir: Optional[str] = None) -> Plan:
     refuse_unknown_keys(app)
     validate(typed(app))  # the command line's own values first: a bad value is named before any factor's conflict
     deferred = runs_elsewhere(composed)
-    planned = [plan_variant(_apply(app, variant), variant, deferred=deferred) for variant in study_variants(composed, overrides, config_dir)]
+    config = typed(app)
+    chosen = variance_variants(composed, overrides, config) if variance.enabled(config) else study_variants(composed, overrides, config_dir)
+    planned = [plan_variant(_apply(app, variant), variant, deferred=deferred) for variant in chosen]
     if "model.transfer" not in factors_of(composed, overrides):
         _refuse_unused_weights(planned[0].config)
     sources = [v.config for v in planned if needs_source(v.config)]
     if sources:
         planned.append(plan_variant(source_config(sources[0]), Variant(BASELINE), role="source", deferred=deferred))
     multirun = str(OmegaConf.select(composed, "hydra.mode", default="")).endswith("MULTIRUN") or bool(factors_of(composed, overrides))
-    return Plan(tuple(planned), multirun)
+    return Plan(tuple(planned), multirun, tuple(variance.left_out(config)) if variance.enabled(config) else ())
+
+
+def variance_variants(composed: DictConfig, overrides: Sequence[str], config: AblateConfig) -> list[Variant]:
+    """+variance=sources: the variants of ablate/study/variance.py around the command line's config; factors, designs,
+    +tune and seeds=auto are refused (a variance study varies seed streams only)."""
+    factors = factors_of(composed, overrides)
+    if factors:
+        raise ConfigError(f"{next(iter(factors))} is a factor, and +variance=sources varies seed streams only; set one value "
+                          "(the config whose spread it measures), or run the factor as a study of its own")
+    if config.seeds == AUTO_SEEDS or config.tune.grid:
+        raise ConfigError(f"{'seeds=auto' if config.seeds == AUTO_SEEDS else '+tune'} is not allowed with +variance=sources; "
+                          "it trains a fixed list of seeds per source, e.g. seeds=[0,1,2,3,4]")
+    return variance.variants(config)
 
 
 def _plain(values: Any) -> Any:

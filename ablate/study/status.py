@@ -92,7 +92,7 @@ def describe(plan: Plan) -> str:
               f"({counts['going']} in progress{others}) "
               f"(device {first.resolved.device}, precision {first.resolved.precision}, strategy {first.resolved.strategy}"
               f"{'; each job resolves auto where it runs' if first.deferred else ''}):")
-    return "\n".join([header, *filter(None, [baseline_line(plan)]), *lines, estimate(training)])
+    return "\n".join([header, *plan.notes, *filter(None, [baseline_line(plan)]), *lines, estimate(training)])
 
 
 def baseline_line(plan: Plan) -> Optional[str]:
