@@ -175,7 +175,8 @@ def test_every_os_and_parse_error_is_one_line(tmp_path: Path, monkeypatch: pytes
     def read_only(*args: object, **kwargs: object) -> str:
         raise OSError(errno.EROFS, os.strerror(errno.EROFS), "reports")
 
-    monkeypatch.setattr(tempfile, "mkdtemp", read_only)
+    for making in ("mkdtemp", "mkstemp"):  # a staging folder starts with its lock file (mkstemp)
+        monkeypatch.setattr(tempfile, making, read_only)
     report = run_ablate("report", "runs", "--out", "reports", cwd=tmp_path)
     assert report.returncode == 2 and report.stderr.strip() == (
         "ablate: error: reports: cannot write known (Read-only file system); a report not written there is left as it was")

@@ -85,6 +85,7 @@ def test_the_report_writes_each_sources_std_interval_and_share(workdir: Path) ->
     (["variance.sources=[init]"], "variance.sources=init leaves fewer than two streams that can vary here"),
     (["seeds=[0]"], "seeds=[0] is not allowed with +variance=sources"),
     (["-m", "model.depth=2,3"], "model.depth is a factor, and +variance=sources varies seed streams only"),
+    (["seed_streams.order=7"], "seed_streams.order is set by +variance=sources for each source"),
 ])
 def test_bad_settings_are_refused_in_one_line_naming_the_key(workdir: Path, extra: list[str], line: str) -> None:
     refused = run_ablate("run", *VARIANCE, *extra, "--dry-run", cwd=workdir)

@@ -322,11 +322,15 @@ def build(overrides: Sequence[str], config_dir: Optional[str] = None) -> Plan:
 
 def variance_variants(composed: DictConfig, overrides: Sequence[str], config: AblateConfig) -> list[Variant]:
     """+variance=sources: the variants of ablate/study/variance.py around the command line's config; factors, designs,
-    +tune and seeds=auto are refused (a variance study varies seed streams only)."""
+    +tune, seeds=auto and seed_streams.* values are refused (a variance study sets the seed streams itself)."""
     factors = factors_of(composed, overrides)
     if factors:
         raise ConfigError(f"{next(iter(factors))} is a factor, and +variance=sources varies seed streams only; set one value "
                           "(the config whose spread it measures), or run the factor as a study of its own")
+    streams = [key for key in (o.split("=", 1)[0].lstrip("+~") for o in overrides) if key.startswith("seed_streams.")]
+    if streams:  # each source's variant sets every stream itself: a value given here would be overwritten
+        raise ConfigError(f"{streams[0]} is set by +variance=sources for each source (per seed, or held at variance.fixed); "
+                          "leave it out, and choose the streams with variance.sources=[...] and the held value with variance.fixed=N")
     if config.seeds == AUTO_SEEDS or config.tune.grid:
         raise ConfigError(f"{'seeds=auto' if config.seeds == AUTO_SEEDS else '+tune'} is not allowed with +variance=sources; "
                           "it trains a fixed list of seeds per source, e.g. seeds=[0,1,2,3,4]")
