@@ -27,6 +27,28 @@ def test_the_best_point_has_the_best_mean_in_the_metrics_direction_and_waits_for
     assert best([[0.5], None], "val_acc") is None
 
 
+def test_a_diverged_tuning_run_ends_tuning_and_its_point_is_never_chosen(workdir: Path) -> None:
+    """A learning rate that blows up is a result of the grid, not an unfinished run: the study's report chooses the other
+    point (a diverged seed scores the worst value), as tune.py's rule does, and draws the curve without it."""
+    from ablate.study.tune import score
+
+    assert score({"status": "diverged", "val_acc": 0.1}, "val_acc") == -float("inf")
+    assert score({"status": "diverged", "val_loss": 2.3}, "val_loss") == float("inf")
+    assert score({"status": "ok", "val_acc": 0.9}, "val_acc") == 0.9
+    runs = workdir / "runs"
+    for seed in (100, 101):
+        stored(runs, "d.tune", "baseline", seed, 0.001, False, val_acc=0.95)
+    stored(runs, "d.tune", "train.lr=0.01", 100, 0.01, False, val_acc=0.99)
+    stored(runs, "d.tune", "train.lr=0.01", 101, 0.01, False, val_acc=0.11, status="diverged")
+    for seed in range(3):
+        stored(runs, "d", "baseline", seed, 0.001, False, test_acc=0.95 + seed / 1000)
+    reported = run_ablate("report", "runs/d", cwd=workdir)
+    assert reported.returncode == 0, reported.stderr
+    table = pd.read_csv(workdir / "reports" / "d" / "tuning.csv")
+    assert table[["train.lr", "chosen"]].values.tolist() == [[0.001, 1], [0.01, 0]]  # 0.99 of the other seed does not win
+    assert (workdir / "reports" / "d" / "tuning.png").stat().st_size > 0
+
+
 def test_each_variant_trains_the_grid_at_the_tuning_seeds_then_its_seeds_at_its_own_best(workdir: Path) -> None:
     listed = run_ablate("run", *TUNED, "--dry-run", cwd=workdir)
     assert listed.returncode == 0, listed.stderr
@@ -72,13 +94,13 @@ def test_what_would_leak_or_mix_is_refused_before_anything_trains(workdir: Path,
 
 
 def stored(runs: Path, study: str, variant: str, seed: int, lr: float, batchnorm: bool, grid: tuple[float, ...] = (0.001, 0.01),
-           **measured: float) -> None:
+           **measured: object) -> None:
     """One finished run as the runner stores it, of a study tuned over train.lr in `grid` (an empty grid: untuned)."""
     cfg = AblateConfig(model=ModelConfig(batchnorm=batchnorm), train=TrainConfig(lr=lr), data=DataConfig(validation_size=100),
                        seeds=[seed], study=study, variant=variant, tune=TuneConfig(grid={"train.lr": list(grid)} if grid else {}))
     metrics = {"study": study, "variant": variant, "seed": seed, "status": "ok", "params": 1000, "device": "cpu",
                "precision": "fp32", "strategy": "eager", "train_seconds": 1.0, "test_loss": 0.1, "train_loss": 0.1, "error": None,
-               **measured}
+               **measured}  # status="diverged" among them: a run that blew up
     results.write_run(results.run_dir(runs, study, variant, seed), OmegaConf.to_yaml(OmegaConf.structured(cfg)), [], metrics)
 
 

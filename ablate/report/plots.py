@@ -419,6 +419,8 @@ def tuning_chart(rows: pd.DataFrame, seeds: pd.DataFrame, summary: pd.DataFrame,
     numeric key is drawn at its values, on a log axis where they span a factor of 10 or more (a learning rate); any
     other grid at its points in grid order, labelled by their values."""
     scale, label = metric_scale(metric)
+    # a diverged tuning seed scores ±inf (never chosen): it has no place on the axis, so it and its point's mean are left out
+    rows, seeds = rows.replace([np.inf, -np.inf], np.nan), seeds.replace([np.inf, -np.inf], np.nan)
     keys = [c for c in rows.columns if c not in ("variant", "n", "chosen") and not c.startswith(f"{metric}_")]
     colours = variant_colours(summary)
     numeric = len(keys) == 1 and pd.api.types.is_numeric_dtype(rows[keys[0]])

@@ -5,6 +5,7 @@ the grid's edge."""
 
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,7 @@ import pandas as pd
 
 from ablate.config import format_value
 from ablate.store import results
-from ablate.study.tune import best
+from ablate.study.tune import SCORED, best, score
 from ablate.study.variants import keys_of, make_variant
 
 GRID_PREFIX = "cfg.tune.grid."
@@ -49,7 +50,7 @@ def load(study_dir: Path) -> Optional[Tuning]:
     runs = results.load_runs(folder) if folder.is_dir() else pd.DataFrame()
     if runs.empty:
         return None
-    runs = runs[runs["status"] == "ok"]
+    runs = runs[runs["status"].isin(SCORED)]  # a diverged tuning run scores the worst value, as tune.py chooses
     grid = {column.removeprefix(GRID_PREFIX): runs[column].iloc[0] for column in runs.columns if column.startswith(GRID_PREFIX)}
     metric = str(runs["cfg.tune.metric"].iloc[0])
     rows, seed_rows, final_of, chosen, edges = [], [], {}, {}, []
@@ -60,14 +61,14 @@ def load(study_dir: Path) -> Optional[Tuning]:
         for variant, seeds in group.groupby("variant", sort=False):
             values = {key: seeds[f"cfg.{key}"].iloc[0] for key in grid}
             place = tuple(_index(grid[key], values[key]) for key in grid)
-            points.append((place, variant, values, seeds[metric].astype(float).tolist()))
-            seed_rows += [{"variant": arm, **values, "seed": int(seed), metric: float(value)}
-                          for seed, value in zip(seeds["seed"], seeds[metric])]
+            scored = [score(record, metric) for record in seeds[["status", metric]].to_dict("records")]
+            points.append((place, variant, values, scored))
+            seed_rows += [{"variant": arm, **values, "seed": int(seed), metric: value} for seed, value in zip(seeds["seed"], scored)]
         points.sort(key=lambda point: point[0])
         pick = best([p[3] for p in points], metric)
         for i, (place, variant, values, scores) in enumerate(points):
             rows.append({"variant": arm, **values, f"{metric}_mean": statistics.fmean(scores),
-                         f"{metric}_std": statistics.stdev(scores) if len(scores) > 1 else float("nan"),
+                         f"{metric}_std": statistics.stdev(scores) if len(scores) > 1 and all(map(math.isfinite, scores)) else float("nan"),
                          "n": len(scores), "chosen": int(i == pick)})
         place, final_of[arm], values, _ = points[pick]  # type: ignore[index]
         chosen[arm] = ", ".join(f"{key}={format_value(value)}" for key, value in values.items())

@@ -9,6 +9,7 @@ from the stored runs, so a killed tuned study resumes and chooses the same.
 from __future__ import annotations
 
 import itertools
+import math
 import statistics
 from dataclasses import dataclass, replace
 from typing import Any, Mapping, Optional
@@ -115,13 +116,26 @@ def tuning_plan(found: list[Arm]) -> Plan:
     return Plan(tuple(t for arm in found for t in arm.tuning), multirun=True)
 
 
+# A tuning run that ends so is a result: its point trained it to a blow-up or to chance (a learning rate too large).
+SCORED = ("ok", "diverged")
+
+
+def score(record: dict[str, Any], metric: str) -> float:
+    """A finished tuning run's score: its metric, or for a diverged run the worst value there is, so its point is never
+    chosen over one whose seeds all trained (and the tuning of a grid that reaches a diverging lr still ends)."""
+    if record.get("status") == "diverged":
+        return -math.inf if HIGHER_IS_BETTER[metric] else math.inf
+    return float(record[metric])
+
+
 def scores(arm: Arm, metric: str) -> list[Optional[list[float]]]:
-    """Per grid point the metric of each tuning seed, from the stored runs; None while any of them is not finished ok."""
+    """Per grid point the score of each tuning seed, from the stored runs; None while any of them is not finished ok
+    or diverged (a failed run waits for --retry-failed)."""
     found = []
     for tuning in arm.tuning:
         records = [results.read_metrics(run.folder) for run in tuning.runs]
-        ok = all(record is not None and record.get("status") == "ok" for record in records)
-        found.append([float(record[metric]) for record in records] if ok else None)  # type: ignore[index]
+        done = all(record is not None and record.get("status") in SCORED for record in records)
+        found.append([score(record, metric) for record in records] if done else None)  # type: ignore[arg-type]
     return found
 
 
@@ -141,7 +155,7 @@ def final(arm: Arm, chosen: int, baseline: AblateConfig) -> VariantPlan:
 
 
 def finals(planned: Plan, found: list[Arm]) -> Optional[Plan]:
-    """The final runs of every arm at its chosen point, once every tuning run is finished ok; None before."""
+    """The final runs of every arm at its chosen point, once every tuning run is finished (ok or diverged); None before."""
     metric = planned.study.config.tune.metric
     chosen = [best(scores(arm, metric), metric) for arm in found]
     if any(c is None for c in chosen):
