@@ -93,7 +93,6 @@ OPTIONAL = {"TOST p (Holm)", "trainable"}  # only with an equivalence margin, on
 # Tables printed before the `test` column and the Holm-adjusted intervals, each said so beside it on its page, whose
 # study is too costly to train again here: regenerating one takes it off this list (the test fails until it does).
 KNOWN_STALE = {
-    "docs/guide/factors-and-sweeps.md: variant  n  test_acc (%) mean ± std  Δ vs baseline [95% CI]  p Holm  MDE  g [95% CI]  verdict  params",
     "docs/guide/reading-a-report.md: variant  n  test_acc (%) mean ± std  Δ vs baseline [95% CI]  p Holm  MDE  g [95% CI]  TOST p (Holm)  verdict  params",
     "docs/guide/reading-a-report.md: variant  n  val_acc (%) mean ± std  Δ vs baseline [Holm-adjusted 95% CI]  p Holm  MDE  g [Holm-adjusted 95% CI]  verdict  params",
     "docs/guide/transfer-learning.md: variant  n  test_acc (%) mean ± std  Δ vs baseline [95% CI]  p Holm  verdict  params  trainable",
