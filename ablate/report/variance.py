@@ -11,6 +11,7 @@ sum of variances (scipy.stats.f): 1 inside it means the sources add up to the wh
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
@@ -18,6 +19,7 @@ import pandas as pd
 from scipy import stats
 
 from ablate.config import STREAMS
+from ablate.store import results
 from ablate.report.stats import ALPHA
 from ablate.study.variance import ALL, source_of
 
@@ -32,9 +34,8 @@ def is_variance(runs: pd.DataFrame) -> bool:
 
 
 def sources(runs: pd.DataFrame) -> pd.Series:
-    """Each run's source (init, order, ..., all; '' for a run no variance variant), from its config."""
-    columns = [c for c in runs.columns if c.startswith("cfg.")]
-    return pd.Series([source_of({c[4:]: row[c] for c in columns}) for _, row in runs[columns].iterrows()], index=runs.index, dtype=object)
+    """Each run's source (init, order, ..., all; '' for a run no variance variant), from its stored config."""
+    return pd.Series([source_of(results.stored_config(Path(folder))) for folder in runs["run_dir"]], index=runs.index, dtype=object)
 
 
 def std_interval(values: np.ndarray, alpha: float = ALPHA) -> tuple[float, float, float]:

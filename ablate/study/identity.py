@@ -41,6 +41,13 @@ DATASET_IMAGE_KEYS = {"synthetic": ("image_size", "channels", "num_classes"), "f
 IMAGE_KEYS = ("image_size", "channels", "num_classes")
 
 
+def undrawn_streams(cfg: AblateConfig) -> set[str]:
+    """The seed streams (`seed_streams.NAME`) this config draws nothing from, so their values decide no number."""
+    m, t = cfg.model, cfg.train
+    return ({"seed_streams.augment"} if t.augment == "none" else set()) | (
+        {"seed_streams.dropout"} if m._target_ is not None or m.dropout == 0 else set())  # your network's dropout: from init's
+
+
 def _unused(cfg: AblateConfig) -> set[str]:
     """Keys this config's other settings make irrelevant to its numbers."""
     m, d, t = cfg.model, cfg.data, cfg.train
@@ -57,9 +64,8 @@ def _unused(cfg: AblateConfig) -> set[str]:
     if t.optimizer != "sgd":
         unused.add("train.momentum")
     if t.augment == "none":
-        unused.update(("train.augment_pixels", "seed_streams.augment"))
-    if m._target_ is not None or m.dropout == 0:
-        unused.add("seed_streams.dropout")  # only the built-in CNN's dropout draws from it (your network's: from init's)
+        unused.add("train.augment_pixels")
+    unused |= undrawn_streams(cfg)
     if not (m.transfer != "scratch" and m.weights == "pretrain"):
         unused.update(f"pretrain.{key}" for key in asdict(cfg.pretrain))
     return unused

@@ -8,10 +8,10 @@ The variant of source S is named `seed_streams.S=per_seed`; the one of every sou
 
 from __future__ import annotations
 
-from dataclasses import asdict
-from typing import Any, Mapping
+from typing import Any
 
-from ablate.config import FIXED_SPLIT, PER_SEED, STREAMS, AblateConfig, ConfigError, flatten_config
+from ablate.config import FIXED_SPLIT, PER_SEED, STREAMS, AblateConfig, ConfigError
+from ablate.study.identity import undrawn_streams
 from ablate.study.variants import Variant, make_variant
 
 ALL = "all"  # the source name of the variant that varies every stream at once
@@ -22,28 +22,23 @@ def enabled(config: AblateConfig) -> bool:
     return bool(config.variance.sources)
 
 
-def why_fixed(flat: Mapping[str, Any]) -> dict[str, str]:
-    """Each stream this flat config draws nothing from, with the reason in words (it cannot vary here)."""
-    reasons = {}
-    if flat.get("train.augment", "none") == "none":
-        reasons["augment"] = "train.augment=none draws no shifts"
-    if flat.get("model._target_") is not None or not flat.get("model.dropout"):
-        reasons["dropout"] = "model.dropout=0 draws no masks"
-    if flat.get("data.name") == "synthetic":
+def why_fixed(config: AblateConfig) -> dict[str, str]:
+    """Each stream this config draws nothing from (identity.undrawn_streams decides which), with the reason in words."""
+    words = {"augment": "train.augment=none draws no shifts",
+             "dropout": ("your network's dropout draws from the init stream" if config.model._target_ is not None
+                         else "model.dropout=0 draws no masks")}
+    reasons = {name: words[name] for name in words if f"seed_streams.{name}" in undrawn_streams(config)}
+    data = config.data
+    if data.name == "synthetic":
         reasons["split"] = "data.name=synthetic draws its images from data.subset_seed"
-    elif flat.get("data.train_size") is None and flat.get("data.validation_size") is None:
+    elif data.train_size is None and data.validation_size is None:
         reasons["split"] = "the whole training set leaves no subset to draw (set data.train_size or data.validation_size)"
     return reasons
 
 
-def flat(config: AblateConfig) -> dict[str, Any]:
-    """A config as the flat dotted dict the report reads (`cfg.KEY` columns)."""
-    return flatten_config(asdict(config))
-
-
 def sources(config: AblateConfig) -> tuple[list[str], dict[str, str]]:
     """The listed streams that can vary under this config, in STREAMS' order, and those left out with the reason."""
-    reasons = why_fixed(flat(config))
+    reasons = why_fixed(config)
     listed = [name for name in STREAMS if name in config.variance.sources]
     return [name for name in listed if name not in reasons], {name: reasons[name] for name in listed if name in reasons}
 
@@ -66,12 +61,11 @@ def variants(config: AblateConfig) -> list[Variant]:
     return planned + [make_variant({f"seed_streams.{name}": PER_SEED for name in varied})]
 
 
-def source_of(flat_config: Mapping[str, Any]) -> str:
-    """Which source a run of a variance study varies (from its config): the one per-seed stream of those that can
-    vary, `all` when every one is, '' when neither (a run that is no variance variant)."""
-    reasons = why_fixed(flat_config)
-    varied = [name for name in STREAMS if name in flat_config.get("variance.sources", ()) and name not in reasons]
-    per_seed = [name for name in varied if flat_config.get(f"seed_streams.{name}") == PER_SEED]
+def source_of(config: AblateConfig) -> str:
+    """Which source a run of a variance study varies (from its stored config): the one per-seed stream of those that
+    can vary, `all` when every one is, '' when neither (a run that is no variance variant)."""
+    varied = sources(config)[0]
+    per_seed = [name for name in varied if getattr(config.seed_streams, name) == PER_SEED]
     return ALL if len(per_seed) == len(varied) > 1 else per_seed[0] if len(per_seed) == 1 else ""
 
 
