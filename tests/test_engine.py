@@ -14,7 +14,7 @@ from ablate.config import DataConfig, ModelConfig, SeedStreamsConfig, TrainConfi
 from ablate.data.datasets import Dataset, load_dataset
 from ablate.networks.network import build_model
 from ablate.training.checkpoint import Hooks, Stopped
-from ablate.training import engine, memory, strategies
+from ablate.training import engine, memory
 from ablate.training.engine import train_seed, train_seeds
 from ablate.training.loop import SeedResult, evaluate
 from ablate.training.strategies import EagerTrainer
@@ -120,17 +120,3 @@ def test_keeping_freed_memory_on_the_cpu_leaves_the_trained_numbers_bit_equal(mo
     strip = lambda rows: [{k: v for k, v in row.items() if k != "seconds"} for row in rows]  # noqa: E731
     assert strip(kept.history) == strip(fresh.history)
     assert all(torch.equal(kept.state_dict[name], fresh.state_dict[name]) for name in fresh.state_dict)
-
-
-def test_gradients_kept_channels_last_through_the_flatten_leave_the_trained_numbers_bit_equal(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """The hook that keeps a flatten's gradient channels_last on the CPU changes only the memory layout: the same
-    weights and curves as without it."""
-    data = load_dataset(DataConfig(name="synthetic", train_size=128, test_size=32, image_size=16))
-    train = TrainConfig(epochs=1, batch_size=32, strategy="eager")
-    hooked = train_seed(ModelConfig(), train, data, 0, CPU, "fp32")
-    monkeypatch.setattr(strategies, "keep_gradients_channels_last", lambda model: None)
-    plain = train_seed(ModelConfig(), train, data, 0, CPU, "fp32")
-    strip = lambda rows: [{k: v for k, v in row.items() if k != "seconds"} for row in rows]  # noqa: E731
-    assert strip(hooked.history) == strip(plain.history)
-    assert all(torch.equal(hooked.state_dict[name], plain.state_dict[name]) for name in plain.state_dict)

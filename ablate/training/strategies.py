@@ -48,22 +48,6 @@ def memory_layout(device: torch.device) -> torch.memory_format:
     return torch.channels_last if device.type == "cpu" and recipe.CPU_CHANNELS_LAST else torch.preserve_format
 
 
-def _channels_last_gradient(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
-    """Forward pre-hook of a flatten: the gradient its 4-d input gets back is made channels_last, as the input was."""
-    x = inputs[0]
-    if x.requires_grad and x.dim() == 4:
-        x.register_hook(lambda grad: grad.contiguous(memory_format=torch.channels_last))
-
-
-def keep_gradients_channels_last(model: nn.Module) -> None:
-    """Hook every nn.Flatten of the model so the gradients behind it stay channels_last (recipe.CPU_CHANNELS_LAST):
-    a flatten's backward hands back NCHW, and the pooling behind it then copies its input and output between layouts
-    every step; the values are the same."""
-    for module in model.modules():
-        if isinstance(module, nn.Flatten):
-            module.register_forward_pre_hook(_channels_last_gradient)
-
-
 def init_model(model_cfg: ModelConfig, train_cfg: TrainConfig, data: Dataset, init_seed: int, device: torch.device,
                weights: Optional[dict[str, torch.Tensor]] = None) -> tuple[nn.Module, list[dict[str, Any]]]:
     """The network for a run's init stream and its optimizer's parameter groups: the global RNG is seeded with
@@ -209,8 +193,6 @@ class EagerTrainer:
         self.device, self.precision, self.layout = device, precision, memory_layout(device)
         self.smoothing, self.clip = train_cfg.label_smoothing, train_cfg.grad_clip
         self.model = model.to(memory_format=self.layout)
-        if self.layout == torch.channels_last:
-            keep_gradients_channels_last(self.model)
         self.optimizer = make_optimizer(self.model.parameters() if groups is None else groups, train_cfg, device)
         self.schedule = make_schedule(self.optimizer, train_cfg, steps_per_epoch)
         self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
