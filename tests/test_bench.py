@@ -78,15 +78,17 @@ def test_the_ceiling_is_the_baseline_convolutions_and_a_matmul_each_a_positive_f
 
 def test_the_scaling_table_fits_the_model_and_remembers_it_for_the_dry_run(monkeypatch: pytest.MonkeyPatch,
                                                                            capsys: pytest.CaptureFixture[str]) -> None:
-    """Studies whose time is exactly 3 s + 1.5 s per run + FLOPs at 20 GFLOP/s give back those constants."""
+    """Studies whose runs each take their FLOPs at 20 GFLOP/s (their metrics.json's wall_seconds) and whose time is
+    exactly 3 s + 1.5 s per run + those give back the three constants."""
     bench = load_bench()
     studies = bench.studies
 
     def run_study(overrides: list[str], study: str, options: Any, workdir: Path) -> tuple[float, pd.DataFrame]:
         runs = studies.plan.build(overrides).runs
-        wall = 3.0 + sum(1.5 + estimate.run_flops(run.variant.config) / 20e9 for run in runs)
-        return wall, pd.DataFrame({"variant": [run.variant.variant.name for run in runs], "train_seconds": 0.1, "device": "cpu",
-                                   "precision": "fp32", "strategy": "eager"})
+        seconds = [estimate.run_flops(run.variant.config) / 20e9 for run in runs]
+        return 3.0 + sum(1.5 + s for s in seconds), pd.DataFrame({
+            "variant": [run.variant.variant.name for run in runs], "wall_seconds": seconds, "train_seconds": 0.1,
+            "device": "cpu", "precision": "fp32", "strategy": "eager"})
 
     monkeypatch.setattr(studies, "run_study", run_study)
     monkeypatch.setattr(sys, "argv", ["bench.py", "--scaling"])
