@@ -55,7 +55,8 @@ def _locked_temporary(path: Path) -> tuple[int, str]:
     its writer is dead; made again if that removed it between its making and its lock."""
     while True:
         handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY)
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        with contextlib.suppress(OSError):  # a filesystem without flock: the file is written alike, and never cleaned up
+            fcntl.flock(handle, fcntl.LOCK_EX)
         with contextlib.suppress(FileNotFoundError):
             if os.path.samestat(os.fstat(handle), os.stat(temporary)):
                 return handle, temporary
