@@ -178,7 +178,7 @@ def checked_plan(overrides: Sequence[str], dry_run: bool = False, retry_failed: 
 
 def train(planned: Any, arguments: Sequence[str], dry_run: bool = False, retry_failed: bool = False, unwritable: str = "") -> int:
     """Train a checked plan as `ablate run ARGUMENTS` does (or print it, with `dry_run`); the exit status of `run`."""
-    from ablate.study import adaptive, status, tune
+    from ablate.study import adaptive, status, tune, variance
 
     if tune.enabled(planned):
         return _run_tuned(planned, tune.arms(planned), arguments, dry_run, retry_failed, unwritable)
@@ -191,7 +191,8 @@ def train(planned: Any, arguments: Sequence[str], dry_run: bool = False, retry_f
     if baseline:  # the config's own value of each factor, which the command line may not show
         print(baseline.strip())
     variants = len([v for v in planned.variants if v.role == "study"])
-    stopped = _launched(planned, planned.hydra, arguments, retry_failed, f"{variants} variant(s) (baseline + {variants - 1})")
+    title = variance.title(planned.study.config) if variance.enabled(planned.study.config) else f"{variants} variant(s) (baseline + {variants - 1})"
+    stopped = _launched(planned, planned.hydra, arguments, retry_failed, title)
     return _ended(planned) if stopped is None else stopped
 
 
