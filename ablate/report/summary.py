@@ -11,7 +11,7 @@ import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Mapping, Optional, Sequence
+from typing import Callable, ClassVar, Mapping, Optional, Sequence
 
 import pandas as pd
 
@@ -318,10 +318,13 @@ def display_table(summary: pd.DataFrame, metric: str, compact: bool = False) -> 
     return table
 
 
-def _latex_comments(study: str, metric: str, line: str, full: bool) -> list[str]:
-    """The % lines above a LaTeX table: what it is, what it needs, what its interval and verdict mean."""
+def _latex_comments(study: str, metric: str, line: str, full: bool, tuned: bool) -> list[str]:
+    """The % lines above a LaTeX table: what it is, what it needs, what its interval and verdict mean; in a tuned study
+    (`tuned`), that it is each variant at the baseline's settings and the table under it each at its own best."""
     other = "summary.tex holds the paper table" if full else "summary-full.tex holds every column"
     return [f"ablate report of study {study}: {metric}{', every column' if full else ''}; {other}.",
+            *(["This table: each variant at the baseline's settings; the one under it: each variant at its own best (+tune)."]
+              if tuned else []),
             r"Needs \usepackage{booktabs}." + (" Set it landscape (pdflscape) at \\footnotesize: it is a page wide." if full else
                                                " It fits a one-column article's text width."),
             f"Δ = variant − baseline, with the interval its header names; verdict at α = {ALPHA:g} (summary.md's notes say more).",
@@ -496,11 +499,16 @@ def _write_study_files(out: Path, stored: StudyRuns, histories: pd.DataFrame, su
     if "md" in formats:
         files.write_atomically(out / "summary.md", f"# Study `{study}`: {metric}\n\n{table.to_markdown(index=False)}\n\n{line}\n\n{NOTES}\n"
                                + (f"\n{section.markdown()}" if section else "") + (f"\n{tuned.markdown(metric)}" if tuned else ""))
-    if "tex" in formats:
-        files.write_atomically(out / "summary.tex", latex.tabular(latex.paper_table(table, plots.metric_scale(metric)[1]),
-                                                                  _latex_comments(study, metric, line, full=False)))
-        files.write_atomically(out / "summary-full.tex", latex.full_tables(table.drop(columns=["notes", "failed / missing"]),
-                                                                           _latex_comments(study, metric, line, full=True)))
+    if "tex" in formats:  # a tuned study's table at each variant's own best under the main one, in both files
+        label = plots.metric_scale(metric)[1]
+        paper = [latex.tabular(latex.paper_table(table, label), _latex_comments(study, metric, line, False, bool(tuned)))]
+        full = [latex.full_tables(table.drop(columns=["notes", "failed / missing"]), _latex_comments(study, metric, line, True, bool(tuned)))]
+        if tuned:
+            compact = tuned.table.drop(columns=list(TunedSection.NOT_IN_PAPER), errors="ignore")  # so it fits a column too
+            paper.append(latex.tabular(latex.paper_table(compact, label), tuned.latex_comments(metric, full=False)))
+            full.append(latex.full_tables(tuned.table, tuned.latex_comments(metric, full=True)))
+        files.write_atomically(out / "summary.tex", latex.stacked(paper))
+        files.write_atomically(out / "summary-full.tex", latex.stacked(full))
     figures = {"forest": plots.write(plots.forest_chart(summary, study, metric, margin), out / "forest.png"),
                "accuracy": plots.write(plots.bar_chart(summary, runs, study, metric), out / "accuracy.png")}
     if len(histories):
@@ -530,6 +538,10 @@ class TunedSection:
     """A tuned study's (+tune) second table: what tuning chose (`tuning.Tuning`), each variant's summary at its own
     best, that table as shown (chosen values, verdict changed) and the grid-edge notes."""
 
+    NOT_IN_PAPER: ClassVar[tuple[str, ...]] = ("p Holm", "params", "trainable")
+    """Left out of summary.tex's copy, so it fits a column: the interval and verdict say what p Holm does, the table
+    above holds the parameters, summary-full.tex both."""
+
     tuning: tuning.Tuning
     at_best: pd.DataFrame
     table: pd.DataFrame
@@ -540,17 +552,27 @@ class TunedSection:
         return "\n".join([f"## Each variant at its own best ({metric})", "", self.table.to_markdown(index=False), "",
                           *self.notes]).rstrip() + "\n"
 
+    def intro(self, metric: str, above: str) -> str:
+        """What this table is, beside the one `above` (the summary, or the table above)."""
+        return (f"{above} is each variant at the baseline's settings; here each variant trained at the grid point its own "
+                f"tuning runs chose, and {metric} is measured on the study's seeds.")
+
     def page_section(self, study: str, metric: str, out: Path) -> html.PageSection:
         """The page's section: the tuning curves (also tuning.png under `out`), the table, the grid-edge notes."""
         chart = plots.tuning_chart(self.tuning.rows, self.tuning.seeds, self.at_best, study, self.tuning.metric)
         caption = (f"Tuning curves: each variant's mean {self.tuning.metric} over its tuning seeds (line) at every grid point, "
                    "each tuning seed (dot), the point chosen (ring); the study's seeds then trained there.")
-        return html.PageSection("tuning", "Each variant at its own best (+tune)",
-                                f"The summary above is each variant at the baseline's settings; here each variant trained at "
-                                f"the grid point its own tuning runs chose, and {metric} is measured on the study's seeds.",
+        return html.PageSection("tuning", "Each variant at its own best (+tune)", self.intro(metric, "The summary above"),
                                 [(plots.write(chart, out / "tuning.png"), caption)],
                                 [("Each variant at its own best; verdict changed: where it differs from the summary's.", self.table)],
                                 " ".join(self.notes) or "Every choice lies inside its grid.")
+
+    def latex_comments(self, metric: str, full: bool) -> list[str]:
+        """The % lines above this table in summary-full.tex (`full`) or summary.tex: what it is, its grid-edge notes."""
+        left_out = "" if full else " p Holm and the parameters: in summary-full.tex."
+        return [f"Each variant at its own best (+tune), {metric}. {self.intro(metric, 'The table above')}",
+                f"chosen: the grid point each variant's tuning runs chose; Δ against the baseline at its own best.{left_out}",
+                "verdict changed: the verdict at the baseline's settings -> this table's, where they differ.", *self.notes]
 
 
 def tuned_section(study_dir: Path, runs: pd.DataFrame, summary: pd.DataFrame, metric: str, margin: Optional[float],
