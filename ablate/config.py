@@ -407,10 +407,10 @@ def plain(config: AblateConfig) -> dict[str, Any]:
 
 
 def to_node(config: AblateConfig) -> DictConfig:
-    """A config as Hydra composes it (the inverse of `typed`): what config.yaml stores and `model.KEY` selects."""
-    node = OmegaConf.structured(config)
-    node.model = model_node(config.model)
-    return node
+    """A config as Hydra composes it (the inverse of `typed`): what config.yaml stores and `model.KEY` selects. Built
+    from `plain`, not as a structured node: the same YAML in half the time (every run stores one), its types already
+    the schema's."""
+    return OmegaConf.create(plain(config))
 
 
 def _choice(key: str, value: Any) -> None:

@@ -20,7 +20,7 @@ from omegaconf import OmegaConf
 from torch import Tensor
 
 from ablate import trackers
-from ablate.config import AUTO_SEEDS, FIXED_SPLIT, AblateConfig, ConfigError, flatten_config, format_value, to_node
+from ablate.config import AUTO_SEEDS, FIXED_SPLIT, AblateConfig, ConfigError, flatten_config, format_value, plain, to_node
 from ablate.data.datasets import Dataset, load_dataset
 from ablate.networks import weights
 from ablate.store import checkpoints, provenance, results
@@ -161,12 +161,10 @@ def _train_and_store(variant: VariantPlan, seeds: list[int], locks: Mapping[int,
                    "strategy": result.strategy, "strategy_note": note, "wall_seconds": round(result.wall_seconds, 3),
                    "resumed": result.resumed,
                    "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-        node = to_node(seed_cfg)
-        config_yaml = OmegaConf.to_yaml(node)
-        results.write_run(folders[result.seed], config_yaml, result.history, metrics, result.state_dict)
+        results.write_run(folders[result.seed], OmegaConf.to_yaml(to_node(seed_cfg)), result.history, metrics, result.state_dict)
         checkpoints.remove(folders[result.seed])  # after metrics.json: the run is finished, its checkpoint is spent
         locks[result.seed].release()
-        trackers.log_run(cfg.logger, flatten_config(OmegaConf.to_container(node)), metrics, result.history, result.metrics)
+        trackers.log_run(cfg.logger, flatten_config(plain(seed_cfg)), metrics, result.history, result.metrics)
         if result.status != "ok":
             log.warning(f"{cfg.study}/{name} seed {result.seed}: {result.status}: {result.error.splitlines()[0]}")
         if note:
