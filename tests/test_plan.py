@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -139,11 +136,12 @@ def test_resolution_refusals_name_the_key() -> None:
         resolve(frozen)
 
 
-def test_the_suite_passes_in_a_checkout_whose_runs_folder_holds_other_studies(tmp_path: Path) -> None:
+def test_the_suite_passes_in_a_checkout_whose_runs_folder_holds_other_studies(pytester: pytest.Pytester) -> None:
     """Tests run with this suite's conftest in a checkout where the README's commands left studies trained with other
     settings: each test plans in its own folder, so none of them meets those runs (without the conftest's fixture
-    every plan below is refused for mixing settings)."""
-    checkout = tmp_path / "checkout"
+    every plan below is refused for mixing settings). The inner pytest runs in this process (pytester), sparing a
+    second torch import; its conftest is imported by path, apart from this suite's."""
+    checkout = pytester.path
     (checkout / "tests").mkdir(parents=True)
     (checkout / "tests" / "conftest.py").write_text((Path(__file__).parent / "conftest.py").read_text())
     (checkout / "tests" / "test_readme_studies.py").write_text(
@@ -154,10 +152,8 @@ def test_the_suite_passes_in_a_checkout_whose_runs_folder_holds_other_studies(tm
     for study in ("kernel", "depth", "all", "default"):  # what the README's commands leave, with other settings
         stale = checkout / "runs" / study / "baseline" / "seed=0"
         results.write_run(stale, OLD_STALE_CONFIG, [], {"status": "ok", "device": "cpu", "precision": "fp32"})
-    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0", "tests"],
-                         cwd=checkout, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stdout[-3000:]
-    assert "4 passed" in run.stdout
+    run = pytester.runpytest_inprocess("-q", "-p", "no:cacheprovider", "-p", "no:xdist", "--import-mode=importlib", "tests")
+    run.assert_outcomes(passed=4)
 
 
 OLD_STALE_CONFIG = "train: {epochs: 9, lr: 0.5}\nseeds: [0]\n"

@@ -99,14 +99,10 @@ def test_the_report_writes_each_sources_std_interval_and_share_and_the_command_t
     assert again.returncode == 0, again.stderr
     assert "6 run(s) planned, 5 finished, 1 to train" in again.stdout and "to train  runs/v/seed_streams.order=per_seed/seed=1" in again.stdout
 
+
 @pytest.mark.parametrize(("extra", "line"), [
-    (["variance.sources=[init,shape]"], "variance.sources: 'shape' is not allowed; choose among: init, order, augment, dropout, split"),
     (["+variance.of=x"], "variance.of: no such key"),
-    (["variance.sources=[init]"], "variance.sources=init leaves fewer than two streams that can vary here"),
-    (["seeds=[0]"], "seeds=[0] is not allowed with +variance=sources"),
-    (["-m", "model.depth=2,3"], "model.depth is a factor, and +variance=sources varies seed streams only"),
-    (["seed_streams.order=7"], "seed_streams.order is set by +variance=sources for each source"),
-])
+])  # the other refusals of +variance=sources are rows of tests/test_mistakes.py (the mistakes page)
 def test_bad_settings_are_refused_in_one_line_naming_the_key(workdir: Path, extra: list[str], line: str) -> None:
     refused = run_ablate("run", *VARIANCE, *extra, "--dry-run", cwd=workdir)
     assert refused.returncode == 2 and line in refused.stderr, refused.stderr
