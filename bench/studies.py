@@ -69,11 +69,13 @@ def run_study(overrides: list[str], study: str, options: argparse.Namespace, wor
 
 
 def fit(rows: list[dict[str, Any]], measured_by: str) -> estimate.Speed:
-    """The model's constants that fit the rows' wall seconds best (least squares, none negative)."""
-    design = np.array([[1.0, row["runs"], row["tflop"] * 1e3] for row in rows])  # seconds per start-up, run, GFLOP
-    (startup, overhead, per_gflop), _ = nnls(design, np.array([row["wall_s"] for row in rows]))
-    return estimate.Speed(round(float(startup), 3), round(float(overhead), 3), round(1 / per_gflop, 2) if per_gflop else float("inf"),
-                          measured_by)
+    """The model's constants: the throughput from the runs' own seconds (metrics.json's wall_seconds, each run's
+    training and evaluation timed inside it, so no start-up's noise) over all the rows' FLOPs; start-up and per-run
+    overhead from what each study took beyond its runs (least squares, none negative)."""
+    gflops = sum(row["tflop"] for row in rows) * 1e3 / sum(row["run_s"] for row in rows)
+    design = np.array([[1.0, row["runs"]] for row in rows])  # seconds per start-up, per run
+    (startup, overhead), _ = nnls(design, np.array([row["wall_s"] - row["run_s"] for row in rows]))
+    return estimate.Speed(round(float(startup), 3), round(float(overhead), 3), round(gflops, 2), measured_by)
 
 
 def scaling(options: argparse.Namespace, workdir: Path) -> dict[str, Any]:
@@ -87,14 +89,14 @@ def scaling(options: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         wall, runs = run_study(overrides, study, options, workdir)
         rows.append({"study": label, "variants": runs["variant"].nunique(), "seeds": len(seeds), "runs": len(runs),
                      "train_images": train_size * images, "tflop": sum(work) / 1e12, "wall_s": wall,
-                     "train_s": float(runs["train_seconds"].sum())})
+                     "run_s": float(runs["wall_seconds"].sum()), "train_s": float(runs["train_seconds"].sum())})
     command = "python bench/bench.py " + " ".join(sys.argv[1:]) if sys.argv[1:] else "python bench/bench.py --scaling"
     speed = fit(rows, f"{command} ({time.strftime('%Y-%m-%d')})")
     for row in rows:
         row["model_s"] = speed.startup_s + row["runs"] * speed.run_overhead_s + row["tflop"] * 1e3 / speed.gflops
     resolved = {key: recorded(runs, key) for key in ("device", "precision", "strategy")}
     estimate.remember(speed, **resolved, threads=str(options.threads) if options.threads else None)
-    table = pd.DataFrame(rows).round({"tflop": 4, "wall_s": 2, "train_s": 2, "model_s": 2})
+    table = pd.DataFrame(rows).round({"tflop": 4, "wall_s": 2, "run_s": 2, "train_s": 2, "model_s": 2})
     print(table.to_markdown(index=False))
     print(f"model: seconds = {speed.startup_s:.2f} + runs x {speed.run_overhead_s:.2f} + TFLOP x 1000 / {speed.gflops:.1f} GFLOP/s "
           f"({', '.join(f'{k} {v}' for k, v in resolved.items())}; {train_size} training and {options.test_size} test images, "

@@ -28,6 +28,8 @@ from ablate.study import plan, preflight
 from ablate.study.variants import Variant
 from ablate.training.runner import VariantSummary, run_variant
 
+pytest_plugins = ("pytester",)  # a pytest run inside a test, in this process (tests/test_plan.py)
+
 # A study small enough to train in seconds on a CPU: synthetic images, 1 epoch.
 TINY = ["data=synthetic", "data.train_size=256", "data.test_size=128", "data.image_size=16", "train.epochs=1", "device=cpu"]
 

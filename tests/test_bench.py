@@ -78,15 +78,17 @@ def test_the_ceiling_is_the_baseline_convolutions_and_a_matmul_each_a_positive_f
 
 def test_the_scaling_table_fits_the_model_and_remembers_it_for_the_dry_run(monkeypatch: pytest.MonkeyPatch,
                                                                            capsys: pytest.CaptureFixture[str]) -> None:
-    """Studies whose time is exactly 3 s + 1.5 s per run + FLOPs at 20 GFLOP/s give back those constants."""
+    """Studies whose runs each take their FLOPs at 20 GFLOP/s (their metrics.json's wall_seconds) and whose time is
+    exactly 3 s + 1.5 s per run + those give back the three constants."""
     bench = load_bench()
     studies = bench.studies
 
     def run_study(overrides: list[str], study: str, options: Any, workdir: Path) -> tuple[float, pd.DataFrame]:
         runs = studies.plan.build(overrides).runs
-        wall = 3.0 + sum(1.5 + estimate.run_flops(run.variant.config) / 20e9 for run in runs)
-        return wall, pd.DataFrame({"variant": [run.variant.variant.name for run in runs], "train_seconds": 0.1, "device": "cpu",
-                                   "precision": "fp32", "strategy": "eager"})
+        seconds = [estimate.run_flops(run.variant.config) / 20e9 for run in runs]
+        return 3.0 + sum(1.5 + s for s in seconds), pd.DataFrame({
+            "variant": [run.variant.variant.name for run in runs], "wall_seconds": seconds, "train_seconds": 0.1,
+            "device": "cpu", "precision": "fp32", "strategy": "eager"})
 
     monkeypatch.setattr(studies, "run_study", run_study)
     monkeypatch.setattr(sys, "argv", ["bench.py", "--scaling"])
@@ -98,6 +100,17 @@ def test_the_scaling_table_fits_the_model_and_remembers_it_for_the_dry_run(monke
     remembered = estimate.recall("cpu", "fp32", "eager")
     assert remembered is not None and remembered.gflops == pytest.approx(20.0, rel=1e-3)
     assert remembered.measured_by.startswith("python bench/bench.py --scaling")
+
+
+def test_a_studys_noisy_start_up_never_sets_the_throughput() -> None:
+    """The throughput is the runs' FLOPs over their own seconds: studies whose start-ups differ by seconds (other work
+    on the machine) still give it exactly, where one fit of the studies' wall times took the noise for FLOPs (on
+    these rows 182 GFLOP/s)."""
+    rows = [{"runs": runs, "tflop": tflop, "run_s": tflop * 1e3 / 70, "wall_s": startup + runs * 0.5 + tflop * 1e3 / 70}
+            for runs, tflop, startup in ((1, 0.06, 14.0), (2, 0.12, 9.0), (4, 0.24, 16.0), (3, 0.2, 12.0), (13, 2.9, 4.0))]
+    speed = load_bench().studies.fit(rows, "test")
+    assert speed.gflops == pytest.approx(70.0)
+    assert 4.0 <= speed.startup_s <= 16.0 and speed.run_overhead_s >= 0
 
 
 def test_the_paired_simulation_keeps_alpha_and_shows_the_power_correlated_seeds_give(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from conftest import TINY, run_ablate
+from hydra._internal.config_loader_impl import ConfigLoaderImpl
 
 from ablate.config import AblateConfig, ConfigError, DataConfig, ModelConfig, TrainConfig
 from ablate.data.catalog import input_spec
@@ -138,11 +136,12 @@ def test_resolution_refusals_name_the_key() -> None:
         resolve(frozen)
 
 
-def test_the_suite_passes_in_a_checkout_whose_runs_folder_holds_other_studies(tmp_path: Path) -> None:
+def test_the_suite_passes_in_a_checkout_whose_runs_folder_holds_other_studies(pytester: pytest.Pytester) -> None:
     """Tests run with this suite's conftest in a checkout where the README's commands left studies trained with other
     settings: each test plans in its own folder, so none of them meets those runs (without the conftest's fixture
-    every plan below is refused for mixing settings)."""
-    checkout = tmp_path / "checkout"
+    every plan below is refused for mixing settings). The inner pytest runs in this process (pytester), sparing a
+    second torch import; its conftest is imported by path, apart from this suite's."""
+    checkout = pytester.path
     (checkout / "tests").mkdir(parents=True)
     (checkout / "tests" / "conftest.py").write_text((Path(__file__).parent / "conftest.py").read_text())
     (checkout / "tests" / "test_readme_studies.py").write_text(
@@ -153,25 +152,25 @@ def test_the_suite_passes_in_a_checkout_whose_runs_folder_holds_other_studies(tm
     for study in ("kernel", "depth", "all", "default"):  # what the README's commands leave, with other settings
         stale = checkout / "runs" / study / "baseline" / "seed=0"
         results.write_run(stale, OLD_STALE_CONFIG, [], {"status": "ok", "device": "cpu", "precision": "fp32"})
-    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0", "tests"],
-                         cwd=checkout, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stdout[-3000:]
-    assert "4 passed" in run.stdout
+    run = pytester.runpytest_inprocess("-q", "-p", "no:cacheprovider", "-p", "no:xdist", "--import-mode=importlib", "tests")
+    run.assert_outcomes(passed=4)
 
 
 OLD_STALE_CONFIG = "train: {epochs: 9, lr: 0.5}\nseeds: [0]\n"
 
 
-def test_a_job_trains_the_variant_it_was_planned_without_planning_again(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_job_trains_the_variant_it_was_planned_without_planning_or_composing_again(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In this process (Hydra's basic launcher) the plan is the jobs: no sweeper, job or Hydra composes a config again."""
     built: list[plan.Plan] = []
     real_build = plan.build
 
     def build_once(*args: object, **kwargs: object) -> plan.Plan:
         built.append(real_build(*args, **kwargs))  # type: ignore[arg-type]
 
-        def planning_again(*_: object) -> None:
-            raise AssertionError("a sweeper or job planned the study again")
+        def planning_again(*_: object, **__: object) -> None:
+            raise AssertionError("a sweeper or job planned or composed the study again")
         monkeypatch.setattr(plan, "study_variants", planning_again)
+        monkeypatch.setattr(ConfigLoaderImpl, "load_configuration", planning_again)
         return built[-1]
 
     monkeypatch.setattr(plan, "build", build_once)
