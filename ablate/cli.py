@@ -6,9 +6,12 @@ import argparse
 import logging
 import os
 import sys
+from dataclasses import replace
 from typing import Any, Callable, Sequence
 
 from ablate import DISTRIBUTION, __version__
+
+log = logging.getLogger("ablate")
 
 USAGE = """usage: ablate COMMAND [ARGS]    (ablate --version: the installed version)
 
@@ -175,7 +178,7 @@ def checked_plan(overrides: Sequence[str], dry_run: bool = False, retry_failed: 
 
 def train(planned: Any, arguments: Sequence[str], dry_run: bool = False, retry_failed: bool = False, unwritable: str = "") -> int:
     """Train a checked plan as `ablate run ARGUMENTS` does (or print it, with `dry_run`); the exit status of `run`."""
-    from ablate.study import adaptive, status, tune
+    from ablate.study import adaptive, status, tune, variance
 
     if tune.enabled(planned):
         return _run_tuned(planned, tune.arms(planned), arguments, dry_run, retry_failed, unwritable)
@@ -188,28 +191,34 @@ def train(planned: Any, arguments: Sequence[str], dry_run: bool = False, retry_f
     if baseline:  # the config's own value of each factor, which the command line may not show
         print(baseline.strip())
     variants = len([v for v in planned.variants if v.role == "study"])
-    stopped = _launched(planned, arguments, retry_failed, f"{variants} variant(s) (baseline + {variants - 1})")
+    title = variance.title(planned.study.config) if variance.enabled(planned.study.config) else f"{variants} variant(s) (baseline + {variants - 1})"
+    stopped = _launched(planned, planned.hydra, arguments, retry_failed, title)
     return _ended(planned) if stopped is None else stopped
 
 
-def _launched(phase: Any, arguments: Sequence[str], retry_failed: bool, title: str) -> int | None:
+def _launched(phase: Any, hydra: Any, arguments: Sequence[str], retry_failed: bool, title: str) -> int | None:
     """Launch a phase's study variants (each with the seeds it trains now: a plain study's, one seeds=auto round's,
-    a +tune phase's) as Hydra jobs through the command line's launcher, one Hydra run per call; None once the jobs
-    have ended, else the exit status: 130 after Ctrl-C (saying what is kept), 2 after a write the machine refused."""
-    from hydra_plugins.ablate_sweeper.ablate_sweeper import launching
-
+    a +tune phase's) through the command line's launcher (`hydra`: its composed `hydra` node). Hydra's basic launcher
+    runs its jobs in this process, which planned them: here each variant trains as planned (`_train_here`), composed
+    once. Any other launcher gets a Hydra job for each variant with runs left to train, one Hydra run per call; a
+    variant whose every run is done is only named. None once the jobs have ended, else the exit status: 130 after
+    Ctrl-C (saying what is kept), 2 after a write the machine refused."""
     from ablate.store.files import MachineFailure
-    from ablate.study import plan, status
+    from ablate.study import launchers, status
     from ablate.training import runner
 
     hydra_arguments = _hydra_arguments(list(arguments), _overrides(arguments), retry_failed)
-    multirun = bool({"--multirun", "-m"} & set(hydra_arguments))
-    if phase.multirun and not multirun:  # a +tune phase of a one-off variant: several jobs all the same
-        hydra_arguments, multirun = ["--multirun", *hydra_arguments], True
-    sys.argv = ["ablate run", *hydra_arguments, *([] if multirun else [plan.spec_override(phase.study)])]
+    multirun = phase.multirun or bool({"--multirun", "-m"} & set(hydra_arguments))
     try:
-        with launching(_jobs(phase, hydra_arguments), title):
-            _hydra_main(runner.run_job)()
+        if launchers.in_this_process(hydra):
+            _train_here(phase, hydra, _jobs(phase, hydra_arguments) if multirun else [], title)
+            return None
+        waiting = [v for v in phase.variants if v.role == "study" and runner.has_runs_to_train(v)]
+        for variant in phase.variants:
+            if variant.role == "study" and variant not in waiting:
+                runner.log_skipped(variant, len(variant.runs))
+        if waiting:
+            _launch_jobs(replace(phase, variants=tuple(waiting)), hydra_arguments, multirun, title)
     except KeyboardInterrupt:
         print(f"\nInterrupted. {status.kept(phase)} under {phase.study.config.runs_dir}/{phase.study.study}/; run the same "
               "command again to train only the missing ones (a run with a checkpoint goes on from it).", file=sys.stderr)
@@ -217,6 +226,39 @@ def _launched(phase: Any, arguments: Sequence[str], retry_failed: bool, title: s
     except MachineFailure as failure:
         return _fail(machine_failure(failure))
     return None
+
+
+def _train_here(phase: Any, hydra: Any, jobs: list[list[str]], title: str) -> None:
+    """Train a phase's study variants in this process, one after the other, as Hydra's basic launcher would run their
+    jobs (its logging, and under a sweep its lines: the phase's title, then each job's overrides before it trains),
+    without composing each job's config again: the plan already holds it, checked."""
+    from hydra.core.utils import configure_log, filter_overrides
+
+    from ablate.training import runner
+
+    configure_log(hydra.job_logging, hydra.verbose)
+    variants = [v for v in phase.variants if v.role == "study"]
+    if jobs:
+        log.info(f"Ablation: {title}")
+        log.info(f"Launching {len(jobs)} jobs locally")
+    for index, variant in enumerate(variants):
+        if jobs:
+            log.info(f"\t#{index} : {' '.join(filter_overrides(jobs[index]))}")
+        runner.run_variant(variant)
+
+
+def _launch_jobs(phase: Any, hydra_arguments: list[str], multirun: bool, title: str) -> None:
+    """Hand a phase's variants to Hydra as jobs of the command line's launcher (a single run without a sweep)."""
+    from hydra_plugins.ablate_sweeper.ablate_sweeper import launching
+
+    from ablate.study import plan
+    from ablate.training import runner
+
+    if multirun and not {"--multirun", "-m"} & set(hydra_arguments):  # a +tune phase of a one-off variant: several jobs all the same
+        hydra_arguments = ["--multirun", *hydra_arguments]
+    sys.argv = ["ablate run", *hydra_arguments, *([] if multirun else [plan.spec_override(phase.study)])]
+    with launching(_jobs(phase, hydra_arguments), title):
+        _hydra_main(runner.run_job)()
 
 
 def outcome(planned: Any) -> dict[str, list]:
@@ -235,29 +277,22 @@ def _ended(planned: Any) -> int:
     return 0 if set(stood) <= {"ok"} else 1
 
 
-def _where(arguments: Sequence[str]) -> str:
-    """The launcher of a command line in words (`hydra/launcher=slurm (SLURM jobs, partition ...)`)."""
-    from ablate.study.launchers import where_of
-
-    return where_of(_overrides(arguments), _config_dir(arguments))
-
-
 def _run_adaptive(planned: Any, arguments: Sequence[str], dry_run: bool, retry_failed: bool) -> int:
     """seeds=auto: launch round after round the seeds the stored runs leave open, as jobs of the command line's
     launcher, deciding here after each round, until every comparison is decided or has spent its budget;
     --dry-run prints the state, the next round and where its jobs would run."""
     from ablate.store import results
-    from ablate.study import adaptive, status
+    from ablate.study import adaptive, launchers, status
 
     metric = planned.study.config.adaptive.metric
     current = adaptive.state(planned)
     print(adaptive.describe(current, metric))
     if dry_run:
-        print(f"Each round's jobs go through {_where(arguments)}; the next round is decided here, from the stored runs.")
+        print(f"Each round's jobs go through {launchers.where(planned.hydra)}; the next round is decided here, from the stored runs.")
         return 0
     while current.next_seeds:
         round_ = adaptive.next_round(planned, current)
-        stopped = _launched(round_, arguments, retry_failed, f"a round of seeds=auto, {len(round_.runs)} run(s) in "
+        stopped = _launched(round_, planned.hydra, arguments, retry_failed, f"a round of seeds=auto, {len(round_.runs)} run(s) in "
                                                              f"{len(round_.variants)} variant(s)")
         if stopped is not None:
             return stopped
@@ -275,15 +310,15 @@ def _run_tuned(planned: Any, arms: Any, arguments: Sequence[str], dry_run: bool,
     """+tune: launch every arm's tuning runs, choose each arm's best point from them here, then launch the study's
     seeds there, both phases as jobs of the command line's launcher; --dry-run prints the tuning and final runs of
     every variant and where their jobs would run."""
-    from ablate.study import preflight, status, tune
+    from ablate.study import launchers, preflight, status, tune
 
     print(tune.describe(planned, arms))
     if dry_run:
-        print(f"The tuning runs' jobs, then the final runs' jobs, go through {_where(arguments)}.")
+        print(f"The tuning runs' jobs, then the final runs' jobs, go through {launchers.where(planned.hydra)}.")
         print(f"note: {unwritable}; ablate run would refuse it" if unwritable else "", end="")
         return 0
     tuning = tune.tuning_plan(arms)
-    stopped = _launched(tuning, arguments, retry_failed, f"tuning, {len(tuning.variants)} variant(s) of study {tuning.study.study}")
+    stopped = _launched(tuning, planned.hydra, arguments, retry_failed, f"tuning, {len(tuning.variants)} variant(s) of study {tuning.study.study}")
     if stopped is not None:
         return stopped
     finals = tune.finals(planned, arms)
@@ -296,7 +331,7 @@ def _run_tuned(planned: Any, arms: Any, arguments: Sequence[str], dry_run: bool,
         preflight.check(finals)
     except Exception as error:  # noqa: BLE001 - the chosen points' runs must pool with the study's stored ones
         return _config_failure(error)
-    stopped = _launched(finals, arguments, retry_failed, f"final runs, {len(finals.variants)} variant(s) at their best")
+    stopped = _launched(finals, planned.hydra, arguments, retry_failed, f"final runs, {len(finals.variants)} variant(s) at their best")
     if stopped is not None:
         return stopped
     outcome = status.study_status(finals)

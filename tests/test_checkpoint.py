@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import csv
+import os
 import signal
 from pathlib import Path
 from typing import Callable
 
 import pytest
+import torch
 from conftest import TINY, checked, run_ablate, signalled_at_step
 
 from ablate.config import ConfigError
@@ -174,3 +176,26 @@ def test_a_group_checkpoint_missing_a_seed_is_ignored_so_the_group_starts_over_t
 def test_negative_checkpoint_every_is_refused(workdir: Path) -> None:
     with pytest.raises(ConfigError, match=r"train.checkpoint_every=-1 is not allowed; it must be 0 \(no checkpoints\)"):
         checked([*TINY, "train.checkpoint_every=-1", f"runs_dir={workdir / 'runs'}"])
+
+
+@pytest.mark.parametrize("meanwhile", ["replaced", "removed"])
+def test_a_checkpoint_its_trainer_replaces_or_removes_while_it_is_read_is_read_whole_never_called_damaged(
+        workdir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, meanwhile: str) -> None:
+    def state(epoch: int, size: int) -> checkpoints.SeedState:
+        return checkpoints.SeedState(seed=0, group=[0], strategy="eager", epoch=epoch, step=0, order=checkpoint.rng_state()["cpu"],
+                                     trainer={"w": torch.arange(size, dtype=torch.float32)}, rng={})
+
+    folder = workdir / "seed=0"
+    checkpoints.write({0: folder}, [state(1, 10)], settings="mine")
+    size = os.path.getsize
+
+    def another_process_goes_on(name: str) -> int:  # torch.load asks between its two openings of the file
+        monkeypatch.setattr(os.path, "getsize", size)
+        checkpoints.write({0: folder}, [state(2, 5000)], settings="mine") if meanwhile == "replaced" else checkpoints.remove(folder)
+        return size(name)
+
+    monkeypatch.setattr(os.path, "getsize", another_process_goes_on)
+    with caplog.at_level("WARNING", logger="ablate"):
+        found = checkpoints.read(folder)
+    assert "damaged" not in caplog.text
+    assert found is not None and found[1].epoch == 1 and torch.equal(found[1].trainer["w"], torch.arange(10, dtype=torch.float32))

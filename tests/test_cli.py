@@ -67,6 +67,18 @@ def test_single_variant_run_without_a_sweep(workdir: Path) -> None:
     assert [p.name for p in workdir.iterdir()] == ["runs"] and [p.name for p in (workdir / "runs").iterdir()] == ["default"]
 
 
+def test_a_rerun_through_a_launcher_starts_no_job_for_a_variant_whose_runs_are_all_finished(workdir: Path) -> None:
+    """A finished study sent again through joblib (or to a cluster) costs no job: the submitter names what it skips."""
+    study = ["+sweep=head", "seeds=[0]", *TINY]
+    assert run_ablate("run", *study, cwd=workdir).returncode == 0
+    again = run_ablate("run", *study, "hydra/launcher=parallel", cwd=workdir)
+    printed = again.stdout + again.stderr
+    assert again.returncode == 0, printed
+    assert "head/baseline: 1 finished run(s) skipped, 0 to train" in printed
+    assert "head/model.head=gap: 1 finished run(s) skipped, 0 to train" in printed
+    assert "Joblib" not in printed and "Study head: 2 ok" in printed  # joblib's launcher never started
+
+
 def test_sweep_all_trains_thirteen_variants_with_one_shared_baseline(workdir: Path) -> None:
     result = run_ablate("run", "+sweep=all", "seeds=[0]", "study=everything", *TINY, cwd=workdir)
     assert result.returncode == 0, result.stderr

@@ -4,6 +4,7 @@ folders whose record disagrees with their name, a full disk, unreadable files (i
 from __future__ import annotations
 
 import errno
+import fcntl
 import json
 import os
 import shutil
@@ -194,20 +195,45 @@ def test_dry_run_works_on_a_runs_folder_it_cannot_write(tmp_path: Path, monkeypa
     assert run_ablate("run", "seeds=[0,1,2]", *TINY, cwd=tmp_path).returncode == 2
 
 
-def test_a_report_killed_while_staging_leaves_a_folder_the_next_report_removes(tmp_path: Path) -> None:
+KILLED_BETWEEN_RENAMES = (
+    "import os, signal, sys; from pathlib import Path; from ablate.store import files\n"
+    "files._exchange = lambda first, second: False  # a kernel that cannot swap: two renames\n"
+    "files.remove_dead_leftovers = lambda parent: None  # what the other killed report left stays for the next report\n"
+    "renamed = os.rename\n"
+    "def rename(source, target):\n"
+    "    renamed(source, target)\n"
+    "    os.kill(os.getpid(), signal.SIGKILL)  # after the first rename, before the second\n"
+    "with files.staging_folder(Path(sys.argv[1])) as staged:\n"
+    "    (staged / 'index.html').write_text('a new report')\n"
+    "    os.rename = rename\n"
+    "    files.replace_folder(staged, Path(sys.argv[1]))\n")
+
+
+def test_what_killed_reports_leave_the_next_report_removes_or_puts_back_and_what_live_ones_hold_it_keeps(tmp_path: Path) -> None:
     small_study(tmp_path / "runs")
     out = tmp_path / "reports"
     killed = ("import os, signal, sys; from pathlib import Path; from ablate.store import files\n"
               "with files.staging_folder(Path(sys.argv[1])) as staged:\n"
               "    (staged / 'summary.md').write_text('half a report')\n"
               "    os.kill(os.getpid(), signal.SIGKILL)\n")
-    ended = subprocess.run([sys.executable, "-c", killed, str(out / "known")], capture_output=True, timeout=120)
-    assert ended.returncode == -signal.SIGKILL
-    left = [p.name for p in out.iterdir()]
-    assert len(left) == 2 and all(name.startswith(".known.new-") for name in left)  # the folder and its lock file
-    with files.staging_folder(out / "other") as alive:  # a report still being built: its lock is held, so it stays
-        result = run_ablate("report", "runs", "--out", "reports", cwd=tmp_path)
-        assert result.returncode == 0 and ".new-" not in result.stdout + result.stderr
-        assert alive.is_dir() and sorted(p.name for p in out.glob(".*")) == sorted([alive.name, alive.name + ".lock"])
+    with files.staging_folder(out / "other") as alive:  # a report still being built (made first: it cleans up nothing)
+        ended = subprocess.run([sys.executable, "-c", killed, str(out / "known")], capture_output=True, timeout=120)
+        assert ended.returncode == -signal.SIGKILL
+        assert len([p for p in out.iterdir() if p.name.startswith(".known.new-")]) == 2  # the folder and its lock file
+        (out / "gone").mkdir()
+        (out / "gone" / "index.html").write_text("the old report")
+        ended = subprocess.run([sys.executable, "-c", KILLED_BETWEEN_RENAMES, str(out / "gone")], capture_output=True, timeout=120)
+        assert ended.returncode == -signal.SIGKILL and not (out / "gone").exists()  # its old folder set aside as .gone.new-*.old
+        (out / ".index.md.k1ll3d.tmp").write_text("half an index")  # as a killed write leaves it: no process holds it
+        live = out / ".index.html.al1ve.tmp"
+        live.write_text("being written")
+        with open(live) as writing:
+            fcntl.flock(writing, fcntl.LOCK_EX)  # as a live write holds it
+            result = run_ablate("report", "runs", "--out", "reports", cwd=tmp_path)
+            assert result.returncode == 0 and not {".new-", ".old", ".tmp"} & set((result.stdout + result.stderr).split("/"))
+            assert "Reports of studies no longer in runs (kept; delete those you no longer want): reports/gone" in result.stdout
+            assert sorted(p.name for p in out.glob(".*")) == sorted([alive.name, alive.name + ".lock", live.name])
+        live.unlink()  # as its writer renames it
     assert (out / "known" / "summary.md").read_text() != "half a report"
+    assert (out / "gone" / "index.html").read_text() == "the old report"  # put back: a kill leaves the old report or the new
     assert not [p for p in out.rglob("*") if p.name.startswith(".")]  # nothing staged is left behind

@@ -66,6 +66,14 @@ MISTAKES = [
     Mistake("run data=folder data.root=imgs", 2, "the class folder imgs/train/b holds no image"),
     Mistake("inspect data=folder data.root=imgs", 2, "the class folder imgs/train/b holds no image"),  # as run refuses it
     Mistake("run data.name=imagenet", 2, "data.name='imagenet' is not allowed; choose one of: mnist"),
+    Mistake("run train.strategy=vectorized precision=bf16", 2, "train.strategy=vectorized is not allowed with precision=bf16"),
+    # +variance=sources: it sets the seed streams itself, one study of its own.
+    Mistake("run +variance=sources seed_streams.order=7", 2, "seed_streams.order is set by +variance=sources for each source"),
+    Mistake("run +variance=sources -m model.depth=2,3", 2, "model.depth is a factor, and +variance=sources varies seed streams only"),
+    Mistake("run +variance=sources +tune=lr", 2, "+tune is not allowed with +variance=sources"),
+    Mistake("run +variance=sources seeds=[0]", 2, "seeds=[0] is not allowed with +variance=sources; a standard deviation needs at least two seeds"),
+    Mistake("run +variance=sources variance.sources=[init]", 2, "variance.sources=init leaves fewer than two streams that can vary here"),
+    Mistake("run +variance=sources variance.sources=[init,shape]", 2, "variance.sources: 'shape' is not allowed; choose among: init, order"),
     # Sweeps that would train the baseline alone.
     Mistake("run --config-dir myconf +sweep=empty", 2, "+sweep=empty varies nothing: its file lists no factors"),
     Mistake("run --config-dir myconf +sweep=same", 2, "model.depth=2 lists only the baseline's own value (2)"),

@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from conftest import TINY, run_ablate
+from hydra._internal.config_loader_impl import ConfigLoaderImpl
 
 from ablate.config import AblateConfig, ConfigError, DataConfig, ModelConfig, TrainConfig
 from ablate.data.catalog import input_spec
@@ -162,16 +163,18 @@ def test_the_suite_passes_in_a_checkout_whose_runs_folder_holds_other_studies(tm
 OLD_STALE_CONFIG = "train: {epochs: 9, lr: 0.5}\nseeds: [0]\n"
 
 
-def test_a_job_trains_the_variant_it_was_planned_without_planning_again(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_job_trains_the_variant_it_was_planned_without_planning_or_composing_again(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In this process (Hydra's basic launcher) the plan is the jobs: no sweeper, job or Hydra composes a config again."""
     built: list[plan.Plan] = []
     real_build = plan.build
 
     def build_once(*args: object, **kwargs: object) -> plan.Plan:
         built.append(real_build(*args, **kwargs))  # type: ignore[arg-type]
 
-        def planning_again(*_: object) -> None:
-            raise AssertionError("a sweeper or job planned the study again")
+        def planning_again(*_: object, **__: object) -> None:
+            raise AssertionError("a sweeper or job planned or composed the study again")
         monkeypatch.setattr(plan, "study_variants", planning_again)
+        monkeypatch.setattr(ConfigLoaderImpl, "load_configuration", planning_again)
         return built[-1]
 
     monkeypatch.setattr(plan, "build", build_once)

@@ -104,10 +104,9 @@ def stored(runs: Path, study: str, variant: str, seed: int, lr: float, batchnorm
     results.write_run(results.run_dir(runs, study, variant, seed), OmegaConf.to_yaml(OmegaConf.structured(cfg)), [], metrics)
 
 
-def test_the_report_shows_each_variant_at_its_own_best_and_flags_the_verdict_that_tuning_changed(workdir: Path) -> None:
+def batchnorm_study(runs: Path) -> None:
     """BatchNorm tolerates the larger step: at the baseline's lr it makes no clear difference, at its own best (0.01,
-    where the baseline's best stays 0.001) it is better; tuning.csv holds every variant x grid point."""
-    runs = workdir / "runs"
+    where the baseline's best stays 0.001) it is better."""
     tuning = {("baseline", 0.001): 0.95, ("train.lr=0.01", 0.01): 0.90,
               ("model.batchnorm=true", 0.001): 0.951, ("model.batchnorm=true,train.lr=0.01", 0.01): 0.97}
     for (variant, lr), acc in tuning.items():
@@ -117,18 +116,56 @@ def test_the_report_shows_each_variant_at_its_own_best_and_flags_the_verdict_tha
         stored(runs, "bn", "baseline", seed, 0.001, False, test_acc=base)
         stored(runs, "bn", "model.batchnorm=true", seed, 0.001, True, test_acc=same)
         stored(runs, "bn", "model.batchnorm=true,train.lr=0.01", seed, 0.01, True, test_acc=tuned)
+
+
+@pytest.fixture(scope="module")
+def batchnorm_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """The BatchNorm study reported once (its folder, the report's output) for the tests that read its files."""
+    workdir = tmp_path_factory.mktemp("batchnorm")
+    batchnorm_study(workdir / "runs")
     reported = run_ablate("report", "runs/bn", cwd=workdir)
     assert reported.returncode == 0, reported.stderr
+    return workdir, reported.stdout
+
+
+def test_the_report_shows_each_variant_at_its_own_best_and_flags_the_verdict_that_tuning_changed(
+        batchnorm_report: tuple[Path, str]) -> None:
+    """Tuning.csv holds every variant x grid point; the second table the verdict that tuning changed."""
+    workdir, stdout = batchnorm_report
     table = pd.read_csv(workdir / "reports" / "bn" / "tuning.csv")
     assert table[["variant", "train.lr", "n", "chosen"]].values.tolist() == [
         ["baseline", 0.001, 2, 1], ["baseline", 0.01, 2, 0], ["model.batchnorm=true", 0.001, 2, 0], ["model.batchnorm=true", 0.01, 2, 1]]
     assert table["val_acc_mean"].round(4).tolist() == [0.95, 0.90, 0.951, 0.97]
-    untuned, best = reported.stdout.split("## Each variant at its own best (test_acc)")
+    untuned, best = stdout.split("## Each variant at its own best (test_acc)")
     assert "model.batchnorm=true,train.lr=0.01" not in untuned and "Effects on" not in untuned  # the baseline's settings only
     row = next(line for line in best.splitlines() if line.startswith("| model.batchnorm=true "))
     assert "train.lr=0.01" in row and "| better " in row and "no clear difference -> better" in row
     assert "`model.batchnorm=true`: its best point (train.lr=0.01) is at the edge of the grid; widen the grid" in best
     assert "## Each variant at its own best" in (workdir / "reports" / "bn" / "summary.md").read_text()
+
+
+def test_both_latex_files_hold_the_table_at_each_variants_own_best_under_the_main_one_and_compile(
+        batchnorm_report: tuple[Path, str]) -> None:
+    """summary.tex: the paper table, then the one at each variant's own best (chosen values, the verdict changed);
+    summary-full.tex: both with every column; each compiles with no overfull box."""
+    from test_report import compile_without_an_overfull_box
+
+    out = batchnorm_report[0] / "reports" / "bn"
+    paper, full = (out / "summary.tex").read_text(), (out / "summary-full.tex").read_text()
+    main, best = paper.split("% Each variant at its own best (+tune), test_acc.")
+    assert "% This table: each variant at the baseline's settings" in main and main.count(r"\begin{tabular}{") == 1
+    assert "lr=0.01" not in main  # the final runs at a chosen point are not the main table's
+    row = next(line for line in best.splitlines() if line.startswith("batchnorm=true & "))
+    assert row.startswith("batchnorm=true & lr=0.01 & ") and "better & " in row
+    assert row.endswith(r"{@{}l@{}}no clear\\{}difference\\{}$\to$ better\end{tabular} \\")
+    assert best.startswith(" The table above is each variant at the baseline's settings")
+    assert "% `model.batchnorm=true`: its best point (train.lr=0.01) is at the edge of the grid" in best
+    assert best.count(r"\begin{tabular}{") == 1 and "p Holm" not in best.split(r"\toprule")[1]
+    full_main, full_best = full.split("% Each variant at its own best (+tune), test_acc.")
+    assert full_main.count(r"\begin{tabular}{") == full_best.count(r"\begin{tabular}{") == 2
+    assert "\nmodel.batchnorm=true & train.lr=0.01 & 3 & " in full_best and "& p Holm &" in full_best
+    assert "& params" in full_best and r"no clear\\{}difference\\{}$\to$ better" in full_best
+    compile_without_an_overfull_box(out)
 
 
 def three_point_study(runs: Path) -> None:

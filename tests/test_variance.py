@@ -4,6 +4,11 @@ and said so; bad keys refused in one line."""
 
 from __future__ import annotations
 
+import html
+import json
+import re
+import shlex
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +17,7 @@ import pytest
 from conftest import TINY, run_ablate
 from scipy import stats
 
+from ablate.report import plots
 from ablate.study import plan
 
 VARIANCE = [*TINY, "+variance=sources", "seeds=[0,1]", "study=v"]
@@ -56,8 +62,9 @@ def chi_square_std(values: np.ndarray) -> tuple[float, float, float]:
     return np.sqrt(var), np.sqrt((n - 1) * var / stats.chi2.ppf(0.975, n - 1)), np.sqrt((n - 1) * var / stats.chi2.ppf(0.025, n - 1))
 
 
-def test_the_report_writes_each_sources_std_interval_and_share(workdir: Path) -> None:
-    assert run_ablate("run", *VARIANCE, cwd=workdir).returncode == 0
+def test_the_report_writes_each_sources_std_interval_and_share_and_the_command_that_trains_them(workdir: Path) -> None:
+    launched = run_ablate("run", *VARIANCE, cwd=workdir)
+    assert "Ablation: variance by source, 3 variant(s): init, order each alone, then all together" in launched.stdout + launched.stderr
     reported = run_ablate("report", "runs/v", cwd=workdir)
     assert reported.returncode == 0, reported.stderr
     found = pd.read_csv(workdir / "reports/v/variance.csv")
@@ -72,12 +79,25 @@ def test_the_report_writes_each_sources_std_interval_and_share(workdir: Path) ->
         assert row["n"] == 2
         assert (row["std"], row["ci_low"], row["ci_high"]) == pytest.approx(chi_square_std(values))
         assert row["share"] == pytest.approx(values.var(ddof=1) / whole)
-    assert "## Variance by source (test_acc)" in (workdir / "reports/v/summary.md").read_text()
-    assert "Variance by source" in reported.stdout and "chi-square interval" in reported.stdout
+    summary = (workdir / "reports/v/summary.md").read_text()
+    assert summary.startswith("# Study `v`: test_acc, variance by source\n\n| source ")
+    for shown in (summary, reported.stdout):  # each source's spread, and nothing against a baseline there is not
+        assert "| init     |   2 |" in shown and "chi-square interval" in shown and "Σ source variance / all" in shown
+        assert "Δ" not in shown and "verdict" not in shown and "p Holm" not in shown
+    assert "-> reports/v/: summary.md, summary.csv, summary.tex, summary-full.tex, runs.csv, variance.csv, variance.png, index.html" in reported.stdout
+    assert not {"forest.png", "accuracy.png", "cost.png", "tuning.png"} & {p.name for p in (workdir / "reports/v").iterdir()}
+    assert "diff" not in pd.read_csv(workdir / "reports/v/summary.csv").columns
     page = (workdir / "reports/v/index.html").read_text()
-    assert 'id="variance"' in page and "Σ source variance / all" in page
-    assert (workdir / "reports/v/variance.png").is_file()
+    assert 'id="variance-table"' in page and "Σ source variance / all" in page and "init per seed, order 0" in page
+    assert "Δ" not in page and "baseline +" not in page and 'id="summary-table"' not in page and 'id="figure-forest"' not in page
 
+    # the page's one command plans every source's runs again, each found finished by its identity
+    line = shlex.split(html.unescape(re.search(r'id="study-command">(.*?)</code>', page).group(1)))
+    assert line[:3] == ["ablate", "run", "+variance=sources"] and not [a for a in line if a.startswith("seed_streams.")]
+    shutil.rmtree(workdir / "runs/v/seed_streams.order=per_seed/seed=1")
+    again = run_ablate(*line[1:], "--dry-run", cwd=workdir)
+    assert again.returncode == 0, again.stderr
+    assert "6 run(s) planned, 5 finished, 1 to train" in again.stdout and "to train  runs/v/seed_streams.order=per_seed/seed=1" in again.stdout
 
 @pytest.mark.parametrize(("extra", "line"), [
     (["variance.sources=[init,shape]"], "variance.sources: 'shape' is not allowed; choose among: init, order, augment, dropout, split"),
@@ -90,3 +110,12 @@ def test_the_report_writes_each_sources_std_interval_and_share(workdir: Path) ->
 def test_bad_settings_are_refused_in_one_line_naming_the_key(workdir: Path, extra: list[str], line: str) -> None:
     refused = run_ablate("run", *VARIANCE, *extra, "--dry-run", cwd=workdir)
     assert refused.returncode == 2 and line in refused.stderr, refused.stderr
+
+
+def test_the_variance_charts_title_stays_inside_its_figure_with_two_sources() -> None:
+    found = pd.DataFrame({"source": ["init", "all"], "n": [2, 2], "std": [0.05, 0.03], "ci_low": [0.02, 0.01],
+                          "ci_high": [1.6, 1.1], "share": [2.25, 1.0]})
+    figure = plots.variance_chart(found, "v", "test_acc", "chi-square interval of the variance (95 %, scipy.stats.chi2)")
+    figure.canvas.draw()
+    title, box = figure.axes[0].title.get_window_extent(), figure.bbox
+    assert box.x0 <= title.x0 and title.x1 <= box.x1

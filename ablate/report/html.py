@@ -14,6 +14,7 @@ from markupsafe import Markup
 
 from ablate.config import format_value
 from ablate.report import reproduce
+from ablate.report import variance as variance_report
 from ablate.report.metrics import held_out_split
 from ablate.report.metrics import metric as declared_metric
 from ablate.store import files, provenance
@@ -151,14 +152,54 @@ def study_page(study: str, metric: str, summary: pd.DataFrame, table: pd.DataFra
         **_summary_context(summary, table))
 
 
+def variance_page(study: str, metric: str, table: pd.DataFrame, runs: pd.DataFrame, note: str, chart: str,
+                  extras: Sequence[PageSection] = ()) -> str:
+    """The page of a variance study (+variance=sources): the sources and the streams each draws or holds, the settings
+    every run shares, each source's std with its interval and share (`table`, `note` on the parts against the whole,
+    the `chart`), every seed by source, failed and in-progress runs, and the one command that trains the study
+    again with each source's identity hash; then the `extras`."""
+    named, held, hashes = variance_report.variants(runs), variance_report.streams(runs), reproduce.identity_hashes(runs)
+    source_of = {variant: source for source, variant in named.items()}
+    seeds = _seed_rows(runs.assign(variant=runs["variant"].map(source_of)), metric, list(named))
+    return _TEMPLATES.get_template("variance.html.j2").render(
+        study=study, metric=metric, label=declared_metric(metric).label, settings=reproduce.common_settings(runs),
+        extras=[extra.render() for extra in extras], command=reproduce.study_command(runs),
+        seeds={**seeds, "columns": ["source", *seeds["columns"][1:]]},
+        problems=[(source, text) for source, text in zip(table["source"], table["failed / missing"]) if text],
+        version=provenance.versions().get("ablate") or "", written=datetime.date.today().isoformat(),
+        **_variance_context(study, metric, table, note, chart, {s: {"source": s, "variant": v, "streams": held[s], "hash": hashes[v]}
+                                                                for s, v in named.items()}))
+
+
+def _variance_context(study: str, metric: str, table: pd.DataFrame, note: str, chart: str,
+                      sources: Mapping[str, Mapping[str, str]]) -> dict[str, object]:
+    """What the variance page's table and chart read (its block `summary`, which a notebook shows too)."""
+    caption = f"Std of {declared_metric(metric).label} per source (bar) with its {variance_report.CI_METHOD}; all: every stream varied."
+    return {"intro": variance_report.INTRO, "note": note, "sources": list(sources.values()),
+            "table": {"columns": list(table.columns), "rows": list(table.itertuples(index=False))},
+            "figure": {"svg": Markup(chart), "caption": caption}}
+
+
 def study_fragment(study: str, metric: str, summary: pd.DataFrame, table: pd.DataFrame, sensitivity: str,
                    figures: Mapping[str, str], notes: str) -> str:
     """The page's summary and figures sections alone, under a heading: what a notebook shows for a study (no style
     sheet, which would restyle the whole notebook; the verdicts keep their marks and words)."""
-    template = _TEMPLATES.get_template("study.html.j2")
-    context = template.new_context({"notes": notes, "figures": _figures(figures), **_summary_context(summary, table)})
-    sections = "".join(chunk for block in ("summary", "figures") for chunk in template.blocks[block](context))
-    heading = Markup("<h3>Study <code>{}</code>: {}</h3><p>{}</p>").format(study, declared_metric(metric).label, sensitivity)
+    context = {"notes": notes, "figures": _figures(figures), **_summary_context(summary, table)}
+    return _fragment("study.html.j2", ("summary", "figures"), context, study, metric, sensitivity)
+
+
+def variance_fragment(study: str, metric: str, table: pd.DataFrame, note: str, chart: str) -> str:
+    """A variance study's table and chart as its page draws them, under a heading: what a notebook shows for it."""
+    context = _variance_context(study, metric, table, note, chart, {})
+    return _fragment("variance.html.j2", ("summary",), context, study, metric, variance_report.INTRO)
+
+
+def _fragment(template_name: str, blocks: Sequence[str], context: Mapping[str, object], study: str, metric: str, lead: str) -> str:
+    """Blocks of a page's template rendered alone under a heading naming the study (no style sheet)."""
+    template = _TEMPLATES.get_template(template_name)
+    rendered = template.new_context(dict(context))
+    sections = "".join(chunk for block in blocks for chunk in template.blocks[block](rendered))
+    heading = Markup("<h3>Study <code>{}</code>: {}</h3><p>{}</p>").format(study, declared_metric(metric).label, lead)
     return f'<div class="ablate-study">{heading}{sections}</div>'
 
 

@@ -475,11 +475,11 @@ def variance_chart(found: pd.DataFrame, study: str, metric_name: str, ci_method:
     """A variance study's std per source (bar) with its interval (whiskers), `all` in grey (what the table holds)."""
     scale, label = metric_scale(metric_name)
     shown = found[found["std"].notna()]
-    figure, axes = plt.subplots(figsize=(1.1 * len(shown) + 2.5, 3.6))
+    figure, axes = plt.subplots(figsize=(max(1.1 * len(shown) + 2.5, 6.0), 3.6))  # at least as wide as its title
     colours = [BASELINE_COLOUR if source == "all" else sns.color_palette("colorblind")[0] for source in shown["source"]]
     heights = shown["std"].to_numpy() * scale
     errors = np.vstack([heights - shown["ci_low"].to_numpy() * scale, shown["ci_high"].to_numpy() * scale - heights])
     axes.bar(shown["source"], heights, color=colours, yerr=errors, capsize=4, ecolor="black")
     axes.set_ylabel(f"std of {label}")
-    axes.set_title(f"{study}: spread by source (whiskers: {ci_method})", fontsize=9)
+    axes.set_title(f"{study}: spread by source\n(whiskers: {ci_method})", fontsize=9)
     return _finish(figure)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import shlex
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import pandas as pd
 from omegaconf import OmegaConf, open_dict
@@ -18,16 +18,17 @@ from ablate.study.variants import BASELINE, keys_of
 
 # Keys a command sets by other means (study=, seeds=) or that decide nothing a reader reproduces.
 NOT_SETTINGS = ("seeds", "study", "variant", "runs_dir", "retry_failed")
+VARIANCE = "+variance=sources"  # the override that plans a variance study
 # What metrics.json records beside the identity, shown among the settings, in this order (not the resolved strategy:
 # the identity holds it as train.strategy).
 RECORDED = {"dataset": "dataset", "train_samples": "training images", "validation_samples": "validation images",
             "test_samples": "test images", "hardware": "hardware", "versions": "versions", "git_commit": "ablate commit"}
 
 
-@functools.lru_cache(maxsize=1)
-def defaults() -> dict[str, Any]:
-    """The flat config `ablate run` composes with no override (conf/config.yaml), as a run's config.yaml reads."""
-    composed = plan.compose_config([])
+@functools.lru_cache(maxsize=2)
+def defaults(*overrides: str) -> dict[str, Any]:
+    """The flat config `ablate run OVERRIDES` composes (none: conf/config.yaml's), as a run's config.yaml reads."""
+    composed = plan.compose_config(list(overrides))
     with open_dict(composed):
         del composed["hydra"]
     return flatten_config(OmegaConf.to_container(to_node(typed(composed))))  # type: ignore[arg-type]
@@ -41,13 +42,14 @@ def _text(value: Any) -> str:
 
 
 def common_settings(runs: pd.DataFrame) -> dict[str, str]:
-    """Every identity setting with the one value all runs share (each variant's own keys left out), then what the
-    runs recorded about data, strategy, machine and code (several values joined by ' | ' where runs differ)."""
+    """Every identity setting with the one value all runs share (the keys any variant changes left out: they differ
+    between runs), then what the runs recorded about data, strategy, machine and code (several values joined by ' | '
+    where runs differ)."""
+    changed = {key for variant in set(runs["variant"]) for key in keys_of(variant)}
     found: dict[str, set[str]] = {}
     for run in runs.itertuples():
-        own = set(keys_of(run.variant))
         for key, value in run.identity.items():
-            if key not in own:
+            if key not in changed:
                 found.setdefault(key, set()).add(format_value(value))
     settings = {key: " | ".join(sorted(values)) for key, values in sorted(found.items())}
     for column, name in RECORDED.items():
@@ -69,10 +71,7 @@ def command(config: Mapping[str, Any], variant: str, baseline: Mapping[str, Any]
     setting that differs from conf/config.yaml as an override, and what `auto` resolved to (`resolved`, from its
     identity) pinned, so another machine trains the same thing or refuses."""
     own = keys_of(variant)
-    config = {**config, **{key: resolved[key] for key in AUTO_SETTINGS if config.get(key) == "auto" and key in resolved}}
-    settings = {key: value for key, value in config.items()
-                if not key.startswith("logger.") and key not in NOT_SETTINGS and key not in own and value != defaults().get(key)}
-    arguments = [f"{key}={format_value(value)}" for key, value in sorted(settings.items())]
+    arguments = _settings(config, resolved, own, defaults())
     if len(own) == 1:
         key = own[0]
         arguments = ["-m", f"{key}={format_value(baseline.get(key, defaults().get(key)))},{format_value(config[key])}"] + arguments
@@ -80,6 +79,26 @@ def command(config: Mapping[str, Any], variant: str, baseline: Mapping[str, Any]
         arguments = [f"{key}={format_value(config[key])}" for key in own] + arguments
     arguments += [f"seeds={format_value(seeds)}", f"study={config['study']}"]
     return shlex.join(["ablate", "run", *arguments])
+
+
+def _settings(config: Mapping[str, Any], resolved: Mapping[str, Any], own: Sequence[str], default: Mapping[str, Any]) -> list[str]:
+    """A command's `key=value` overrides: every setting of `config` that differs from `default`, but the `own` keys
+    (the variant's, or those a variance study sets per source), the loggers and NOT_SETTINGS, with what `auto`
+    resolved to (`resolved`, from the identity) pinned."""
+    config = {**config, **{key: resolved[key] for key in AUTO_SETTINGS if config.get(key) == "auto" and key in resolved}}
+    return [f"{key}={format_value(value)}" for key, value in sorted(config.items())
+            if not key.startswith("logger.") and key not in NOT_SETTINGS and key not in own and value != default.get(key)]
+
+
+def study_command(runs: pd.DataFrame) -> str:
+    """The `ablate run +variance=sources` line that trains a variance study again, every source's runs: its settings
+    that differ from what +variance=sources composes (the seed streams left out: it sets them per source)."""
+    first = runs.iloc[0]
+    config = results.read_config(Path(first["run_dir"]))
+    streams = [key for key in config if key.startswith("seed_streams.")]
+    seeds = sorted({int(s) for planned in runs["planned_seeds"] for s in planned}) if "planned_seeds" in runs else sorted(set(runs["seed"]))
+    arguments = _settings(config, first["identity"], streams, defaults(VARIANCE))
+    return shlex.join(["ablate", "run", VARIANCE, *arguments, f"seeds={format_value(seeds)}", f"study={config['study']}"])
 
 
 def commands(runs: pd.DataFrame) -> dict[str, str]:

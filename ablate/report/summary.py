@@ -11,7 +11,7 @@ import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Mapping, Optional, Sequence
+from typing import Callable, ClassVar, Mapping, Optional, Sequence
 
 import pandas as pd
 
@@ -42,6 +42,8 @@ def no_extras(study: str, old: Path, new: Path) -> Sequence[html.PageSection]:
 # half a percentage point for accuracies.
 OUTLIER_SPREAD = {100.0: 0.005, 1.0: 1e-3}
 SEVERAL_KEYS = "changes several keys at once: not a one-factor comparison"
+# What a summary row of a variance study holds of its stats.Comparison: one group described, nothing compared.
+DESCRIBED = ("n", "mean", "std", "ci_low", "ci_high", "ci_method", "ci_confidence")
 NOTES = (f"n = finished seeds. Δ = variant − baseline. test: the test the verdict reads: paired (a paired t-test on "
          f"the per-seed differences, where the variant ran exactly the baseline's seeds, which draw the same random "
          f"numbers; its interval, MDE, TOST and seeds needed are the paired design's) or Welch (Welch's t-test, where "
@@ -117,7 +119,8 @@ def summarize(runs: pd.DataFrame, variants: Sequence[str], metric: str = "test_a
               ci: str = "t", in_progress: Optional[dict[str, set[int]]] = None,
               damaged: Optional[dict[str, dict[int, str]]] = None) -> pd.DataFrame:
     """One row per variant, baseline first: n, mean, std, CI, difference to the baseline with Welch and paired tests,
-    MDE, Hedges' g, and with an equivalence margin (in the metric's unit) TOST; `ci` is "t" or "bootstrap";
+    MDE, Hedges' g, and with an equivalence margin (in the metric's unit) TOST (a variance study's rows: its source,
+    n, mean, std and CI only, since it has no baseline); `ci` is "t" or "bootstrap";
     `in_progress` (variant -> seeds still training) and `damaged` (variant -> seed -> what is wrong with its files) are
     named as such among the problems, not as missing."""
     try:
@@ -129,10 +132,12 @@ def summarize(runs: pd.DataFrame, variants: Sequence[str], metric: str = "test_a
                           "for val_*); choose test_acc, test_loss, train_acc, train_loss, train_seconds or wall_seconds")
     planned = _planned(runs)
     adaptive = adaptive_report.is_adaptive(runs)  # seeds=auto: each variant planned only its own rounds
+    varied = variance_report.is_variance(runs)  # +variance=sources: no baseline, each source's runs described alone
     ok = runs[runs["status"] == "ok"]
     per_seed = {v: dict(zip(g["seed"], g[metric].astype(float))) for v, g in ok.groupby("variant")}
     baseline = per_seed.get(BASELINE, {})
-    comparisons = [describe(list(per_seed.get(v, {}).values()), ci) if v == BASELINE else compare(per_seed.get(v, {}), baseline, margin, ci)
+    source_of = {variant: source for source, variant in variance_report.variants(runs).items()} if varied else {}
+    comparisons = [describe(list(per_seed.get(v, {}).values()), ci) if v == BASELINE or varied else compare(per_seed.get(v, {}), baseline, margin, ci)
                    for v in variants]
     adjust_holm(comparisons[1:] if variants and variants[0] == BASELINE else comparisons, higher_is_better=higher_is_better)
     rows = []
@@ -142,9 +147,10 @@ def summarize(runs: pd.DataFrame, variants: Sequence[str], metric: str = "test_a
         variant_factor = group["factor"].iloc[0] if len(group) else ""
         rows.append({
             "variant": variant,
+            **({"source": source_of.get(variant, "")} if varied else {}),
             "factor": variant_factor,
             "value": group["value"].iloc[0] if len(group) else "",
-            **{k: v for k, v in asdict(comparison).items() if k not in ("notes", "samples")},
+            **{k: v for k, v in asdict(comparison).items() if k not in ("notes", "samples") and (k in DESCRIBED or not varied)},
             **_secondary(mine, metric),
             "params": _first(group, "params"),
             "trainable_params": _first(group, "trainable_params") or _first(group, "params"),
@@ -152,12 +158,12 @@ def summarize(runs: pd.DataFrame, variants: Sequence[str], metric: str = "test_a
             "train_seconds": mine["train_seconds"].mean() if len(mine) else None,
             "problems": _problems(group, _planned(group) if adaptive else planned, (in_progress or {}).get(variant, set()),
                                   (damaged or {}).get(variant, {})),
-            "notes": "; ".join(comparison.notes + ([SEVERAL_KEYS] if "+" in variant_factor else [])),
+            "notes": "; ".join(comparison.notes + ([SEVERAL_KEYS] if "+" in variant_factor and not varied else [])),
         } | ({"verdict": "baseline"} if variant == BASELINE else {}))
     summary = adaptive_report.apply(pd.DataFrame(rows), runs) if adaptive else pd.DataFrame(rows)
     spread = OUTLIER_SPREAD.get(declared_metric(metric).scale, OUTLIER_SPREAD[1.0])
-    return summary.assign(mean_off_axis=far_outliers(summary["mean"], summary["n"] > 0, spread),
-                          diff_off_axis=far_outliers(summary["diff"], summary["variant"] != BASELINE, spread))
+    summary = summary.assign(mean_off_axis=far_outliers(summary["mean"], summary["n"] > 0, spread))
+    return summary if varied else summary.assign(diff_off_axis=far_outliers(summary["diff"], summary["variant"] != BASELINE, spread))
 
 
 def far_outliers(values: pd.Series, among: pd.Series, spread: float) -> pd.Series:
@@ -312,10 +318,13 @@ def display_table(summary: pd.DataFrame, metric: str, compact: bool = False) -> 
     return table
 
 
-def _latex_comments(study: str, metric: str, line: str, full: bool) -> list[str]:
-    """The % lines above a LaTeX table: what it is, what it needs, what its interval and verdict mean."""
+def _latex_comments(study: str, metric: str, line: str, full: bool, tuned: bool) -> list[str]:
+    """The % lines above a LaTeX table: what it is, what it needs, what its interval and verdict mean; in a tuned study
+    (`tuned`), that it is each variant at the baseline's settings and the table under it each at its own best."""
     other = "summary.tex holds the paper table" if full else "summary-full.tex holds every column"
     return [f"ablate report of study {study}: {metric}{', every column' if full else ''}; {other}.",
+            *(["This table: each variant at the baseline's settings; the one under it: each variant at its own best (+tune)."]
+              if tuned else []),
             r"Needs \usepackage{booktabs}." + (" Set it landscape (pdflscape) at \\footnotesize: it is a page wide." if full else
                                                " It fits a one-column article's text width."),
             f"Δ = variant − baseline, with the interval its header names; verdict at α = {ALPHA:g} (summary.md's notes say more).",
@@ -420,45 +429,65 @@ def write_study_report(study_dir: Path, out_root: Path, metric: str = "test_acc"
     cost.png, a two-level design's effects (`effects_section`), a tuned study's second table, tuning.csv and tuning.png
     (`tuned_section`) and the one-file page index.html for one study under out_root/<study>/; returns the study as
     read, its summary, its sensitivity line, the effects section (None for a one-factor study) and the tuned table
-    (None for an untuned study), or a variance study's table (`variance_section`). `margin` is in the metric's display
-    unit; `extras` adds sections of other commands to the page (`ablate lesion`'s)."""
+    (None for an untuned study); a variance study's own files instead (`_write_variance_files`), its table returned
+    in the tuned table's place. `margin` is in the metric's display unit; `extras` adds sections of other commands to
+    the page (`ablate lesion`'s)."""
     stored, histories, summary, line = study_summary(study_dir, metric, margin, ci)
     scaled = None if margin is None else margin / plots.metric_scale(metric)[0]
     tuned = tuned_section(study_dir, stored.runs, summary, metric, scaled, ci)
+    varied = variance_report.is_variance(stored.runs)
     with files.staging_folder(out_root / stored.name) as out:  # built beside the old report, then swapped in whole
-        varied = variance_section(stored.runs, stored.name, metric, out)
-        section = _write_study_files(out, stored, histories, summary, line, metric, formats, margin,
-                                     [*extras(stored.name, out_root / stored.name, out), *([varied[1]] if varied else [])],
-                                     bool(tuning.grid_keys(stored.runs)) or bool(varied), tuned, varied[0] if varied else "")
+        pages = extras(stored.name, out_root / stored.name, out)
+        if varied:
+            section, more = None, _write_variance_files(out, stored, summary, metric, formats, pages)
+        else:
+            section = _write_study_files(out, stored, histories, summary, line, metric, formats, margin, pages,
+                                         bool(tuning.grid_keys(stored.runs)), tuned)
+            more = tuned.markdown(metric) if tuned else None
         files.replace_folder(out, out_root / stored.name)
-    return stored, summary, line, section, tuned.markdown(metric) if tuned else varied[0] if varied else None
+    return stored, summary, line, section, more
 
 
-def variance_section(runs: pd.DataFrame, study: str, metric: str, out: Path) -> Optional[tuple[str, html.PageSection]]:
-    """A variance study's (+variance=sources) table as markdown and its page section (the bar chart of std per source
-    with intervals, the table, the check of the parts against the whole), after writing variance.csv and variance.png
-    into `out`; None for any other study."""
-    if not variance_report.is_variance(runs):
-        return None
+def variance_tables(runs: pd.DataFrame, summary: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """A variance study's variance.csv, its table for people (with each source's mean and problems from `summary`)
+    and the sentence on the parts against the whole."""
     found = variance_report.table(runs, metric)
-    files.write_atomically(out / "variance.csv", found.to_csv(index=False))
-    shown = variance_report.display(found, plots.metric_scale(metric)[0])
     check = variance_report.additivity(found)
-    note = check.sentence if check else "No check of the parts against the whole: it needs two sources and all, each with two ok runs or more."
-    svg = plots.write(plots.variance_chart(found, study, metric, variance_report.CI_METHOD), out / "variance.png")
-    text = "\n".join([f"## Variance by source ({metric})", "", shown.to_markdown(index=False), "", note]) + "\n"
-    caption = f"Std of {plots.metric_scale(metric)[1]} per source (bar) with its {variance_report.CI_METHOD}; all: every stream varied."
-    return text, html.PageSection("variance", "Variance by source", variance_report.INTRO, [(svg, caption)],
-                                  [("Each source's std, its interval and its share of all's variance", shown)], note)
+    return found, variance_report.display(found, summary, variance_report.variants(runs), metric), check.sentence if check else variance_report.NO_CHECK
+
+
+def _write_variance_files(out: Path, stored: StudyRuns, summary: pd.DataFrame, metric: str, formats: Sequence[str],
+                          extras: Sequence[html.PageSection]) -> str:
+    """Every file of a variance study's report (+variance=sources) into `out`: variance.csv, runs.csv, the tables asked
+    for (each source's n, mean, std with its interval, share; summary.csv's rows compare nothing), variance.png and
+    the page; returns the table with its notes as summary.md holds it, for the console."""
+    study, runs = stored.name, stored.runs
+    found, shown, note = variance_tables(runs, summary, metric)
+    files.write_atomically(out / "variance.csv", found.to_csv(index=False))
+    files.write_atomically(out / RUNS_FILE, tidy(stored).to_csv(index=False))
+    aligned = ["left" if column in ("source", "failed / missing") else "right" for column in shown.columns]
+    text = f"{shown.to_markdown(index=False, disable_numparse=True, colalign=aligned)}\n\n{variance_report.INTRO}\n\n{note}\n"
+    if "md" in formats:
+        files.write_atomically(out / "summary.md", f"# Study `{study}`: {metric}, variance by source\n\n{text}")
+    if "csv" in formats:
+        files.write_atomically(out / "summary.csv", summary.to_csv(index=False))
+    if "tex" in formats:
+        comments = [f"ablate report of variance study {study}: {metric}, each source's std with its {variance_report.CI_METHOD}.",
+                    r"Needs \usepackage{booktabs}.", note]
+        files.write_atomically(out / "summary.tex", latex.tabular(shown.drop(columns=["failed / missing"]), comments))
+        files.write_atomically(out / "summary-full.tex", latex.tabular(shown, comments))
+    chart = plots.write(plots.variance_chart(found, study, metric, variance_report.CI_METHOD), out / "variance.png")
+    files.write_atomically(out / "index.html", html.variance_page(study, metric, shown, runs, note, chart, extras))
+    return text
 
 
 def _write_study_files(out: Path, stored: StudyRuns, histories: pd.DataFrame, summary: pd.DataFrame, line: str,
                        metric: str, formats: Sequence[str], margin: Optional[float],
                        extras: Sequence[html.PageSection] = (), tuned_study: bool = False,
-                       tuned: Optional[TunedSection] = None, more: str = "") -> Optional[effects.EffectsSection]:
-    """Every file of one study's report, into the folder `out`, the `extras` on its page and `more` (markdown) in
-    summary.md; returns the effects section of a two-level design (never read from a tuned or variance study
-    (`tuned_study`), whose variants change several keys by design)."""
+                       tuned: Optional[TunedSection] = None) -> Optional[effects.EffectsSection]:
+    """Every file of one study's report, into the folder `out`, with the `extras` on its page; returns the effects
+    section of a two-level design (never read from a tuned study (`tuned_study`), whose variants change several
+    keys by design)."""
     study, runs = stored.name, stored.runs
     table = display_table(summary, metric)
     section, effect_figures = (None, {}) if tuned_study else effects_section(runs, study, metric, out, formats)
@@ -469,13 +498,17 @@ def _write_study_files(out: Path, stored: StudyRuns, histories: pd.DataFrame, su
             files.write_atomically(out / "tuning.csv", tuned.tuning.rows.to_csv(index=False))
     if "md" in formats:
         files.write_atomically(out / "summary.md", f"# Study `{study}`: {metric}\n\n{table.to_markdown(index=False)}\n\n{line}\n\n{NOTES}\n"
-                               + (f"\n{section.markdown()}" if section else "") + (f"\n{tuned.markdown(metric)}" if tuned else "")
-                               + (f"\n{more}" if more else ""))
-    if "tex" in formats:
-        files.write_atomically(out / "summary.tex", latex.tabular(latex.paper_table(table, plots.metric_scale(metric)[1]),
-                                                                  _latex_comments(study, metric, line, full=False)))
-        files.write_atomically(out / "summary-full.tex", latex.full_tables(table.drop(columns=["notes", "failed / missing"]),
-                                                                           _latex_comments(study, metric, line, full=True)))
+                               + (f"\n{section.markdown()}" if section else "") + (f"\n{tuned.markdown(metric)}" if tuned else ""))
+    if "tex" in formats:  # a tuned study's table at each variant's own best under the main one, in both files
+        label = plots.metric_scale(metric)[1]
+        paper = [latex.tabular(latex.paper_table(table, label), _latex_comments(study, metric, line, False, bool(tuned)))]
+        full = [latex.full_tables(table.drop(columns=["notes", "failed / missing"]), _latex_comments(study, metric, line, True, bool(tuned)))]
+        if tuned:
+            compact = tuned.table.drop(columns=list(TunedSection.NOT_IN_PAPER), errors="ignore")  # so it fits a column too
+            paper.append(latex.tabular(latex.paper_table(compact, label), tuned.latex_comments(metric, full=False)))
+            full.append(latex.full_tables(tuned.table, tuned.latex_comments(metric, full=True)))
+        files.write_atomically(out / "summary.tex", latex.stacked(paper))
+        files.write_atomically(out / "summary-full.tex", latex.stacked(full))
     figures = {"forest": plots.write(plots.forest_chart(summary, study, metric, margin), out / "forest.png"),
                "accuracy": plots.write(plots.bar_chart(summary, runs, study, metric), out / "accuracy.png")}
     if len(histories):
@@ -489,8 +522,13 @@ def _write_study_files(out: Path, stored: StudyRuns, histories: pd.DataFrame, su
 
 
 def notebook_html(study_dir: Path, metric: str = "test_acc") -> str:
-    """A study's summary table and forest plot as the page draws them (`html.study_fragment`): what a notebook shows."""
+    """A study's summary table and forest plot as the page draws them (`html.study_fragment`; a variance study's table
+    and chart, `html.variance_fragment`): what a notebook shows."""
     stored, _, summary, line = study_summary(study_dir, metric)
+    if variance_report.is_variance(stored.runs):
+        found, shown, note = variance_tables(stored.runs, summary, metric)
+        chart = plots.write(plots.variance_chart(found, stored.name, metric, variance_report.CI_METHOD))
+        return html.variance_fragment(stored.name, metric, shown, note, chart)
     forest = plots.write(plots.forest_chart(summary, stored.name, metric, None))
     return html.study_fragment(stored.name, metric, summary, display_table(summary, metric), line, {"forest": forest}, NOTES)
 
@@ -499,6 +537,10 @@ def notebook_html(study_dir: Path, metric: str = "test_acc") -> str:
 class TunedSection:
     """A tuned study's (+tune) second table: what tuning chose (`tuning.Tuning`), each variant's summary at its own
     best, that table as shown (chosen values, verdict changed) and the grid-edge notes."""
+
+    NOT_IN_PAPER: ClassVar[tuple[str, ...]] = ("p Holm", "params", "trainable")
+    """Left out of summary.tex's copy, so it fits a column: the interval and verdict say what p Holm does, the table
+    above holds the parameters, summary-full.tex both."""
 
     tuning: tuning.Tuning
     at_best: pd.DataFrame
@@ -510,17 +552,27 @@ class TunedSection:
         return "\n".join([f"## Each variant at its own best ({metric})", "", self.table.to_markdown(index=False), "",
                           *self.notes]).rstrip() + "\n"
 
+    def intro(self, metric: str, above: str) -> str:
+        """What this table is, beside the one `above` (the summary, or the table above)."""
+        return (f"{above} is each variant at the baseline's settings; here each variant trained at the grid point its own "
+                f"tuning runs chose, and {metric} is measured on the study's seeds.")
+
     def page_section(self, study: str, metric: str, out: Path) -> html.PageSection:
         """The page's section: the tuning curves (also tuning.png under `out`), the table, the grid-edge notes."""
         chart = plots.tuning_chart(self.tuning.rows, self.tuning.seeds, self.at_best, study, self.tuning.metric)
         caption = (f"Tuning curves: each variant's mean {self.tuning.metric} over its tuning seeds (line) at every grid point, "
                    "each tuning seed (dot), the point chosen (ring); the study's seeds then trained there.")
-        return html.PageSection("tuning", "Each variant at its own best (+tune)",
-                                f"The summary above is each variant at the baseline's settings; here each variant trained at "
-                                f"the grid point its own tuning runs chose, and {metric} is measured on the study's seeds.",
+        return html.PageSection("tuning", "Each variant at its own best (+tune)", self.intro(metric, "The summary above"),
                                 [(plots.write(chart, out / "tuning.png"), caption)],
                                 [("Each variant at its own best; verdict changed: where it differs from the summary's.", self.table)],
                                 " ".join(self.notes) or "Every choice lies inside its grid.")
+
+    def latex_comments(self, metric: str, full: bool) -> list[str]:
+        """The % lines above this table in summary-full.tex (`full`) or summary.tex: what it is, its grid-edge notes."""
+        left_out = "" if full else " p Holm and the parameters: in summary-full.tex."
+        return [f"Each variant at its own best (+tune), {metric}. {self.intro(metric, 'The table above')}",
+                f"chosen: the grid point each variant's tuning runs chose; Δ against the baseline at its own best.{left_out}",
+                "verdict changed: the verdict at the baseline's settings -> this table's, where they differ.", *self.notes]
 
 
 def tuned_section(study_dir: Path, runs: pd.DataFrame, summary: pd.DataFrame, metric: str, margin: Optional[float],
@@ -552,7 +604,7 @@ def write_index(out_root: Path, studies: Sequence[str], metric: str) -> Path:
         if not (folder / "summary.md").is_file():
             continue
         body = (folder / "summary.md").read_text().split("\n", 2)[2]
-        pictures = "\n".join(f"![{name}]({study}/{name})" for name in ("forest.png", "accuracy.png", "curves.png", "cost.png", "interactions.png", "half_normal.png", "tuning.png") if (folder / name).is_file())
+        pictures = "\n".join(f"![{name}]({study}/{name})" for name in ("variance.png", "forest.png", "accuracy.png", "curves.png", "cost.png", "interactions.png", "half_normal.png", "tuning.png") if (folder / name).is_file())
         sections.append(f"## [{study}]({study}/summary.md): {metric}\n\n{body}\n{pictures}\n")
     return files.write_atomically(out_root / "index.md", "\n".join(sections))
 
@@ -566,29 +618,19 @@ def write_reports(paths: Sequence[str], out_root: str = "reports", metric: str =
     root, reported, refused, links = Path(out_root), [], [], []
     for study_dir in studies:
         try:
-            stored, summary, line, section, tuned = write_study_report(study_dir, root, metric, formats, margin, ci, extras)
+            stored, summary, line, section, more = write_study_report(study_dir, root, metric, formats, margin, ci, extras)
         except ReportError as error:
             refused.append(str(error))
             print(f"\nStudy {study_dir.name}: not reported: {error}")
             continue
         reported.append(stored)
         links.append(html.StudyLink(study_dir.name, len(summary), int(summary["n"].sum()), metric, line))
-        print(f"\nStudy {study_dir.name} ({study_dir}): {metric}\n{display_table(summary, metric, compact=True).to_markdown(index=False, tablefmt='simple')}\n  {line}")
-        problems = summary[summary["problems"] != ""]
-        for row in problems.itertuples():
-            print(f"  ! {row.variant}: {row.problems}")
-        varied = variance_report.is_variance(stored.runs)  # its variant of all streams changes several by design
-        several = summary[summary["factor"].str.contains("+", regex=False)] if not (section or varied) else summary.iloc[:0]
-        for row in several.itertuples():  # in a two-level design every point changes several keys by design
-            print(f"  ! {row.variant}: {SEVERAL_KEYS}")
-        if section:
-            print(f"\n{section.title}\n{section.markdown_table()}\n")
-        if tuned:
-            print(f"\n{tuned}")
-        print(f"  -> {root / study_dir.name}/: {', '.join(table_files(formats))}, {RUNS_FILE}, forest.png, accuracy.png, curves.png, cost.png"
-              + (", effects.csv, interactions.png, half_normal.png" if section else "")
-              + ((", tuning.csv" if "csv" in formats else "") + ", tuning.png" if tuned else "")
-              + (", variance.csv, variance.png" if varied else "") + ", index.html")
+        varied = variance_report.is_variance(stored.runs)
+        if varied:  # no baseline: each source's spread is the table
+            print(f"\nStudy {study_dir.name} ({study_dir}): {metric}, variance by source\n{more}")
+        else:
+            _print_comparisons(study_dir, summary, line, metric, section, more)
+        print(f"  -> {root / study_dir.name}/: {', '.join(written_files(formats, section, bool(more) and not varied, varied))}")
     done = [stored.name for stored in reported]
     if done:
         pages = [write_index(root, done, metric)] if "md" in formats else []
@@ -601,6 +643,32 @@ def write_reports(paths: Sequence[str], out_root: str = "reports", metric: str =
     if refused:
         raise ReportError(" | ".join(refused))
     return reported
+
+
+def _print_comparisons(study_dir: Path, summary: pd.DataFrame, line: str, metric: str,
+                       section: Optional[effects.EffectsSection], tuned: Optional[str]) -> None:
+    """The console's report of a study with a baseline: its table, the line under it, each variant's problems, a
+    two-level design's effects and a tuned study's second table."""
+    print(f"\nStudy {study_dir.name} ({study_dir}): {metric}\n{display_table(summary, metric, compact=True).to_markdown(index=False, tablefmt='simple')}\n  {line}")
+    for row in summary[summary["problems"] != ""].itertuples():
+        print(f"  ! {row.variant}: {row.problems}")
+    if not section:  # in a two-level design every point changes several keys by design
+        for row in summary[summary["factor"].str.contains("+", regex=False)].itertuples():
+            print(f"  ! {row.variant}: {SEVERAL_KEYS}")
+    if section:
+        print(f"\n{section.title}\n{section.markdown_table()}\n")
+    if tuned:
+        print(f"\n{tuned}")
+
+
+def written_files(formats: Sequence[str], section: Optional[effects.EffectsSection], tuned: bool, varied: bool) -> list[str]:
+    """The files a study's report writes, as the console lists them: a variance study's own, or the comparison's
+    pictures with a two-level design's and a tuned study's."""
+    if varied:
+        return [*table_files(formats), RUNS_FILE, "variance.csv", "variance.png", "index.html"]
+    return [*table_files(formats), RUNS_FILE, "forest.png", "accuracy.png", "curves.png", "cost.png",
+            *(["effects.csv", "interactions.png", "half_normal.png"] if section else []),
+            *((["tuning.csv"] if "csv" in formats else []) + ["tuning.png"] if tuned else []), "index.html"]
 
 
 def table_files(formats: Sequence[str]) -> list[str]:

@@ -20,8 +20,10 @@ from scipy import stats
 
 from ablate.config import STREAMS
 from ablate.store import results
+from ablate.report.metrics import metric as metric_named
 from ablate.report.stats import ALPHA
 from ablate.study.variance import ALL, source_of
+from ablate.study.variants import keys_of
 
 COLUMNS = ("source", "n", "std", "ci_low", "ci_high", "share")
 CI_METHOD = f"chi-square interval of the variance ({(1 - ALPHA) * 100:g} %, scipy.stats.chi2)"
@@ -98,16 +100,44 @@ def additivity(found: pd.DataFrame, alpha: float = ALPHA) -> Optional[Additivity
     return Additivity(ratio, low, high, sentence)
 
 
-def display(found: pd.DataFrame, scale: float) -> pd.DataFrame:
-    """variance.csv for people: std and interval in the metric's display unit, share as a percentage."""
-    def number(value: Any) -> str:
-        return "–" if pd.isna(value) else f"{value * scale:.3f}"
+def variants(runs: pd.DataFrame) -> dict[str, str]:
+    """Each source's variant (its folder under the study), from the runs' stored configs, in variance.csv's order."""
+    named = dict(zip(sources(runs), runs["variant"]))
+    return {source: named[source] for source in [*STREAMS, ALL] if source in named}
 
-    return pd.DataFrame({"source": found["source"], "n": found["n"], "std": found["std"].map(number),
-                         "95% CI of std": [f"{number(lo)} to {number(hi)}" for lo, hi in zip(found["ci_low"], found["ci_high"])],
-                         "share of all": found["share"].map(lambda s: "–" if pd.isna(s) else f"{s * 100:.0f} %")})
+
+def streams(runs: pd.DataFrame) -> dict[str, str]:
+    """Each source's streams in words (`init per seed, order 0`), from its first run's identity: the streams that
+    some source varies, each per seed or at the value held."""
+    named = variants(runs)
+    varied = {key for variant in named.values() for key in keys_of(variant)}
+    first = runs.groupby("variant", sort=False)["identity"].first()
+    return {source: ", ".join(f"{key.removeprefix('seed_streams.')} {str(value).replace('_', ' ')}"
+                              for key, value in first[variant].items() if key in varied)
+            for source, variant in named.items()}
+
+
+def display(found: pd.DataFrame, summary: pd.DataFrame, named: dict[str, str], metric: str) -> pd.DataFrame:
+    """The variance study's table for people: each source's n, mean, std and its interval in the metric's display unit,
+    its share as a percentage, and its failed, in-progress or missing seeds (`summary`'s problems of its variant)."""
+    declared = metric_named(metric)
+
+    def number(value: Any, digits: int = 3) -> str:
+        return "–" if pd.isna(value) else f"{value * declared.scale:.{digits}f}"
+
+    by_variant = summary.set_index("variant")
+    of = [by_variant.loc[named[source]] if source in named else None for source in found["source"]]
+    return pd.DataFrame({"source": found["source"], "n": found["n"],
+                         f"{declared.label} mean": [number(row["mean"], 2) if row is not None else "–" for row in of],
+                         "std": found["std"].map(number),
+                         "95% CI of std": ["–" if pd.isna(lo) else f"{number(lo)} to {number(hi)}" for lo, hi in zip(found["ci_low"], found["ci_high"])],
+                         "share of all": found["share"].map(lambda s: "–" if pd.isna(s) else f"{s * 100:.0f} %"),
+                         "failed / missing": [row["problems"] if row is not None else "no run" for row in of]})
+
+
+NO_CHECK = "No check of the parts against the whole: it needs two sources and all, each with two ok runs or more."
 
 
 INTRO = ("A variance study (+variance=sources): each source of randomness varied alone over the seeds, the other "
-         "streams held at variance.fixed, then all of them together; no variant is compared with a baseline. "
+         "streams held (at variance.fixed; split at data.subset_seed), then all of them together; there is no baseline. "
          f"std: the sample std of a source's runs, with the {CI_METHOD}; share: its variance / all's variance.")

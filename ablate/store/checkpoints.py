@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
@@ -78,21 +79,36 @@ def write(folders: dict[int, Path], states: list[SeedState], settings: str) -> N
 
 
 def read(folder: Path) -> Optional[tuple[str, SeedState]]:
-    """A run's checkpoint as (identity hash, state); None when there is none, or (with a warning) when it is damaged.
-    Memory-mapped: tensors are read only when used, so a listing does not load every run's weights."""
+    """A run's checkpoint as (identity hash, state); None when there is none (or no longer: its run just ended), or
+    (with a warning) when it is damaged. Memory-mapped: tensors are read only when used, so a listing does not load
+    every run's weights. The file is opened once and read through that opening (`_opened`), so a checkpoint that the
+    process training the run replaces or removes meanwhile is read whole, as it was, never taken for a damaged one."""
     path = folder / CHECKPOINT_FILE
     if not path.is_file():
+        return None
+    try:
+        handle = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:  # removed since: its run was stored
         return None
     import torch
 
     try:
-        stored = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        stored = torch.load(_opened(path, handle), map_location="cpu", weights_only=True, mmap=True)
         if stored["format"] != FORMAT:
             raise ValueError(f"format {stored['format']}, this ablate reads format {FORMAT}")
         return stored["settings"], SeedState(**stored["state"])
     except Exception as error:  # noqa: BLE001 - any unreadable file is damaged, whatever the reason
         log.warning(f"{path} is damaged ({type(error).__name__}: {error}); ignoring it, the run starts over")
         return None
+    finally:
+        os.close(handle)
+
+
+def _opened(path: Path, handle: int) -> str:
+    """A name that opens the very file `handle` has open (Linux's /proc/self/fd), even after `path` was replaced or
+    removed: torch.load opens a memory-mapped file twice, by name; `path` itself where there is no such name."""
+    name = f"/proc/self/fd/{handle}"
+    return name if os.path.exists(name) else str(path)
 
 
 def remove(folder: Path) -> None:

@@ -19,6 +19,8 @@ MACHINE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.E
 RENAME_EXCHANGE = 2  # renameat2(2)'s flag: swap two paths in one step (Linux 3.15)
 AT_FDCWD = -100
 STAGED, LOCK = ".new-", ".lock"  # a staging folder is `.<name>.new-*`, its lock file `.<name>.new-*.lock`
+OLD = ".old"  # where two renames put the folder they replace: `.<name>.new-*.old`, under its staging folder's lock
+TEMPORARY = ".tmp"  # a file being written is `.<name>.*.tmp`, flock-held by its writer until it is renamed
 
 
 class MachineFailure(BaseException):
@@ -48,19 +50,32 @@ def machine_failures(path: Path) -> Iterator[None]:
         raise
 
 
+def _locked_temporary(path: Path) -> tuple[int, str]:
+    """A new temporary file beside `path`, open and flock-held, so that `remove_dead_leftovers` removes it only once
+    its writer is dead; made again if that removed it between its making and its lock."""
+    while True:
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY)
+        with contextlib.suppress(OSError):  # a filesystem without flock: the file is written alike, and never cleaned up
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        with contextlib.suppress(FileNotFoundError):
+            if os.path.samestat(os.fstat(handle), os.stat(temporary)):
+                return handle, temporary
+        os.close(handle)
+
+
 def write_atomically(path: Path, data: str | bytes) -> Path:
-    """Write `path` through a temporary file in its folder, synced, then renamed over it; returns the path. Raises
-    MachineFailure where the machine refuses (no space, no permission, a name too long)."""
+    """Write `path` through a temporary file in its folder (flock-held while written), synced, then renamed over it;
+    returns the path. Raises MachineFailure where the machine refuses (no space, no permission, a name too long)."""
     with machine_failures(path):
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        handle, temporary = _locked_temporary(path)
         try:
             os.fchmod(handle, 0o666 & ~_umask())  # as open() would make it (mkstemp's 0600 would hide runs from a group)
-            with os.fdopen(handle, "wb") as stream:
+            with os.fdopen(handle, "wb") as stream:  # closed, and its lock let go, only once renamed
                 stream.write(data.encode() if isinstance(data, str) else data)
                 stream.flush()
                 os.fsync(stream.fileno())
-            os.replace(temporary, path)
+                os.replace(temporary, path)
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise
@@ -71,9 +86,9 @@ def write_atomically(path: Path, data: str | bytes) -> Path:
 def staging_folder(target: Path) -> Iterator[Path]:
     """A new empty hidden folder `.<name>.new-*` beside `target` (same filesystem, so it renames), to build its next
     version in; removed on leaving unless `replace_folder` put it in place. While it is in use its lock file
-    (`<folder>.lock`) is held with flock, which the OS drops when the process dies: so the staging folders a killed
-    process left, and only those, are removed first (`remove_dead_staging`)."""
-    remove_dead_staging(target.parent)
+    (`<folder>.lock`) is held with flock, which the OS drops when the process dies: so what a killed process left beside
+    it, and only that, is removed first (`remove_dead_leftovers`)."""
+    remove_dead_leftovers(target.parent)
     with machine_failures(target):
         target.parent.mkdir(parents=True, exist_ok=True)
         handle, lock = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}{STAGED}", suffix=LOCK)
@@ -89,30 +104,56 @@ def staging_folder(target: Path) -> Iterator[Path]:
         os.close(handle)
 
 
-def remove_dead_staging(parent: Path) -> None:
-    """Remove every staging folder in `parent` whose lock file no live process holds (its maker was killed); a folder
-    without a lock file, or one whose lock is held, is left as it is."""
+def remove_dead_leftovers(parent: Path) -> None:
+    """Remove what killed processes left in `parent`, and only that: every staging folder and the folder two renames
+    set aside (`.old`) whose lock file no live process holds, and every temporary file its writer no longer holds.
+    A set-aside folder whose target is missing (killed between the two renames) is put back, the old folder kept.
+    What has no lock file, or whose lock is held, is left as it is."""
     for lock in parent.glob(f".*{STAGED}*{LOCK}"):
-        with contextlib.suppress(OSError):
-            handle = os.open(lock, os.O_RDWR)
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                shutil.rmtree(Path(str(lock).removesuffix(LOCK)), ignore_errors=True)
+        staged, old = Path(str(lock).removesuffix(LOCK)), Path(f"{str(lock).removesuffix(LOCK)}{OLD}")
+        target = parent / lock.name[1:].rsplit(STAGED, 1)[0]
+        with _holding(lock) as dead, contextlib.suppress(OSError):
+            if dead:
+                if old.is_dir() and not target.exists():
+                    os.rename(old, target)
+                shutil.rmtree(staged, ignore_errors=True)
+                shutil.rmtree(old, ignore_errors=True)
                 lock.unlink()
-            finally:
-                os.close(handle)
+    for temporary in parent.glob(f".*{TEMPORARY}"):
+        with _holding(temporary) as dead, contextlib.suppress(OSError):
+            if dead:
+                temporary.unlink()
+
+
+@contextlib.contextmanager
+def _holding(path: Path) -> Iterator[bool]:
+    """Inside, whether this process holds `path`'s flock: taken only where no other process holds it (a live writer's
+    file, or one that is gone, gives False); let go on leaving."""
+    handle, held = None, False
+    try:
+        handle = os.open(path, os.O_RDONLY)
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        held = True
+    except OSError:
+        pass
+    try:
+        yield held
+    finally:
+        if handle is not None:
+            os.close(handle)
 
 
 def replace_folder(staged: Path, target: Path) -> None:
-    """Put the folder `staged` in `target`'s place in one step (the old `target` is then removed): a kill leaves the
-    old folder or the new one. Where the kernel cannot swap two paths, two renames (a kill between them leaves the
-    old folder beside, as `.<name>.new-*`)."""
+    """Put the folder `staged` (a `staging_folder`, whose lock is held) in `target`'s place in one step (the old
+    `target` is then removed): a kill leaves the old folder or the new one. Where the kernel cannot swap two paths, two
+    renames, the old folder set aside as `<staged>.old` (a kill between them leaves it, which the next report puts
+    back: `remove_dead_leftovers`)."""
     if not target.exists():
         os.rename(staged, target)
         return
     if not _exchange(staged, target):
-        old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old-"))
-        os.rename(target, old / target.name)
+        old = Path(f"{staged}{OLD}")
+        os.rename(target, old)
         os.rename(staged, target)
         staged = old
     shutil.rmtree(staged)

@@ -13,7 +13,7 @@ import base64
 import functools
 import json
 import zlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
@@ -23,12 +23,12 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, ValueType
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from ablate.config import (AUTO_SEEDS, AblateConfig, ConfigError, complete, format_value, key_type, no_such_key, refuse_unknown_keys, register_schema,
+from ablate.config import (AUTO_SEEDS, AblateConfig, ConfigError, complete, format_value, key_type, no_such_key, refuse_unknown_keys, register_schema, schema_typed,
                            to_node, typed, validate)
 from ablate.data.catalog import input_spec
 from ablate.networks.network import Description, Network, create_network
 from ablate.store import results
-from ablate.study import gpu_share, identity, resolve, variance
+from ablate.study import gpu_share, identity, launchers, resolve, variance
 from ablate.study.designs import DESIGNS, design_variants
 from ablate.study.variants import BASELINE, Variant, make_variant, one_off_keys, plan_variants
 
@@ -37,8 +37,6 @@ ROLES = ("study", "source")  # a variant of the study, or the pretraining run a 
 # The environment variable (set through hydra.job.env_set, so it rides with the job to any launcher's worker)
 # that holds a job's planned variant.
 SPEC_VARIABLE = "ABLATE_JOB_SPEC"
-# Launchers whose jobs run on other machines (SLURM, Ray): there `auto` is the job's to resolve.
-REMOTE_LAUNCHERS = ("hydra_submitit_launcher", "hydra_ray_launcher")
 
 
 def setup_hydra() -> None:
@@ -118,7 +116,13 @@ def refuse_loose_values(overrides: Sequence[str]) -> None:
 
 
 def typed_value(app: DictConfig, key: str, value: Any) -> Any:
-    """A factor's value as the schema types it (`0` at a float key is 0.0), so equal values make one variant."""
+    """A factor's value as the schema types it (`0` at a float key is 0.0), so equal values make one variant: by the
+    schema's section alone where it can (`schema_typed`, a whole config's merge costing some 0.1 s a value), else in
+    the whole config (your own network's keys, kept as written for its constructor to type)."""
+    own_network = key.startswith("model.") and OmegaConf.select(app, "model._target_", default=None) is not None
+    done, typed = (False, value) if own_network else schema_typed(key, value)
+    if done:
+        return typed
     node = app.copy()
     OmegaConf.update(node, key, value)
     return OmegaConf.select(complete(node), key)
@@ -238,11 +242,14 @@ class VariantPlan:
 @dataclass(frozen=True)
 class Plan:
     """Everything one command trains: the study's variants, then the pretraining runs they need; `multirun` when
-    Hydra sweeps them (a factor or a sweep file), else its one variant is a single run."""
+    Hydra sweeps them (a factor or a sweep file), else its one variant is a single run; `hydra`, the command line's
+    composed `hydra` node, says where its jobs run and how they log (a phase of it, a seeds=auto round or a +tune
+    phase, launches with its command's)."""
 
     variants: tuple[VariantPlan, ...]
     multirun: bool = False
     notes: tuple[str, ...] = ()  # lines the dry run prints under its header (a variance study's streams left out)
+    hydra: Optional[DictConfig] = field(default=None, compare=False)
 
     @property
     def study(self) -> VariantPlan:
@@ -266,12 +273,6 @@ def plan_variant(config: AblateConfig, variant: Variant, role: str = "study", de
         raise ConfigError(f"variant {variant.name}: {error}" if variant.overrides else str(error)) from None
     settings = identity.identity(config, resolved)
     return VariantPlan(role, variant, replace(config, variant=variant.name), resolved, settings, identity.identity_hash(settings), deferred=deferred)
-
-
-def runs_elsewhere(composed: DictConfig) -> bool:
-    """Whether the composed config's launcher starts its jobs on other machines (SLURM, Ray), whose GPUs decide `auto`."""
-    target = str(OmegaConf.select(composed, "hydra.launcher._target_", default=""))
-    return any(name in target for name in REMOTE_LAUNCHERS)
 
 
 def needs_source(cfg: AblateConfig) -> bool:
@@ -307,7 +308,7 @@ def build(overrides: Sequence[str], config_dir: Optional[str] = None) -> Plan:
         del app["hydra"]
     refuse_unknown_keys(app)
     validate(typed(app))  # the command line's own values first: a bad value is named before any factor's conflict
-    deferred = runs_elsewhere(composed)
+    deferred = launchers.runs_elsewhere(composed.hydra)
     config = typed(app)
     chosen = variance_variants(composed, overrides, config) if variance.enabled(config) else study_variants(composed, overrides, config_dir)
     planned = [plan_variant(_apply(app, variant), variant, deferred=deferred) for variant in chosen]
@@ -317,7 +318,7 @@ def build(overrides: Sequence[str], config_dir: Optional[str] = None) -> Plan:
     if sources:
         planned.append(plan_variant(source_config(sources[0]), Variant(BASELINE), role="source", deferred=deferred))
     multirun = str(OmegaConf.select(composed, "hydra.mode", default="")).endswith("MULTIRUN") or bool(factors_of(composed, overrides))
-    return Plan(tuple(planned), multirun, tuple(variance.left_out(config)) if variance.enabled(config) else ())
+    return Plan(tuple(planned), multirun, tuple(variance.left_out(config)) if variance.enabled(config) else (), composed.hydra)
 
 
 def variance_variants(composed: DictConfig, overrides: Sequence[str], config: AblateConfig) -> list[Variant]:

@@ -69,6 +69,12 @@ def source_of(config: AblateConfig) -> str:
     return ALL if len(per_seed) == len(varied) > 1 else per_seed[0] if len(per_seed) == 1 else ""
 
 
+def title(config: AblateConfig) -> str:
+    """What `ablate run` says it launches: the sources, each alone, then all of them (no baseline)."""
+    varied = sources(config)[0]
+    return f"variance by source, {len(varied) + 1} variant(s): {', '.join(varied)} each alone, then all together"
+
+
 def left_out(config: AblateConfig) -> list[str]:
     """The dry run's lines naming each listed stream the study leaves out, and why."""
     return [f"  variance: {name} left out ({reason})" for name, reason in sources(config)[1].items()]

@@ -20,7 +20,7 @@ from omegaconf import OmegaConf
 from torch import Tensor
 
 from ablate import trackers
-from ablate.config import AUTO_SEEDS, FIXED_SPLIT, AblateConfig, ConfigError, flatten_config, format_value, to_node
+from ablate.config import AUTO_SEEDS, FIXED_SPLIT, AblateConfig, ConfigError, flatten_config, format_value, plain, to_node
 from ablate.data.datasets import Dataset, load_dataset
 from ablate.networks import weights
 from ablate.store import checkpoints, provenance, results
@@ -51,6 +51,17 @@ def is_done(folder: Path, retry_failed: bool = False) -> bool:
     return record is not None and (record["status"] == "ok" or not retry_failed)
 
 
+def has_runs_to_train(variant: VariantPlan) -> bool:
+    """Whether any of the variant's runs is not done (`is_done`): only such a variant is worth a launcher's job."""
+    return not all(is_done(run.folder, variant.config.retry_failed) for run in variant.runs)
+
+
+def log_skipped(variant: VariantPlan, skipped: int, busy: int = 0, to_train: int = 0) -> None:
+    """Say how many of a variant's runs are not trained now: finished ones, and those another process is training."""
+    others = f", {busy} being trained by another process" if busy else ""
+    log.info(f"{variant.study}/{variant.variant.name}: {skipped} finished run(s) skipped{others}, {to_train} to train")
+
+
 def run_variant(variant: VariantPlan) -> VariantSummary:
     """Train the seeds of a planned variant that are not done and have no other trainer, and store every outcome."""
     cfg, name = variant.config, variant.variant.name
@@ -66,8 +77,7 @@ def run_variant(variant: VariantPlan) -> VariantSummary:
     busy = [seed for seed in pending if seed not in mine]
     skipped = len(runs) - len(pending)
     if skipped or busy:
-        others = f", {len(busy)} being trained by another process" if busy else ""
-        log.info(f"{cfg.study}/{name}: {skipped} finished run(s) skipped{others}, {len(mine)} to train")
+        log_skipped(variant, skipped, len(busy), len(mine))
     try:
         if not mine:
             return VariantSummary(cfg.study, name, 0, skipped, 0)
@@ -151,12 +161,10 @@ def _train_and_store(variant: VariantPlan, seeds: list[int], locks: Mapping[int,
                    "strategy": result.strategy, "strategy_note": note, "wall_seconds": round(result.wall_seconds, 3),
                    "resumed": result.resumed,
                    "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-        node = to_node(seed_cfg)
-        config_yaml = OmegaConf.to_yaml(node)
-        results.write_run(folders[result.seed], config_yaml, result.history, metrics, result.state_dict)
+        results.write_run(folders[result.seed], OmegaConf.to_yaml(to_node(seed_cfg)), result.history, metrics, result.state_dict)
         checkpoints.remove(folders[result.seed])  # after metrics.json: the run is finished, its checkpoint is spent
         locks[result.seed].release()
-        trackers.log_run(cfg.logger, flatten_config(OmegaConf.to_container(node)), metrics, result.history, result.metrics)
+        trackers.log_run(cfg.logger, flatten_config(plain(seed_cfg)), metrics, result.history, result.metrics)
         if result.status != "ok":
             log.warning(f"{cfg.study}/{name} seed {result.seed}: {result.status}: {result.error.splitlines()[0]}")
         if note:
