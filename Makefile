@@ -51,9 +51,10 @@ run: install ## train the demo study on embedded MNIST; its report under reports
 	$(BIN)/ablate report runs/demo
 
 # Tests run in $(TEST_WORKERS) processes (pytest-xdist), one torch thread each: more threads than cores make
-# torch's threads spin against each other and run several times slower.
+# torch's threads spin against each other and run several times slower. --dist loadgroup: the tests of one daemon
+# (xdist_group "ray", "slurm") run in one process, which starts the daemon once; the groups are handed out first.
 TEST_WORKERS ?= 2
-PYTEST := OMP_NUM_THREADS=1 $(BIN)/pytest -q -n $(TEST_WORKERS)
+PYTEST := OMP_NUM_THREADS=1 $(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 test: install-dev ## every test, what CI runs (CPU, tiny studies; SLURM, Ray and trackers too)
 	$(PYTEST)

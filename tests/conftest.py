@@ -1,6 +1,6 @@
 """Shared helpers: tiny data settings, a way to run the `ablate` command in a temp folder (in this process, or as a
-process where only a process shows it), plans of a command line, and a fresh working folder for every test (so no
-test reads what a user left in the checkout)."""
+process where only a process shows it), plans of a command line, a fresh working folder for every test (so no
+test reads what a user left in the checkout), and the one Ray head every Ray test joins."""
 
 from __future__ import annotations
 
@@ -8,8 +8,11 @@ import contextlib
 import io
 import logging
 import os
+import shutil
 import signal
+import socket
 import subprocess
+import tempfile
 import sys
 import traceback
 import warnings
@@ -133,6 +136,51 @@ def _own_working_folder(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
     or a check remembered by a user's earlier command can never decide a result."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+
+
+# Ray on this machine only: no usage report, no auth token written to ~/.ray, loopback addresses
+# (Ray swaps 127.0.0.1 for the machine's address unless its single-machine mode is on).
+RAY_OFFLINE = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def _ray_instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`ray start --head` as on a cluster, once per test process (the Ray tests share the xdist group "ray", so one
+    process runs them all): 2 CPUs and 2 GPUs that do not exist (Ray only counts them; a CPU job asks for none), in a
+    folder of its own, so its workers start there and not where `ablate run` is typed. Its workers take the
+    environment `ray start` had, so they get a cache folder of their own. Yields its address, then ends its
+    processes (and only them: the process group `ray start` made)."""
+    folder = Path(tempfile.mkdtemp(prefix="ray-"))  # short: Ray's socket paths under it must stay below 108 bytes
+    env = {**os.environ, **RAY_OFFLINE, "XDG_CACHE_HOME": str(tmp_path_factory.mktemp("ray-cache"))}
+    port = free_port()
+    start = subprocess.Popen(
+        [str(Path(sys.executable).parent / "ray"), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
+         f"--dashboard-agent-listen-port={free_port()}", "--num-cpus=2", "--num-gpus=2", "--include-dashboard=false",
+         "--disable-usage-stats", f"--temp-dir={folder}"],
+        cwd=folder, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output = start.communicate(timeout=120)[0]
+    try:
+        assert start.returncode == 0, output
+        yield f"127.0.0.1:{port}"
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # Ray's processes keep the process group `ray start` made
+            os.killpg(start.pid, signal.SIGKILL)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def ray_head(_ray_instance: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The address of the running Ray head, with this test's environment set to reach it as its own machine does."""
+    for name, value in RAY_OFFLINE.items():
+        monkeypatch.setenv(name, value)
+    return _ray_instance
 
 
 @pytest.fixture

@@ -1,18 +1,13 @@
-"""The same study through Hydra's launchers: the same run folders and the same numbers as the basic one."""
+"""Studies through Hydra's launchers: the same run folders, numbers and decisions as the basic one, trained in the
+launcher's workers; the Ray preset's GPU request; a CUDA study sent from a CPU host; a tuned study's phases."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import torch
@@ -20,90 +15,6 @@ from conftest import TINY, run_ablate
 
 from ablate.store import results
 from ablate.study.plan import compose_config
-
-STUDY = ["+sweep=head", "seeds=[0,1]", *TINY]
-
-
-def numbers(root: Path) -> dict[str, tuple]:
-    """Each finished run's path under runs/ and its metrics that training decides."""
-    found = {}
-    for path in sorted(root.glob("runs/head/*/seed=*")):
-        record = results.read_metrics(path)
-        found[path.relative_to(root / "runs").as_posix()] = (record["status"], record["test_acc"], record["test_loss"], record["train_loss"])
-    return found
-
-
-def same_numbers(mine: dict[str, tuple], theirs: dict[str, tuple]) -> bool:
-    """Same runs, same status and accuracy; losses equal up to float summation order (joblib and Ray run their
-    workers with fewer threads, which reorders oneDNN's sums: the 7th significant digit of a loss may differ)."""
-    return mine.keys() == theirs.keys() and all(
-        mine[k][:2] == theirs[k][:2] and mine[k][2:] == pytest.approx(theirs[k][2:], rel=1e-6) for k in mine)
-
-
-# Ray on this machine only: no usage report, no auth token written to ~/.ray, loopback addresses
-# (Ray swaps 127.0.0.1 for the machine's address unless its single-machine mode is on).
-RAY_OFFLINE = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
-
-
-def free_port() -> int:
-    """A TCP port on loopback that nothing listens on now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@pytest.fixture
-def ray_head(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A running Ray instance, as on a cluster: `ray start --head` in a folder of its own, so its workers start
-    there and not where `ablate run` is typed; yields its address, then ends its processes (and only them)."""
-    for name, value in RAY_OFFLINE.items():
-        monkeypatch.setenv(name, value)
-    folder = Path(tempfile.mkdtemp(prefix="ray-"))  # short: Ray's socket paths under it must stay below 108 bytes
-    port = free_port()
-    start = subprocess.Popen(
-        [str(Path(sys.executable).parent / "ray"), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
-         f"--dashboard-agent-listen-port={free_port()}", "--num-cpus=2", "--include-dashboard=false",
-         "--disable-usage-stats", f"--temp-dir={folder}"],
-        cwd=folder, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    output = start.communicate(timeout=120)[0]
-    try:
-        assert start.returncode == 0, output
-        yield f"127.0.0.1:{port}"
-    finally:
-        with contextlib.suppress(ProcessLookupError):  # Ray's processes keep the process group `ray start` made
-            os.killpg(start.pid, signal.SIGKILL)
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def launcher_overrides(launcher: str, request: pytest.FixtureRequest) -> list[str]:
-    """The overrides that choose a launcher preset; Ray's joins the running instance of `ray_head` by its address,
-    the path where ray.init must get no object_store_memory (hydra issue #2893)."""
-    if launcher == "ray_tasks":
-        return ["hydra/launcher=ray_tasks", f"hydra.launcher.ray.init.address={request.getfixturevalue('ray_head')}"]
-    return [f"hydra/launcher={launcher}"]
-
-
-@pytest.fixture(scope="module")
-def basic_numbers(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple]:
-    """The study's runs and numbers through Hydra's basic launcher: the reference, trained once for every launcher."""
-    folder = tmp_path_factory.mktemp("basic")
-    assert run_ablate("run", *STUDY, cwd=folder).returncode == 0
-    return numbers(folder)
-
-
-@pytest.mark.parametrize("launcher", ["parallel", "slurm_local", pytest.param("ray_tasks", marks=pytest.mark.slow)])  # Ray: a daemon
-def test_a_launcher_gives_the_same_runs_and_numbers_as_the_basic_launcher(
-        tmp_path: Path, launcher: str, basic_numbers: dict[str, tuple], request: pytest.FixtureRequest) -> None:
-    other = tmp_path / launcher
-    other.mkdir()
-    chosen = launcher_overrides(launcher, request)
-    result = run_ablate("run", *STUDY, *chosen, cwd=other, process=True)  # launchers start their workers
-    assert result.returncode == 0, result.stderr
-    assert len(basic_numbers) == 4 and same_numbers(numbers(other), basic_numbers)
-    stamps = sorted(p.stat().st_mtime_ns for p in other.glob("runs/head/*/seed=*/metrics.json"))
-    again = run_ablate("run", *STUDY, *chosen, cwd=other, process=True)  # resume: nothing is trained again
-    assert again.returncode == 0 and "4 ok" in again.stdout
-    assert sorted(p.stat().st_mtime_ns for p in other.glob("runs/head/*/seed=*/metrics.json")) == stamps
 
 
 @pytest.mark.parametrize(("device", "cuda_visible", "gpus"), [("cpu", True, 0), ("auto", False, 0), ("auto", True, 1), ("cuda", True, 1)])
@@ -127,6 +38,16 @@ def test_a_cuda_study_sent_to_slurm_from_a_cpu_host_is_not_refused_there_and_eac
 
 # seeds=auto in two rounds of one seed (budget 2): round 1 trains seed 0 of both variants, round 2 seed 1.
 ADAPTIVE = ["model.batchnorm=true,false", "seeds=auto", "adaptive.budget=2", "adaptive.batch=1", "study=auto", *TINY]
+# Ray's preset joins the running head of conftest's `ray_head` by its address, the path where ray.init must get no
+# object_store_memory (hydra issue #2893); all Ray tests share that head, so they run in one xdist process.
+RAY = pytest.param("ray_tasks", marks=[pytest.mark.slow, pytest.mark.xdist_group("ray")])  # Ray: a daemon
+
+
+def launcher_overrides(launcher: str, request: pytest.FixtureRequest) -> list[str]:
+    """The overrides that choose a launcher preset (Ray's with the running head's address)."""
+    if launcher == "ray_tasks":
+        return ["hydra/launcher=ray_tasks", f"hydra.launcher.ray.init.address={request.getfixturevalue('ray_head')}"]
+    return [f"hydra/launcher={launcher}"]
 
 
 def submitted(*args: str, cwd: Path) -> tuple[int, str, int]:
@@ -138,13 +59,22 @@ def submitted(*args: str, cwd: Path) -> tuple[int, str, int]:
 
 
 def rounds(root: Path, study: str) -> dict[str, tuple]:
-    """Each run of a study: the seeds of the round (or phase) it was trained in, its status and accuracy, the pid that trained it."""
+    """Each run of a study: the seeds of the round (or phase) it was trained in, its status, accuracy and losses,
+    the pid that trained it."""
     found = {}
     for path in sorted(root.glob(f"runs/{study}/*/seed=*")):
         record = results.read_metrics(path)
         found[path.relative_to(root / "runs").as_posix()] = (tuple(record["planned_seeds"]), record["status"], record["test_acc"],
-                                                             record["process"]["pid"])
+                                                             (record["test_loss"], record["train_loss"]), record["process"]["pid"])
     return found
+
+
+def same_runs(mine: dict[str, tuple], theirs: dict[str, tuple]) -> bool:
+    """Same run folders, each trained in the same round with the same status and accuracy; losses equal up to float
+    summation order (joblib and Ray run their workers with fewer threads, which reorders oneDNN's sums: the 7th
+    significant digit of a loss may differ)."""
+    return mine.keys() == theirs.keys() and all(
+        mine[k][:3] == theirs[k][:3] and mine[k][3] == pytest.approx(theirs[k][3], rel=1e-6) for k in mine)
 
 
 def decisions(output: str) -> str:
@@ -154,26 +84,31 @@ def decisions(output: str) -> str:
 
 @pytest.fixture(scope="module")
 def adaptive_here(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, tuple], str]:
-    """The seeds=auto study through the basic launcher, in this process: the reference every launcher must decide alike."""
+    """The seeds=auto study through the basic launcher, in this process: the reference every launcher must match."""
     folder = tmp_path_factory.mktemp("adaptive-basic")
     result = run_ablate("run", *ADAPTIVE, cwd=folder)
     assert result.returncode == 0, result.stderr
     found = rounds(folder, "auto")
-    assert {run[3] for run in found.values()} == {os.getpid()}  # the basic launcher trains in the submitting process
+    assert {run[4] for run in found.values()} == {os.getpid()}  # the basic launcher trains in the submitting process
     return found, decisions(result.stdout)
 
 
-@pytest.mark.parametrize("launcher", ["parallel", pytest.param("ray_tasks", marks=pytest.mark.slow)])  # Ray: a daemon
-def test_seeds_auto_trains_each_round_in_the_launchers_workers_and_decides_as_in_process(
+@pytest.mark.parametrize("launcher", ["parallel", "slurm_local", RAY])
+def test_a_launcher_trains_each_round_in_its_workers_with_the_basic_launchers_runs_numbers_and_decisions(
         tmp_path: Path, launcher: str, adaptive_here: tuple[dict[str, tuple], str], request: pytest.FixtureRequest) -> None:
     here, decided = adaptive_here
-    submitter, output, status = submitted("run", *ADAPTIVE, *launcher_overrides(launcher, request), cwd=tmp_path)
+    command = ["run", *ADAPTIVE, *launcher_overrides(launcher, request)]
+    submitter, output, status = submitted(*command, cwd=tmp_path)
     assert status == 0, output
     found = rounds(tmp_path, "auto")
-    assert {path: run[:3] for path, run in found.items()} == {path: run[:3] for path, run in here.items()}
+    assert len(found) == 4 and same_runs(found, here)  # the same run folders and numbers as the basic launcher's
     assert {run[0] for run in found.values()} == {(0,), (1,)}  # two rounds, one seed each
-    assert submitter not in {run[3] for run in found.values()}  # every round's runs trained in the launcher's workers
+    assert submitter not in {run[4] for run in found.values()}  # every round's runs trained in the launcher's workers
     assert decisions(output) == decided and output.count("Ablation: a round of seeds=auto") == 2
+    stamps = sorted(p.stat().st_mtime_ns for p in tmp_path.glob("runs/auto/*/seed=*/metrics.json"))
+    again = run_ablate(*command, cwd=tmp_path)  # the same command again: decided from the stored runs, nothing trains
+    assert again.returncode == 0 and "Study auto: 4 ok" in again.stdout and "Ablation: a round" not in again.stdout
+    assert sorted(p.stat().st_mtime_ns for p in tmp_path.glob("runs/auto/*/seed=*/metrics.json")) == stamps
 
 
 def test_a_tuned_study_trains_both_phases_in_the_launchers_workers(tmp_path: Path) -> None:
@@ -185,5 +120,5 @@ def test_a_tuned_study_trains_both_phases_in_the_launchers_workers(tmp_path: Pat
     assert status == 0, output
     tuning, final = rounds(tmp_path, "t.tune"), rounds(tmp_path, "t")
     assert len(tuning) == 4 and {run[0] for run in tuning.values()} == {(100, 101)} and len(final) == 1
-    assert submitter not in {run[3] for run in [*tuning.values(), *final.values()]}
+    assert submitter not in {run[4] for run in [*tuning.values(), *final.values()]}
     assert "Ablation: tuning, 2 variant(s) of study t.tune" in output and "Ablation: final runs, 1 variant(s)" in output

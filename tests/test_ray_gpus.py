@@ -4,21 +4,13 @@ Ray head declaring two fake GPUs on this CPU machine."""
 from __future__ import annotations
 
 import collections
-import contextlib
-import os
-import shutil
-import signal
-import subprocess
-import sys
-import tempfile
 from datetime import datetime
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Optional
 
 import pytest
 import torch
 from conftest import TINY, run_ablate
-from test_launchers import RAY_OFFLINE, free_port
 
 from ablate import recipe
 from ablate.store import results
@@ -52,26 +44,6 @@ def test_the_ray_presets_gpu_share_comes_from_the_baselines_memory_on_the_gpu_se
     assert composed.hydra.launcher.ray.remote.num_gpus == gpus
 
 
-@pytest.fixture
-def ray_head_with_two_gpus(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """`ray start --head` declaring 2 GPUs (none exist: Ray only counts them) and 2 CPUs, in a folder of its own;
-    yields its address, then ends its process group (only Ray's processes)."""
-    for name, value in RAY_OFFLINE.items():
-        monkeypatch.setenv(name, value)
-    folder, port = Path(tempfile.mkdtemp(prefix="ray-")), free_port()
-    command = [str(Path(sys.executable).parent / "ray"), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
-               f"--dashboard-agent-listen-port={free_port()}", "--num-cpus=2", "--num-gpus=2", "--include-dashboard=false",
-               "--disable-usage-stats", f"--temp-dir={folder}"]
-    start = subprocess.Popen(command, cwd=folder, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        assert start.wait(timeout=120) == 0, start.stdout.read() if start.stdout else ""
-        yield f"127.0.0.1:{port}"
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(start.pid, signal.SIGKILL)
-        shutil.rmtree(folder, ignore_errors=True)
-
-
 def most_at_once(spans: list[tuple[float, float]]) -> int:
     """The most spans (start, end) open at one instant."""
     events = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])  # an end before a start at a tie
@@ -83,10 +55,10 @@ def most_at_once(spans: list[tuple[float, float]]) -> int:
 
 
 @pytest.mark.slow  # a Ray daemon
-def test_a_studys_jobs_share_two_fake_gpus_at_the_share_asked_and_record_the_gpu_they_were_given(
-        tmp_path: Path, ray_head_with_two_gpus: str) -> None:
+@pytest.mark.xdist_group("ray")  # conftest's one Ray head, which declares the two fake GPUs
+def test_a_studys_jobs_share_two_fake_gpus_at_the_share_asked_and_record_the_gpu_they_were_given(tmp_path: Path, ray_head: str) -> None:
     result = run_ablate("run", "+sweep=all", "seeds=[0]", *TINY, "hydra/launcher=ray_tasks",
-                        f"hydra.launcher.ray.init.address={ray_head_with_two_gpus}",
+                        f"hydra.launcher.ray.init.address={ray_head}",
                         "hydra.launcher.ray.remote.num_gpus=0.25", "hydra.launcher.ray.remote.num_cpus=0.25", cwd=tmp_path, process=True)
     assert result.returncode == 0, result.stderr
     spans = collections.defaultdict(list)

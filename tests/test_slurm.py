@@ -1,6 +1,7 @@
-"""Studies through real sbatch jobs (hydra/launcher=slurm on a local slurmctld/slurmd): one job requeued mid-run,
-the study completes with the numbers of an undisturbed one, and the seeds that were training go on where they stopped;
-and seeds=auto, whose every round is a job array on the cluster, decided in the submitting process."""
+"""Studies through real sbatch jobs (hydra/launcher=slurm on a local slurmctld/slurmd): each variant's job requeued
+mid-run, one by SLURM's SIGTERM and one by submitit's SIGUSR2, the study completes with the numbers of an undisturbed
+one, and the seeds that were training go on where they stopped; and seeds=auto, whose every round is a job array on the
+cluster, decided in the submitting process."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from slurm_cluster import cluster, missing
 
 from ablate.store import checkpoints, results
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # SLURM daemons: slurmctld, slurmd, munged
+# SLURM daemons: slurmctld, slurmd, munged; one cluster for the module, so its tests run in one xdist process.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900), pytest.mark.xdist_group("slurm")]
 
 STUDY = ["+sweep=head", "seeds=[0,1]", *TINY, "data.train_size=1024", "train.epochs=3"]
 # The slurm preset sized for the 2-CPU test node: no GPU, one core and no memory request per job.
@@ -63,43 +65,54 @@ def undisturbed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple]:
     return {path.replace("undisturbed", "requeued"): found for path, found in numbers(root).items()}
 
 
-# scontrol requeue: SLURM's SIGTERM, ablate checkpoints and ends, SLURM restarts the job. SIGUSR2: what submitit has
-# SLURM send before a time limit (hydra.launcher.signal_delay_s); ablate checkpoints, then submitit requeues the job.
-REQUEUES = {"SIGTERM": lambda job: ["scontrol", "requeue", job], "SIGUSR2": lambda job: ["scancel", "--signal=USR2", job]}
+# Each variant's job is requeued once it has written its first checkpoint (epoch 1 of seed 0 done: mid-run). scontrol
+# requeue: SLURM's SIGTERM, ablate checkpoints and ends, SLURM restarts the job. SIGUSR2: what submitit has SLURM send
+# before a time limit (hydra.launcher.signal_delay_s); ablate checkpoints, then submitit requeues the job.
+REQUEUES = {"baseline": ("SIGTERM", lambda job: ["scontrol", "requeue", job]),
+            "model.head=gap": ("SIGUSR2", lambda job: ["scancel", "--signal=USR2", job])}
 
 
-@pytest.mark.parametrize("requeue", REQUEUES)
-def test_requeued_job_resumes_its_seeds_and_the_study_matches_an_undisturbed_one(
-        tmp_path: Path, slurm: dict[str, str], undisturbed: dict[str, tuple], requeue: str) -> None:
+def requeued_mid_run(root: Path, study: subprocess.Popen, env: dict[str, str]) -> dict[str, tuple[str, dict]]:
+    """Requeue each variant's job as REQUEUES says the moment its first checkpoint exists, and wait until the process
+    that trained it has ended; per variant its job and the checkpoint each of its unfinished seeds had then."""
+    signalled, stopped = {}, {}
+    deadline = time.time() + 300
+    while len(stopped) < len(REQUEUES) and time.time() < deadline and study.poll() is None:
+        for variant, (_, requeue) in REQUEUES.items():
+            run = root / f"runs/head/{variant}/seed=0"
+            if variant not in signalled and (run / checkpoints.CHECKPOINT_FILE).is_file():
+                signalled[variant] = trainer_of(run)
+                subprocess.run(requeue(signalled[variant][1]), env=env, check=True)
+            elif variant in signalled and variant not in stopped and not signalled[variant][0].exists():  # it checkpointed and ended
+                stopped[variant] = (signalled[variant][1], {seed: checkpoints.read(folder) for seed in (0, 1)
+                                    if (folder := run.parent / f"seed={seed}").is_dir() and not results.is_finished(folder)})
+        time.sleep(0.05)
+    return stopped
+
+
+def test_jobs_requeued_by_sigterm_and_by_sigusr2_resume_their_seeds_and_the_study_matches_an_undisturbed_one(
+        tmp_path: Path, slurm: dict[str, str], undisturbed: dict[str, tuple]) -> None:
     env = {**os.environ, **slurm, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     requeued = tmp_path / "requeued"
     requeued.mkdir()
     study = subprocess.Popen([sys.executable, "-m", "ablate", "run", *STUDY, *ON_SLURM], cwd=requeued, env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    run = requeued / "runs/head/model.head=gap/seed=0"
-    deadline = time.time() + 120
-    while not (run / checkpoints.CHECKPOINT_FILE).is_file() and time.time() < deadline and study.poll() is None:
-        time.sleep(0.05)
-    process, job = trainer_of(run)  # epoch 1 of seed 0 is done: its job is mid-run
-    subprocess.run(REQUEUES[requeue](job), env=env, check=True)
-    while process.exists() and time.time() < deadline:  # it checkpoints and ends
-        time.sleep(0.05)
-    stopped = {seed: checkpoints.read(folder) for seed in (0, 1)
-               if (folder := run.parent / f"seed={seed}").is_dir() and not results.is_finished(folder)}
-    output, _ = study.communicate(timeout=180)
+    stopped = requeued_mid_run(requeued, study, env)
+    output, _ = study.communicate(timeout=300)
 
     assert study.returncode == 0, output
-    assert restarts(job, env) == "Restarts=1"  # the requeue it survived
-    other = job.rsplit("_", 1)[0] + ("_0" if job.endswith("_1") else "_1")
-    assert restarts(other, env) == "Restarts=0"  # the other variant's job ran undisturbed
+    assert stopped.keys() == REQUEUES.keys(), f"requeued mid-run: {sorted(stopped)}\n{output}"
     assert numbers(requeued) == undisturbed
-    assert stopped[0] is not None, "the requeued job wrote no checkpoint"
-    log = next(requeued.glob(f"runs/.submitit/{job}/{job}_0_log.out")).read_text()
-    assert f"stopped by {requeue}; checkpoint written" in log and "resuming seed 0 of variant head/model.head=gap" in log
-    for seed, found in stopped.items():  # every seed that had started went on from where it stopped, not from scratch
-        if found is not None:
-            resumed = results.read_metrics(run.parent / f"seed={seed}")["resumed"]
-            assert resumed[-1] == {"epoch": found[1].epoch, "step": found[1].step}
+    for variant, (job, seeds) in stopped.items():
+        signal_name = REQUEUES[variant][0]
+        assert restarts(job, env) == "Restarts=1"  # the one requeue it survived (the other variant's signal missed it)
+        assert seeds[0] is not None, f"the job requeued by {signal_name} wrote no checkpoint"
+        log = next(requeued.glob(f"runs/.submitit/{job}/{job}_0_log.out")).read_text()
+        assert f"stopped by {signal_name}; checkpoint written" in log and f"resuming seed 0 of variant head/{variant}" in log
+        for seed, found in seeds.items():  # every seed that had started went on from where it stopped, not from scratch
+            if found is not None:
+                resumed = results.read_metrics(requeued / f"runs/head/{variant}/seed={seed}")["resumed"]
+                assert resumed[-1] == {"epoch": found[1].epoch, "step": found[1].step}
     assert not list(requeued.glob("runs/**/checkpoint.pt"))
 
 
