@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import itertools
+import platform
 
 import pytest
 import torch
@@ -11,8 +14,9 @@ from ablate.config import DataConfig, ModelConfig, SeedStreamsConfig, TrainConfi
 from ablate.data.datasets import Dataset, load_dataset
 from ablate.networks.network import build_model
 from ablate.training.checkpoint import Hooks, Stopped
+from ablate.training import engine, memory
 from ablate.training.engine import train_seed, train_seeds
-from ablate.training.loop import evaluate
+from ablate.training.loop import SeedResult, evaluate
 from ablate.training.strategies import EagerTrainer
 
 CPU = torch.device("cpu")
@@ -92,3 +96,27 @@ def test_a_group_stopped_mid_epoch_resumes_to_the_uninterrupted_numbers_masks_an
     strip = lambda rows: [{k: v for k, v in row.items() if k != "seconds"} for row in rows]  # noqa: E731
     assert [strip(r.history) for r in resumed] == [strip(r.history) for r in whole]
     assert resumed[0].resumed == [{"epoch": 1, "step": 3}] and not whole[0].resumed
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the setting is glibc's malloc's")
+def test_keeping_freed_memory_on_the_cpu_leaves_the_trained_numbers_bit_equal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """glibc keeping freed memory for the next step (training/memory.py) moves only where tensors lie: the same
+    weights and curves as when every block over 64 KB comes fresh from the kernel and goes back when freed."""
+    data = load_dataset(DataConfig(name="synthetic", train_size=128, test_size=32, image_size=16))  # 2 MB feature maps
+
+    def trained() -> SeedResult:
+        (result,) = train_seeds(ModelConfig(), TrainConfig(epochs=1, strategy="eager"), data, [0], CPU, "fp32", progress=False)
+        return result
+
+    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    with monkeypatch.context() as fresh_memory:
+        fresh_memory.setattr(engine, "keep_freed_memory", lambda: False)
+        libc.mallopt(memory.M_MMAP_THRESHOLD, 64 * 1024)
+        libc.mallopt(memory.M_TRIM_THRESHOLD, 64 * 1024)
+        fresh = trained()
+    memory.keep_freed_memory.cache_clear()
+    kept = trained()
+    assert memory.keep_freed_memory()  # glibc took the settings
+    strip = lambda rows: [{k: v for k, v in row.items() if k != "seconds"} for row in rows]  # noqa: E731
+    assert strip(kept.history) == strip(fresh.history)
+    assert all(torch.equal(kept.state_dict[name], fresh.state_dict[name]) for name in fresh.state_dict)

@@ -29,6 +29,7 @@ from ablate.networks.network import Description, create_network
 from ablate.store.checkpoints import SeedState
 from ablate.training.checkpoint import Hooks
 from ablate.training.loop import SeedResult, StepHook, steps_per_epoch, train_group
+from ablate.training.memory import keep_freed_memory
 from ablate.training.strategies import EagerTrainer, VectorizedTrainer, init_model
 from ablate.training.streams import stream_seeds
 
@@ -146,10 +147,13 @@ def train_seeds(
     vectorized group that runs out of memory is put back as two smaller vectorized groups, trained next, so a study
     never mixes strategies; any other error fails the group's seeds. `described`: the network's description where the
     caller has it (a variant's plan), so a vectorized group's memory is planned without describing it again.
-    `streams`: where each seed's streams take their seeds (`seed_streams.*`).
+    `streams`: where each seed's streams take their seeds (`seed_streams.*`). On the CPU, glibc's malloc keeps freed
+    memory from here on (ablate/training/memory.py).
     """
     if train_cfg.strategy not in ("eager", "vectorized"):
         raise ValueError(f"train_seeds needs a resolved strategy (eager or vectorized), not {train_cfg.strategy!r}")
+    if device.type == "cpu":
+        keep_freed_memory()  # for the rest of the process: the numbers are the same, the page faults gone
     data = data.to(device)
     steps = steps_per_epoch(data, train_cfg)
     states = {seed: state for seed in seeds if (state := hooks.resume(seed)) is not None}
