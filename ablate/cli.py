@@ -233,13 +233,14 @@ def _train_here(phase: Any, hydra: Any, jobs: list[list[str]], title: str) -> No
     jobs (its logging, and under a sweep its lines: the phase's title, then each job's overrides before it trains),
     without composing each job's config again: the plan already holds it, checked."""
     from hydra.core.utils import configure_log, filter_overrides
+    from hydra_plugins.ablate_sweeper.ablate_sweeper import announce
 
     from ablate.training import runner
 
     configure_log(hydra.job_logging, hydra.verbose)
     variants = [v for v in phase.variants if v.role == "study"]
     if jobs:
-        log.info(f"Ablation: {title}")
+        announce(title)
         log.info(f"Launching {len(jobs)} jobs locally")
     for index, variant in enumerate(variants):
         if jobs:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import statistics
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 import pytest
@@ -118,14 +119,20 @@ def batchnorm_study(runs: Path) -> None:
         stored(runs, "bn", "model.batchnorm=true,train.lr=0.01", seed, 0.01, True, test_acc=tuned)
 
 
-@pytest.fixture(scope="module")
-def batchnorm_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    """The BatchNorm study reported once (its folder, the report's output) for the tests that read its files."""
-    workdir = tmp_path_factory.mktemp("batchnorm")
-    batchnorm_study(workdir / "runs")
+def reported_once(tmp_path_factory: pytest.TempPathFactory, study: Callable[[Path], None]) -> tuple[Path, str]:
+    """A stored study (written by `study` into runs/) reported once: its folder and the report's output, for the
+    tests of a module that read its files."""
+    workdir = tmp_path_factory.mktemp(study.__name__)
+    study(workdir / "runs")
     reported = run_ablate("report", "runs/bn", cwd=workdir)
     assert reported.returncode == 0, reported.stderr
     return workdir, reported.stdout
+
+
+@pytest.fixture(scope="module")
+def batchnorm_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """The BatchNorm study reported once."""
+    return reported_once(tmp_path_factory, batchnorm_study)
 
 
 def test_the_report_shows_each_variant_at_its_own_best_and_flags_the_verdict_that_tuning_changed(
@@ -187,12 +194,8 @@ def three_point_study(runs: Path) -> None:
 
 @pytest.fixture(scope="module")
 def three_point_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    """The three-point study reported once (its folder, the report's output) for the tests that read its page."""
-    workdir = tmp_path_factory.mktemp("three_point")
-    three_point_study(workdir / "runs")
-    reported = run_ablate("report", "runs/bn", cwd=workdir)
-    assert reported.returncode == 0, reported.stderr
-    return workdir, reported.stdout
+    """The three-point study reported once."""
+    return reported_once(tmp_path_factory, three_point_study)
 
 
 def test_the_page_draws_the_tuning_curves_and_the_edge_note_names_only_a_choice_at_the_grids_end(

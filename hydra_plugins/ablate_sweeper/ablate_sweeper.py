@@ -47,9 +47,14 @@ class AblateSweeper(Sweeper):
         if self.jobs is None:
             raise RuntimeError("the ablate sweeper launches the jobs `ablate run` planned; start studies with `ablate run`")
         jobs = self.jobs
-        log.info(f"Ablation: {self.title}")
+        announce(self.title)
         returns = self.launcher.launch(jobs, initial_job_idx=0)
         return [r.return_value for r in returns]
+
+
+def announce(title: str) -> None:
+    """The line that opens a phase's jobs (`Ablation: 2 variant(s) (baseline + 1)`), wherever they are run."""
+    log.info(f"Ablation: {title}")
 
 
 @contextlib.contextmanager
